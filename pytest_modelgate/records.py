@@ -1,0 +1,117 @@
+"""What the gate measures: one record per HTTP attempt and one per test item per arm.
+
+These models are the contract between the measuring layer (client and transports), the pytest glue
+and the judge. They serialise to plain JSON-compatible dicts (``model_dump(mode="json")``) so that
+under pytest-xdist they ride on test reports from the workers to the controller unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Arm = Literal["stable", "candidate"]
+ARMS: tuple[Arm, Arm] = ("stable", "candidate")
+
+Outcome = Literal["passed", "failed", "skipped", "error"]
+
+# Error kinds an attempt can end with. ``None`` on a CallRecord means the attempt succeeded.
+ErrorKind = Literal[
+    "rate_limit",  # 429 that may be retried
+    "quota",  # 429/402/403 that means the account is out of money or quota: never retried
+    "server_error",  # 5xx
+    "timeout",
+    "connection",
+    "stream_cut",  # the SSE stream ended or broke before [DONE] / a finish_reason
+    "bad_request",  # 400, 422
+    "auth",  # 401
+    "permission",  # 403 that is not a quota error
+    "not_found",  # 404
+    "provider_error",  # HTTP 200 whose body reports an error (e.g. MiniMax base_resp)
+    "invalid_response",  # a body that is not an OpenAI chat completion
+    "http_error",  # any other non-2xx status
+]
+
+RETRYABLE_ERROR_KINDS: frozenset[str] = frozenset(
+    {"rate_limit", "server_error", "timeout", "connection", "stream_cut"}
+)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Usage(_Frozen):
+    """Token usage as the provider reported it; ``None`` where the provider did not say."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    # Prompt tokens served from the provider's cache (billed at the cached-input price).
+    cached_tokens: int | None = None
+    # Reasoning tokens are part of completion_tokens (billed as output), reported for visibility.
+    reasoning_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class CallRecord(_Frozen):
+    """One HTTP attempt to a chat-completions endpoint made inside a gated test."""
+
+    test_id: str
+    case_id: str
+    arm: Arm
+    model: str
+    repeat: int = 0
+    # Logical call number within the test (0-based); retries of one call share it.
+    call_index: int
+    # 1-based attempt number within the logical call.
+    attempt: int = 1
+    # Which client sent it: our own ``llm.chat`` or an ``llm.openai()`` client.
+    client: Literal["modelgate", "openai", "other"] = "modelgate"
+    endpoint: str = ""
+    started_at: float = Field(description="Wall-clock start, seconds since the epoch.")
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    status: int | None = None
+    error_kind: ErrorKind | None = None
+    error_message: str | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    finish_reason: str | None = None
+    # Whether the reply's text content parsed as JSON; None when there was no text content.
+    json_valid: bool | None = None
+    tool_calls: tuple[str, ...] = ()
+    streamed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the attempt returned a usable completion."""
+        return self.error_kind is None
+
+
+class TestRecord(_Frozen):
+    """One test item on one arm (and repeat): its outcome and every attempt it made."""
+
+    __test__ = False  # not a pytest test class
+
+    test_id: str
+    case_id: str
+    # The workflow this case belongs to: the test function's name unless a marker says otherwise.
+    workflow: str
+    arm: Arm
+    model: str
+    repeat: int = 0
+    outcome: Outcome
+    duration_s: float = 0.0
+    calls: tuple[CallRecord, ...] = ()
+    fallbacks: tuple[str, ...] = ()
+    # Short failure text (the first line of the error), for reports.
+    message: str | None = None
+
+
+class ModelIdentity(_Frozen):
+    """Which model played an arm, as written in the verdict."""
+
+    model: str
+    provider: str | None = None
+    base_url: str | None = None
