@@ -1,0 +1,328 @@
+"""Per-arm metrics computed from test records, and how each metric is compared and shown.
+
+Pure: no pytest, no numpy. ``compute_arm_metrics`` turns the ``TestRecord`` list of one arm into
+an ``ArmMetrics``; every metric a judge compares is a ``Measurement`` that carries the number of
+samples it rests on, so a p95 over four calls is never mistaken for a solid number. ``METRICS``
+describes the compared metrics (unit, direction, which ``GateLimits`` field bounds them) for every
+judge and for the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pytest_modelgate.records import CallRecord, TestRecord
+
+Unit = Literal["rate", "ms", "usd", "tokens", "number"]
+ChangeKind = Literal["points", "ratio"]
+
+__all__ = [
+    "METRICS",
+    "MISSING",
+    "ArmMetrics",
+    "ChangeKind",
+    "Measurement",
+    "MetricSpec",
+    "Unit",
+    "compute_arm_metrics",
+    "format_change",
+    "format_limit",
+    "format_value",
+    "metric_spec",
+    "percentile",
+]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One metric value of one arm and the number of samples it was computed from.
+
+    ``value`` is ``None`` when there is nothing to compute it from (``samples == 0``) or, for cost,
+    when part of the data is unknown.
+    """
+
+    value: float | None
+    samples: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmMetrics:
+    """Everything the gate measures about one arm (stable or candidate) of a run."""
+
+    n_tests: int
+    passed: int
+    failed: int
+    skipped: int
+    error: int
+    # passed / (passed + failed + error); skipped tests decide nothing.
+    pass_rate: Measurement
+    attempts: int
+    failed_attempts: int
+    # failed attempts / attempts; retries count, because each one is a call the provider failed.
+    error_rate: Measurement
+    # Distinct (test_id, repeat, call_index): calls the code made, before retries.
+    logical_calls: int
+    tests_with_fallback: int
+    # tests with >= 1 fallback / tests that ran (skipped tests ran no workflow).
+    fallback_rate: Measurement
+    latency_p50_ms: Measurement
+    latency_p95_ms: Measurement
+    ttft_p95_ms: Measurement
+    # Total cost / successful attempts; None as soon as one successful attempt has no price.
+    cost_per_call_usd: Measurement
+    # Sum of every known attempt cost; None under the same rule as cost_per_call_usd.
+    total_cost_usd: float | None
+    cost_known_calls: int
+    cost_unknown_calls: int
+    tokens_per_call: Measurement
+    # (error_kind, failed attempts), sorted by kind so equal runs compare equal.
+    error_kinds: tuple[tuple[str, int], ...]
+
+    def measurement(self, name: str) -> Measurement:
+        """The measurement called ``name`` (one of ``METRICS``' names)."""
+        if name not in _MEASUREMENT_FIELDS:
+            raise KeyError(f"unknown metric {name!r}; known: {', '.join(_MEASUREMENT_FIELDS)}")
+        value = getattr(self, name)
+        assert isinstance(value, Measurement)
+        return value
+
+    def error_kind_counts(self) -> dict[str, int]:
+        """Failed attempts per error kind, as a plain dict."""
+        return dict(self.error_kinds)
+
+
+_MEASUREMENT_FIELDS = (
+    "pass_rate",
+    "error_rate",
+    "fallback_rate",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "ttft_p95_ms",
+    "cost_per_call_usd",
+    "tokens_per_call",
+)
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) by linear interpolation, as numpy's default method.
+
+    With the values sorted as x[0..n-1], the percentile sits at the virtual index
+    h = (n - 1) * q / 100 and is x[floor(h)] + (h - floor(h)) * (x[floor(h) + 1] - x[floor(h)]).
+    ``None`` for no values.
+    """
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be within [0, 100], got {q}")
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * (q / 100)
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    fraction = position - lower
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * fraction
+
+
+def _rate(numerator: int, denominator: int) -> Measurement:
+    return Measurement(numerator / denominator if denominator else None, denominator)
+
+
+def _tokens(call: CallRecord) -> int | None:
+    """Prompt plus completion tokens of a call, or the reported total when the parts are missing."""
+    usage = call.usage
+    if usage is None:
+        return None
+    if usage.prompt_tokens is not None and usage.completion_tokens is not None:
+        return usage.prompt_tokens + usage.completion_tokens
+    return usage.total_tokens
+
+
+def compute_arm_metrics(records: Sequence[TestRecord]) -> ArmMetrics:
+    """Compute the metrics of one arm from its test records (all repeats together).
+
+    The caller passes the records of a single arm; nothing here looks at ``arm``.
+    """
+    outcomes = Counter(record.outcome for record in records)
+    passed, failed = outcomes["passed"], outcomes["failed"]
+    skipped, errored = outcomes["skipped"], outcomes["error"]
+
+    calls = [call for record in records for call in record.calls]
+    successful = [call for call in calls if call.ok]
+    failed_calls = [call for call in calls if not call.ok]
+
+    ran = [record for record in records if record.outcome != "skipped"]
+    with_fallback = sum(1 for record in ran if record.fallbacks)
+
+    latencies = [call.latency_ms for call in successful if call.latency_ms is not None]
+    ttfts = [call.ttft_ms for call in successful if call.streamed and call.ttft_ms is not None]
+
+    known_costs = [call.cost_usd for call in successful if call.cost_usd is not None]
+    cost_unknown = len(successful) - len(known_costs)
+    # Failed attempts are mostly unbilled (429, 5xx); when the provider did bill one (a cut stream)
+    # and we know the amount, it is part of what the arm cost.
+    failed_costs = [call.cost_usd for call in failed_calls if call.cost_usd is not None]
+    total_cost: float | None = None
+    cost_per_call: float | None = None
+    if cost_unknown == 0:
+        total_cost = math.fsum([*known_costs, *failed_costs])
+        if successful:
+            cost_per_call = total_cost / len(successful)
+
+    tokens = [count for count in map(_tokens, successful) if count is not None]
+
+    kinds = Counter(call.error_kind for call in failed_calls if call.error_kind is not None)
+
+    return ArmMetrics(
+        n_tests=len(records),
+        passed=passed,
+        failed=failed,
+        skipped=skipped,
+        error=errored,
+        pass_rate=_rate(passed, passed + failed + errored),
+        attempts=len(calls),
+        failed_attempts=len(failed_calls),
+        error_rate=_rate(len(failed_calls), len(calls)),
+        logical_calls=len({(call.test_id, call.repeat, call.call_index) for call in calls}),
+        tests_with_fallback=with_fallback,
+        fallback_rate=_rate(with_fallback, len(ran)),
+        latency_p50_ms=Measurement(percentile(latencies, 50), len(latencies)),
+        latency_p95_ms=Measurement(percentile(latencies, 95), len(latencies)),
+        ttft_p95_ms=Measurement(percentile(ttfts, 95), len(ttfts)),
+        cost_per_call_usd=Measurement(cost_per_call, len(successful)),
+        total_cost_usd=total_cost,
+        cost_known_calls=len(known_costs),
+        cost_unknown_calls=cost_unknown,
+        tokens_per_call=Measurement(
+            math.fsum(tokens) / len(tokens) if tokens else None, len(tokens)
+        ),
+        error_kinds=tuple(sorted(kinds.items())),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricSpec:
+    """How one metric is compared between arms and shown to people."""
+
+    name: str
+    # Words for people: "p95 latency".
+    label: str
+    unit: Unit
+    # Rates change by absolute percentage points; latency, cost and tokens by a ratio.
+    change_kind: ChangeKind
+    higher_is_better: bool
+    # The ``GateLimits`` field bounding the allowed degradation; its value None means not gated.
+    limit_field: str
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        name="pass_rate",
+        label="pass rate",
+        unit="rate",
+        change_kind="points",
+        higher_is_better=True,
+        limit_field="pass_rate_max_drop",
+    ),
+    MetricSpec(
+        name="error_rate",
+        label="error rate",
+        unit="rate",
+        change_kind="points",
+        higher_is_better=False,
+        limit_field="error_rate_max_rise",
+    ),
+    MetricSpec(
+        name="fallback_rate",
+        label="fallback rate",
+        unit="rate",
+        change_kind="points",
+        higher_is_better=False,
+        limit_field="fallback_rate_max_rise",
+    ),
+    MetricSpec(
+        name="latency_p50_ms",
+        label="p50 latency",
+        unit="ms",
+        change_kind="ratio",
+        higher_is_better=False,
+        limit_field="latency_p50_max_ratio",
+    ),
+    MetricSpec(
+        name="latency_p95_ms",
+        label="p95 latency",
+        unit="ms",
+        change_kind="ratio",
+        higher_is_better=False,
+        limit_field="latency_p95_max_ratio",
+    ),
+    MetricSpec(
+        name="ttft_p95_ms",
+        label="p95 time to first token",
+        unit="ms",
+        change_kind="ratio",
+        higher_is_better=False,
+        limit_field="ttft_p95_max_ratio",
+    ),
+    MetricSpec(
+        name="cost_per_call_usd",
+        label="cost per call",
+        unit="usd",
+        change_kind="ratio",
+        higher_is_better=False,
+        limit_field="cost_per_call_max_ratio",
+    ),
+    MetricSpec(
+        name="tokens_per_call",
+        label="tokens per call",
+        unit="tokens",
+        change_kind="ratio",
+        higher_is_better=False,
+        limit_field="tokens_per_call_max_ratio",
+    ),
+)
+
+_SPECS_BY_NAME = {spec.name: spec for spec in METRICS}
+
+
+def metric_spec(name: str) -> MetricSpec | None:
+    """The spec of a built-in metric, or ``None`` for a metric added by a hook."""
+    return _SPECS_BY_NAME.get(name)
+
+
+MISSING = "-"
+
+
+def format_value(unit: str, value: float | None) -> str:
+    """A metric value for people: ``96.0%``, ``410 ms``, ``$0.000123``, ``512.5`` tokens; ``-``."""
+    if value is None:
+        return MISSING
+    if unit == "rate":
+        return f"{value * 100:.1f}%"
+    if unit == "ms":
+        # Replayed calls take a millisecond or two; keep a decimal where it still means something.
+        return f"{value:,.0f} ms" if abs(value) >= 10 else f"{value:.1f} ms"
+    if unit == "usd":
+        return f"${value:.6f}"
+    if unit == "tokens":
+        return f"{value:,.1f}"
+    return f"{value:g}"
+
+
+def format_change(change_kind: str, change: float | None) -> str:
+    """A change for people: ``+1.5 pts`` for rates, ``x1.23`` for ratios; ``-`` when unknown."""
+    if change is None:
+        return MISSING
+    if change_kind == "points":
+        # ``or 0.0`` turns a rounded -0.0 into +0.0: "-0.0 pts" reads like a drop.
+        return f"{round(change, 1) or 0.0:+.1f} pts"
+    return f"x{change:.2f}"
+
+
+def format_limit(change_kind: str, limit_value: float | None) -> str | None:
+    """A limit for people, in the unit of the change (``-2.0 pts``, ``x1.20``); None: no limit."""
+    if limit_value is None:
+        return None
+    return format_change(change_kind, limit_value)

@@ -1,0 +1,149 @@
+"""The human summary of a verdict: a comparison table and the lines that explain the verdict.
+
+Pure: no pytest. Works from the verdict dict (the file format, see ``docs/verdict.md``) rather than
+from a ``Judgement``, so the terminal summary and the ``modelgate`` console script, which reads a
+verdict file, print the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from pytest_modelgate.metrics import MISSING, format_change, format_value, metric_spec
+
+__all__ = ["comparison_headers", "comparison_rows", "summary_lines"]
+
+_STATUS_TEXT = {
+    "ok": "ok",
+    "regressed": "REGRESSED",
+    "improved": "improved",
+    "no_data": "no data",
+    "not_gated": "not gated",
+}
+# Cases listed by id in the summary before it switches to "and N more".
+_MAX_LISTED_CASES = 5
+
+
+def _stable_only(verdict: Mapping[str, Any]) -> bool:
+    return verdict.get("candidate") is None
+
+
+def _label(name: str) -> str:
+    spec = metric_spec(name)
+    return spec.label if spec is not None else name
+
+
+def _value(unit: str, value: float | None, samples: int | None) -> str:
+    text = format_value(unit, value)
+    # A p95 over four calls is a different thing from one over four hundred: say which.
+    if value is not None and samples is not None:
+        text += f" (n={samples})"
+    return text
+
+
+def comparison_headers(verdict: Mapping[str, Any]) -> list[str]:
+    """Column titles matching ``comparison_rows``: two columns for a stable-only run."""
+    if _stable_only(verdict):
+        return ["metric", "stable"]
+    return ["metric", "stable", "candidate", "change", "limit", "status"]
+
+
+def comparison_rows(verdict: Mapping[str, Any]) -> list[list[str]]:
+    """One row of display strings per metric, in the verdict's order."""
+    rows: list[list[str]] = []
+    stable_only = _stable_only(verdict)
+    for name, metric in verdict.get("metrics", {}).items():
+        unit = metric["unit"]
+        samples = metric["samples"]
+        row = [_label(name), _value(unit, metric["stable"], samples["stable"])]
+        if not stable_only:
+            row += [
+                _value(unit, metric["candidate"], samples["candidate"]),
+                format_change(metric["change_kind"], metric["change"]),
+                metric["limit"] or MISSING,
+                _STATUS_TEXT.get(metric["status"], metric["status"]),
+            ]
+        rows.append(row)
+    return rows
+
+
+def _model(identity: Mapping[str, Any] | None) -> str:
+    return "?" if identity is None else str(identity["model"])
+
+
+def _arms(verdict: Mapping[str, Any]) -> str:
+    if verdict.get("stable") is None and verdict.get("candidate") is None:
+        return "models unknown"
+    if _stable_only(verdict):
+        return f"stable-only run of {_model(verdict.get('stable'))}"
+    return f"stable {_model(verdict.get('stable'))} vs candidate {_model(verdict.get('candidate'))}"
+
+
+def _case_list(cases: Sequence[Mapping[str, Any]]) -> str:
+    names = [
+        case["case_id"] if case["repeat"] == 0 else f"{case['case_id']} (repeat {case['repeat']})"
+        for case in cases[:_MAX_LISTED_CASES]
+    ]
+    more = len(cases) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more else "")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def summary_lines(verdict: Mapping[str, Any], *, verdict_path: Path | str) -> list[str]:
+    """The terminal summary of a verdict, one string per line, verdict line last but one."""
+    lines: list[str] = []
+    kind = str(verdict.get("verdict", "error"))
+    reasons = [str(reason) for reason in verdict.get("reasons", [])]
+    shown: set[str] = set()
+
+    if kind == "error":
+        # An error verdict has little else to show; its reasons are the whole story.
+        lines += [f"modelgate ERROR: {reason}" for reason in reasons]
+        shown.update(reasons)
+
+    if verdict.get("metrics"):
+        table = tabulate(
+            comparison_rows(verdict),
+            headers=comparison_headers(verdict),
+            tablefmt="github",
+            disable_numparse=True,
+        )
+        lines += table.splitlines()
+
+    for regression in verdict.get("regressions", []):
+        lines.append(f"regression: {regression['message']}")
+        shown.add(str(regression["message"]))
+
+    tests = verdict.get("tests") or {}
+    both = tests.get("cases_failed_both", [])
+    if both:
+        consequence = (
+            "not a regression, but --modelgate-strict fails on them"
+            if verdict.get("strict")
+            else "not a regression; --modelgate-strict fails on them"
+        )
+        lines.append(
+            f"{_plural(len(both), 'case')} failed on both arms: {consequence} ({_case_list(both)})"
+        )
+    candidate_only = tests.get("cases_failed_candidate_only", [])
+    if candidate_only:
+        lines.append(
+            f"{_plural(len(candidate_only), 'case')} failed on the candidate only: "
+            f"{_case_list(candidate_only)}"
+        )
+
+    prefix = "inconclusive: " if kind == "inconclusive" else "note: "
+    lines += [f"{prefix}{reason}" for reason in reasons if reason not in shown]
+
+    if verdict.get("complete") is False:
+        lines.append("this verdict is incomplete: the run was interrupted or is still going")
+    lines.append(f"modelgate verdict: {kind.upper()} ({_arms(verdict)})")
+    lines.append(f"verdict written to {verdict_path}")
+    return lines
