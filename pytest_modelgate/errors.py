@@ -95,7 +95,13 @@ class ModelAPIError(ModelgateError):
         self.provider_message = provider_message
         self.attempts = attempts
         self.retryable = retryable
-        where = f"HTTP {status}" if status is not None else error_kind
+        # No status: say what went wrong; a 2xx status alone would read like a success.
+        if status is None:
+            where = f"{error_kind}:"
+        elif 200 <= status < 300:
+            where = f"HTTP {status} {error_kind}:"
+        else:
+            where = f"HTTP {status}"
         if retryable:
             why = f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}"
         elif attempts > 1:

@@ -1,0 +1,379 @@
+"""The ``llm`` object workflow tests call: one model on one arm, measured attempt by attempt.
+
+``LLM.chat`` sends an OpenAI-compatible chat-completions request with httpx, retries what is worth
+retrying and returns a :class:`Reply`. ``LLM.openai()`` hands out an ``openai.OpenAI`` client whose
+HTTP goes through the same measuring layer, for code under test that already uses the SDK. Every
+HTTP attempt of either path lands in the test's :class:`~pytest_modelgate.transport.CallLog`.
+
+httpx, httpx2 and openai are imported on first use, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_modelgate.errors import ModelAPIError, ReplyFormatError
+from pytest_modelgate.protocol import SSEAccumulator, looks_like_sse, shorten
+from pytest_modelgate.records import RETRYABLE_ERROR_KINDS, Arm, CallRecord, Usage
+from pytest_modelgate.transport import (
+    ATTEMPT_EXTENSION,
+    AttemptHandle,
+    CallLog,
+    measuring_httpx2_transport,
+    measuring_transport,
+)
+
+if TYPE_CHECKING:
+    import httpx
+    import openai
+
+    from pytest_modelgate.endpoints import ResolvedModel
+
+__all__ = ["LLM", "Reply", "ToolCall"]
+
+_QUOTE_LIMIT = 200
+_USER_AGENT = "pytest-modelgate"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call the model asked for.
+
+    ``arguments_text`` is the raw JSON text the model produced; :attr:`arguments` parses it.
+    """
+
+    id: str
+    name: str
+    arguments_text: str
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The arguments as a dict; :class:`ReplyFormatError` quoting them if not a JSON object.
+
+        Empty arguments (some providers send ``""`` for a tool without parameters) are ``{}``.
+        """
+        if not self.arguments_text.strip():
+            return {}
+        try:
+            value = json.loads(self.arguments_text)
+        except ValueError as exc:
+            raise ReplyFormatError(
+                f"tool call {self.name!r} has arguments that are not valid JSON ({exc}): "
+                f"{shorten(self.arguments_text, _QUOTE_LIMIT)!r}"
+            ) from None
+        if not isinstance(value, dict):
+            raise ReplyFormatError(
+                f"tool call {self.name!r} has arguments that are not a JSON object: "
+                f"{shorten(self.arguments_text, _QUOTE_LIMIT)!r}"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What one ``llm.chat`` call returned, with what it cost to get it.
+
+    ``raw`` is the provider's response JSON for a plain call; for ``stream=True`` it is the list of
+    parsed chunks in arrival order (``[DONE]`` excluded), exactly as the provider sent them.
+    ``latency_ms`` runs from sending the request to the last byte of the reply; ``ttft_ms``
+    (streams only) to the first chunk that carried content, reasoning or a tool-call delta. Both,
+    like ``cost_usd`` and ``usage``, describe the successful attempt; ``attempts`` counts all.
+    """
+
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    cost_usd: float | None = None
+    raw: Any = field(default=None, repr=False)
+    reasoning: str | None = field(default=None, repr=False)
+    attempts: int = 1
+    model: str = ""
+    record: CallRecord | None = field(default=None, repr=False)
+
+    def json(self) -> Any:
+        """``text`` parsed as JSON; raises :class:`ReplyFormatError` quoting the text if it is not.
+
+        Markdown code fences are *not* stripped: a fenced answer where JSON was asked for is the
+        kind of regression the gate exists to catch.
+        """
+        if not self.text.strip():
+            detail = f", {len(self.tool_calls)} tool call(s)" if self.tool_calls else ""
+            raise ReplyFormatError(
+                f"{self.model}: the reply has no text to parse as JSON "
+                f"(finish_reason={self.finish_reason!r}{detail}; text={self.text!r})"
+            )
+        try:
+            return json.loads(self.text)
+        except ValueError as exc:
+            raise ReplyFormatError(
+                f"{self.model}: the reply is not valid JSON ({exc}): "
+                f"{shorten(self.text, _QUOTE_LIMIT)!r}"
+            ) from None
+
+
+class LLM:
+    """One model on one arm of the gate: the object behind the ``llm`` fixture.
+
+    ``model`` is the name the user typed (``qwen-max``), ``arm`` is ``"stable"`` or
+    ``"candidate"``, ``base_url`` the OpenAI-compatible endpoint. Retries: rate limits (429, with
+    ``Retry-After`` honoured up to ``retry_after_cap_s``), 5xx, connection errors, timeouts and cut
+    streams are retried up to ``max_retries`` times with exponential backoff and jitter
+    (``backoff_base_s`` · 2^n, also capped at ``retry_after_cap_s``); anything else raises
+    :class:`~pytest_modelgate.errors.ModelAPIError` at once. ``timeout_s`` applies to connecting
+    and to each read. ``sleep`` is how the client waits between attempts (tests inject a fake).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: ResolvedModel,
+        arm: Arm,
+        api_key: str | None,
+        log: CallLog,
+        max_retries: int = 2,
+        timeout_s: float = 60.0,
+        retry_after_cap_s: float = 30.0,
+        backoff_base_s: float = 0.5,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        if retry_after_cap_s < 0 or backoff_base_s < 0:
+            raise ValueError("retry_after_cap_s and backoff_base_s must be >= 0")
+        self.model: str = model.name
+        self.arm: Arm = arm
+        self.base_url: str = model.base_url
+        self.resolved: ResolvedModel = model
+        self.log = log
+        self.max_retries = max_retries
+        self.timeout_s = timeout_s
+        self.retry_after_cap_s = retry_after_cap_s
+        self.backoff_base_s = backoff_base_s
+        self._api_key = api_key
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._http: httpx.Client | None = None
+        self._openai: Any = None
+        self._fallbacks: list[str] = []
+
+    def __repr__(self) -> str:
+        # Never the key.
+        return f"LLM(model={self.model!r}, arm={self.arm!r}, base_url={self.base_url!r})"
+
+    def __enter__(self) -> LLM:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------------------------------
+    # chat
+
+    @property
+    def chat_url(self) -> str:
+        """The URL ``chat`` posts to: ``{base_url}/chat/completions``."""
+        return self.base_url.rstrip("/") + "/chat/completions"
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], **params: Any) -> Reply:
+        """Send one chat completion and return the reply, retrying transient failures.
+
+        ``params`` go into the request body unchanged (``temperature``, ``tools``,
+        ``tool_choice``, ``response_format``, ``max_tokens``, ``stream``...). With
+        ``stream=True`` the stream is read to the end (the reply is complete when this returns)
+        and ``stream_options={"include_usage": True}`` is added unless given, so usage is
+        measured. ``model`` cannot be passed: the arm decides it.
+        """
+        if "model" in params:
+            raise TypeError("llm.chat() takes no 'model': the arm decides which model is called")
+        body: dict[str, Any] = {
+            "model": self.resolved.model_id,
+            "messages": list(messages),
+            **params,
+        }
+        if params.get("stream") and "stream_options" not in params:
+            body["stream_options"] = {"include_usage": True}
+        # Serialised once so every retry sends identical bytes (how the CallLog recognises it).
+        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return self._send(content)
+
+    def _client(self) -> httpx.Client:
+        import httpx
+
+        with self._lock:
+            if self._http is None:
+                headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
+                if self._api_key:
+                    headers["Authorization"] = f"Bearer {self._api_key}"
+                self._http = httpx.Client(
+                    transport=measuring_transport(
+                        httpx.HTTPTransport(), self.log.add, client="modelgate"
+                    ),
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout_s),
+                )
+            return self._http
+
+    def _send(self, content: bytes) -> Reply:
+        import httpx
+
+        http = self._client()
+        attempts = 0
+        while True:
+            attempts += 1
+            handle = AttemptHandle()
+            request = http.build_request(
+                "POST",
+                self.chat_url,
+                content=content,
+                headers={"Content-Type": "application/json"},
+                extensions={ATTEMPT_EXTENSION: handle},
+            )
+            raw_body: bytes | None = None
+            content_type = ""
+            failure: httpx.TransportError | None = None
+            try:
+                response = http.send(request, stream=True)
+                try:
+                    content_type = response.headers.get("content-type", "")
+                    raw_body = response.read()
+                finally:
+                    response.close()
+            except httpx.TransportError as exc:
+                failure = exc
+            record, attempt = handle.record, handle.attempt
+            if record is None or attempt is None:  # pragma: no cover - the transport always reports
+                raise RuntimeError("the measuring transport did not report the attempt")
+            if record.error_kind is None and raw_body is not None:
+                return self._reply(record, attempt.completion, raw_body, content_type, attempts)
+            kind = record.error_kind or "invalid_response"
+            retryable = kind in RETRYABLE_ERROR_KINDS
+            if not retryable or attempts > self.max_retries:
+                raise ModelAPIError(
+                    self.model,
+                    record.status,
+                    kind,
+                    record.error_message or kind,
+                    attempts,
+                    retryable,
+                ) from failure
+            self._sleep(self._delay(attempts, attempt.retry_after_s))
+
+    def _delay(self, attempt: int, retry_after_s: float | None) -> float:
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.0), self.retry_after_cap_s)
+        step = self.backoff_base_s * 2 ** (attempt - 1)
+        # "Equal jitter": at least half the step, so retries never bunch up at zero.
+        delay: float = min(step / 2 + random.uniform(0, step / 2), self.retry_after_cap_s)
+        return delay
+
+    def _reply(
+        self,
+        record: CallRecord,
+        completion: Any,
+        raw_body: bytes,
+        content_type: str,
+        attempts: int,
+    ) -> Reply:
+        raw: Any
+        if "event-stream" in content_type.lower() or (
+            "json" not in content_type.lower() and looks_like_sse(raw_body[:16])
+        ):
+            accumulator = SSEAccumulator(keep_chunks=True)
+            accumulator.feed(raw_body)
+            accumulator.close()
+            raw = accumulator.chunks
+        else:
+            raw = json.loads(raw_body)
+        text = completion.text if completion is not None else ""
+        return Reply(
+            text=text,
+            tool_calls=tuple(
+                ToolCall(call.id, call.name, call.arguments)
+                for call in (completion.tool_calls if completion is not None else ())
+            ),
+            finish_reason=record.finish_reason,
+            usage=record.usage or Usage(),
+            latency_ms=record.latency_ms or 0.0,
+            ttft_ms=record.ttft_ms,
+            cost_usd=record.cost_usd,
+            raw=raw,
+            reasoning=completion.reasoning if completion is not None else None,
+            attempts=attempts,
+            model=self.model,
+            record=record,
+        )
+
+    # ---------------------------------------------------------------------------------------
+    # the openai SDK
+
+    def openai(self) -> openai.OpenAI:
+        """An ``openai.OpenAI`` client for this arm whose every HTTP attempt is recorded.
+
+        The SDK's own retries (``max_retries`` of this ``llm``) are recorded attempt by attempt.
+        The same client is returned on every call; :meth:`close` closes it.
+        """
+        try:
+            import openai
+        except ImportError as exc:
+            raise ImportError(
+                "llm.openai() needs the openai package: pip install pytest-modelgate[openai]"
+            ) from exc
+        import httpx2
+
+        with self._lock:
+            if self._openai is None:
+                http_client = httpx2.Client(
+                    transport=measuring_httpx2_transport(
+                        httpx2.HTTPTransport(), self.log.add, client="openai"
+                    ),
+                    timeout=self.timeout_s,
+                    follow_redirects=True,
+                )
+                self._openai = openai.OpenAI(
+                    base_url=self.base_url,
+                    api_key=self._api_key or "not-needed",
+                    http_client=http_client,
+                    max_retries=self.max_retries,
+                    timeout=self.timeout_s,
+                )
+            client: openai.OpenAI = self._openai
+            return client
+
+    # ---------------------------------------------------------------------------------------
+    # fallbacks and lifetime
+
+    def note_fallback(self, reason: str) -> None:
+        """Record that the workflow fell back (to a default answer, another path...) and why.
+
+        Fallbacks are reported per arm: a candidate that falls back more often is a regression
+        even when the tests still pass.
+        """
+        with self._lock:
+            self._fallbacks.append(reason)
+
+    @property
+    def fallbacks(self) -> tuple[str, ...]:
+        """The reasons given to :meth:`note_fallback`, in order."""
+        with self._lock:
+            return tuple(self._fallbacks)
+
+    def close(self) -> None:
+        """Close the HTTP clients; responses left unread are recorded as cut."""
+        with self._lock:
+            http, sdk = self._http, self._openai
+            self._http = self._openai = None
+        if http is not None:
+            http.close()
+        if sdk is not None:
+            sdk.close()

@@ -1,0 +1,603 @@
+"""Measuring transports: one record per HTTP attempt, whichever client sent it.
+
+A measuring transport wraps the real transport of an ``httpx.Client`` (our own ``llm.chat``) or an
+``httpx2.Client`` (the one handed to the openai SDK by ``llm.openai()``). For every ``POST`` to a
+``.../chat/completions`` URL it
+
+1. starts a clock and sends the request through the inner transport;
+2. wraps the response byte stream, so it sees every byte as the caller reads it: SSE bytes go to an
+   incremental :class:`~pytest_modelgate.protocol.SSEAccumulator`, which stamps the time to first
+   token, other bodies are buffered;
+3. when the body is exhausted, closed or breaks, builds one :class:`Attempt` and hands it to a sink
+   (normally :meth:`CallLog.add`, which numbers it and turns it into a ``CallRecord``).
+
+Request errors (connect errors, timeouts) are recorded too and re-raised unchanged. Other requests
+(``GET /models``...) pass through unmeasured. Because the measurement sits below the client, the
+openai SDK's own retries are recorded attempt by attempt exactly like ours.
+
+httpx and httpx2 are imported only when a transport for them is made.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pytest_modelgate.protocol import (
+    CompletionFormatError,
+    ParsedCompletion,
+    SSEAccumulator,
+    classify_error,
+    embedded_error,
+    looks_like_sse,
+    parse_completion,
+    shorten,
+)
+from pytest_modelgate.records import Arm, CallRecord, ErrorKind
+
+if TYPE_CHECKING:
+    import httpx
+    import httpx2
+
+    from pytest_modelgate.endpoints import ResolvedModel
+
+__all__ = [
+    "ATTEMPT_EXTENSION",
+    "Attempt",
+    "AttemptHandle",
+    "AttemptSink",
+    "CallLog",
+    "ClientName",
+    "is_chat_completions",
+    "measuring_httpx2_transport",
+    "measuring_transport",
+]
+
+ClientName = Literal["modelgate", "openai", "other"]
+
+#: Request extension under which a sender may put an :class:`AttemptHandle` to get its record back.
+ATTEMPT_EXTENSION = "pytest_modelgate.attempt"
+
+# Encodings we can decode with the standard library; the request's Accept-Encoding is narrowed to
+# these so a measured body can always be read.
+_DECODABLE = ("gzip", "deflate")
+_ERROR_MESSAGE_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One measured HTTP attempt, before :class:`CallLog` attributes it to a test and call."""
+
+    client: ClientName
+    method: str
+    # Scheme, host and path: the query string is dropped (it may carry a key).
+    endpoint: str
+    # Digest of method, full URL and body: equal keys mean "the same request sent again".
+    request_key: str
+    started_at: float
+    started_monotonic: float
+    ended_monotonic: float
+    latency_ms: float
+    ttft_ms: float | None = None
+    status: int | None = None
+    error_kind: ErrorKind | None = None
+    error_message: str | None = None
+    retry_after_s: float | None = None
+    completion: ParsedCompletion | None = None
+    streamed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the attempt returned a usable completion."""
+        return self.error_kind is None
+
+
+AttemptSink = Callable[[Attempt], "CallRecord | None"]
+"""Receives every finished attempt; may return the ``CallRecord`` it made of it."""
+
+
+@dataclass
+class AttemptHandle:
+    """Put under :data:`ATTEMPT_EXTENSION` in a request's extensions to learn how it went.
+
+    The transport fills both fields when the attempt finishes (after the body was read or failed).
+    """
+
+    attempt: Attempt | None = None
+    record: CallRecord | None = None
+
+
+def is_chat_completions(method: str, path: str) -> bool:
+    """Whether a request is one the gate measures: ``POST .../chat/completions``."""
+    return method.upper() == "POST" and path.rstrip("/").endswith("/chat/completions")
+
+
+# --------------------------------------------------------------------------------------------
+# The log: numbering and attribution
+
+
+@dataclass
+class _FailedAttempt:
+    call_index: int
+    attempt: int
+    ended_monotonic: float
+
+
+class CallLog:
+    """The attempts one test made on one arm, numbered into logical calls; thread-safe.
+
+    Numbering rule: an attempt whose request (method, URL and body) is identical to an earlier
+    attempt that failed, was not retried yet and had ended before this one started, is that
+    call's next attempt; anything else starts a new call. This recognises our own retry loop and
+    the openai SDK's retries alike, and two identical requests in flight at once stay two calls.
+    ``call_index`` follows the order in which attempts finish.
+    """
+
+    def __init__(
+        self,
+        *,
+        test_id: str,
+        case_id: str,
+        arm: Arm,
+        model: str,
+        repeat: int = 0,
+        resolved: ResolvedModel | None = None,
+    ) -> None:
+        self.test_id = test_id
+        self.case_id = case_id
+        self.arm: Arm = arm
+        self.model = model
+        self.repeat = repeat
+        self.resolved = resolved
+        self._lock = threading.Lock()
+        self._records: list[CallRecord] = []
+        self._failed: dict[str, list[_FailedAttempt]] = {}
+        self._next_call = 0
+
+    def add(self, attempt: Attempt) -> CallRecord:
+        """Number ``attempt``, price it and keep it; returns the record (an :data:`AttemptSink`)."""
+        price = self.resolved.price if self.resolved is not None else None
+        # A failed attempt may carry a partial completion (a cut stream): its usage still costs
+        # money, but its text, tool calls and finish reason describe no answer.
+        answer = attempt.completion if attempt.ok else None
+        usage = attempt.completion.usage if attempt.completion is not None else None
+        cost = None
+        if price is not None:
+            at = datetime.fromtimestamp(attempt.started_at, tz=timezone.utc)
+            cost = price.cost_usd(usage, at=at)
+        with self._lock:
+            call_index, number = self._number(attempt)
+            record = CallRecord(
+                test_id=self.test_id,
+                case_id=self.case_id,
+                arm=self.arm,
+                model=self.model,
+                repeat=self.repeat,
+                call_index=call_index,
+                attempt=number,
+                client=attempt.client,
+                endpoint=attempt.endpoint,
+                started_at=attempt.started_at,
+                latency_ms=attempt.latency_ms,
+                ttft_ms=attempt.ttft_ms,
+                status=attempt.status,
+                error_kind=attempt.error_kind,
+                error_message=attempt.error_message,
+                usage=usage,
+                cost_usd=cost,
+                finish_reason=answer.finish_reason if answer is not None else None,
+                json_valid=answer.json_valid if answer is not None else None,
+                tool_calls=tuple(c.name for c in answer.tool_calls) if answer else (),
+                streamed=attempt.streamed,
+            )
+            self._records.append(record)
+        return record
+
+    def _number(self, attempt: Attempt) -> tuple[int, int]:
+        pending = self._failed.get(attempt.request_key, [])
+        # A retry starts after the failure it retries ended; take the latest such failure.
+        earlier = [f for f in pending if f.ended_monotonic <= attempt.started_monotonic]
+        if earlier:
+            previous = max(earlier, key=lambda f: f.ended_monotonic)
+            pending.remove(previous)
+            call_index, number = previous.call_index, previous.attempt + 1
+        else:
+            call_index, number = self._next_call, 1
+            self._next_call += 1
+        if not attempt.ok:
+            self._failed.setdefault(attempt.request_key, []).append(
+                _FailedAttempt(call_index, number, attempt.ended_monotonic)
+            )
+        return call_index, number
+
+    def records(self) -> tuple[CallRecord, ...]:
+        """Every record so far, in the order the attempts finished."""
+        with self._lock:
+            return tuple(self._records)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def __repr__(self) -> str:
+        return (
+            f"CallLog(test_id={self.test_id!r}, arm={self.arm!r}, model={self.model!r}, "
+            f"records={len(self)})"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The measuring core, shared by the httpx and httpx2 classes
+
+
+def _secrets(headers: Any) -> tuple[str, ...]:
+    found: list[str] = []
+    for name in ("authorization", "api-key", "x-api-key", "x-goog-api-key"):
+        value = headers.get(name)
+        if not value:
+            continue
+        scheme, _, token = value.partition(" ")
+        found.append(token if scheme.lower() == "bearer" and token else value)
+    return tuple(s for s in found if len(s) >= 4)
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _request_key(method: str, url: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), url.encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _asks_for_stream(body: bytes) -> bool:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("stream") is True
+
+
+class _AttemptContext:
+    """What is known about an attempt before its response: who sent what, and when."""
+
+    def __init__(self, transport: _MeasuringTransport, request: Any, handle: Any) -> None:
+        self.transport = transport
+        self.handle = handle if isinstance(handle, AttemptHandle) else None
+        url = request.url
+        try:
+            body: bytes = request.content
+        except Exception:
+            # A streaming request body: read it so we can key the attempt (httpx keeps it).
+            body = request.read()
+        self.method: str = request.method
+        self.endpoint = f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
+        self.request_key = _request_key(self.method, str(url), body)
+        self.asked_stream = _asks_for_stream(body)
+        self.secrets = _secrets(request.headers)
+        self.started_at = time.time()
+        self.started = time.perf_counter()
+
+    def finish(
+        self,
+        *,
+        ended: float,
+        status: int | None,
+        error_kind: ErrorKind | None,
+        error_message: str | None,
+        ttft: float | None = None,
+        retry_after_s: float | None = None,
+        completion: ParsedCompletion | None = None,
+        sse: bool = False,
+    ) -> None:
+        message = error_message
+        if message is not None:
+            message = shorten(_redact(message, self.secrets), _ERROR_MESSAGE_LIMIT)
+        attempt = Attempt(
+            client=self.transport.client_name,
+            method=self.method,
+            endpoint=self.endpoint,
+            request_key=self.request_key,
+            started_at=self.started_at,
+            started_monotonic=self.started,
+            ended_monotonic=ended,
+            latency_ms=(ended - self.started) * 1000,
+            ttft_ms=(ttft - self.started) * 1000 if ttft is not None else None,
+            status=status,
+            error_kind=error_kind,
+            error_message=message,
+            retry_after_s=retry_after_s,
+            completion=completion,
+            streamed=sse or self.asked_stream,
+        )
+        record = self.transport.sink(attempt)
+        if self.handle is not None:
+            self.handle.attempt = attempt
+            self.handle.record = record
+
+
+class _MeasuredStream:
+    """Wraps a response byte stream; builds the attempt when the body ends, breaks or closes.
+
+    Concrete subclasses also derive from the library's ``SyncByteStream``.
+    """
+
+    timeout_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(self, inner: Any, context: _AttemptContext, status: int, headers: Any) -> None:
+        self._inner = inner
+        self._context = context
+        self._status = status
+        self._headers = headers
+        content_type = str(headers.get("content-type", "")).lower()
+        self._mode: Literal["sse", "body", "sniff"] = (
+            "sse"
+            if "event-stream" in content_type
+            else ("body" if "json" in content_type or status >= 300 else "sniff")
+        )
+        self._accumulator = SSEAccumulator() if self._mode == "sse" else None
+        encoding = str(headers.get("content-encoding", "")).strip().lower()
+        self._undecodable = encoding if encoding not in ("", "identity", *_DECODABLE) else None
+        # wbits 32+MAX_WBITS accepts both gzip and zlib-wrapped deflate.
+        self._decoder = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding in _DECODABLE else None
+        self._body = bytearray()
+        self._ttft: float | None = None
+        self._last_byte: float | None = None
+        self._finished = False
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._inner:
+                self._last_byte = time.perf_counter()
+                self._observe(chunk)
+                yield chunk
+        except Exception as exc:
+            kind: ErrorKind = "timeout" if isinstance(exc, self.timeout_errors) else "stream_cut"
+            self._finish(failure=(kind, f"{type(exc).__name__} while reading the body: {exc}"))
+            raise
+        self._finish()
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._finish(closed_early=True)
+
+    def abandon(self) -> None:
+        """Finish as if closed early (the client went away with the body unread)."""
+        self._finish(closed_early=True)
+
+    def _observe(self, chunk: bytes) -> None:
+        if self._undecodable is not None:
+            return
+        try:
+            data = self._decoder.decompress(chunk) if self._decoder is not None else chunk
+        except zlib.error:
+            self._undecodable = "a corrupt compressed body"
+            return
+        self._body += data
+        if self._mode == "sniff" and self._body.strip():
+            self._mode = "sse" if looks_like_sse(bytes(self._body[:16])) else "body"
+            if self._mode == "sse":
+                self._accumulator = SSEAccumulator()
+                data = bytes(self._body)
+        if self._accumulator is not None and data:
+            self._accumulator.feed(data)
+            if self._ttft is None and self._accumulator.first_token_seen:
+                self._ttft = self._last_byte
+
+    def _flush_decoder(self) -> None:
+        if self._decoder is None or self._undecodable is not None:
+            return
+        try:
+            tail = self._decoder.flush()
+        except zlib.error:
+            self._undecodable = "a corrupt compressed body"
+            return
+        if tail:
+            self._decoder = None
+            self._observe(tail)
+
+    def _finish(
+        self, *, failure: tuple[ErrorKind, str] | None = None, closed_early: bool = False
+    ) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+        self._context.transport.forget(self)
+        self._flush_decoder()
+        ended = self._last_byte if self._last_byte is not None else time.perf_counter()
+        if failure is not None:
+            ended = time.perf_counter()
+        outcome = self._outcome(failure, closed_early)
+        kind, message, completion, retry_after = outcome
+        self._context.finish(
+            ended=ended,
+            status=self._status,
+            error_kind=kind,
+            error_message=message,
+            ttft=self._ttft,
+            retry_after_s=retry_after,
+            completion=completion,
+            sse=self._mode == "sse",
+        )
+
+    def _outcome(
+        self, failure: tuple[ErrorKind, str] | None, closed_early: bool
+    ) -> tuple[ErrorKind | None, str | None, ParsedCompletion | None, float | None]:
+        if not 200 <= self._status < 300:
+            info = classify_error(self._status, bytes(self._body), self._headers)
+            return info.kind, info.message, None, info.retry_after_s
+        if failure is not None:
+            return failure[0], failure[1], self._partial(), None
+        if self._undecodable is not None:
+            return None, f"usage not measured: cannot decode {self._undecodable}", None, None
+        if self._accumulator is not None:
+            return self._stream_outcome(closed_early)
+        return self._body_outcome(closed_early)
+
+    def _partial(self) -> ParsedCompletion | None:
+        return self._accumulator.result() if self._accumulator is not None else None
+
+    def _stream_outcome(
+        self, closed_early: bool
+    ) -> tuple[ErrorKind | None, str | None, ParsedCompletion | None, float | None]:
+        accumulator = self._accumulator
+        assert accumulator is not None
+        if not closed_early:
+            accumulator.close()
+        result = accumulator.result()
+        if accumulator.error is not None:
+            error = accumulator.error
+            return error.kind, error.message, result, error.retry_after_s
+        if not accumulator.done:
+            why = (
+                "the response was closed before the stream ended"
+                if closed_early
+                else "the stream ended before [DONE] or a finish_reason"
+            )
+            return "stream_cut", f"{why} ({accumulator.chunk_count} chunks)", result, None
+        return None, None, result, None
+
+    def _body_outcome(
+        self, closed_early: bool
+    ) -> tuple[ErrorKind | None, str | None, ParsedCompletion | None, float | None]:
+        text = bytes(self._body)
+        try:
+            data = json.loads(text)
+        except ValueError:
+            if closed_early:
+                return "stream_cut", "the response was closed before the body ended", None, None
+            return "invalid_response", f"the body is not JSON: {shorten(repr(text))}", None, None
+        problem = embedded_error(data)
+        if problem is not None:
+            return problem.kind, problem.message, None, problem.retry_after_s
+        try:
+            completion = parse_completion(data)
+        except CompletionFormatError as exc:
+            return "invalid_response", f"not a chat completion: {exc}", None, None
+        return None, None, completion, None
+
+
+class _MeasuringTransport:
+    """The library-independent half of a measuring transport (see the module docstring)."""
+
+    stream_class: ClassVar[type[_MeasuredStream]]
+    timeout_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(self, inner: Any, sink: AttemptSink, client: ClientName) -> None:
+        self.inner = inner
+        self.sink = sink
+        self.client_name: ClientName = client
+        self._open: set[_MeasuredStream] = set()
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: Any) -> Any:
+        handle = request.extensions.pop(ATTEMPT_EXTENSION, None)
+        if not is_chat_completions(request.method, request.url.path):
+            return self.inner.handle_request(request)
+        _narrow_accept_encoding(request.headers)
+        context = _AttemptContext(self, request, handle)
+        try:
+            response = self.inner.handle_request(request)
+        except Exception as exc:
+            kind: ErrorKind = "timeout" if isinstance(exc, self.timeout_errors) else "connection"
+            context.finish(
+                ended=time.perf_counter(),
+                status=None,
+                error_kind=kind,
+                error_message=f"{type(exc).__name__}: {exc}",
+            )
+            raise
+        stream = self.stream_class(response.stream, context, response.status_code, response.headers)
+        with self._lock:
+            self._open.add(stream)
+        response.stream = stream
+        return response
+
+    def forget(self, stream: _MeasuredStream) -> None:
+        with self._lock:
+            self._open.discard(stream)
+
+    def close(self) -> None:
+        # Responses nobody read to the end would otherwise never be recorded.
+        with self._lock:
+            unfinished = list(self._open)
+        for stream in unfinished:
+            stream.abandon()
+        self.inner.close()
+
+
+def _narrow_accept_encoding(headers: Any) -> None:
+    accept = headers.get("accept-encoding")
+    if accept is None:
+        return
+    codings = [c.strip() for c in accept.split(",") if c.strip()]
+    wanted = [c for c in codings if c.split(";")[0].strip().lower() in (*_DECODABLE, "identity")]
+    if wanted != codings:
+        headers["accept-encoding"] = ", ".join(wanted) if wanted else "identity"
+
+
+# --------------------------------------------------------------------------------------------
+# Concrete classes, made on first use so httpx / httpx2 are imported only when needed
+
+_Factory = Callable[[Any, AttemptSink, ClientName], Any]
+
+
+@functools.cache
+def _httpx_factory() -> _Factory:
+    import httpx
+
+    class MeasuredStream(_MeasuredStream, httpx.SyncByteStream):
+        timeout_errors = (httpx.TimeoutException,)
+
+    class MeasuringTransport(_MeasuringTransport, httpx.BaseTransport):
+        stream_class = MeasuredStream
+        timeout_errors = (httpx.TimeoutException,)
+
+    return MeasuringTransport
+
+
+@functools.cache
+def _httpx2_factory() -> _Factory:
+    import httpx2
+
+    class MeasuredStream(_MeasuredStream, httpx2.SyncByteStream):
+        timeout_errors = (httpx2.TimeoutException,)
+
+    class MeasuringTransport(_MeasuringTransport, httpx2.BaseTransport):
+        stream_class = MeasuredStream
+        timeout_errors = (httpx2.TimeoutException,)
+
+    return MeasuringTransport
+
+
+def measuring_transport(
+    inner: httpx.BaseTransport, sink: AttemptSink, *, client: ClientName = "modelgate"
+) -> httpx.BaseTransport:
+    """An ``httpx`` transport that sends through ``inner`` and reports each attempt to ``sink``."""
+    transport: httpx.BaseTransport = _httpx_factory()(inner, sink, client)
+    return transport
+
+
+def measuring_httpx2_transport(
+    inner: httpx2.BaseTransport, sink: AttemptSink, *, client: ClientName = "openai"
+) -> httpx2.BaseTransport:
+    """The same measuring transport for ``httpx2`` (the HTTP library of the openai SDK)."""
+    transport: httpx2.BaseTransport = _httpx2_factory()(inner, sink, client)
+    return transport

@@ -1,0 +1,587 @@
+"""Measuring transports and the CallLog, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+
+from pytest_modelgate.endpoints import PeakPricing, Price, ResolvedModel
+from pytest_modelgate.protocol import ParsedCompletion
+from pytest_modelgate.records import CallRecord, Usage
+from pytest_modelgate.transport import (
+    ATTEMPT_EXTENSION,
+    Attempt,
+    AttemptHandle,
+    CallLog,
+    is_chat_completions,
+    measuring_httpx2_transport,
+    measuring_transport,
+)
+
+# ------------------------------------------------------------------------------------------
+# A scripted loopback server: each request gets the next Step of the script.
+
+
+@dataclass
+class Step:
+    """One scripted response. ``events`` makes a chunked SSE body written with delays."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    events: list[tuple[float, bytes]] | None = None
+    # Close the connection before the body is complete (a broken stream).
+    cut: bool = False
+
+
+def sse_events(*chunks: Any, done: bool = True, gap: float = 0.0) -> list[tuple[float, bytes]]:
+    out = [(gap, b"data: " + json.dumps(c).encode() + b"\n\n") for c in chunks]
+    return out + ([(0.0, b"data: [DONE]\n\n")] if done else [])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ScriptedServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        self.server.requests.append(
+            (self.command, self.path, self.headers, self.rfile.read(length))
+        )
+        step = self.server.next_step()
+        self.close_connection = True
+        time.sleep(step.delay)
+        self.send_response(step.status)
+        for name, value in step.headers.items():
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        if step.events is not None:
+            if "Content-Type" not in step.headers:
+                self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for pause, data in step.events:
+                time.sleep(pause)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            if not step.cut:
+                self.wfile.write(b"0\r\n\r\n")
+            return
+        body = step.body
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        if "Content-Type" not in step.headers:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw) + (10 if step.cut else 0)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+class ScriptedServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.script: deque[Step] = deque()
+        self.requests: list[tuple[str, str, Any, bytes]] = []
+        threading.Thread(target=self.serve_forever, args=(0.01,), daemon=True).start()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that hang up early are part of the script
+
+    def next_step(self) -> Step:
+        if not self.script:
+            return Step(500, {"error": {"message": "script exhausted"}})
+        return self.script.popleft()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    srv = ScriptedServer()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+
+PRICE = Price(input=2.0, cached_input=0.5, output=10.0)
+USAGE = {
+    "prompt_tokens": 1000,
+    "completion_tokens": 100,
+    "total_tokens": 1100,
+    "prompt_tokens_details": {"cached_tokens": 400},
+}
+COST = (600 * 2.0 + 400 * 0.5 + 100 * 10.0) / 1e6
+
+
+def completion(content: str | None = '{"a": 1}', **message: Any) -> dict[str, Any]:
+    return {
+        "id": "c1",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, **message},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": USAGE,
+    }
+
+
+def chunk(finish: str | None = None, **delta: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def make_log(price: Price | None = PRICE) -> CallLog:
+    resolved = ResolvedModel(name="m", model_id="m-1", base_url="http://x", price=price)
+    return CallLog(test_id="t.py::t", case_id="t", arm="candidate", model="m", resolved=resolved)
+
+
+@pytest.fixture
+def log() -> CallLog:
+    return make_log()
+
+
+@pytest.fixture
+def client(log: CallLog) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        transport=measuring_transport(httpx.HTTPTransport(), log.add), timeout=2.0
+    ) as http:
+        yield http
+
+
+def post(http: httpx.Client, server: ScriptedServer, body: Any = None) -> httpx.Response:
+    return http.post(f"{server.base_url}/chat/completions", json=body or {"model": "m-1"})
+
+
+def only(log: CallLog) -> CallRecord:
+    (record,) = log.records()
+    return record
+
+
+# ------------------------------------------------------------------------------------------
+# what is measured
+
+
+def test_json_completion_is_recorded(
+    server: ScriptedServer, client: httpx.Client, log: CallLog
+) -> None:
+    server.script.append(Step(body=completion(tool_calls=[{"id": "1", "function": {"name": "f"}}])))
+    before = time.time()
+    response = client.post(f"{server.base_url}/chat/completions?key=secret", json={"model": "m-1"})
+    assert response.json()["choices"][0]["message"]["content"] == '{"a": 1}'
+    record = only(log)
+    assert record.model_dump(include={"test_id", "case_id", "arm", "model", "repeat"}) == {
+        "test_id": "t.py::t",
+        "case_id": "t",
+        "arm": "candidate",
+        "model": "m",
+        "repeat": 0,
+    }
+    assert (record.call_index, record.attempt, record.client) == (0, 1, "modelgate")
+    assert record.endpoint == f"{server.base_url}/chat/completions"  # no query string
+    assert before <= record.started_at <= time.time()
+    assert record.status == 200
+    assert record.error_kind is None
+    assert record.usage == Usage(
+        prompt_tokens=1000, completion_tokens=100, cached_tokens=400, total_tokens=1100
+    )
+    assert record.cost_usd == pytest.approx(COST)
+    assert record.json_valid is True
+    assert record.tool_calls == ("f",)
+    assert record.finish_reason == "stop"
+    assert record.ttft_ms is None
+    assert record.latency_ms is not None
+    assert 0 < record.latency_ms < 1000
+    assert not record.streamed
+
+
+def test_other_requests_pass_through_unrecorded(
+    server: ScriptedServer, client: httpx.Client, log: CallLog
+) -> None:
+    server.script.append(Step(body={"data": []}))
+    assert client.get(f"{server.base_url}/models").json() == {"data": []}
+    assert log.records() == ()
+    assert is_chat_completions("post", "/v1/chat/completions/")
+    assert not is_chat_completions("GET", "/v1/chat/completions")
+    assert not is_chat_completions("POST", "/v1/completions")
+
+
+def test_sse_stream_times_first_token_and_end(
+    server: ScriptedServer, client: httpx.Client, log: CallLog
+) -> None:
+    events = [
+        (0.0, b": keep-alive\n\n"),
+        *sse_events(chunk(role="assistant", content=""), gap=0.05),
+        *sse_events(chunk(content="Hi"), gap=0.15, done=False),
+        *sse_events(chunk(finish="stop", content="!"), gap=0.15, done=False),
+        *sse_events({"choices": [], "usage": USAGE}, gap=0.05),
+    ]
+    server.script.append(Step(events=events))
+    with client.stream("POST", f"{server.base_url}/chat/completions", json={"stream": True}) as r:
+        body = b"".join(r.iter_bytes())
+    assert body.endswith(b"data: [DONE]\n\n")
+    record = only(log)
+    assert record.error_kind is None
+    assert record.streamed
+    assert record.ttft_ms is not None
+    assert record.latency_ms is not None
+    # "Hi" arrives ~200 ms in, the end ~200 ms later.
+    assert record.ttft_ms >= 190
+    assert record.latency_ms >= 390
+    assert record.ttft_ms < record.latency_ms - 120
+    assert record.latency_ms < 2000
+    assert record.usage is not None
+    assert record.usage.cached_tokens == 400
+    assert record.cost_usd == pytest.approx(COST)
+    assert record.json_valid is False  # "Hi!"
+
+
+def test_stream_ending_without_done_or_finish_reason_is_cut(
+    server: ScriptedServer, client: httpx.Client, log: CallLog
+) -> None:
+    server.script.append(Step(events=sse_events(chunk(content="half"), done=False)))
+    post(client, server)
+    record = only(log)
+    assert record.error_kind == "stream_cut"
+    assert record.error_message == "the stream ended before [DONE] or a finish_reason (1 chunks)"
+    assert record.status == 200
+
+
+def test_stream_broken_mid_way_is_cut_and_reraised(
+    server: ScriptedServer, client: httpx.Client, log: CallLog
+) -> None:
+    server.script.append(Step(events=sse_events(chunk(content="half"), done=False), cut=True))
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(client, server)
+    record = only(log)
+    assert record.error_kind == "stream_cut"
+    assert record.error_message is not None
+    assert record.error_message.startswith("RemoteProtocolError while reading the body")
+    assert record.ttft_ms is not None
+    assert record.json_valid is None  # a partial text is no answer
+    assert record.finish_reason is None
+
+
+def test_cut_stream_still_costs_what_it_used(
+    server: ScriptedServer, client: httpx.Client, log: CallLog
+) -> None:
+    events = sse_events(chunk(content="x"), {"choices": [], "usage": USAGE}, done=False)
+    server.script.append(Step(events=events, cut=True))
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(client, server)
+    record = only(log)
+    assert record.error_kind == "stream_cut"
+    assert record.cost_usd == pytest.approx(COST)
+
+
+def test_json_body_cut_short(server: ScriptedServer, client: httpx.Client, log: CallLog) -> None:
+    server.script.append(Step(body=completion(), cut=True))
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(client, server)
+    assert only(log).error_kind == "stream_cut"
+
+
+def test_stream_closed_by_the_caller_before_the_end(
+    server: ScriptedServer, client: httpx.Client, log: CallLog
+) -> None:
+    events = sse_events(chunk(content="a"), chunk(content="b"), gap=0.05)
+    server.script.append(Step(events=events))
+    with client.stream("POST", f"{server.base_url}/chat/completions", json={}) as response:
+        next(response.iter_raw())
+    record = only(log)
+    assert record.error_kind == "stream_cut"
+    assert record.error_message is not None
+    assert "closed before the stream ended" in record.error_message
+
+
+def test_unread_response_recorded_when_the_client_closes(
+    server: ScriptedServer, log: CallLog
+) -> None:
+    server.script.append(Step(events=sse_events(chunk(content="a"))))
+    http = httpx.Client(transport=measuring_transport(httpx.HTTPTransport(), log.add))
+    request = http.build_request("POST", f"{server.base_url}/chat/completions", json={})
+    http.send(request, stream=True)  # never read, never closed
+    assert log.records() == ()
+    http.close()
+    assert only(log).error_kind == "stream_cut"
+
+
+def test_error_chunk_inside_a_stream(
+    server: ScriptedServer, client: httpx.Client, log: CallLog
+) -> None:
+    error = {"error": {"message": "upstream overloaded", "code": "server_error"}}
+    server.script.append(Step(events=sse_events(chunk(content="a"), error)))
+    post(client, server)
+    record = only(log)
+    assert record.error_kind == "provider_error"
+    assert record.error_message == "server_error: upstream overloaded"
+
+
+def test_minimax_error_in_200(server: ScriptedServer, client: httpx.Client, log: CallLog) -> None:
+    body = {
+        "choices": None,
+        "base_resp": {"status_code": 1008, "status_msg": "insufficient balance"},
+    }
+    server.script.append(Step(body=body))
+    assert post(client, server).status_code == 200
+    record = only(log)
+    assert (record.status, record.error_kind) == (200, "quota")
+    assert record.error_message == "1008: insufficient balance"
+    assert record.cost_usd is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<html>hello</html>", "the body is not JSON: b'<html>hello</html>'"),
+        ({"object": "list", "data": []}, "not a chat completion: the body has no choices"),
+    ],
+)
+def test_invalid_2xx_bodies(
+    server: ScriptedServer, client: httpx.Client, log: CallLog, body: Any, message: str
+) -> None:
+    server.script.append(Step(body=body, headers={"Content-Type": "text/plain"}))
+    post(client, server)
+    record = only(log)
+    assert record.error_kind == "invalid_response"
+    assert record.error_message == message
+
+
+def test_sse_without_content_type_is_sniffed(
+    server: ScriptedServer, client: httpx.Client, log: CallLog
+) -> None:
+    events = sse_events(chunk(content="ok", finish="stop"))
+    server.script.append(Step(events=events, headers={"Content-Type": "text/plain"}))
+    post(client, server)
+    record = only(log)
+    assert record.error_kind is None
+    assert record.streamed
+    assert record.json_valid is False
+
+
+def test_http_error_statuses_are_classified(
+    server: ScriptedServer, client: httpx.Client, log: CallLog
+) -> None:
+    server.script.append(
+        Step(429, {"error": {"message": "slow down", "code": "rate_limit"}}, {"Retry-After": "3"})
+    )
+    assert post(client, server).status_code == 429
+    record = only(log)
+    assert (record.status, record.error_kind) == (429, "rate_limit")
+    assert record.error_message == "rate_limit: slow down"
+
+
+def test_retry_after_reaches_the_attempt_handle(
+    server: ScriptedServer, client: httpx.Client
+) -> None:
+    server.script.append(Step(503, b"", {"Retry-After": "4"}))
+    handle = AttemptHandle()
+    request = client.build_request(
+        "POST",
+        f"{server.base_url}/chat/completions",
+        json={},
+        extensions={ATTEMPT_EXTENSION: handle},
+    )
+    client.send(request).read()
+    assert handle.attempt is not None
+    assert handle.record is not None
+    assert handle.attempt.retry_after_s == 4.0
+    assert handle.record.error_kind == "server_error"
+    assert handle.record.error_message == "Service Unavailable"
+
+
+def test_gzip_body_is_decoded(server: ScriptedServer, client: httpx.Client, log: CallLog) -> None:
+    raw = gzip.compress(json.dumps(completion()).encode())
+    server.script.append(Step(body=raw, headers={"Content-Encoding": "gzip"}))
+    assert post(client, server).json()["usage"] == USAGE
+    record = only(log)
+    assert record.error_kind is None
+    assert record.usage is not None
+    assert record.usage.prompt_tokens == 1000
+
+
+def test_accept_encoding_narrowed_to_decodable(
+    server: ScriptedServer, client: httpx.Client
+) -> None:
+    server.script.append(Step(body=completion()))
+    client.post(
+        f"{server.base_url}/chat/completions",
+        json={},
+        headers={"Accept-Encoding": "br, gzip;q=0.9, zstd"},
+    )
+    assert server.requests[0][2]["Accept-Encoding"] == "gzip;q=0.9"
+
+
+def test_connection_refused_is_recorded_and_reraised(log: CallLog) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with (
+        httpx.Client(transport=measuring_transport(httpx.HTTPTransport(), log.add)) as http,
+        pytest.raises(httpx.ConnectError),
+    ):
+        http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={})
+    record = only(log)
+    assert (record.status, record.error_kind) == (None, "connection")
+    assert record.error_message is not None
+    assert record.error_message.startswith("ConnectError: ")
+    assert record.usage is None
+
+
+def test_timeout_is_recorded_and_reraised(server: ScriptedServer, log: CallLog) -> None:
+    server.script.append(Step(body=completion(), delay=0.6))
+    transport = measuring_transport(httpx.HTTPTransport(), log.add)
+    with httpx.Client(transport=transport, timeout=0.2) as http, pytest.raises(httpx.ReadTimeout):
+        post(http, server)
+    record = only(log)
+    assert (record.status, record.error_kind) == (None, "timeout")
+    assert record.latency_ms is not None
+    assert 150 <= record.latency_ms < 550
+
+
+def test_api_key_never_recorded(server: ScriptedServer, client: httpx.Client, log: CallLog) -> None:
+    key = "sk-live-0123456789"
+    body = {"error": {"message": f"Incorrect API key provided: {key}.", "code": "invalid_api_key"}}
+    server.script.append(Step(401, body))
+    client.post(
+        f"{server.base_url}/chat/completions",
+        json={},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    record = only(log)
+    assert record.error_kind == "auth"
+    assert key not in record.model_dump_json()
+    assert record.error_message == "invalid_api_key: Incorrect API key provided: ***"
+
+
+def test_no_price_no_cost(server: ScriptedServer) -> None:
+    log = make_log(price=None)
+    server.script.append(Step(body=completion()))
+    with httpx.Client(transport=measuring_transport(httpx.HTTPTransport(), log.add)) as http:
+        post(http, server)
+    record = only(log)
+    assert record.usage is not None
+    assert record.cost_usd is None
+
+
+def test_cost_uses_the_start_time_for_peak_prices(server: ScriptedServer) -> None:
+    peak = PeakPricing(multiplier=2.0, utc_hours=((0, 24),), weekdays_only=False)
+    log = make_log(price=PRICE.model_copy(update={"peak": peak}))
+    server.script.append(Step(body=completion()))
+    with httpx.Client(transport=measuring_transport(httpx.HTTPTransport(), log.add)) as http:
+        post(http, server)
+    assert only(log).cost_usd == pytest.approx(2 * COST)
+
+
+def test_httpx2_transport_measures_the_same(server: ScriptedServer, log: CallLog) -> None:
+    server.script.append(Step(events=sse_events(chunk(content="x", finish="stop"), gap=0.05)))
+    transport = measuring_httpx2_transport(httpx2.HTTPTransport(), log.add)
+    with httpx2.Client(transport=transport) as http:
+        http.post(f"{server.base_url}/chat/completions", json={"stream": True}).read()
+    record = only(log)
+    assert record.client == "openai"
+    assert record.error_kind is None
+    assert record.ttft_ms is not None
+
+
+def test_retried_request_is_the_next_attempt(
+    server: ScriptedServer, client: httpx.Client, log: CallLog
+) -> None:
+    server.script.extend(
+        [Step(503, b""), Step(body=completion()), Step(body=completion()), Step(body=completion())]
+    )
+    post(client, server, {"q": 1})
+    post(client, server, {"q": 1})  # same bytes after a failure: a retry
+    post(client, server, {"q": 1})  # same bytes after a success: a new call
+    post(client, server, {"q": 2})
+    numbers = [(r.call_index, r.attempt, r.error_kind) for r in log.records()]
+    assert numbers == [(0, 1, "server_error"), (0, 2, None), (1, 1, None), (2, 1, None)]
+
+
+# ------------------------------------------------------------------------------------------
+# CallLog numbering, without HTTP
+
+
+def attempt(key: str, start: float, end: float, ok: bool = True) -> Attempt:
+    return Attempt(
+        client="modelgate",
+        method="POST",
+        endpoint="http://x/v1/chat/completions",
+        request_key=key,
+        started_at=1_700_000_000.0 + start,
+        started_monotonic=start,
+        ended_monotonic=end,
+        latency_ms=(end - start) * 1000,
+        status=200 if ok else 500,
+        error_kind=None if ok else "server_error",
+        completion=ParsedCompletion(text="x") if ok else None,
+    )
+
+
+def test_call_log_keeps_concurrent_identical_requests_apart() -> None:
+    log = make_log()
+    log.add(attempt("k", 0.0, 1.0, ok=False))  # call 0 fails at t=1
+    log.add(attempt("k", 0.5, 2.0))  # started before that failure ended: another call
+    log.add(attempt("k", 1.5, 3.0))  # the retry of call 0
+    numbers = [(r.call_index, r.attempt) for r in log.records()]
+    assert numbers == [(0, 1), (1, 1), (0, 2)]
+
+
+def test_call_log_chains_attempts_and_matches_by_key() -> None:
+    log = make_log()
+    log.add(attempt("a", 0, 1, ok=False))
+    log.add(attempt("b", 1, 2, ok=False))
+    log.add(attempt("a", 2, 3, ok=False))
+    log.add(attempt("a", 3, 4))
+    log.add(attempt("b", 4, 5))
+    log.add(attempt("a", 5, 6))
+    numbers = [(r.call_index, r.attempt) for r in log.records()]
+    assert numbers == [(0, 1), (1, 1), (0, 2), (0, 3), (1, 2), (2, 1)]
+    assert len(log) == 6
+    assert "records=6" in repr(log)
+
+
+def test_call_log_is_thread_safe() -> None:
+    log = make_log()
+
+    def work(n: int) -> None:
+        for i in range(50):
+            log.add(attempt(f"{n}-{i}", i, i + 0.5))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = log.records()
+    assert sorted(r.call_index for r in records) == list(range(400))
