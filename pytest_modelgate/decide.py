@@ -1,0 +1,163 @@
+"""The end of a run: judge the records, pick the exit status, write the verdict atomically.
+
+Fail closed: anything that makes the data untrustworthy (an interruption, an internal error, a
+crashed worker, a broken record, a judge or hook that raises) gives verdict ``error`` and a
+non-zero exit status, never ``pass``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from pytest_modelgate.judge import Judge, Judgement, RunData
+from pytest_modelgate.session import EXIT_ERROR, EXIT_FAIL, EXIT_OK, GateSession
+
+# pytest's own exit statuses (pytest.ExitCode), spelled out to keep this module pytest-free.
+_PYTEST_OK = 0
+_PYTEST_TESTS_FAILED = 1
+_PYTEST_INTERRUPTED = 2
+_PYTEST_INTERNAL_ERROR = 3
+_PYTEST_USAGE_ERROR = 4
+_PYTEST_NO_TESTS = 5
+
+
+def finish(
+    gate: GateSession,
+    *,
+    pytest_status: int,
+    stopped_early: bool,
+    judge: Judge | None,
+    amend: Callable[[dict[str, Any]], object],
+) -> int | None:
+    """Decide, write the verdict and return the exit status to set (None: leave pytest's)."""
+    from pytest_modelgate.verdict import write_verdict_atomic
+
+    path = gate.settings.verdict_path
+    if not gate.used and gate.candidate is None:
+        # Nothing was gated: an ordinary pytest run. Drop the placeholder we put over an old
+        # verdict at start, so no stale verdict is left behind as if it were this run's.
+        if gate.provisional_written:
+            path.unlink(missing_ok=True)
+        return None
+
+    problems = _problems(gate, pytest_status=pytest_status, stopped_early=stopped_early)
+    if problems:
+        exit_status = pytest_status if pytest_status not in (0, 1, 5) else EXIT_ERROR
+        verdict = _error(gate, problems, exit_status)
+    else:
+        try:
+            verdict, exit_status = _judge(gate, pytest_status, judge, amend)
+        except Exception as exc:  # a broken judge or hook: fail closed
+            exit_status = EXIT_ERROR
+            verdict = _error(gate, [f"the gate crashed while deciding: {exc!r}"], exit_status)
+    try:
+        write_verdict_atomic(path, verdict)
+    except Exception as exc:
+        exit_status = EXIT_ERROR
+        verdict = _error(gate, [f"the verdict could not be written to {path}: {exc}"], exit_status)
+        try:
+            write_verdict_atomic(path, verdict)
+        except Exception:
+            pass  # the terminal summary still says error and the exit status is non-zero
+    gate.verdict = verdict
+    return exit_status
+
+
+def _problems(gate: GateSession, *, pytest_status: int, stopped_early: bool) -> list[str]:
+    problems: list[str] = []
+    if pytest_status == _PYTEST_INTERRUPTED:
+        problems.append("the run was interrupted before every test finished")
+    elif pytest_status == _PYTEST_INTERNAL_ERROR:
+        problems.append("pytest or a plugin raised an internal error during the run")
+    elif pytest_status == _PYTEST_USAGE_ERROR:
+        problems.append("the run stopped on a usage error")
+    problems.extend(gate.problems)
+    if gate.candidate is not None:
+        if stopped_early:
+            problems.append(
+                "the run stopped early (-x or --maxfail): only part of the cases ran, so the "
+                "arms cannot be compared"
+            )
+        if not gate.used:
+            problems.append(
+                "no selected test uses the `llm` fixture, so nothing was compared; select the "
+                "workflow tests or drop --candidate-model"
+            )
+    return problems
+
+
+def _judge(
+    gate: GateSession,
+    pytest_status: int,
+    judge: Judge | None,
+    amend: Callable[[dict[str, Any]], object],
+) -> tuple[dict[str, Any], int]:
+    from pytest_modelgate.judge import FixedLimitJudge
+    from pytest_modelgate.verdict import build_verdict
+
+    stable, candidate = gate.test_records()
+    chosen: Judge = judge if judge is not None else FixedLimitJudge(gate.settings.config.gate)
+    has_candidate = gate.candidate is not None
+    judgement = chosen.judge(RunData(stable=stable, candidate=candidate if has_candidate else None))
+
+    verdict_name = str(judgement.verdict)
+    extra_reasons: list[str] = []
+    if has_candidate and gate.settings.strict and verdict_name in ("pass", "inconclusive"):
+        failed = _failed_case_count(judgement)
+        if failed:
+            verdict_name = "fail"
+            extra_reasons.append(f"--modelgate-strict: {failed} case(s) failed on at least one arm")
+        elif verdict_name == "inconclusive":
+            verdict_name = "fail"
+            extra_reasons.append("--modelgate-strict: an inconclusive verdict fails the run")
+
+    exit_status = _exit_status(verdict_name, pytest_status, has_candidate)
+    verdict = build_verdict(
+        judgement,
+        started_at=gate.started_at,
+        finished_at=datetime.now(timezone.utc),
+        exit_status=exit_status,
+        **gate.verdict_common(),
+    )
+    if verdict_name != verdict["verdict"]:
+        verdict["verdict"] = verdict_name
+        verdict["reasons"] = [*extra_reasons, *verdict["reasons"]]
+    amend(verdict)
+    return verdict, exit_status
+
+
+def _failed_case_count(judgement: Judgement) -> int:
+    return (
+        len(judgement.cases_failed_both)
+        + len(judgement.cases_failed_candidate_only)
+        + len(judgement.cases_failed_stable_only)
+    )
+
+
+def _exit_status(verdict: str, pytest_status: int, has_candidate: bool) -> int:
+    """The documented exit status (README, "Exit status")."""
+    if verdict == "error":
+        return EXIT_ERROR
+    if not has_candidate:
+        # A smoke run keeps ordinary pytest semantics.
+        return pytest_status
+    # With a candidate the gate decides: a case that fails on both arms is not a regression.
+    return EXIT_FAIL if verdict == "fail" else EXIT_OK
+
+
+def _error(gate: GateSession, reasons: list[str], exit_status: int) -> dict[str, Any]:
+    from pytest_modelgate.verdict import error_verdict
+
+    reason = reasons[0]
+    verdict = error_verdict(
+        reason,
+        started_at=gate.started_at,
+        finished_at=datetime.now(timezone.utc),
+        exit_status=exit_status,
+        complete=True,
+        **gate.verdict_common(),
+    )
+    verdict["reasons"] = list(reasons)
+    return verdict

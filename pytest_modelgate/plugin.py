@@ -1,0 +1,529 @@
+"""pytest glue: options, the ``llm`` fixture and hooks that delegate to ``GateSession``.
+
+Everything heavy (httpx, the openai SDK, the judge) is imported inside the hooks that need it, so
+``pytest --help`` and runs that never use ``llm`` pay almost nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_modelgate import hooks
+
+if TYPE_CHECKING:
+    from pytest_modelgate.client import LLM
+    from pytest_modelgate.session import ArmParam, GateSession, GateSettings
+
+GATE_KEY = pytest.StashKey["GateSession"]()
+_ITEM_KEY = pytest.StashKey["_ItemCalls"]()
+
+LLM_FIXTURE = "llm"
+DEFAULT_VERDICT = "modelgate-verdict.json"
+
+
+class _ItemCalls:
+    """The live client of one test item and how many of its records earlier phases took."""
+
+    def __init__(self, client: LLM) -> None:
+        self.client = client
+        self.taken_calls = 0
+        self.taken_fallbacks = 0
+
+
+# --------------------------------------------------------------------------------------------
+# options
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise _argument_error(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise _argument_error(f"must be at least 1, got {number}")
+    return number
+
+
+def _argument_error(message: str) -> Exception:
+    import argparse
+
+    return argparse.ArgumentTypeError(message)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the ``modelgate`` option group; every option has an ini twin."""
+    group = parser.getgroup("modelgate", "pytest-modelgate: gate a model change")
+    group.addoption(
+        "--stable-model",
+        metavar="NAME",
+        default=None,
+        help="model the product uses today (a catalog name or one from modelgate.yaml). "
+        "ini: modelgate_stable_model",
+    )
+    group.addoption(
+        "--candidate-model",
+        metavar="NAME",
+        default=None,
+        help="model to compare against the stable one; every test using `llm` then runs on "
+        "both. ini: modelgate_candidate_model",
+    )
+    group.addoption(
+        "--modelgate-config",
+        metavar="PATH",
+        default=None,
+        help="model and gate configuration (default: modelgate.yaml in the rootdir). "
+        "ini: modelgate_config",
+    )
+    group.addoption(
+        "--modelgate-verdict",
+        metavar="PATH",
+        default=None,
+        help=f"where to write the JSON verdict (default: {DEFAULT_VERDICT} in the rootdir). "
+        "ini: modelgate_verdict",
+    )
+    group.addoption(
+        "--modelgate-repeat",
+        metavar="K",
+        type=_positive_int,
+        default=None,
+        help="run each test K times per arm (default 1). ini: modelgate_repeat",
+    )
+    group.addoption(
+        "--modelgate-mode",
+        choices=("live",),
+        default=None,
+        help="how calls are made: live = call the models (default). ini: modelgate_mode",
+    )
+    group.addoption(
+        "--modelgate-strict",
+        action="store_true",
+        default=None,
+        help="also fail the run on any failed case, even one that fails on both arms. "
+        "ini: modelgate_strict",
+    )
+    parser.addini("modelgate_stable_model", "stable model name (--stable-model)")
+    parser.addini("modelgate_candidate_model", "candidate model name (--candidate-model)")
+    parser.addini("modelgate_config", "path of modelgate.yaml (--modelgate-config)")
+    parser.addini("modelgate_verdict", "path of the verdict file (--modelgate-verdict)")
+    parser.addini("modelgate_repeat", "runs per test and arm (--modelgate-repeat)")
+    parser.addini("modelgate_mode", "call mode (--modelgate-mode)")
+    parser.addini("modelgate_strict", "fail on any failed case", type="bool", default=False)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Add the ``pytest_modelgate_*`` hook specifications."""
+    pluginmanager.add_hookspecs(hooks)
+
+
+def _ini_str(config: pytest.Config, name: str) -> str | None:
+    value = config.getini(name)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _ini_path(config: pytest.Config, name: str) -> Path | None:
+    # Paths in an ini file are relative to that file's directory (as pytest does for testpaths).
+    value = _ini_str(config, name)
+    if value is None:
+        return None
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    return (base / value).resolve()
+
+
+def _verdict_path(config: pytest.Config) -> Path:
+    # Precedence: command line (relative to the invocation directory), ini, rootdir default.
+    option: str | None = config.getoption("modelgate_verdict")
+    if option:
+        return (config.invocation_params.dir / option).resolve()
+    return _ini_path(config, "modelgate_verdict") or config.rootpath / DEFAULT_VERDICT
+
+
+def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
+    from pytest_modelgate.config import ModelgateConfig, find_config, load_config
+    from pytest_modelgate.errors import ConfigError
+    from pytest_modelgate.session import MODES, GateSettings
+
+    explicit: str | None = config.getoption("modelgate_config")
+    explicit_path = (
+        (config.invocation_params.dir / explicit).resolve()
+        if explicit
+        else _ini_path(config, "modelgate_config")
+    )
+    config_path = find_config(config.rootpath, explicit_path)
+    file_config = load_config(config_path) if config_path else ModelgateConfig()
+    if config_path is not None:
+        from pytest_modelgate.catalog import load_catalog
+        from pytest_modelgate.config import check_config
+
+        # Typos in modelgate.yaml (a stable name no catalog knows...) fail before any test.
+        check_config(file_config, load_catalog())
+
+    repeat: int | None = config.getoption("modelgate_repeat")
+    if repeat is None:
+        raw = _ini_str(config, "modelgate_repeat")
+        try:
+            repeat = _positive_int(raw) if raw else 1
+        except Exception as exc:
+            raise ConfigError(f"ini option modelgate_repeat: {exc}") from None
+
+    mode: str = config.getoption("modelgate_mode") or _ini_str(config, "modelgate_mode") or "live"
+    if mode not in MODES:
+        raise ConfigError(f"ini option modelgate_mode: {mode!r} is not one of {', '.join(MODES)}")
+
+    strict = bool(config.getoption("modelgate_strict") or config.getini("modelgate_strict"))
+    # Precedence for the model names: command line, ini, modelgate.yaml.
+    stable = (
+        config.getoption("stable_model")
+        or _ini_str(config, "modelgate_stable_model")
+        or file_config.stable
+    )
+    candidate = (
+        config.getoption("candidate_model")
+        or _ini_str(config, "modelgate_candidate_model")
+        or file_config.candidate
+    )
+    if candidate and not stable:
+        raise ConfigError(
+            f"--candidate-model {candidate} needs a stable model to compare with: pass "
+            "--stable-model NAME or set `stable:` in modelgate.yaml"
+        )
+    return GateSettings(
+        stable=stable,
+        candidate=candidate,
+        mode=mode,  # type: ignore[arg-type]  # checked against MODES above
+        repeat=repeat,
+        strict=strict,
+        verdict_path=verdict_path,
+        config_path=config_path,
+        config=file_config,
+    )
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _gate(config: pytest.Config) -> GateSession | None:
+    return config.stash.get(GATE_KEY, None)
+
+
+# --------------------------------------------------------------------------------------------
+# configure and collection
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Resolve settings and models; a bad configuration fails here with a usage error."""
+    if config.option.help:
+        return
+    from pytest_modelgate.errors import ModelgateError
+    from pytest_modelgate.session import GateSession, resolve_models
+
+    verdict_path = _verdict_path(config)
+    worker = _is_worker(config)
+    try:
+        settings = _build_settings(config, verdict_path)
+        stable, candidate = resolve_models(settings)
+        gate = GateSession(settings=settings, stable=stable, candidate=candidate, is_worker=worker)
+        # A gate run (a candidate was named) must have its keys before any test runs.
+        if candidate is not None and settings.mode == "live":
+            gate.check_api_keys()
+    except ModelgateError as exc:
+        if not worker:
+            _write_error_verdict_early(verdict_path, f"configuration error: {exc}")
+        raise pytest.UsageError(f"modelgate: {exc}") from None
+    config.stash[GATE_KEY] = gate
+
+    if not worker and not config.option.collectonly:
+        # Replace any verdict left by an earlier run at once, so that a run that dies before
+        # the end can never be mistaken for a pass.
+        if candidate is not None or verdict_path.exists():
+            _write_provisional(gate)
+    config.pluginmanager.register(_GateHooks(config, gate), "modelgate-gate")
+    if config.pluginmanager.hasplugin("xdist") and not worker:
+        config.pluginmanager.register(_XdistController(gate), "modelgate-xdist")
+
+
+def _write_error_verdict_early(path: Path, reason: str) -> None:
+    from datetime import datetime, timezone
+
+    from pytest_modelgate import __version__
+    from pytest_modelgate.verdict import error_verdict, write_verdict_atomic
+
+    now = datetime.now(timezone.utc)
+    import uuid
+
+    data = error_verdict(
+        reason,
+        run_id=uuid.uuid4().hex,
+        stable=None,
+        candidate=None,
+        mode="live",
+        repeat=1,
+        strict=False,
+        started_at=now,
+        finished_at=now,
+        exit_status=4,
+        plugin_version=__version__,
+        complete=True,
+    )
+    try:
+        write_verdict_atomic(path, data)
+    except OSError:
+        pass  # the usage error that follows says what is wrong; the file is best effort
+
+
+def _write_provisional(gate: GateSession) -> None:
+    from pytest_modelgate.session import EXIT_ERROR as EXIT_PROVISIONAL
+    from pytest_modelgate.verdict import error_verdict, write_verdict_atomic
+
+    # If the run never gets to replace this, its meaning is an error (exit status 3).
+    data = error_verdict(
+        "the run has not finished: it is still running, or it was killed before the gate "
+        "could decide",
+        started_at=gate.started_at,
+        finished_at=gate.started_at,
+        exit_status=EXIT_PROVISIONAL,
+        complete=False,
+        **gate.verdict_common(),
+    )
+    write_verdict_atomic(gate.settings.verdict_path, data)
+    gate.provisional_written = True
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize every test that uses ``llm`` (directly or via fixtures) by arm and repeat.
+
+    Runs last so that the arm is the final part of the test id:
+    ``test_triage[ticket-3-stable-deepseek-chat]``.
+    """
+    if LLM_FIXTURE not in metafunc.fixturenames:
+        return
+    gate = _gate(metafunc.config)
+    if gate is None:
+        return
+    params = gate.arm_params()
+    if not params:
+        # No stable model: reported once, as a usage error, in pytest_collection_modifyitems.
+        return
+    metafunc.parametrize(LLM_FIXTURE, params, ids=[p.id for p in params], indirect=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Check, once the selection is final, that the tests using ``llm`` can run at all."""
+    gate = _gate(config)
+    if gate is None:
+        return
+    gated = [item for item in items if LLM_FIXTURE in getattr(item, "fixturenames", ())]
+    if not gated:
+        return
+    gate.used = True
+    from pytest_modelgate.errors import ModelgateError
+
+    if gate.stable is None:
+        raise pytest.UsageError(
+            f"modelgate: {len(gated)} selected test(s) use the `llm` fixture but no stable "
+            "model is set: pass --stable-model NAME, set modelgate_stable_model in the ini "
+            "file, or `stable:` in modelgate.yaml"
+        )
+    if gate.settings.mode == "live":
+        try:
+            gate.check_api_keys()
+        except ModelgateError as exc:
+            raise pytest.UsageError(f"modelgate: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# the fixture
+
+
+@pytest.fixture
+def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
+    """The model under test for this arm: ``llm.chat(messages, **params) -> Reply``.
+
+    Every test that uses it runs once per arm (stable, and candidate when one is given) and
+    ``--modelgate-repeat`` times per arm; every HTTP attempt it makes is measured and judged.
+    Attributes: ``model``, ``arm``, ``base_url``. Methods: ``chat``, ``openai()`` (a real
+    ``openai.OpenAI`` client whose calls are measured the same way), ``note_fallback(reason)``.
+    """
+    from pytest_modelgate.client import LLM
+    from pytest_modelgate.transport import CallLog
+
+    gate = _gate(request.config)
+    param: ArmParam | None = getattr(request, "param", None)
+    if gate is None or param is None:
+        raise pytest.UsageError(
+            f"{request.node.nodeid}: the `llm` fixture must be requested as a test or fixture "
+            "argument (it is parametrized by arm at collection), not via getfixturevalue()"
+        )
+    from pytest_modelgate.session import case_id_for
+
+    model = gate.model_for(param.arm)
+    test_id = request.node.nodeid
+    log = CallLog(
+        test_id=test_id,
+        case_id=case_id_for(test_id, param.id),
+        arm=param.arm,
+        model=model.name,
+        repeat=param.repeat,
+        resolved=model,
+    )
+    client_settings = gate.settings.config.client
+    client = LLM(
+        model=model,
+        arm=param.arm,
+        api_key=gate.api_key(param.arm),
+        log=log,
+        max_retries=client_settings.max_retries,
+        timeout_s=client_settings.timeout_s,
+        retry_after_cap_s=client_settings.retry_after_cap_s,
+        backoff_base_s=client_settings.backoff_base_s,
+    )
+    request.node.stash[_ITEM_KEY] = _ItemCalls(client)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------------------------
+# reports: each phase of a gated test carries its new records (this is what xdist ships)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the phase's call records and outcome to the report of every gated test."""
+    report: pytest.TestReport = yield
+    param = getattr(getattr(item, "callspec", None), "params", {}).get(LLM_FIXTURE)
+    if param is None or _gate(item.config) is None:
+        return report
+    try:
+        report.modelgate = _phase_json(item, report, call, param)  # type: ignore[attr-defined]
+    except Exception as exc:  # fail closed: a broken record makes the run `error`
+        report.modelgate_problem = (  # type: ignore[attr-defined]
+            f"{item.nodeid}: could not record the {report.when} phase: {exc!r}"
+        )
+    return report
+
+
+def _phase_json(
+    item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None], param: ArmParam
+) -> dict[str, Any]:
+    from pytest_modelgate.session import TestPhase, case_id_for
+
+    state = item.stash.get(_ITEM_KEY, None)
+    calls: tuple[Any, ...] = ()
+    fallbacks: tuple[str, ...] = ()
+    if state is not None:
+        records = state.client.log.records()
+        calls = records[state.taken_calls :]
+        state.taken_calls = len(records)
+        noted = state.client.fallbacks
+        fallbacks = tuple(noted[state.taken_fallbacks :])
+        state.taken_fallbacks = len(noted)
+    message = None
+    if report.failed and call.excinfo is not None:
+        message = call.excinfo.exconly().strip().splitlines()[0][:300]
+    outcome = "skipped" if report.skipped else ("failed" if report.failed else "passed")
+    if hasattr(report, "wasxfail"):
+        outcome = "skipped"  # an expected failure decides nothing about the model
+    workflow = getattr(item, "originalname", None) or item.name
+    phase = TestPhase(
+        test_id=item.nodeid,
+        case_id=case_id_for(item.nodeid, param.id),
+        workflow=workflow,
+        arm=param.arm,
+        model=param.model,
+        repeat=param.repeat,
+        when=report.when,
+        outcome=outcome,  # type: ignore[arg-type]
+        duration_s=report.duration,
+        calls=calls,
+        fallbacks=fallbacks,
+        message=message,
+    )
+    return phase.to_json()
+
+
+# --------------------------------------------------------------------------------------------
+# the decision
+
+
+class _GateHooks:
+    """Hooks that need the gate but get no config argument; registered at configure time."""
+
+    def __init__(self, config: pytest.Config, gate: GateSession) -> None:
+        self.config = config
+        self.gate = gate
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """On the controller, fold each phase report into the session (once per phase)."""
+        if self.gate.is_worker:
+            return
+        problem = getattr(report, "modelgate_problem", None)
+        if problem is not None:
+            self.gate.problems.append(problem)
+        data = getattr(report, "modelgate", None)
+        if data is None:
+            return
+        from pytest_modelgate.session import TestPhase
+
+        try:
+            self.gate.receive(TestPhase.from_json(data))
+        except Exception as exc:
+            self.gate.problems.append(f"{report.nodeid}: unreadable gate record: {exc!r}")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Judge, write the verdict atomically and set the exit status (controller only)."""
+        if self.gate.is_worker or self.config.option.collectonly:
+            return
+        from pytest_modelgate.decide import finish
+
+        judge = self.config.hook.pytest_modelgate_judge(config=self.config)
+        outcome = finish(
+            self.gate,
+            pytest_status=int(exitstatus),
+            stopped_early=bool(session.shouldstop or session.shouldfail),
+            judge=judge,
+            amend=lambda verdict: self.config.hook.pytest_modelgate_verdict(
+                config=self.config, verdict=verdict
+            ),
+        )
+        if outcome is not None:
+            session.exitstatus = outcome
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Print the comparison table, the verdict and where it was written."""
+        if self.gate.verdict is None:
+            return
+        from pytest_modelgate.report import summary_lines
+
+        terminalreporter.section("modelgate")
+        for line in summary_lines(self.gate.verdict, verdict_path=self.gate.settings.verdict_path):
+            terminalreporter.write_line(line)
+
+
+class _XdistController:
+    """Hooks that exist only when pytest-xdist is installed, registered on the controller."""
+
+    def __init__(self, gate: GateSession) -> None:
+        self.gate = gate
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        """A worker that went down with an error leaves the run incomplete: never a pass."""
+        if error is not None:
+            self.gate.problems.append(f"xdist worker {getattr(node, 'gateway', node)} crashed")

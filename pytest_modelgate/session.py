@@ -1,0 +1,286 @@
+"""Per-run state of the gate: settings, resolved models, the records that arrived, the verdict.
+
+``plugin.py`` keeps one ``GateSession`` in ``config.stash`` and its hooks delegate here. This
+module knows pytest's report objects only as plain data (``TestPhase``) so that it stays testable.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pytest_modelgate import __version__
+from pytest_modelgate.config import ModelgateConfig, require_api_key, resolve_model
+from pytest_modelgate.endpoints import ResolvedModel
+from pytest_modelgate.records import ARMS, Arm, CallRecord, ModelIdentity, Outcome, TestRecord
+
+Mode = Literal["live"]
+MODES: tuple[str, ...] = ("live",)
+
+# Exit statuses (pytest's own numbers where they fit; see README "Exit status").
+EXIT_OK = 0
+EXIT_FAIL = 1  # the verdict is fail (or a smoke run had failing tests)
+EXIT_ERROR = 3  # the verdict is error: the gate could not decide
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateSettings:
+    """The gate's options after merging command line, ini file and ``modelgate.yaml``.
+
+    Precedence, highest first: command-line option, ini option (pytest.ini / pyproject.toml),
+    ``modelgate.yaml``, built-in default.
+    """
+
+    stable: str | None
+    candidate: str | None
+    mode: Mode
+    repeat: int
+    strict: bool
+    verdict_path: Path
+    config_path: Path | None
+    config: ModelgateConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmParam:
+    """The parameter behind one ``llm`` instance: which arm, model and repeat it plays."""
+
+    arm: Arm
+    model: str
+    repeat: int
+    repeats: int
+
+    @property
+    def id(self) -> str:
+        """The test-id fragment, e.g. ``stable-deepseek-chat`` or ``candidate-qwen-max-rep2``."""
+        base = f"{self.arm}-{self.model}"
+        return base if self.repeats == 1 else f"{base}-rep{self.repeat + 1}"
+
+
+def case_id_for(test_id: str, arm_id: str) -> str:
+    """The test id without the arm (and repeat) fragment: the key that pairs the arms."""
+    if test_id.endswith(f"[{arm_id}]"):
+        return test_id[: -len(arm_id) - 2]
+    suffix = f"-{arm_id}]"
+    if test_id.endswith(suffix):
+        return test_id[: -len(suffix)] + "]"
+    return test_id
+
+
+@dataclass
+class _ItemAccumulator:
+    """What has arrived so far for one test item: reports come phase by phase."""
+
+    test_id: str
+    case_id: str
+    workflow: str
+    arm: Arm
+    model: str
+    repeat: int
+    outcome: Outcome = "passed"
+    duration_s: float = 0.0
+    calls: list[CallRecord] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)
+    message: str | None = None
+
+
+@dataclass
+class GateSession:
+    """Everything the gate knows about this run; lives in ``config.stash``."""
+
+    settings: GateSettings
+    stable: ResolvedModel | None
+    candidate: ResolvedModel | None
+    is_worker: bool
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    items: dict[str, _ItemAccumulator] = field(default_factory=dict)
+    # Reasons the run cannot be trusted (plugin errors, crashed workers); any makes it `error`.
+    problems: list[str] = field(default_factory=list)
+    # Set once a test that uses `llm` was collected or reported: the gate has something to say.
+    used: bool = False
+    provisional_written: bool = False
+    # The verdict written at the end of the run, for the terminal summary.
+    verdict: dict[str, Any] | None = None
+
+    def arms(self) -> list[tuple[Arm, str]]:
+        """The arms this run plays, stable first, with the model name each uses."""
+        arms: list[tuple[Arm, str]] = []
+        if self.stable is not None:
+            arms.append(("stable", self.stable.name))
+        if self.candidate is not None:
+            arms.append(("candidate", self.candidate.name))
+        return arms
+
+    def arm_params(self) -> list[ArmParam]:
+        """One parameter per arm and repeat, in the order the items should run."""
+        repeats = self.settings.repeat
+        return [
+            ArmParam(arm=arm, model=model, repeat=k, repeats=repeats)
+            for k in range(repeats)
+            for arm, model in self.arms()
+        ]
+
+    def model_for(self, arm: Arm) -> ResolvedModel:
+        """The resolved model that plays ``arm``."""
+        model = self.stable if arm == "stable" else self.candidate
+        if model is None:  # pragma: no cover - params are only made for configured arms
+            raise RuntimeError(f"no {arm} model configured")
+        return model
+
+    def identity(self, arm: Arm) -> ModelIdentity | None:
+        """How the verdict names the model of ``arm``."""
+        model = self.stable if arm == "stable" else self.candidate
+        if model is None:
+            return None
+        return ModelIdentity(model=model.name, provider=model.provider, base_url=model.base_url)
+
+    def receive(self, phase: TestPhase) -> None:
+        """Merge one phase report (setup, call or teardown) of a gated test."""
+        self.used = True
+        item = self.items.get(phase.test_id)
+        if item is None:
+            item = _ItemAccumulator(
+                test_id=phase.test_id,
+                case_id=phase.case_id,
+                workflow=phase.workflow,
+                arm=phase.arm,
+                model=phase.model,
+                repeat=phase.repeat,
+            )
+            self.items[phase.test_id] = item
+        item.calls.extend(phase.calls)
+        item.fallbacks.extend(phase.fallbacks)
+        item.duration_s += phase.duration_s
+        item.outcome = _merge_outcome(item.outcome, phase.when, phase.outcome)
+        if phase.outcome == "failed" and item.message is None:
+            item.message = phase.message
+
+    def test_records(self) -> tuple[list[TestRecord], list[TestRecord]]:
+        """The finished records, split by arm, in the order they arrived."""
+        by_arm: dict[str, list[TestRecord]] = {arm: [] for arm in ARMS}
+        for item in self.items.values():
+            calls = tuple(sorted(item.calls, key=lambda c: (c.call_index, c.attempt)))
+            by_arm[item.arm].append(
+                TestRecord(
+                    test_id=item.test_id,
+                    case_id=item.case_id,
+                    workflow=item.workflow,
+                    arm=item.arm,
+                    model=item.model,
+                    repeat=item.repeat,
+                    outcome=item.outcome,
+                    duration_s=item.duration_s,
+                    calls=calls,
+                    fallbacks=tuple(item.fallbacks),
+                    message=item.message,
+                )
+            )
+        return by_arm["stable"], by_arm["candidate"]
+
+    def check_api_keys(self, environ: Mapping[str, str] = os.environ) -> None:
+        """Raise MissingAPIKeyError for the first arm whose key variable is unset (live mode)."""
+        for model in (self.stable, self.candidate):
+            if model is not None:
+                require_api_key(model, environ)
+
+    def api_key(self, arm: Arm, environ: Mapping[str, str] = os.environ) -> str | None:
+        """The key for ``arm``'s model, or None when it declares no key variable."""
+        return require_api_key(self.model_for(arm), environ)
+
+    def verdict_common(self) -> dict[str, Any]:
+        """Identity fields every verdict of this run carries."""
+        return {
+            "run_id": self.run_id,
+            "stable": self.identity("stable"),
+            "candidate": self.identity("candidate"),
+            "mode": self.settings.mode,
+            "repeat": self.settings.repeat,
+            "strict": self.settings.strict,
+            "plugin_version": __version__,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestPhase:
+    """One phase report of a gated test, as plain data (what travels from xdist workers)."""
+
+    __test__ = False
+
+    test_id: str
+    case_id: str
+    workflow: str
+    arm: Arm
+    model: str
+    repeat: int
+    when: Literal["setup", "call", "teardown"]
+    outcome: Literal["passed", "failed", "skipped"]
+    duration_s: float
+    calls: tuple[CallRecord, ...]
+    fallbacks: tuple[str, ...]
+    message: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Builtin-typed form, safe to attach to a report that xdist serialises."""
+        return {
+            "test_id": self.test_id,
+            "case_id": self.case_id,
+            "workflow": self.workflow,
+            "arm": self.arm,
+            "model": self.model,
+            "repeat": self.repeat,
+            "when": self.when,
+            "outcome": self.outcome,
+            "duration_s": self.duration_s,
+            "calls": [c.model_dump(mode="json") for c in self.calls],
+            "fallbacks": list(self.fallbacks),
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TestPhase:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            test_id=data["test_id"],
+            case_id=data["case_id"],
+            workflow=data["workflow"],
+            arm=data["arm"],
+            model=data["model"],
+            repeat=int(data["repeat"]),
+            when=data["when"],
+            outcome=data["outcome"],
+            duration_s=float(data["duration_s"]),
+            calls=tuple(CallRecord.model_validate(c) for c in data["calls"]),
+            fallbacks=tuple(data["fallbacks"]),
+            message=data.get("message"),
+        )
+
+
+def _merge_outcome(current: Outcome, when: str, outcome: str) -> Outcome:
+    """Fold a phase outcome into the item outcome: an error outside the call phase is `error`."""
+    if current in ("failed", "error"):
+        return current
+    if outcome == "failed":
+        return "failed" if when == "call" else "error"
+    if outcome == "skipped" and when in ("setup", "call"):
+        return "skipped"
+    return current
+
+
+def resolve_models(
+    settings: GateSettings,
+) -> tuple[ResolvedModel | None, ResolvedModel | None]:
+    """Resolve the stable and candidate names against the catalog and ``modelgate.yaml``."""
+    from pytest_modelgate.catalog import load_catalog
+
+    catalog = load_catalog()
+    stable = resolve_model(settings.stable, settings.config, catalog) if settings.stable else None
+    candidate = (
+        resolve_model(settings.candidate, settings.config, catalog) if settings.candidate else None
+    )
+    return stable, candidate
