@@ -7,6 +7,7 @@ non-zero exit status, never ``pass``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -57,10 +58,9 @@ def finish(
     except Exception as exc:
         exit_status = EXIT_ERROR
         verdict = _error(gate, [f"the verdict could not be written to {path}: {exc}"], exit_status)
-        try:
+        # If even that fails, the terminal summary still says error and the exit is non-zero.
+        with contextlib.suppress(Exception):
             write_verdict_atomic(path, verdict)
-        except Exception:
-            pass  # the terminal summary still says error and the exit status is non-zero
     gate.verdict = verdict
     return exit_status
 

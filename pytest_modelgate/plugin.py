@@ -6,7 +6,7 @@ Everything heavy (httpx, the openai SDK, the judge) is imported inside the hooks
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -240,11 +240,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"modelgate: {exc}") from None
     config.stash[GATE_KEY] = gate
 
-    if not worker and not config.option.collectonly:
-        # Replace any verdict left by an earlier run at once, so that a run that dies before
-        # the end can never be mistaken for a pass.
-        if candidate is not None or verdict_path.exists():
-            _write_provisional(gate)
+    # Replace any verdict left by an earlier run at once, so that a run that dies before the end
+    # can never be mistaken for a pass.
+    replace_old = candidate is not None or verdict_path.exists()
+    if not worker and not config.option.collectonly and replace_old:
+        _write_provisional(gate)
     config.pluginmanager.register(_GateHooks(config, gate), "modelgate-gate")
     if config.pluginmanager.hasplugin("xdist") and not worker:
         config.pluginmanager.register(_XdistController(gate), "modelgate-xdist")
@@ -273,10 +273,9 @@ def _write_error_verdict_early(path: Path, reason: str) -> None:
         plugin_version=__version__,
         complete=True,
     )
-    try:
+    # Best effort: the usage error that follows says what is wrong.
+    with contextlib.suppress(OSError):
         write_verdict_atomic(path, data)
-    except OSError:
-        pass  # the usage error that follows says what is wrong; the file is best effort
 
 
 def _write_provisional(gate: GateSession) -> None:
