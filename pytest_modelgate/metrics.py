@@ -303,7 +303,9 @@ def format_value(unit: str, value: float | None) -> str:
         return f"{value * 100:.1f}%"
     if unit == "ms":
         # Replayed calls take a millisecond or two; keep a decimal where it still means something.
-        return f"{value:,.0f} ms" if abs(value) >= 10 else f"{value:.1f} ms"
+        # Half up, not Python's half-to-even: the verdict stores 26.5 for a raw 26.53, and the
+        # table (from the file) must print what the message (from the raw value) prints: 27.
+        return f"{math.floor(value + 0.5):,d} ms" if abs(value) >= 10 else f"{value:.1f} ms"
     if unit == "usd":
         return f"${value:.6f}"
     if unit == "tokens":

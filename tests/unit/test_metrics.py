@@ -342,3 +342,13 @@ def test_format_limit() -> None:
     assert format_limit("points", 1.0) == "+1.0 pts"
     assert format_limit("ratio", 1.2) == "x1.20"
     assert format_limit("ratio", None) is None
+
+
+def test_milliseconds_round_half_up_so_table_and_message_agree() -> None:
+    from pytest_modelgate.metrics import format_value
+
+    # The verdict stores 26.5 for a raw 26.53; both must print as 27 ms.
+    assert format_value("ms", 26.5) == "27 ms"
+    assert format_value("ms", 26.53) == "27 ms"
+    assert format_value("ms", 1234.5) == "1,235 ms"
+    assert format_value("ms", 4.25) == "4.2 ms"
