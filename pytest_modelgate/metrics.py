@@ -303,8 +303,10 @@ def format_value(unit: str, value: float | None) -> str:
         return f"{value * 100:.1f}%"
     if unit == "ms":
         # Replayed calls take a millisecond or two; keep a decimal where it still means something.
-        # Half up, not Python's half-to-even: the verdict stores 26.5 for a raw 26.53, and the
-        # table (from the file) must print what the message (from the raw value) prints: 27.
+        # The verdict file stores ms rounded to 0.1 and the table is printed from the file, while
+        # messages are made from raw values: round to 0.1 first, then half up (not Python's
+        # half-to-even), so 47.46 prints as 48 ms both ways (47.46 -> 47.5 -> 48).
+        value = round(value, 1)
         return f"{math.floor(value + 0.5):,d} ms" if abs(value) >= 10 else f"{value:.1f} ms"
     if unit == "usd":
         return f"${value:.6f}"

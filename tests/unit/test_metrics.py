@@ -352,3 +352,5 @@ def test_milliseconds_round_half_up_so_table_and_message_agree() -> None:
     assert format_value("ms", 26.53) == "27 ms"
     assert format_value("ms", 1234.5) == "1,235 ms"
     assert format_value("ms", 4.25) == "4.2 ms"
+    # Rounded to the file's 0.1 first: 47.46 is stored as 47.5, and printed as 48 either way.
+    assert format_value("ms", 47.46) == format_value("ms", 47.5) == "48 ms"
