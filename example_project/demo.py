@@ -1,0 +1,220 @@
+"""The support-desk gate demo: what ``make demo`` runs.
+
+It starts the modelgate simulator in-process and runs the example's workflow tests through the gate
+twice, as CI would on two pull requests:
+
+1. ``--candidate-model simulated-candidate-good``: expected verdict PASS, exit status 0;
+2. ``--candidate-model simulated-candidate-bad``: expected verdict FAIL, exit status 1.
+
+pytest's own output (with the gate's comparison table) is shown as it runs, then a recap. The demo
+is also a check: it exits 0 only when both runs end as expected.
+
+The simulator listens on a free port, not on the 8900 of ``modelgate.yaml``, so a busy port cannot
+break the demo: each run gets a copy of ``modelgate.yaml`` whose loopback ``base_url`` entries
+point at the real port, passed with ``--modelgate-config``. Each run also gets a fresh simulator, so
+its random draws (faults and latencies) are the same every time the demo runs.
+
+    python example_project/demo.py            # the two gate runs
+    python example_project/demo.py --serve    # only the simulator, on port 8900, for exploring
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pytest_modelgate.simulator import Scenario, SimulatorServer, load_scenario, main_simulate
+
+HERE = Path(__file__).resolve().parent
+SCENARIO = HERE / "scenario.yaml"
+CONFIG = HERE / "modelgate.yaml"
+VERDICTS = HERE / "verdicts"
+KEY_VARIABLE = "MODELGATE_SIM_KEY"
+# A run that takes longer than this is stuck (a gate run takes a few seconds).
+RUN_TIMEOUT_S = 300
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True)
+class GateRun:
+    """One pytest run through the gate and the outcome the demo expects of it."""
+
+    candidate: str
+    expected_verdict: str
+    expected_exit: int
+
+    @property
+    def verdict_path(self) -> Path:
+        return VERDICTS / f"{self.candidate}.json"
+
+
+RUNS = (
+    GateRun("simulated-candidate-good", expected_verdict="pass", expected_exit=0),
+    GateRun("simulated-candidate-bad", expected_verdict="fail", expected_exit=1),
+)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a gate run ended with; ``verdict`` is None when no readable verdict was written."""
+
+    run: GateRun
+    exit_status: int | None
+    verdict: dict[str, Any] | None
+    seconds: float
+
+    @property
+    def as_expected(self) -> bool:
+        return (
+            self.exit_status == self.run.expected_exit
+            and self.verdict is not None
+            and self.verdict.get("verdict") == self.run.expected_verdict
+        )
+
+
+def config_for(base_url: str, directory: Path) -> Path:
+    """A copy of ``modelgate.yaml`` whose loopback models point at ``base_url``."""
+    data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    for model in (data.get("models") or {}).values():
+        url = model.get("base_url")
+        if url and urlsplit(url).hostname in _LOOPBACK:
+            model["base_url"] = base_url
+    path = directory / "modelgate.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def gate_run(run: GateRun, scenario: Scenario, workdir: Path) -> RunResult:
+    """Start a fresh simulator, run pytest through the gate against it, read the verdict."""
+    run.verdict_path.unlink(missing_ok=True)
+    env = dict(os.environ)
+    if scenario.api_key is not None:
+        env[KEY_VARIABLE] = scenario.api_key
+    started = time.monotonic()
+    with SimulatorServer(scenario, port=0) as sim:
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            # No tracebacks: the failed cases are listed by name, and the gate's table is what the
+            # demo is about. Run pytest by hand (README.md) to see why a case failed.
+            "--tb=no",
+            # `--option=value`: pytest picks its rootdir before plugins add their options, and
+            # takes a separate value that is an existing path for a test path; the temporary
+            # config would then move the rootdir out of example_project.
+            f"--candidate-model={run.candidate}",
+            f"--modelgate-config={config_for(sim.base_url, workdir)}",
+            f"--modelgate-verdict={run.verdict_path}",
+        ]
+        print(f"$ cd {_shown(HERE)} && pytest --candidate-model {run.candidate} ...", flush=True)
+        print(f"  (simulator on {sim.base_url})\n", flush=True)
+        try:
+            completed = subprocess.run(command, cwd=HERE, env=env, timeout=RUN_TIMEOUT_S)
+            exit_status: int | None = completed.returncode
+        except subprocess.TimeoutExpired:
+            print(f"\ndemo: the run did not finish within {RUN_TIMEOUT_S} s", file=sys.stderr)
+            exit_status = None
+    return RunResult(run, exit_status, _read_verdict(run.verdict_path), time.monotonic() - started)
+
+
+def _read_verdict(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def recap(results: list[RunResult]) -> list[str]:
+    """The closing summary: one block per run, then whether the demo behaved as expected."""
+    lines = ["", "=" * 30 + " demo recap " + "=" * 30]
+    for result in results:
+        run = result.run
+        verdict = result.verdict.get("verdict", "?") if result.verdict else "(no verdict file)"
+        mark = "as expected" if result.as_expected else "UNEXPECTED"
+        lines.append(
+            f"{run.candidate}: verdict {str(verdict).upper()}, exit status {result.exit_status} "
+            f"({mark}: {run.expected_verdict.upper()}, exit {run.expected_exit}; "
+            f"{result.seconds:.1f} s)"
+        )
+        lines.append(f"    verdict file: {_shown(run.verdict_path)}")
+        for reason in (result.verdict or {}).get("reasons", [])[:6]:
+            lines.append(f"    - {reason}")
+    return lines
+
+
+def demo() -> int:
+    """Run both gate runs and report; 0 when the good candidate passed and the bad one failed."""
+    scenario = load_scenario(SCENARIO)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="modelgate-demo-") as tmp:
+        for number, run in enumerate(RUNS, start=1):
+            title = (
+                f" run {number}/{len(RUNS)}: simulated-stable vs {run.candidate} "
+                f"(expected: {run.expected_verdict.upper()}) "
+            )
+            print(f"\n{title:=^100}", flush=True)
+            results.append(gate_run(run, scenario, Path(tmp)))
+    for line in recap(results):
+        print(line)
+    if all(result.as_expected for result in results):
+        print("demo: OK, the gate let the good candidate through and stopped the bad one")
+        return 0
+    print("demo: FAILED, a run did not end as expected (see above)", file=sys.stderr)
+    return 1
+
+
+def serve(port: int) -> int:
+    """Serve the scenario until Ctrl-C, with the commands to point the tests at it."""
+    scenario = load_scenario(SCENARIO)
+    lines = [
+        "Run the gate against it from another shell:",
+        f"    cd {_shown(HERE)}",
+        f"    export {KEY_VARIABLE}={scenario.api_key}",
+        "    pytest --candidate-model simulated-candidate-good",
+    ]
+    if port != 8900:
+        lines.append("(modelgate.yaml points at port 8900: edit its base_url entries to match.)")
+    lines.append("Ctrl-C stops the simulator.")
+    print("\n".join(lines), flush=True)
+    return main_simulate(port, SCENARIO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: no option runs the demo; ``--serve`` only runs the simulator."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--serve", action="store_true", help="only run the simulator, until interrupted"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8900, help="port for --serve (default 8900, 0 = any free port)"
+    )
+    args = parser.parse_args(argv)
+    if args.serve:
+        return serve(args.port)
+    return demo()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
