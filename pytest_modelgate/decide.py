@@ -29,7 +29,7 @@ def finish(
     *,
     pytest_status: int,
     stopped_early: bool,
-    judge: Judge | None,
+    judge: Callable[[], Judge | None],
     amend: Callable[[dict[str, Any]], object],
 ) -> int | None:
     """Decide, write the verdict and return the exit status to set (None: leave pytest's)."""
@@ -91,14 +91,16 @@ def _problems(gate: GateSession, *, pytest_status: int, stopped_early: bool) -> 
 def _judge(
     gate: GateSession,
     pytest_status: int,
-    judge: Judge | None,
+    judge: Callable[[], Judge | None],
     amend: Callable[[dict[str, Any]], object],
 ) -> tuple[dict[str, Any], int]:
     from pytest_modelgate.judge import FixedLimitJudge
     from pytest_modelgate.verdict import build_verdict
 
     stable, candidate = gate.test_records()
-    chosen: Judge = judge if judge is not None else FixedLimitJudge(gate.settings.config.gate)
+    # `judge` calls the pytest_modelgate_judge hook: inside the caller's try, so that a hook
+    # that raises gives an `error` verdict like any other failure while deciding.
+    chosen: Judge = judge() or FixedLimitJudge(gate.settings.config.gate)
     has_candidate = gate.candidate is not None
     judgement = chosen.judge(RunData(stable=stable, candidate=candidate if has_candidate else None))
 

@@ -7,9 +7,9 @@ Everything heavy (httpx, the openai SDK, the judge) is imported inside the hooks
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -43,16 +43,10 @@ def _positive_int(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise _argument_error(f"expected a whole number, got {value!r}") from None
+        raise ValueError(f"expected a whole number, got {value!r}") from None
     if number < 1:
-        raise _argument_error(f"must be at least 1, got {number}")
+        raise ValueError(f"must be at least 1, got {number}")
     return number
-
-
-def _argument_error(message: str) -> Exception:
-    import argparse
-
-    return argparse.ArgumentTypeError(message)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -89,13 +83,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--modelgate-repeat",
         metavar="K",
-        type=_positive_int,
         default=None,
         help="run each test K times per arm (default 1). ini: modelgate_repeat",
     )
     group.addoption(
         "--modelgate-mode",
-        choices=("live",),
+        metavar="MODE",
         default=None,
         help="how calls are made: live = call the models (default). ini: modelgate_mode",
     )
@@ -147,7 +140,7 @@ def _verdict_path(config: pytest.Config) -> Path:
 def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
     from pytest_modelgate.config import ModelgateConfig, find_config, load_config
     from pytest_modelgate.errors import ConfigError
-    from pytest_modelgate.session import MODES, GateSettings
+    from pytest_modelgate.session import GateSettings
 
     explicit: str | None = config.getoption("modelgate_config")
     explicit_path = (
@@ -164,17 +157,11 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
         # Typos in modelgate.yaml (a stable name no catalog knows...) fail before any test.
         check_config(file_config, load_catalog())
 
-    repeat: int | None = config.getoption("modelgate_repeat")
-    if repeat is None:
-        raw = _ini_str(config, "modelgate_repeat")
-        try:
-            repeat = _positive_int(raw) if raw else 1
-        except Exception as exc:
-            raise ConfigError(f"ini option modelgate_repeat: {exc}") from None
-
-    mode: str = config.getoption("modelgate_mode") or _ini_str(config, "modelgate_mode") or "live"
-    if mode not in MODES:
-        raise ConfigError(f"ini option modelgate_mode: {mode!r} is not one of {', '.join(MODES)}")
+    # Option values are checked here rather than by argparse `type=`/`choices=`: argparse
+    # rejects a value before pytest_configure runs, which would leave an earlier run's verdict
+    # on disk as if it were this run's. A ConfigError here writes an `error` verdict first.
+    repeat = _checked(config, "modelgate_repeat", "--modelgate-repeat", _positive_int, 1)
+    mode = _checked(config, "modelgate_mode", "--modelgate-mode", _mode, "live")
 
     strict = bool(config.getoption("modelgate_strict") or config.getini("modelgate_strict"))
     # Precedence for the model names: command line, ini, modelgate.yaml.
@@ -203,6 +190,35 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
         config_path=config_path,
         config=file_config,
     )
+
+
+def _mode(value: str) -> str:
+    from pytest_modelgate.session import MODES
+
+    if value not in MODES:
+        raise ValueError(f"{value!r} is not one of {', '.join(MODES)}")
+    return value
+
+
+_T = TypeVar("_T")
+
+
+def _checked(
+    config: pytest.Config, name: str, flag: str, parse: Callable[[str], _T], default: _T
+) -> _T:
+    """Parse an option or its ini twin (the command line wins), naming the source on error."""
+    from pytest_modelgate.errors import ConfigError
+
+    raw: str | None = config.getoption(name)
+    source = flag
+    if raw is None:
+        raw, source = _ini_str(config, name), f"ini option {name}"
+    if raw is None:
+        return default
+    try:
+        return parse(str(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -329,17 +345,23 @@ def pytest_collection_modifyitems(
     gate.used = True
     from pytest_modelgate.errors import ModelgateError
 
+    message = None
     if gate.stable is None:
-        raise pytest.UsageError(
-            f"modelgate: {len(gated)} selected test(s) use the `llm` fixture but no stable "
-            "model is set: pass --stable-model NAME, set modelgate_stable_model in the ini "
-            "file, or `stable:` in modelgate.yaml"
+        message = (
+            f"{len(gated)} selected test(s) use the `llm` fixture but no stable model is set: "
+            "pass --stable-model NAME, set modelgate_stable_model in the ini file, or `stable:` "
+            "in modelgate.yaml"
         )
-    if gate.settings.mode == "live":
+    elif gate.settings.mode == "live":
         try:
             gate.check_api_keys()
         except ModelgateError as exc:
-            raise pytest.UsageError(f"modelgate: {exc}") from None
+            message = str(exc)
+    if message is not None:
+        # Raised after sessionstart, so sessionfinish still writes the `error` verdict: give it
+        # the cause, not just "usage error".
+        gate.problems.append(f"configuration error: {message}")
+        raise pytest.UsageError(f"modelgate: {message}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,12 +513,11 @@ class _GateHooks:
             return
         from pytest_modelgate.decide import finish
 
-        judge = self.config.hook.pytest_modelgate_judge(config=self.config)
         outcome = finish(
             self.gate,
             pytest_status=int(exitstatus),
             stopped_early=bool(session.shouldstop or session.shouldfail),
-            judge=judge,
+            judge=lambda: self.config.hook.pytest_modelgate_judge(config=self.config),
             amend=lambda verdict: self.config.hook.pytest_modelgate_verdict(
                 config=self.config, verdict=verdict
             ),
@@ -525,4 +546,6 @@ class _XdistController:
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
         """A worker that went down with an error leaves the run incomplete: never a pass."""
         if error is not None:
-            self.gate.problems.append(f"xdist worker {getattr(node, 'gateway', node)} crashed")
+            gateway = getattr(node, "gateway", None)
+            name = getattr(gateway, "id", None) or str(node)
+            self.gate.problems.append(f"xdist worker {name} crashed: {error}")
