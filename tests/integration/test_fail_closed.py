@@ -1,0 +1,305 @@
+"""Fail closed: whatever makes the run untrustworthy gives verdict ``error``, never ``pass``.
+
+Every case checks the exit status, the terminal output and the verdict file on disk: ``error``,
+``complete`` true, a reason that names the cause, and the exit status written in the file equal to
+the one the process returned. A verdict file left by an earlier run must never pass for this one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_modelgate.verdict import read_verdict
+
+if TYPE_CHECKING:
+    from conftest import GateProject
+
+STABLE = "sim-stable"
+CANDIDATE = "sim-candidate"
+FAST: dict[str, Any] = {"latency_ms": 2}
+GATE_ARGS = ("--candidate-model", CANDIDATE)
+
+# Two healthy workflow tests: on their own they give a passing gate.
+WORKFLOW = """
+    import pytest
+
+    @pytest.mark.parametrize("question", ["Hello, I have a question.", "Where is my parcel?"])
+    def test_reply(llm, question):
+        reply = llm.chat([{"role": "user", "content": question}])
+        assert reply.text
+"""
+
+
+@pytest.fixture
+def project(gate_project: Callable[..., GateProject]) -> GateProject:
+    """A gate project with two healthy models and no timing limits (timing is not tested here)."""
+    return gate_project(
+        {STABLE: FAST, CANDIDATE: FAST},
+        stable=STABLE,
+        gate={"latency_p50_max_ratio": None, "latency_p95_max_ratio": None},
+    )
+
+
+def assert_error_verdict(
+    project: GateProject,
+    result: pytest.RunResult,
+    exit_status: int,
+    *cause: str,
+    summary: bool = True,
+) -> dict[str, Any]:
+    """The run ended with ``exit_status`` and a complete ``error`` verdict naming ``cause``.
+
+    ``summary``: the terminal shows the modelgate section (not for a run that never started).
+    """
+    assert result.ret == exit_status
+    verdict = project.verdict()
+    assert verdict["verdict"] == "error"
+    assert verdict["complete"] is True
+    assert verdict["exit_status"] == exit_status
+    reasons = "\n".join(verdict["reasons"])
+    for words in cause:
+        assert words in reasons, f"{words!r} not in the verdict reasons: {verdict['reasons']}"
+    if summary:
+        result.stdout.fnmatch_lines(["*modelgate verdict: ERROR*"])
+    return verdict
+
+
+def test_healthy_run_passes(project: GateProject) -> None:
+    # The baseline the other cases break: the same project passes when nothing goes wrong.
+    project.pytester.makepyfile(WORKFLOW)
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    result.assert_outcomes(passed=4)
+    assert result.ret == 0
+    verdict = project.verdict()
+    assert verdict["verdict"] == "pass"
+    assert verdict["complete"] is True
+
+
+def test_verdict_hook_that_raises(project: GateProject) -> None:
+    project.pytester.makeconftest(
+        """
+        def pytest_modelgate_verdict(config, verdict):
+            raise RuntimeError("verdict hook exploded")
+        """
+    )
+    project.pytester.makepyfile(WORKFLOW)
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    result.assert_outcomes(passed=4)
+    assert_error_verdict(project, result, 3, "the gate crashed", "verdict hook exploded")
+
+
+def test_verdict_hook_that_breaks_the_schema(project: GateProject) -> None:
+    project.pytester.makeconftest(
+        """
+        def pytest_modelgate_verdict(config, verdict):
+            verdict["verdict"] = "ship it"
+        """
+    )
+    project.pytester.makepyfile(WORKFLOW)
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    result.assert_outcomes(passed=4)
+    assert_error_verdict(project, result, 3, "could not be written", "$.verdict")
+
+
+def test_judge_hook_that_raises(project: GateProject) -> None:
+    project.pytester.makeconftest(
+        """
+        def pytest_modelgate_judge(config):
+            raise RuntimeError("judge hook exploded")
+        """
+    )
+    project.pytester.makepyfile(WORKFLOW)
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    assert_error_verdict(project, result, 3, "the gate crashed", "judge hook exploded")
+    result.assert_outcomes(passed=4)
+
+
+def test_judge_that_raises_while_judging(project: GateProject) -> None:
+    project.pytester.makeconftest(
+        """
+        class BrokenJudge:
+            def judge(self, run):
+                raise ZeroDivisionError("judge divided by zero")
+
+        def pytest_modelgate_judge(config):
+            return BrokenJudge()
+        """
+    )
+    project.pytester.makepyfile(WORKFLOW)
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    result.assert_outcomes(passed=4)
+    assert_error_verdict(project, result, 3, "the gate crashed", "judge divided by zero")
+
+
+def test_interrupted_run(project: GateProject) -> None:
+    project.pytester.makepyfile(
+        """
+        def test_first(llm):
+            llm.chat([{"role": "user", "content": "Hello, I have a question."}])
+            if llm.arm == "candidate":
+                raise KeyboardInterrupt
+
+        def test_never_reached(llm):
+            llm.chat([{"role": "user", "content": "Where is my parcel?"}])
+        """
+    )
+
+    result = project.pytester.runpytest_subprocess(*GATE_ARGS)
+
+    assert result.ret == 2
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    assert_error_verdict(project, result, 2, "interrupted")
+
+
+def test_candidate_arm_that_made_no_calls(project: GateProject) -> None:
+    project.pytester.makepyfile(
+        """
+        def test_reply(llm):
+            if llm.arm == "stable":
+                llm.chat([{"role": "user", "content": "Hello, I have a question."}])
+        """
+    )
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    result.assert_outcomes(passed=2)
+    assert_error_verdict(project, result, 3, "the candidate arm made no calls")
+
+
+def test_candidate_run_without_llm_tests(project: GateProject) -> None:
+    project.pytester.makepyfile("def test_plain():\n    assert True\n")
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    result.assert_outcomes(passed=1)
+    assert_error_verdict(project, result, 3, "no selected test uses the `llm` fixture")
+
+
+def test_run_stopped_early_with_x(project: GateProject) -> None:
+    project.pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_reply(llm, n):
+            reply = llm.chat([{"role": "user", "content": f"Question {n}."}])
+            assert n != 0 or llm.arm == "stable", "candidate broke case 0"
+        """
+    )
+
+    result = project.pytester.runpytest("-x", *GATE_ARGS)
+
+    result.assert_outcomes(passed=1, failed=1)
+    assert_error_verdict(project, result, 3, "stopped early")
+
+
+def test_crashed_xdist_worker(project: GateProject) -> None:
+    project.pytester.makepyfile(
+        """
+        import os
+
+        import pytest
+
+        @pytest.mark.parametrize("n", range(2))
+        def test_reply(llm, n):
+            llm.chat([{"role": "user", "content": f"Question {n}."}])
+            if llm.arm == "candidate" and n == 1:
+                os._exit(9)
+        """
+    )
+
+    result = project.pytester.runpytest_subprocess("-n", "2", *GATE_ARGS)
+
+    assert_error_verdict(project, result, 3, "crashed")
+
+
+def test_configuration_error(project: GateProject) -> None:
+    old = _pass_verdict(project)
+
+    result = project.pytester.runpytest("--candidate-model", "sim-candidat")
+
+    verdict = assert_error_verdict(
+        project, result, 4, "configuration error", "sim-candidat", summary=False
+    )
+    assert verdict["run_id"] != old["run_id"]
+    result.stderr.fnmatch_lines(["*modelgate: unknown model 'sim-candidat'*"])
+
+
+def _pass_verdict(project: GateProject) -> dict[str, Any]:
+    """A genuine ``pass`` verdict, made by a healthy run of the same project."""
+    project.pytester.makepyfile(test_healthy=WORKFLOW)
+    result = project.pytester.runpytest(*GATE_ARGS, "test_healthy.py")
+    assert result.ret == 0
+    old = project.verdict()
+    assert old["verdict"] == "pass"
+    return old
+
+
+def test_stale_pass_is_replaced_when_the_process_dies(project: GateProject) -> None:
+    old = _pass_verdict(project)
+    project.pytester.makepyfile(
+        test_dies="""
+        import os
+
+        def test_reply(llm):
+            llm.chat([{"role": "user", "content": "Hello, I have a question."}])
+            if llm.arm == "candidate":
+                os._exit(9)
+        """
+    )
+
+    result = project.pytester.runpytest_subprocess(*GATE_ARGS, "test_dies.py")
+
+    assert result.ret == 9
+    # Still a schema-valid verdict: a reader that validates it gets `error`, not a parse failure.
+    verdict = read_verdict(project.verdict_path)
+    assert verdict["run_id"] != old["run_id"]
+    assert verdict["verdict"] == "error"
+    assert verdict["complete"] is False
+    assert verdict["exit_status"] == 3
+    assert "has not finished" in verdict["reasons"][0]
+    assert verdict["candidate"]["model"] == CANDIDATE
+
+
+def test_stale_verdict_removed_by_an_ungated_run(project: GateProject) -> None:
+    # A plain pytest run (no candidate, no `llm` test) judges nothing: it must not leave the old
+    # verdict behind as if it were its own.
+    _pass_verdict(project)
+    project.pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
+
+    result = project.pytester.runpytest("test_plain.py", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+    assert not project.verdict_path.exists()
+
+
+def test_stale_pass_replaced_by_an_error(project: GateProject) -> None:
+    old = _pass_verdict(project)
+    project.pytester.makeconftest(
+        """
+        def pytest_modelgate_verdict(config, verdict):
+            raise RuntimeError("verdict hook exploded")
+        """
+    )
+
+    result = project.pytester.runpytest(*GATE_ARGS, "test_healthy.py")
+
+    verdict = assert_error_verdict(project, result, 3, "verdict hook exploded")
+    assert verdict["run_id"] != old["run_id"]
+    # The file is what a deploy step reads: one JSON document, this run's.
+    assert json.loads(project.verdict_path.read_text(encoding="utf-8")) == verdict

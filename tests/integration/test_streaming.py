@@ -1,0 +1,183 @@
+"""``llm.chat(..., stream=True)`` end to end: time to first token, its gate, and cut streams.
+
+The simulator sends the first chunk after ``ttft_ms`` and spreads the rest of ``latency_ms`` over
+the later chunks, so setting the two far apart (5 ms and 100 ms) makes the measured values
+checkable from inside the pytester test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conftest import GateProject
+
+STABLE = "sim-stable"
+CANDIDATE = "sim-candidate"
+
+STREAM_TIMING = """
+    import pytest
+
+    @pytest.mark.parametrize("question", ["Hello, I have a question.", "Where is my parcel?"])
+    def test_stream(llm, question):
+        reply = llm.chat([{"role": "user", "content": question}], stream=True)
+        print(f"TTFT={reply.ttft_ms:.1f} LATENCY={reply.latency_ms:.1f} ATTEMPTS={reply.attempts}")
+        assert reply.text.startswith("Thank you for contacting us.")
+        assert reply.finish_reason == "stop"
+        assert reply.attempts == 1
+        # The stream was read to the end: usage arrived (include_usage is added by default).
+        assert reply.usage.completion_tokens > 0
+        assert reply.raw[-1]["choices"] == []
+        # ttft_ms 5 and latency_ms 100 in the scenario (plus scheduling noise).
+        assert 5 <= reply.ttft_ms < 60
+        assert 100 <= reply.latency_ms < 1000
+        assert reply.ttft_ms < reply.latency_ms
+"""
+
+
+def test_stream_measures_ttft_before_latency(gate_project: Callable[..., GateProject]) -> None:
+    project = gate_project({STABLE: {"ttft_ms": 5, "latency_ms": 100}}, stable=STABLE)
+    project.pytester.makepyfile(STREAM_TIMING)
+
+    result = project.pytester.runpytest("-s")
+
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*TTFT=* LATENCY=* ATTEMPTS=1*"] * 2)
+    verdict = project.verdict()
+    assert verdict["verdict"] == "pass"
+    metrics = verdict["metrics"]
+    ttft, latency = metrics["ttft_p95_ms"], metrics["latency_p95_ms"]
+    assert ttft["samples"]["stable"] == 2
+    assert 5 <= ttft["stable"] < 60
+    assert latency["stable"] >= 100
+    assert ttft["stable"] < latency["stable"]
+
+
+def test_non_streaming_call_has_no_ttft(gate_project: Callable[..., GateProject]) -> None:
+    project = gate_project({STABLE: {"ttft_ms": 5, "latency_ms": 20}}, stable=STABLE)
+    project.pytester.makepyfile(
+        """
+        def test_plain(llm):
+            reply = llm.chat([{"role": "user", "content": "Hello, I have a question."}])
+            assert reply.ttft_ms is None
+            assert reply.latency_ms >= 20
+        """
+    )
+
+    result = project.pytester.runpytest()
+
+    result.assert_outcomes(passed=1)
+    ttft = project.verdict()["metrics"]["ttft_p95_ms"]
+    assert ttft["samples"]["stable"] == 0
+    assert ttft["stable"] is None
+
+
+def test_ttft_regression_fails_the_gate(gate_project: Callable[..., GateProject]) -> None:
+    # Same total latency on both arms; only the first token comes three times later.
+    project = gate_project(
+        {
+            STABLE: {"ttft_ms": 40, "latency_ms": 150},
+            CANDIDATE: {"ttft_ms": 120, "latency_ms": 150},
+        },
+        stable=STABLE,
+    )
+    project.pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_stream(llm, n):
+            reply = llm.chat([{"role": "user", "content": f"Question {n}, please."}], stream=True)
+            assert reply.ttft_ms is not None
+        """
+    )
+
+    result = project.pytester.runpytest("--candidate-model", CANDIDATE)
+
+    result.assert_outcomes(passed=8)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*p95 time to first token*REGRESSED*",
+            "*modelgate verdict: FAIL*",
+        ]
+    )
+    verdict = project.verdict()
+    assert verdict["verdict"] == "fail"
+    assert verdict["exit_status"] == 1
+    assert verdict["complete"] is True
+    assert [r["metric"] for r in verdict["regressions"]] == ["ttft_p95_ms"]
+    ttft = verdict["metrics"]["ttft_p95_ms"]
+    assert ttft["status"] == "regressed"
+    assert ttft["samples"] == {"stable": 4, "candidate": 4}
+    # x3 in the scenario; connection setup and scheduling add a few ms to both arms.
+    assert ttft["change"] > 1.5
+    assert any("p95 time to first token" in reason for reason in verdict["reasons"])
+
+
+STREAM_CUT = """
+    def test_stream(llm):
+        reply = llm.chat([{"role": "user", "content": "Hello, I have a question."}], stream=True)
+        assert reply.attempts == 2
+        assert reply.finish_reason == "stop"
+        assert reply.text.startswith("Thank you for contacting us.")
+        # The record of the reply is the second attempt of the first call.
+        assert (reply.record.call_index, reply.record.attempt) == (0, 2)
+        cut, ok = llm.log.records()
+        assert cut.error_kind == "stream_cut"
+        assert cut.status == 200
+        assert ok.error_kind is None
+"""
+
+
+def test_stream_cut_is_retried_and_recorded(gate_project: Callable[..., GateProject]) -> None:
+    behaviour: dict[str, Any] = {"ttft_ms": 2, "latency_ms": 10, "script": [{"stream_cut": True}]}
+    project = gate_project({STABLE: behaviour}, stable=STABLE)
+    project.pytester.makepyfile(STREAM_CUT)
+
+    result = project.pytester.runpytest()
+
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+    # Both attempts reached the simulator (a cut stream is answered 200, then dropped).
+    assert [status for _, _, status in project.sim.requests] == [200, 200]
+    verdict = project.verdict()
+    error_rate = verdict["metrics"]["error_rate"]
+    assert error_rate["samples"]["stable"] == 2
+    assert error_rate["stable"] == 0.5
+    # Only the complete stream is a latency / ttft sample.
+    assert verdict["metrics"]["ttft_p95_ms"]["samples"]["stable"] == 1
+
+
+def test_candidate_stream_cut_raises_its_error_rate(
+    gate_project: Callable[..., GateProject],
+) -> None:
+    # The cut on the candidate arm is retried (the test passes) but the gate still sees it.
+    project = gate_project(
+        {
+            STABLE: {"ttft_ms": 2, "latency_ms": 10},
+            CANDIDATE: {"ttft_ms": 2, "latency_ms": 10, "script": [{"stream_cut": True}]},
+        },
+        stable=STABLE,
+        gate={"ttft_p95_max_ratio": None, "latency_p50_max_ratio": None},
+    )
+    project.pytester.makepyfile(
+        """
+        def test_stream(llm):
+            reply = llm.chat([{"role": "user", "content": "Hello there."}], stream=True)
+            assert reply.attempts == (2 if llm.arm == "candidate" else 1)
+        """
+    )
+
+    result = project.pytester.runpytest("--candidate-model", CANDIDATE)
+
+    result.assert_outcomes(passed=2)
+    verdict = project.verdict()
+    error_rate = verdict["metrics"]["error_rate"]
+    assert error_rate["samples"] == {"stable": 1, "candidate": 2}
+    assert (error_rate["stable"], error_rate["candidate"]) == (0.0, 0.5)
+    assert error_rate["status"] == "regressed"
+    assert verdict["verdict"] == "fail"
+    assert result.ret == 1
