@@ -67,7 +67,15 @@ def finish(
 
 def _problems(gate: GateSession, *, pytest_status: int, stopped_early: bool) -> list[str]:
     problems: list[str] = []
-    if pytest_status == _PYTEST_INTERRUPTED:
+    if gate.collection_errors:
+        shown = ", ".join(gate.collection_errors[:3])
+        more = len(gate.collection_errors) - 3
+        problems.append(
+            f"{len(gate.collection_errors)} collection error(s) ({shown}"
+            + (f" and {more} more" if more > 0 else "")
+            + "): those tests never ran, so the arms cannot be compared"
+        )
+    elif pytest_status == _PYTEST_INTERRUPTED:
         problems.append("the run was interrupted before every test finished")
     elif pytest_status == _PYTEST_INTERNAL_ERROR:
         problems.append("pytest or a plugin raised an internal error during the run")
@@ -80,7 +88,7 @@ def _problems(gate: GateSession, *, pytest_status: int, stopped_early: bool) -> 
                 "the run stopped early (-x or --maxfail): only part of the cases ran, so the "
                 "arms cannot be compared"
             )
-        if not gate.used:
+        if not gate.used and not gate.collection_errors:
             problems.append(
                 "no selected test uses the `llm` fixture, so nothing was compared; select the "
                 "workflow tests or drop --candidate-model"

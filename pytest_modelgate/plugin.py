@@ -489,6 +489,11 @@ class _GateHooks:
         self.config = config
         self.gate = gate
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """Remember modules that failed to collect: their cases never ran on either arm."""
+        if report.failed and not self.gate.is_worker:
+            self.gate.collection_errors.append(report.nodeid or "<rootdir>")
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """On the controller, fold each phase report into the session (once per phase)."""
         if self.gate.is_worker:
