@@ -303,3 +303,16 @@ def test_stale_pass_replaced_by_an_error(project: GateProject) -> None:
     assert verdict["run_id"] != old["run_id"]
     # The file is what a deploy step reads: one JSON document, this run's.
     assert json.loads(project.verdict_path.read_text(encoding="utf-8")) == verdict
+
+
+def test_collection_error_is_named_not_called_an_interruption(project: GateProject) -> None:
+    # A workflow module that cannot import means its cases ran on neither arm.
+    project.pytester.makepyfile(WORKFLOW)
+    project.pytester.makepyfile(test_broken="import support_desk_that_does_not_exist\n")
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    verdict = assert_error_verdict(project, result, 2, "collection error", "test_broken.py")
+    reasons = "\n".join(verdict["reasons"])
+    assert "interrupted" not in reasons
+    assert "no selected test uses" not in reasons
