@@ -36,7 +36,7 @@ def finish(
     from pytest_modelgate.verdict import write_verdict_atomic
 
     path = gate.settings.verdict_path
-    if not gate.used and gate.candidate is None:
+    if not gate.used and gate.candidate is None and not gate.config_errors:
         # Nothing was gated: an ordinary pytest run. Drop the placeholder we put over an old
         # verdict at start, so no stale verdict is left behind as if it were this run's.
         if gate.provisional_written:
@@ -45,7 +45,12 @@ def finish(
 
     problems = _problems(gate, pytest_status=pytest_status, stopped_early=stopped_early)
     if problems:
-        exit_status = pytest_status if pytest_status not in (0, 1, 5) else EXIT_ERROR
+        if gate.config_errors:
+            exit_status = _PYTEST_USAGE_ERROR
+        elif pytest_status in (_PYTEST_OK, _PYTEST_TESTS_FAILED, _PYTEST_NO_TESTS):
+            exit_status = EXIT_ERROR
+        else:
+            exit_status = pytest_status  # interrupted (2), internal error (3)
         verdict = _error(gate, problems, exit_status)
     else:
         try:
@@ -66,7 +71,7 @@ def finish(
 
 
 def _problems(gate: GateSession, *, pytest_status: int, stopped_early: bool) -> list[str]:
-    problems: list[str] = []
+    problems = [f"configuration error: {message}" for message in gate.config_errors]
     if gate.collection_errors:
         shown = ", ".join(gate.collection_errors[:3])
         more = len(gate.collection_errors) - 3
@@ -79,7 +84,7 @@ def _problems(gate: GateSession, *, pytest_status: int, stopped_early: bool) -> 
         problems.append("the run was interrupted before every test finished")
     elif pytest_status == _PYTEST_INTERNAL_ERROR:
         problems.append("pytest or a plugin raised an internal error during the run")
-    elif pytest_status == _PYTEST_USAGE_ERROR:
+    elif pytest_status == _PYTEST_USAGE_ERROR and not gate.config_errors:
         problems.append("the run stopped on a usage error")
     problems.extend(gate.problems)
     if gate.candidate is not None:

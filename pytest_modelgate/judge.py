@@ -191,11 +191,15 @@ class FixedLimitJudge:
         outcomes = [self._compare(spec, stable, candidate) for spec in METRICS]
         comparisons = tuple(comparison for comparison, _ in outcomes)
 
-        if candidate.attempts == 0:
+        no_calls = [
+            arm for arm, m in (("stable", stable), ("candidate", candidate)) if not m.attempts
+        ]
+        if no_calls:
             # Every metric would be "no data" or a pass-rate collapse; neither is a judgement.
+            # (A stable arm with no calls happens with `-k candidate`: nothing to compare with.)
             return Judgement(
                 verdict="error",
-                reasons=("the candidate arm made no calls",),
+                reasons=tuple(f"the {arm} arm made no calls" for arm in no_calls),
                 metrics=comparisons,
                 regressions=(),
                 stable=stable,
@@ -226,6 +230,10 @@ class FixedLimitJudge:
         elif undecided:
             verdict = "inconclusive"
             reasons = undecided
+        elif not any(c.status in ("ok", "improved") for c in comparisons):
+            # Never a pass on nothing: no gated metric had data on both arms.
+            verdict = "inconclusive"
+            reasons = ("no gated metric had data on both arms, so nothing was compared",)
         else:
             verdict = "pass"
             reasons = (_pass_reason(comparisons),)

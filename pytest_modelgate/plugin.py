@@ -357,11 +357,17 @@ def pytest_collection_modifyitems(
             gate.check_api_keys()
         except ModelgateError as exc:
             message = str(exc)
-    if message is not None:
-        # Raised after sessionstart, so sessionfinish still writes the `error` verdict: give it
-        # the cause, not just "usage error".
-        gate.problems.append(f"configuration error: {message}")
-        raise pytest.UsageError(f"modelgate: {message}")
+    if message is None:
+        return
+    # Raised after sessionstart, so sessionfinish still writes the `error` verdict: give it the
+    # cause, not just "usage error".
+    gate.config_errors.append(message)
+    if gate.is_worker:
+        # A UsageError on an xdist worker crashes the controller's scheduler. Instead each gated
+        # test errors at setup with the message, and the controller learns it through
+        # workeroutput (see _GateHooks.pytest_sessionfinish) and exits with status 4.
+        return
+    raise pytest.UsageError(f"modelgate: {message}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,6 +387,8 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
     from pytest_modelgate.transport import CallLog
 
     gate = _gate(request.config)
+    if gate is not None and gate.config_errors:
+        raise pytest.UsageError(f"modelgate: {gate.config_errors[0]}")
     param: ArmParam | None = getattr(request, "param", None)
     if gate is None or param is None:
         raise pytest.UsageError(
@@ -514,7 +522,15 @@ class _GateHooks:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Judge, write the verdict atomically and set the exit status (controller only)."""
-        if self.gate.is_worker or self.config.option.collectonly:
+        if self.gate.is_worker:
+            # Worker-level facts travel in workeroutput; per-test records ride on the reports.
+            workeroutput: dict[str, Any] = self.config.workeroutput  # type: ignore[attr-defined]
+            workeroutput["modelgate"] = {
+                "used": self.gate.used,
+                "config_errors": list(self.gate.config_errors),
+            }
+            return
+        if self.config.option.collectonly:
             return
         from pytest_modelgate.decide import finish
 
@@ -549,7 +565,13 @@ class _XdistController:
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
-        """A worker that went down with an error leaves the run incomplete: never a pass."""
+        """Merge the worker's facts; one that went down with an error leaves the run incomplete."""
+        facts = getattr(node, "workeroutput", {}).get("modelgate")
+        if facts:
+            self.gate.used = self.gate.used or bool(facts.get("used"))
+            for message in facts.get("config_errors", ()):
+                if message not in self.gate.config_errors:
+                    self.gate.config_errors.append(message)
         if error is not None:
             gateway = getattr(node, "gateway", None)
             name = getattr(gateway, "id", None) or str(node)

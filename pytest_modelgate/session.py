@@ -102,6 +102,8 @@ class GateSession:
     items: dict[str, _ItemAccumulator] = field(default_factory=dict)
     # Reasons the run cannot be trusted (plugin errors, crashed workers); any makes it `error`.
     problems: list[str] = field(default_factory=list)
+    # Usage errors found once the selection was known (no stable model, a missing key).
+    config_errors: list[str] = field(default_factory=list)
     # Node ids that failed to collect (an import error in a test module, say).
     collection_errors: list[str] = field(default_factory=list)
     # Set once a test that uses `llm` was collected or reported: the gate has something to say.

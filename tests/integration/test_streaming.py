@@ -82,6 +82,9 @@ def test_ttft_regression_fails_the_gate(gate_project: Callable[..., GateProject]
             CANDIDATE: {"ttft_ms": 120, "latency_ms": 150},
         },
         stable=STABLE,
+        # Only TTFT is under test: total latency is equal by design, and one scheduling hiccup
+        # on a loaded 2-core machine must not turn it into a second regression.
+        gate={"latency_p50_max_ratio": None, "latency_p95_max_ratio": None},
     )
     project.pytester.makepyfile(
         """

@@ -462,6 +462,27 @@ class TestArms:
     def test_empty_candidate_arm_is_an_error(self) -> None:
         assert judge(make_arm("stable", 5), []).verdict == "error"
 
+    def test_stable_arm_that_made_no_calls_is_an_error(self) -> None:
+        # `-k candidate` deselects every stable item: nothing to compare the candidate with.
+        judgement = judge([], make_arm("candidate", 5))
+        assert judgement.verdict == "error"
+        assert judgement.reasons == ("the stable arm made no calls",)
+
+    def test_no_gated_metric_with_data_is_never_a_pass(self) -> None:
+        # Every limit switched off: all metrics are "not_gated", so nothing was judged.
+        off = GateLimits(
+            pass_rate_max_drop=None,
+            error_rate_max_rise=None,
+            fallback_rate_max_rise=None,
+            latency_p50_max_ratio=None,
+            latency_p95_max_ratio=None,
+            ttft_p95_max_ratio=None,
+            cost_per_call_max_ratio=None,
+        )
+        judgement = judge(make_arm("stable", 5), make_arm("candidate", 5), off)
+        assert judgement.verdict == "inconclusive"
+        assert "nothing was compared" in judgement.reasons[0]
+
 
 class TestCases:
     def test_cases_failed_on_both_arms_do_not_fail_the_run(self) -> None:
