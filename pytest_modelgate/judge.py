@@ -394,6 +394,13 @@ def _pass_reason(comparisons: Sequence[MetricComparison]) -> str:
     return text
 
 
+def _stable_only_message(label: str, unit: Unit, value: float | None) -> str:
+    if value is None:
+        return f"{label}: no data on the stable arm; stable-only run, nothing to compare with"
+    shown = format_value(unit, value)
+    return f"{label} {shown} on the stable arm; stable-only run, nothing to compare with"
+
+
 def _judge_stable_only(stable: ArmMetrics) -> Judgement:
     """A smoke run of the stable model: ordinary pytest semantics, no comparison."""
     comparisons = tuple(
@@ -408,9 +415,8 @@ def _judge_stable_only(stable: ArmMetrics) -> Judgement:
             limit_value=None,
             status="not_gated",
             samples=Samples(stable.measurement(spec.name).samples, None),
-            message=(
-                f"{spec.label} {format_value(spec.unit, stable.measurement(spec.name).value)} "
-                "on the stable arm; stable-only run, nothing to compare with"
+            message=_stable_only_message(
+                spec.label, spec.unit, stable.measurement(spec.name).value
             ),
         )
         for spec in METRICS
