@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pytest_modelgate.judge import Judge, Judgement, RunData
+from pytest_modelgate.records import TestRecord
 from pytest_modelgate.session import EXIT_ERROR, EXIT_FAIL, EXIT_OK, GateSession
 
 # pytest's own exit statuses (pytest.ExitCode), spelled out to keep this module pytest-free.
@@ -33,7 +34,7 @@ def finish(
     amend: Callable[[dict[str, Any]], object],
 ) -> int | None:
     """Decide, write the verdict and return the exit status to set (None: leave pytest's)."""
-    from pytest_modelgate.verdict import write_verdict_atomic
+    from pytest_modelgate.verdict import write_text_atomic, write_verdict_atomic
 
     path = gate.settings.verdict_path
     if not gate.used and gate.candidate is None and not gate.config_errors:
@@ -43,6 +44,7 @@ def finish(
             path.unlink(missing_ok=True)
         return None
 
+    stable, candidate = gate.test_records()
     problems = _problems(gate, pytest_status=pytest_status, stopped_early=stopped_early)
     if problems:
         if gate.config_errors:
@@ -54,11 +56,19 @@ def finish(
         verdict = _error(gate, problems, exit_status)
     else:
         try:
-            verdict, exit_status = _judge(gate, pytest_status, judge, amend)
+            verdict, exit_status = _judge(gate, (stable, candidate), pytest_status, judge, amend)
         except Exception as exc:  # a broken judge or hook: fail closed
             exit_status = EXIT_ERROR
             verdict = _error(gate, [f"the gate crashed while deciding: {exc!r}"], exit_status)
     try:
+        if stable or candidate:
+            # Every test item with its attempts, for diagnosis and for tools that re-judge a run;
+            # written before the verdict that names it.
+            records = gate.settings.records_path
+            write_text_atomic(
+                records, "".join(r.model_dump_json() + "\n" for r in (*stable, *candidate))
+            )
+            verdict["records_file"] = records.name
         write_verdict_atomic(path, verdict)
     except Exception as exc:
         exit_status = EXIT_ERROR
@@ -103,6 +113,7 @@ def _problems(gate: GateSession, *, pytest_status: int, stopped_early: bool) -> 
 
 def _judge(
     gate: GateSession,
+    records: tuple[list[TestRecord], list[TestRecord]],
     pytest_status: int,
     judge: Callable[[], Judge | None],
     amend: Callable[[dict[str, Any]], object],
@@ -110,7 +121,7 @@ def _judge(
     from pytest_modelgate.judge import FixedLimitJudge
     from pytest_modelgate.verdict import build_verdict
 
-    stable, candidate = gate.test_records()
+    stable, candidate = records
     # `judge` calls the pytest_modelgate_judge hook: inside the caller's try, so that a hook
     # that raises gives an `error` verdict like any other failure while deciding.
     chosen: Judge = judge() or FixedLimitJudge(gate.settings.config.gate)

@@ -309,6 +309,8 @@ def _write_provisional(gate: GateSession) -> None:
         **gate.verdict_common(),
     )
     write_verdict_atomic(gate.settings.verdict_path, data)
+    # Records of an earlier run must not sit next to this run's verdict either.
+    gate.settings.records_path.unlink(missing_ok=True)
     gate.provisional_written = True
 
 

@@ -45,6 +45,11 @@ class GateSettings:
     config_path: Path | None
     config: ModelgateConfig
 
+    @property
+    def records_path(self) -> Path:
+        """The JSON Lines file of test records written next to the verdict."""
+        return self.verdict_path.with_name(f"{self.verdict_path.stem}.records.jsonl")
+
 
 @dataclass(frozen=True, kw_only=True)
 class ArmParam:

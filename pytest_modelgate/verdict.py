@@ -217,6 +217,7 @@ def _envelope(
         "started_at": _timestamp(started_at),
         "finished_at": _timestamp(finished_at),
         "plugin_version": plugin_version,
+        "records_file": None,
     }
 
 
@@ -312,15 +313,19 @@ def dump_verdict(data: Mapping[str, Any]) -> str:
 
 
 def write_verdict_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Validate ``data`` and write it to ``path`` atomically, creating parent directories.
+    """Validate ``data`` and write it to ``path`` atomically (see :func:`write_text_atomic`)."""
+    validate_verdict(data)
+    write_text_atomic(path, dump_verdict(data))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, creating parent directories.
 
     Readers see either the old file or the complete new one, never a partial write: the text goes
     to a temporary file in the same directory (so ``os.replace`` stays on one file system), is
     fsynced, then renamed over ``path``. On any failure the temporary file is removed and an
     existing file at ``path`` is left untouched.
     """
-    validate_verdict(data)
-    text = dump_verdict(data)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed explicitly before os.replace

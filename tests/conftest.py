@@ -7,6 +7,15 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+# pytester's in-process runs restore sys.modules afterwards, dropping modules first imported
+# inside them. httpx maps httpcore's exceptions through classes it caches on first use, so an
+# httpcore re-imported after such a run no longer matches and raw httpcore errors escape. Import
+# the HTTP stacks once, before any in-process run.
+import httpcore  # noqa: F401
+import httpcore2  # noqa: F401
+import httpx  # noqa: F401
+import httpx2  # noqa: F401
+import openai  # noqa: F401
 import pytest
 import yaml
 

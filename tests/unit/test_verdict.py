@@ -155,6 +155,7 @@ class TestBuild:
             "started_at",
             "finished_at",
             "plugin_version",
+            "records_file",
         ]
         assert data["schema_version"] == SCHEMA_VERSION == "1"
         assert data["verdict"] == "pass"
