@@ -55,6 +55,9 @@ class GateProject:
     def __init__(self, pytester: pytest.Pytester, sim: SimulatorServer) -> None:
         self.pytester = pytester
         self.sim = sim
+        # The key the simulator expects; modelgate.yaml names SIM_KEY_ENV, which holds it.
+        self.key = SIM_KEY
+        self.key_env = SIM_KEY_ENV
 
     @property
     def verdict_path(self) -> Path:

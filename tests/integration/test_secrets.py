@@ -66,19 +66,15 @@ def project(
     )
     # The simulator checks its own key; point both models at a variable holding the fake key
     # the simulator expects, so the secret really goes over the wire.
-    from conftest import SIM_KEY
-
-    monkeypatch.setenv(KEY_ENV, SIM_KEY)
+    monkeypatch.setenv(KEY_ENV, project.key)
     text = (project.pytester.path / "modelgate.yaml").read_text(encoding="utf-8")
     (project.pytester.path / "modelgate.yaml").write_text(
-        text.replace("MODELGATE_TEST_SIM_KEY", KEY_ENV), encoding="utf-8"
+        text.replace(project.key_env, KEY_ENV), encoding="utf-8"
     )
     return project
 
 
 def test_the_key_is_written_nowhere(project: GateProject) -> None:
-    from conftest import SIM_KEY
-
     project.pytester.makepyfile(test_secret_flows=WORKFLOWS)
 
     result = project.pytester.runpytest_subprocess(
@@ -91,7 +87,7 @@ def test_the_key_is_written_nowhere(project: GateProject) -> None:
     assert outcomes.get("passed", 0) >= 6
     assert "Incorrect API key provided" in result.stdout.str()
     assert project.verdict_path.exists()
-    needle = SIM_KEY.encode()
+    needle = project.key.encode()
     output = (result.stdout.str() + result.stderr.str()).encode()
     assert needle not in output
     written = [p for p in project.pytester.path.rglob("*") if p.is_file()]
