@@ -30,19 +30,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from pytest_modelgate.catalog import (
-    Catalog,
-    CatalogMatch,
-    describe_validation_error,
-    load_yaml,
-    yaml_error_location,
-    yaml_error_problem,
-)
+from pytest_modelgate.catalog import Catalog, CatalogMatch
 from pytest_modelgate.endpoints import Price, ResolvedModel
 from pytest_modelgate.errors import ConfigError, MissingAPIKeyError, UnknownModelError
+from pytest_modelgate.yamlfile import describe_validation_error, read_yaml_file
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -202,19 +195,7 @@ def find_config(rootdir: Path, explicit: Path | None) -> Path | None:
 def load_config(path: Path) -> ModelgateConfig:
     """Read and validate ``modelgate.yaml``; every problem is a ``ConfigError`` naming the file."""
     label = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{label}: not UTF-8 text ({exc.reason})") from exc
-    except OSError as exc:
-        raise ConfigError(f"{label}: cannot read the file: {exc.strerror or exc}") from exc
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as exc:
-        location = yaml_error_location(exc)
-        raise ConfigError(f"{label}{location}: invalid YAML: {yaml_error_problem(exc)}") from exc
-    if data is None:  # an empty file, or only comments
-        data = {}
+    data = read_yaml_file(path, ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(
             f"{label}: the top level must be a mapping of settings "

@@ -13,16 +13,10 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pytest_modelgate.catalog import (
-    describe_validation_error,
-    load_yaml,
-    yaml_error_location,
-    yaml_error_problem,
-)
 from pytest_modelgate.errors import ConfigError
+from pytest_modelgate.yamlfile import describe_validation_error, read_yaml_file
 
 __all__ = [
     "LatencySpec",
@@ -160,17 +154,7 @@ def load_scenario(path: Path) -> Scenario:
     (``scenario.yaml: models.sim-stable.misclassify: Input should be less than or equal to 1``).
     """
     label = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{label}: not UTF-8 text ({exc.reason})") from exc
-    except OSError as exc:
-        raise ScenarioError(f"{label}: cannot read scenario file: {exc.strerror or exc}") from exc
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as exc:
-        location = yaml_error_location(exc)
-        raise ScenarioError(f"{label}{location}: invalid YAML: {yaml_error_problem(exc)}") from exc
+    data = read_yaml_file(path, ScenarioError)
     if not isinstance(data, dict):
         raise ScenarioError(f"{label}: a scenario must be a mapping with a 'models' key")
     try:
