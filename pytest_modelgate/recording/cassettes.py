@@ -1,0 +1,834 @@
+"""Cassette files on vcrpy: names, request matching, secret scrubbing and a readable YAML format.
+
+This module is the storage layer of recorded calls; it knows nothing about pytest, arms or modes.
+:func:`make_vcr` returns a ``vcr.VCR`` wired with everything below; the caller opens one cassette
+per test and model with ``make_vcr(...).use_cassette(cassette_path(...))``.
+
+Names (:func:`cassette_path`)
+    ``<test module dir>/cassettes/<module stem>/<case>--<model>[--rep<N>].yaml``. The case is the
+    test name with its parameters and without the arm, so a model's recordings serve whichever arm
+    it plays. Each part is made safe for file systems by the rule documented on
+    :func:`cassette_path`.
+
+Matching
+    Method, scheme, host, port, path, query (as parsed pairs, order ignored) and the body via the
+    ``modelgate_body`` matcher: JSON bodies are compared by value with key order ignored (``1`` and
+    ``1.0`` or ``true`` stay different), anything else byte for byte. Headers are never matched.
+
+Headers
+    Request headers are stored from an allow-list (:data:`KEPT_REQUEST_HEADERS`, only
+    ``content-type``): whatever a client adds (``authorization``, ``user-agent``, every
+    ``x-stainless-*``, ``accept-encoding``, a vendor's own key header...) is dropped, so a header
+    nobody thought of cannot leak. Response headers are kept (clients read ``retry-after``, rate
+    limits and the content type) except :data:`DROPPED_RESPONSE_HEADERS`.
+
+Secrets (:class:`Scrubber`)
+    Before anything is stored: the request headers above are dropped, query parameters named in
+    :data:`SECRET_QUERY_PARAMETERS` are removed, and every configured secret value (raw,
+    percent-encoded and JSON-escaped) is replaced by :data:`REDACTED` in the request URL, request
+    body, response headers, response body and cassette metadata. Values shorter than
+    :data:`MIN_SECRET_LENGTH` are ignored: replacing them would mangle unrelated text. vcrpy applies
+    the request hook to the live request before matching too, so a scrubbed recording still
+    matches the unscrubbed request that produced it.
+
+File format (:class:`CassetteError` for anything else)
+    vcrpy's cassette (``version: 1``, ``interactions``) plus a ``modelgate_cassette`` format mark,
+    written with libyaml when available, UTF-8, atomically; bodies are text when they decode as
+    UTF-8 and multi-line bodies (SSE streams) are block literals, one event per line.
+
+vcrpy is imported only inside the functions that need it; PyYAML is already a dependency of the
+configuration loader.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import os
+import string
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+
+import yaml
+
+from pytest_modelgate.errors import ModelgateError
+from pytest_modelgate.yamlfile import yaml_error_location, yaml_error_problem
+
+if TYPE_CHECKING:
+    import vcr
+
+__all__ = [
+    "BODY_MATCHER_NAME",
+    "CASSETTE_DIR",
+    "DROPPED_RESPONSE_HEADERS",
+    "FORMAT_KEY",
+    "FORMAT_VERSION",
+    "KEPT_REQUEST_HEADERS",
+    "MATCH_ON",
+    "MIN_SECRET_LENGTH",
+    "REDACTED",
+    "SECRET_QUERY_PARAMETERS",
+    "SERIALIZER_NAME",
+    "CassetteError",
+    "RecordMode",
+    "Scrubber",
+    "cassette_path",
+    "explain_mismatch",
+    "make_vcr",
+    "modelgate_body",
+    "read_cassette",
+]
+
+RecordMode = Literal["none", "new_episodes", "all"]
+_RECORD_MODES: tuple[RecordMode, ...] = ("none", "new_episodes", "all")
+
+CASSETTE_DIR = "cassettes"
+SERIALIZER_NAME = "modelgate_yaml"
+BODY_MATCHER_NAME = "modelgate_body"
+MATCH_ON: tuple[str, ...] = ("method", "scheme", "host", "port", "path", "query", BODY_MATCHER_NAME)
+
+#: The top-level key that marks a file as ours, and the format version this module reads and writes.
+FORMAT_KEY = "modelgate_cassette"
+FORMAT_VERSION = 1
+# vcrpy's own cassette format version (``vcr.serialize.CASSETTE_FORMAT_VERSION``).
+_VCR_FORMAT_VERSION = 1
+
+REDACTED = "<redacted>"
+MIN_SECRET_LENGTH = 8
+
+#: The only request headers written to a cassette; every other request header is dropped.
+KEPT_REQUEST_HEADERS = frozenset({"content-type"})
+#: Response headers never written: credentials, cookies and account identifiers.
+DROPPED_RESPONSE_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "api-key",
+        "x-api-key",
+        "x-goog-api-key",
+        "x-auth-token",
+        "x-amz-security-token",
+        "ocp-apim-subscription-key",
+        "cookie",
+        "set-cookie",
+        "set-cookie2",
+        "openai-organization",
+        "openai-project",
+    }
+)
+#: Query parameters removed from recorded URLs (names compared case-insensitively).
+SECRET_QUERY_PARAMETERS = frozenset(
+    {"key", "api_key", "api-key", "apikey", "x-api-key", "access_token", "token"}
+)
+
+# File-name parts: these characters stay, everything else is percent-encoded (UTF-8 bytes).
+_SAFE_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "-_.,+=@[]() ")
+_MAX_CASE_NAME = 150
+_MAX_MODEL_NAME = 80
+_HASH_CHARS = 10
+
+_MAX_DIFF_LINES = 12
+_MAX_DIFF_LINE = 160
+
+_HEADER_COMMENT = (
+    "# pytest-modelgate cassette: recorded model calls, replayed offline.\n"
+    "# Credentials and configured secret values were removed before writing.\n"
+)
+
+
+class CassetteError(ModelgateError):
+    """A cassette file that cannot be used: not UTF-8, not YAML, not ours or malformed.
+
+    ``path`` is the file, ``reason`` what is wrong with it; the message joins both.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self) -> tuple[type[CassetteError], tuple[str, str]]:
+        return (type(self), (str(self.path), self.reason))
+
+
+# -- names -----------------------------------------------------------------------------------------
+
+
+def cassette_path(
+    test_path: Path, case_id_name: str, model: str, *, repeat: int = 0, repeats: int = 1
+) -> Path:
+    """The cassette file of one test case, model and repeat.
+
+    ``test_path`` is the test module's file; ``case_id_name`` the case id without the arm, either
+    the test's name (``test_triage[ticket-3]``, ``TestDesk::test_triage[ticket-3]``) or a whole
+    node id (``tests/test_triage.py::test_triage[ticket-3]``), whose module part is dropped.
+    ``repeat`` is 0-based; repeat 0 has no suffix, repeat ``i > 0`` gets ``--rep{i + 1}``, so the
+    recordings of a ``K = 1`` run serve as the first repeat when ``K`` grows. Example::
+
+        tests/cassettes/test_triage/test_triage[ticket-3]--qwen-max.yaml
+
+    Sanitising rule, applied to the module stem, the case name (class separators ``::`` become
+    ``.``) and the model separately: ASCII letters, digits, space and ``-_.,+=@[]()`` stay; any
+    other character (``/ \\ : % ~``, control characters, non-ASCII...) becomes ``%XX`` per UTF-8
+    byte, as does a leading ``.``. The rule is injective, so distinct names never share a file. A
+    part longer than 150 characters (models: 80) after encoding is cut and ends in ``~`` plus the
+    first 10 hex digits of the SHA-256 of the original text; encoded parts never contain ``~``.
+    Letter case is kept: names that differ only in case share a file on case-insensitive file
+    systems (macOS and Windows by default).
+    """
+    if repeats < 1 or not 0 <= repeat < repeats:
+        raise ValueError(f"repeat must be in [0, {repeats}), got {repeat} (repeats={repeats})")
+    if not case_id_name:
+        raise ValueError("the case name must not be empty")
+    if not model:
+        raise ValueError("the model name must not be empty")
+    name = f"{_name_part(_case_name(case_id_name), _MAX_CASE_NAME)}--"
+    name += _name_part(model, _MAX_MODEL_NAME)
+    if repeat:
+        name += f"--rep{repeat + 1}"
+    folder = test_path.parent / CASSETTE_DIR / _name_part(test_path.stem, _MAX_CASE_NAME)
+    return folder / f"{name}.yaml"
+
+
+def _case_name(case_id_name: str) -> str:
+    """``tests/t.py::TestX::test_a[p]`` -> ``TestX.test_a[p]``; parameters are left as they are."""
+    head, bracket, params = case_id_name.partition("[")
+    parts = head.split("::")
+    if len(parts) > 1 and ("/" in parts[0] or parts[0].endswith(".py")):
+        parts = parts[1:]
+    return ".".join(parts) + bracket + params
+
+
+def _name_part(text: str, limit: int) -> str:
+    encoded = "".join(
+        char if char in _SAFE_NAME_CHARS and not (index == 0 and char == ".") else _percent(char)
+        for index, char in enumerate(text)
+    )
+    if len(encoded) <= limit:
+        return encoded
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    head = encoded[: limit - _HASH_CHARS - 1]
+    # Never cut a %XX escape in half: the shortened name stays readable as escapes.
+    escape = head.find("%", len(head) - 2)
+    if escape != -1:
+        head = head[:escape]
+    return f"{head}~{digest}"
+
+
+def _percent(char: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+
+
+# -- matching --------------------------------------------------------------------------------------
+
+
+def modelgate_body(r1: Any, r2: Any) -> None:
+    """vcrpy matcher: equal bodies, JSON compared by value (key order ignored), else as bytes.
+
+    Raises ``AssertionError`` with a short diff, as vcrpy matchers do. vcrpy passes the request
+    being made first and the recorded one second.
+    """
+    new, recorded = _body_bytes(r1.body), _body_bytes(r2.body)
+    if new == recorded:
+        return
+    new_json, recorded_json = _canonical_json(new), _canonical_json(recorded)
+    if new_json is not None and new_json == recorded_json:
+        return
+    raise AssertionError("\n".join(_body_diff(recorded, new)))
+
+
+def _body_bytes(body: object) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if hasattr(body, "read"):  # vcrpy hands file-like bodies out as fresh BytesIO objects
+        return _body_bytes(body.read())
+    if isinstance(body, Iterable):
+        return b"".join(_body_bytes(chunk) for chunk in body)
+    return str(body).encode("utf-8")
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_json(body: bytes) -> str | None:
+    """Compact JSON with sorted keys, or None when ``body`` is not JSON.
+
+    Cached: replay compares the same recorded bodies against every request of a test.
+    """
+    if not body.strip():
+        return None
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _pretty_lines(body: bytes) -> list[str]:
+    """Lines to diff: indented JSON with sorted keys, or the text itself."""
+    canonical = _canonical_json(body)
+    if canonical is not None:
+        pretty = json.dumps(json.loads(canonical), sort_keys=True, indent=2, ensure_ascii=False)
+        return pretty.splitlines()
+    return body.decode("utf-8", "replace").splitlines()
+
+
+def _body_diff(recorded: bytes, new: bytes) -> list[str]:
+    """A unified diff of two bodies, at most a dozen lines, long lines clipped at the change."""
+    diff = list(
+        difflib.unified_diff(
+            _pretty_lines(recorded),
+            _pretty_lines(new),
+            "recorded",
+            "this request",
+            n=1,
+            lineterm="",
+        )
+    )[2:]  # the ---/+++ file lines say nothing the caller does not already know
+    if not diff:
+        return ["the bodies differ only in bytes that do not show as text"]
+    lines: list[str] = []
+    for index, line in enumerate(diff[:_MAX_DIFF_LINES]):
+        partner = _partner_line(diff, index)
+        lines.append(_clip(line, partner))
+    if len(diff) > _MAX_DIFF_LINES:
+        lines.append(f"... ({len(diff) - _MAX_DIFF_LINES} more diff lines)")
+    return lines
+
+
+def _partner_line(diff: list[str], index: int) -> str | None:
+    """The other side of a one-line change (``-x`` followed by ``+y``), if ``index`` is one."""
+    line = diff[index]
+    if line.startswith("-") and index + 1 < len(diff) and diff[index + 1].startswith("+"):
+        return diff[index + 1]
+    if line.startswith("+") and index > 0 and diff[index - 1].startswith("-"):
+        return diff[index - 1]
+    return None
+
+
+def _first_difference(a: str, b: str) -> int:
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return index
+    return min(len(a), len(b))
+
+
+def _clip(line: str, partner: str | None) -> str:
+    if len(line) <= _MAX_DIFF_LINE:
+        return line
+    # Centre the window on the first differing character, where the change is.
+    focus = _first_difference(line[1:], partner[1:]) + 1 if partner else 0
+    start = max(1, min(focus - _MAX_DIFF_LINE // 3, len(line) - _MAX_DIFF_LINE))
+    window = line[start : start + _MAX_DIFF_LINE]
+    prefix = line[0] + ("..." if start > 1 else "")
+    suffix = "..." if start + _MAX_DIFF_LINE < len(line) else ""
+    return prefix + window + suffix
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+
+class Scrubber:
+    """Removes credentials and configured secret values from what a cassette stores.
+
+    ``secret_values`` are the values of every configured key variable; empty values and values
+    shorter than :data:`MIN_SECRET_LENGTH` (after stripping whitespace) are ignored. Each value is
+    also searched for percent-encoded (URLs, forms) and JSON-escaped (bodies). Longer values are
+    replaced first, so a secret containing another is replaced whole.
+
+    Give :meth:`before_record_request` and :meth:`before_record_response` to vcrpy (``make_vcr``
+    does); :meth:`scrub_text` is for messages that quote a live request, such as vcrpy's
+    ``CannotOverwriteExistingCassetteException``, before they are shown or written.
+    """
+
+    def __init__(self, secret_values: Iterable[str]) -> None:
+        values = {
+            candidate
+            for value in secret_values
+            for candidate in (value, value.strip())
+            if len(candidate.strip()) >= MIN_SECRET_LENGTH
+        }
+        forms = {
+            form
+            for value in values
+            for form in (
+                value,
+                quote(value, safe=""),
+                quote_plus(value),
+                json.dumps(value)[1:-1],
+                json.dumps(value, ensure_ascii=False)[1:-1],
+            )
+        }
+        self._texts: tuple[str, ...] = tuple(sorted(forms, key=lambda form: (-len(form), form)))
+        # surrogateescape: a value read from the environment may hold undecodable bytes.
+        self._bytes: tuple[bytes, ...] = tuple(
+            form.encode("utf-8", "surrogateescape") for form in self._texts
+        )
+
+    @property
+    def secret_count(self) -> int:
+        """How many distinct spellings of secrets are searched for (0: only headers and params)."""
+        return len(self._texts)
+
+    def scrub_text(self, text: str) -> str:
+        """``text`` with every secret value replaced by :data:`REDACTED`."""
+        for secret in self._texts:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def scrub_bytes(self, data: bytes) -> bytes:
+        """``data`` with every secret value (UTF-8) replaced by :data:`REDACTED`."""
+        placeholder = REDACTED.encode("ascii")
+        for secret in self._bytes:
+            if secret in data:
+                data = data.replace(secret, placeholder)
+        return data
+
+    def scrub_url(self, url: str) -> str:
+        """``url`` without :data:`SECRET_QUERY_PARAMETERS` and with secret values replaced."""
+        parts = urlsplit(url)
+        if parts.query:
+            pairs = parse_qsl(parts.query, keep_blank_values=True)
+            kept = [(k, v) for k, v in pairs if k.lower() not in SECRET_QUERY_PARAMETERS]
+            # Re-encode only when something was removed: the URL otherwise stays byte-identical.
+            if len(kept) != len(pairs):
+                url = urlunsplit(parts._replace(query=urlencode(kept)))
+        return self.scrub_text(url)
+
+    def scrub_value(self, value: Any) -> Any:
+        """A copy of ``value`` with secrets replaced in every str and bytes, at any depth."""
+        if not self._texts:
+            return value
+        if isinstance(value, str):
+            return self.scrub_text(value)
+        if isinstance(value, (bytes, bytearray)):
+            return self.scrub_bytes(bytes(value))
+        if isinstance(value, Mapping):
+            return {self.scrub_value(k): self.scrub_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub_value(item) for item in value]
+        if isinstance(value, tuple):
+            return tuple(self.scrub_value(item) for item in value)
+        return value
+
+    def before_record_request(self, request: Any) -> Any:
+        """vcrpy hook: keep only :data:`KEPT_REQUEST_HEADERS`, scrub the URL and the body.
+
+        Changes and returns the ``vcr.request.Request`` it is given (vcrpy passes a copy). vcrpy
+        also runs it on a copy of every live request before matching, so both sides of a match
+        are scrubbed alike.
+        """
+        request.headers = {
+            name: self.scrub_value(value)
+            for name, value in request.headers.items()
+            if name.lower() in KEPT_REQUEST_HEADERS
+        }
+        request.uri = self.scrub_url(request.uri)
+        body = request.body
+        if not self._texts or body is None:
+            return request
+        if isinstance(body, (bytes, bytearray)):
+            request.body = self.scrub_bytes(bytes(body))
+        elif isinstance(body, str):
+            request.body = self.scrub_text(body)
+        elif hasattr(body, "read"):
+            # vcrpy keeps a file body as bytes and hands out a new BytesIO over them.
+            request.body = self.scrub_bytes(_body_bytes(body))
+        else:
+            # An iterator body stays an iterator (of one chunk) for vcrpy.
+            request.body = [self.scrub_bytes(_body_bytes(body))]
+        return request
+
+    def before_record_response(self, response: dict[str, Any]) -> dict[str, Any]:
+        """vcrpy hook: drop :data:`DROPPED_RESPONSE_HEADERS`, replace secrets everywhere.
+
+        Returns a new dict; ``response`` is vcrpy's serialised response (``status``, ``headers``
+        mapping names to lists of values, ``body.string``), plus whatever earlier hooks added.
+        """
+        headers = response.get("headers")
+        if isinstance(headers, Mapping):
+            response = {
+                **response,
+                "headers": {
+                    name: values
+                    for name, values in headers.items()
+                    if str(name).lower() not in DROPPED_RESPONSE_HEADERS
+                },
+            }
+        scrubbed: dict[str, Any] = self.scrub_value(response)
+        body, new_body = response.get("body"), scrubbed.get("body")
+        if isinstance(new_body, dict) and body != new_body:
+            _fix_content_length(scrubbed, new_body.get("string"))
+        return scrubbed
+
+
+def _fix_content_length(response: dict[str, Any], body: object) -> None:
+    """Make ``content-length`` agree with a body whose length changed by scrubbing."""
+    headers = response.get("headers")
+    if not isinstance(headers, dict) or not isinstance(body, (bytes, str)):
+        return
+    size = len(body.encode("utf-8") if isinstance(body, str) else body)
+    for name in headers:
+        if str(name).lower() == "content-length":
+            headers[name] = [str(size)]
+
+
+# -- file format -----------------------------------------------------------------------------------
+
+# libyaml is several times faster; the pure-Python classes write and read the same documents.
+_BaseSafeDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_BaseSafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _CassetteDumper(_BaseSafeDumper):  # type: ignore[misc, valid-type]
+    """Safe dumper that writes multi-line strings (SSE streams) as block literals."""
+
+
+# Line breaks other than "\n" do not survive a block literal (PyYAML's emitter mangles NEL).
+_OTHER_LINE_BREAKS = frozenset("\r\x85\u2028\u2029")
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    if not _OTHER_LINE_BREAKS.isdisjoint(data):
+        # Only double quotes escape them; PyYAML may pick a style that folds them otherwise.
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"')
+    if "\n" in data:
+        # The emitter itself falls back to a quoted style when a literal cannot hold the text
+        # exactly (trailing spaces, control characters), so the round trip stays exact.
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_str(data)
+
+
+_CassetteDumper.add_representer(str, _represent_str)
+
+
+class _CassetteFormatError(ValueError):
+    """Raised by the serializer; the persister, which knows the path, makes a CassetteError."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _YamlSerializer:
+    """The ``modelgate_yaml`` vcrpy serializer: the cassette dict to YAML text and back."""
+
+    @staticmethod
+    def serialize(cassette_dict: dict[str, Any]) -> str:
+        data = {FORMAT_KEY: FORMAT_VERSION, **cassette_dict}
+        text = yaml.dump(
+            data,
+            Dumper=_CassetteDumper,
+            allow_unicode=True,
+            sort_keys=False,
+            # Long JSON bodies stay on one line: easier to read, grep and diff.
+            width=1_000_000,
+        )
+        return _HEADER_COMMENT + text
+
+    @staticmethod
+    def deserialize(text: str) -> dict[str, Any]:
+        try:
+            # Safe: a (C)SafeLoader builds only plain data.
+            data = yaml.load(text, Loader=_BaseSafeLoader)
+        except yaml.YAMLError as exc:
+            where = yaml_error_location(exc).lstrip(":")
+            at = f" at line {where}" if where else ""
+            raise _CassetteFormatError(
+                f"not a valid YAML file{at}: {yaml_error_problem(exc)}"
+            ) from exc
+        _check_cassette(data)
+        checked: dict[str, Any] = data
+        return checked
+
+
+_SERIALIZER = _YamlSerializer()
+
+
+def _check_cassette(data: object) -> None:
+    """Raise ``_CassetteFormatError`` unless ``data`` is a cassette of our format and version."""
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a YAML {type(data).__name__}"
+        raise _CassetteFormatError(f"not a cassette: the document is {kind}, not a mapping")
+    if FORMAT_KEY not in data:
+        if "interactions" in data:
+            raise _CassetteFormatError(
+                f"a cassette written by another tool (no {FORMAT_KEY!r} mark); "
+                "pytest-modelgate reads only its own cassettes, whose secrets it has scrubbed"
+            )
+        raise _CassetteFormatError("not a cassette: YAML without an 'interactions' list")
+    version = data[FORMAT_KEY]
+    if version != FORMAT_VERSION:
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise _CassetteFormatError(
+                f"cassette format {version} was written by a newer pytest-modelgate; "
+                f"this version reads format {FORMAT_VERSION}"
+            )
+        raise _CassetteFormatError(f"unknown cassette format {version!r}")
+    if data.get("version") != _VCR_FORMAT_VERSION:
+        raise _CassetteFormatError(
+            f"unsupported vcrpy cassette version {data.get('version')!r} "
+            f"(expected {_VCR_FORMAT_VERSION})"
+        )
+    interactions = data.get("interactions")
+    if not isinstance(interactions, list):
+        raise _CassetteFormatError("not a cassette: 'interactions' is missing or not a list")
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise _CassetteFormatError("'metadata' is not a mapping")
+    for number, interaction in enumerate(interactions, start=1):
+        problem = _interaction_problem(interaction)
+        if problem:
+            raise _CassetteFormatError(f"interaction {number}: {problem}")
+
+
+_REQUEST_FIELDS = frozenset({"method", "uri", "body", "headers"})
+
+
+def _interaction_problem(interaction: object) -> str | None:
+    if not isinstance(interaction, dict):
+        return "not a mapping"
+    request, response = interaction.get("request"), interaction.get("response")
+    if not isinstance(request, dict):
+        return "'request' is missing or not a mapping"
+    # vcrpy builds the request with Request(**fields): any other field would be a TypeError.
+    unknown = set(request) - _REQUEST_FIELDS
+    if unknown:
+        return f"request has unknown fields: {', '.join(sorted(map(str, unknown)))}"
+    for key, kind in (("method", str), ("uri", str), ("headers", dict)):
+        if not isinstance(request.get(key), kind):
+            return f"request.{key} is missing or not a {kind.__name__}"
+    if "body" not in request or not isinstance(request["body"], (str, bytes, type(None))):
+        return "request.body is missing or not text"
+    if not isinstance(response, dict):
+        return "'response' is missing or not a mapping"
+    status, headers, body = response.get("status"), response.get("headers"), response.get("body")
+    if (
+        not isinstance(status, dict)
+        or not isinstance(status.get("code"), int)
+        or not isinstance(status.get("message"), (str, type(None)))
+    ):
+        return "response.status is not a mapping with a numeric code and a text message"
+    if not isinstance(headers, dict) or not all(isinstance(v, list) for v in headers.values()):
+        return "response.headers is missing or not a mapping of lists"
+    if not isinstance(body, dict) or not isinstance(body.get("string"), (str, bytes)):
+        return "response.body.string is missing or not text"
+    return None
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; FileNotFoundError if it is missing, CassetteError if unreadable."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError as exc:
+        raise CassetteError(path, "is a directory, not a cassette file") from exc
+    except OSError as exc:
+        raise CassetteError(path, f"cannot read the file: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CassetteError(path, f"not UTF-8 text, the file is corrupt ({exc.reason})") from exc
+    # vcrpy treats an empty file as missing and records over it; we never write one (writes are
+    # atomic), so an empty cassette is damage to report, not a recording to redo silently.
+    if not text.strip():
+        raise CassetteError(path, "the file is empty")
+    return text
+
+
+def read_cassette(path: Path) -> dict[str, Any]:
+    """The validated content of a cassette file: ``interactions`` (and ``metadata`` if any).
+
+    Bodies are as stored (text, or bytes for binary ones). Raises ``FileNotFoundError`` when the
+    file does not exist and :class:`CassetteError` when it is not a readable cassette of ours.
+    """
+    text = _read_text(path)
+    try:
+        return _SERIALIZER.deserialize(text)
+    except _CassetteFormatError as exc:
+        raise CassetteError(path, exc.reason) from exc
+
+
+class _Persister:
+    """vcrpy persister: strict UTF-8 loading with :class:`CassetteError`, atomic saving.
+
+    vcrpy's own persister logs a warning and treats an unreadable cassette as empty, which would
+    turn a corrupt recording into a confusing "not recorded" or a silent overwrite.
+    """
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        self._scrubber = scrubber
+
+    def load_cassette(
+        self, cassette_path: str | os.PathLike[str], serializer: Any
+    ) -> tuple[Any, ...]:
+        from vcr.persisters.filesystem import CassetteNotFoundError
+        from vcr.serialize import deserialize
+
+        path = Path(cassette_path)
+        try:
+            text = _read_text(path)
+        except FileNotFoundError:
+            raise CassetteNotFoundError() from None
+        try:
+            loaded: tuple[Any, ...] = deserialize(text, serializer)
+        except _CassetteFormatError as exc:
+            raise CassetteError(path, exc.reason) from exc
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            # A shape the checks above missed: still the file's fault, so still name the file.
+            raise CassetteError(path, f"malformed cassette ({type(exc).__name__}: {exc})") from exc
+        return loaded
+
+    def save_cassette(
+        self, cassette_path: str | os.PathLike[str], cassette_dict: dict[str, Any], serializer: Any
+    ) -> None:
+        from vcr.serialize import serialize
+
+        if cassette_dict.get("metadata"):
+            # Metadata bypasses the record hooks; scrub it here.
+            cassette_dict = {
+                **cassette_dict,
+                "metadata": self._scrubber.scrub_value(cassette_dict["metadata"]),
+            }
+        text: str = serialize(cassette_dict, serializer)
+        path = Path(cassette_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Temporary file + os.replace: a reader (or a crash) never sees half a cassette.
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
+                stream.write(text)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+# -- factory ---------------------------------------------------------------------------------------
+
+
+def make_vcr(
+    *,
+    record_mode: RecordMode,
+    secrets: Iterable[str],
+    extra_before_record_response: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> vcr.VCR:
+    """A ``vcr.VCR`` for modelgate cassettes: our serializer, matcher, persister and scrubbing.
+
+    ``record_mode``: ``"none"`` replays only (a request without a recording raises vcrpy's
+    ``CannotOverwriteExistingCassetteException``), ``"new_episodes"`` replays what is recorded and
+    records the rest, ``"all"`` records every request and replaces the matching recordings.
+    ``secrets``: the values of every configured key variable (see :class:`Scrubber`).
+    ``extra_before_record_response`` runs on each response before scrubbing, so that it sees what
+    the server sent and what it adds is scrubbed too. Note that vcrpy runs the record hooks again
+    on every interaction it loads from a cassette, so hooks must be idempotent.
+    Compressed response bodies are stored decompressed.
+    """
+    import vcr as vcrpy
+
+    if record_mode not in _RECORD_MODES:
+        raise ValueError(f"record_mode must be one of {', '.join(_RECORD_MODES)}: {record_mode!r}")
+    scrubber = Scrubber(secrets)
+    response_hooks: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
+    if extra_before_record_response is not None:
+        response_hooks.append(extra_before_record_response)
+    response_hooks.append(scrubber.before_record_response)
+    recorder = vcrpy.VCR(
+        record_mode=record_mode,
+        serializer=SERIALIZER_NAME,
+        match_on=MATCH_ON,
+        before_record_request=scrubber.before_record_request,
+        before_record_response=response_hooks,
+        decode_compressed_response=True,
+    )
+    recorder.register_serializer(SERIALIZER_NAME, _SERIALIZER)
+    recorder.register_matcher(BODY_MATCHER_NAME, modelgate_body)
+    recorder.register_persister(_Persister(scrubber))
+    return recorder
+
+
+# -- explaining a miss -----------------------------------------------------------------------------
+
+
+def explain_mismatch(
+    cassette_path: Path,
+    request_body: bytes,
+    *,
+    method: str | None = None,
+    url: str | None = None,
+    secrets: Iterable[str] = (),
+) -> str:
+    """Why a request found no recording: a short diff against the closest recorded request body.
+
+    Compares with the recorded requests of the same ``method`` and ``url`` (scheme, host, port,
+    path and query; either left out means any) and diffs the body against the most similar one,
+    as indented JSON with sorted keys. ``secrets`` are scrubbed from the request before comparing,
+    as they were from the recording, and so never appear in the text. Raises
+    :class:`CassetteError` for an unreadable cassette.
+    """
+    scrubber = Scrubber(secrets)
+    try:
+        data = read_cassette(cassette_path)
+    except FileNotFoundError:
+        return f"{cassette_path}: no such cassette"
+    wanted = _endpoint(scrubber.scrub_url(url)) if url is not None else None
+    what = " ".join(part for part in (method, url and scrubber.scrub_url(url)) if part)
+    candidates: list[tuple[int, bytes]] = []
+    others: list[str] = []
+    for number, interaction in enumerate(data["interactions"], start=1):
+        request = interaction["request"]
+        same_method = method is None or str(request["method"]).upper() == method.upper()
+        if same_method and (wanted is None or _endpoint(request["uri"]) == wanted):
+            candidates.append((number, _body_bytes(request["body"])))
+        else:
+            others.append(f"{request['method']} {request['uri']}")
+    if not candidates:
+        if not others:
+            return f"{cassette_path}: the cassette holds no recorded requests"
+        listed = ", ".join(dict.fromkeys(others))
+        return f"{cassette_path}: no recorded request to {what or 'this URL'} (recorded: {listed})"
+    new = scrubber.scrub_bytes(request_body)
+    new_lines = "\n".join(_pretty_lines(new))
+    number, recorded = max(
+        candidates,
+        key=lambda candidate: difflib.SequenceMatcher(
+            None, "\n".join(_pretty_lines(candidate[1])), new_lines, autojunk=False
+        ).ratio(),
+    )
+    if _same_body(new, recorded):
+        return (
+            f"{cassette_path}: interaction {number} has the same request body; it was probably "
+            "played already (the test makes this call more often than when it was recorded)"
+        )
+    lines = _body_diff(recorded, new)
+    header = f"{cassette_path}: the request body differs from recorded interaction {number}"
+    return "\n".join([f"{header}:", *(f"  {line}" for line in lines)])
+
+
+def _same_body(a: bytes, b: bytes) -> bool:
+    if a == b:
+        return True
+    canonical = _canonical_json(a)
+    return canonical is not None and canonical == _canonical_json(b)
+
+
+def _endpoint(url: str) -> tuple[str, str, int | None, str, list[tuple[str, str]]]:
+    """What vcrpy's method-less URL matchers compare: scheme, host, port, path and query pairs."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return (
+        parts.scheme,
+        parts.hostname or "",
+        port,
+        parts.path or "/",
+        sorted(parse_qsl(parts.query)),
+    )
