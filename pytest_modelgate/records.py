@@ -33,6 +33,10 @@ ErrorKind = Literal[
     "http_error",  # any other non-2xx status
 ]
 
+# Where an attempt's latency figures come from: measured as the call happened, or taken from the
+# recording it was replayed from (measured when it was recorded).
+TimingSource = Literal["live", "recorded"]
+
 RETRYABLE_ERROR_KINDS: frozenset[str] = frozenset(
     {"rate_limit", "server_error", "timeout", "connection", "stream_cut"}
 )
@@ -82,6 +86,8 @@ class CallRecord(_Frozen):
     json_valid: bool | None = None
     tool_calls: tuple[str, ...] = ()
     streamed: bool = False
+    # "recorded": latency_ms and ttft_ms were measured when the replayed recording was made.
+    timing: TimingSource = "live"
 
     @property
     def ok(self) -> bool:

@@ -15,6 +15,14 @@ Request errors (connect errors, timeouts) are recorded too and re-raised unchang
 (``GET /models``...) pass through unmeasured. Because the measurement sits below the client, the
 openai SDK's own retries are recorded attempt by attempt exactly like ours.
 
+Under vcrpy (which sits beneath this transport) the clock here is wrong: a recording vcrpy reads
+the whole body before returning, a replay returns at once. So the latency figures then come from
+:mod:`pytest_modelgate.recording.timing`: a replayed response carries its recorded timing in a
+header, which is removed before the caller sees the response (the record says
+``timing="recorded"``); while recording, the exchange beneath vcrpy fills the request's timing slot
+(``timing="live"``). Without vcrpy the clock here is used, as the caller reads. Nothing ever sleeps
+to imitate a latency.
+
 httpx and httpx2 are imported only when a transport for them is made.
 """
 
@@ -41,7 +49,15 @@ from pytest_modelgate.protocol import (
     parse_completion,
     shorten,
 )
-from pytest_modelgate.records import Arm, CallRecord, ErrorKind
+from pytest_modelgate.recording.timing import (
+    TIMING_EXTENSION,
+    RecordedTiming,
+    TimingSlot,
+    active_registry,
+    pop_timing_header,
+    timing_key,
+)
+from pytest_modelgate.records import Arm, CallRecord, ErrorKind, TimingSource
 
 if TYPE_CHECKING:
     import httpx
@@ -93,6 +109,8 @@ class Attempt:
     retry_after_s: float | None = None
     completion: ParsedCompletion | None = None
     streamed: bool = False
+    # "recorded": latency_ms and ttft_ms come from the recording this attempt was replayed from.
+    timing: TimingSource = "live"
 
     @property
     def ok(self) -> bool:
@@ -197,6 +215,7 @@ class CallLog:
                 json_valid=answer.json_valid if answer is not None else None,
                 tool_calls=tuple(c.name for c in answer.tool_calls) if answer else (),
                 streamed=attempt.streamed,
+                timing=attempt.timing,
             )
             self._records.append(record)
         return record
@@ -288,8 +307,38 @@ class _AttemptContext:
         self.request_key = _request_key(self.method, str(url), body)
         self.asked_stream = _asks_for_stream(body)
         self.secrets = _secrets(request.headers)
+        self._url = url
+        self._body = body
+        # Set when the figures measured here are not the real ones (see the module docstring).
+        self.timing: RecordedTiming | None = None
+        self.timing_source: TimingSource = "live"
         self.started_at = time.time()
         self.started = time.perf_counter()
+
+    def adopt_timing(self, response_headers: Any, slot: TimingSlot) -> None:
+        """Take the real timing, if any, once the inner transport returned its response."""
+        recorded = pop_timing_header(response_headers)
+        if recorded is not None:
+            self.timing, self.timing_source = recorded, "recorded"
+            return
+        # A timing complete before the response is handed on means a layer beneath this one
+        # (vcrpy recording) read the whole body: the clock here has not seen it arrive.
+        beneath = slot.timing
+        registry = active_registry()
+        if beneath is None and registry is not None:
+            # The slot did not reach the pool (a transport that rebuilt the request): find the
+            # timing by request, skipping timings of earlier sendings of the same request.
+            url = self._url
+            key = timing_key(
+                self.method,
+                url.raw_scheme,
+                url.raw_host,
+                url.port,
+                url.raw_path,
+                hashlib.sha256(self._body).digest(),
+            )
+            beneath = registry.take(key, started_after=self.started)
+        self.timing = beneath
 
     def finish(
         self,
@@ -306,6 +355,10 @@ class _AttemptContext:
         message = error_message
         if message is not None:
             message = shorten(_redact(message, self.secrets), _ERROR_MESSAGE_LIMIT)
+        latency_ms = (ended - self.started) * 1000
+        ttft_ms = (ttft - self.started) * 1000 if ttft is not None else None
+        if self.timing is not None:
+            latency_ms, ttft_ms = self.timing.total_ms, self.timing.ttft_ms
         attempt = Attempt(
             client=self.transport.client_name,
             method=self.method,
@@ -314,14 +367,15 @@ class _AttemptContext:
             started_at=self.started_at,
             started_monotonic=self.started,
             ended_monotonic=ended,
-            latency_ms=(ended - self.started) * 1000,
-            ttft_ms=(ttft - self.started) * 1000 if ttft is not None else None,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
             status=status,
             error_kind=error_kind,
             error_message=message,
             retry_after_s=retry_after_s,
             completion=completion,
             streamed=sse or self.asked_stream,
+            timing=self.timing_source,
         )
         record = self.transport.sink(attempt)
         if self.handle is not None:
@@ -513,6 +567,10 @@ class _MeasuringTransport:
             return self.inner.handle_request(request)
         _narrow_accept_encoding(request.headers)
         context = _AttemptContext(self, request, handle)
+        # httpx hands the request's extensions dict on to httpcore, where capture_timing() fills
+        # the slot; harmless when nothing captures.
+        slot = TimingSlot()
+        request.extensions[TIMING_EXTENSION] = slot
         try:
             response = self.inner.handle_request(request)
         except Exception as exc:
@@ -524,6 +582,9 @@ class _MeasuringTransport:
                 error_message=f"{type(exc).__name__}: {exc}",
             )
             raise
+        finally:
+            request.extensions.pop(TIMING_EXTENSION, None)
+        context.adopt_timing(response.headers, slot)
         stream = self.stream_class(response.stream, context, response.status_code, response.headers)
         with self._lock:
             self._open.add(stream)
