@@ -217,7 +217,10 @@ class LLM:
                     headers["Authorization"] = f"Bearer {self._api_key}"
                 self._http = httpx.Client(
                     transport=measuring_transport(
-                        httpx.HTTPTransport(), self.log.add, client="modelgate"
+                        httpx.HTTPTransport(),
+                        self.log.add,
+                        client="modelgate",
+                        translate_error=self.log.translate_error,
                     ),
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout_s),
@@ -335,7 +338,10 @@ class LLM:
             if self._openai is None:
                 http_client = httpx2.Client(
                     transport=measuring_httpx2_transport(
-                        httpx2.HTTPTransport(), self.log.add, client="openai"
+                        httpx2.HTTPTransport(),
+                        self.log.add,
+                        client="openai",
+                        translate_error=self.log.translate_error,
                     ),
                     timeout=self.timeout_s,
                     follow_redirects=True,

@@ -7,6 +7,7 @@ Everything heavy (httpx, the openai SDK, the judge) is imported inside the hooks
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +34,8 @@ class _ItemCalls:
         self.client = client
         self.taken_calls = 0
         self.taken_fallbacks = 0
+        # Problems found by the fixture itself (an unreadable cassette).
+        self.problems: list[str] = []
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,7 +93,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--modelgate-mode",
         metavar="MODE",
         default=None,
-        help="how calls are made: live = call the models (default). ini: modelgate_mode",
+        help="how calls are made: live = call the models (default), replay = answer only from "
+        "recordings (offline), record = replay what is recorded and record what is missing, "
+        "rerecord = call the models and replace the recordings. ini: modelgate_mode",
     )
     group.addoption(
         "--modelgate-strict",
@@ -239,7 +244,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.help:
         return
     from pytest_modelgate.errors import ModelgateError
-    from pytest_modelgate.session import GateSession, resolve_models
+    from pytest_modelgate.session import NETWORK_MODES, GateSession, resolve_models
 
     verdict_path = _verdict_path(config)
     worker = _is_worker(config)
@@ -248,7 +253,7 @@ def pytest_configure(config: pytest.Config) -> None:
         stable, candidate = resolve_models(settings)
         gate = GateSession(settings=settings, stable=stable, candidate=candidate, is_worker=worker)
         # A gate run (a candidate was named) must have its keys before any test runs.
-        if candidate is not None and settings.mode == "live":
+        if candidate is not None and settings.mode in NETWORK_MODES:
             gate.check_api_keys()
     except ModelgateError as exc:
         if not worker:
@@ -354,7 +359,7 @@ def pytest_collection_modifyitems(
             "pass --stable-model NAME, set modelgate_stable_model in the ini file, or `stable:` "
             "in modelgate.yaml"
         )
-    elif gate.settings.mode == "live":
+    elif gate.settings.mode != "replay":
         try:
             gate.check_api_keys()
         except ModelgateError as exc:
@@ -409,6 +414,9 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
         repeat=param.repeat,
         resolved=model,
     )
+    mode = gate.settings.mode
+    secrets = gate.secret_values()
+    log.secrets = secrets
     client_settings = gate.settings.config.client
     client = LLM(
         model=model,
@@ -419,12 +427,45 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
         timeout_s=client_settings.timeout_s,
         retry_after_cap_s=client_settings.retry_after_cap_s,
         backoff_base_s=client_settings.backoff_base_s,
+        # Replay must not wait: a recorded 429 or 5xx is retried at once.
+        sleep=_no_sleep if mode == "replay" else time.sleep,
     )
-    request.node.stash[_ITEM_KEY] = _ItemCalls(client)
-    try:
+    state = _ItemCalls(client)
+    request.node.stash[_ITEM_KEY] = state
+    with contextlib.ExitStack() as stack:
+        # Closed before the cassette: responses nobody read are recorded on close.
+        stack.callback(client.close)
+        if mode != "live":
+            from pytest_modelgate.errors import ModelgateError
+
+            try:
+                stack.enter_context(_cassette(request, param, model.name, mode, secrets))
+            except ModelgateError as exc:  # an unreadable cassette: this test's data is lost
+                state.problems.append(str(exc))
+                raise
         yield client
-    finally:
-        client.close()
+
+
+def _no_sleep(seconds: float) -> None:
+    """Replay's wait between retries: none."""
+
+
+def _cassette(
+    request: pytest.FixtureRequest, param: ArmParam, model: str, mode: str, secrets: tuple[str, ...]
+) -> contextlib.AbstractContextManager[object]:
+    """The test's cassette for ``model`` (keyed by model, not arm), to open in ``mode``."""
+    from pytest_modelgate.recording.cassettes import cassette_path
+    from pytest_modelgate.recording.use import recorded_calls
+    from pytest_modelgate.session import case_id_for
+
+    path = cassette_path(
+        request.node.path,
+        case_id_for(request.node.nodeid, param.id),
+        model,
+        repeat=param.repeat,
+        repeats=param.repeats,
+    )
+    return recorded_calls(path=path, mode=mode, secrets=secrets)
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,6 +498,7 @@ def _phase_json(
     state = item.stash.get(_ITEM_KEY, None)
     calls: tuple[Any, ...] = ()
     fallbacks: tuple[str, ...] = ()
+    problems: list[str] = []
     if state is not None:
         records = state.client.log.records()
         calls = records[state.taken_calls :]
@@ -464,9 +506,23 @@ def _phase_json(
         noted = state.client.fallbacks
         fallbacks = tuple(noted[state.taken_fallbacks :])
         state.taken_fallbacks = len(noted)
+        problems = list(dict.fromkeys([*state.problems, *state.client.log.problems]))
+        state.problems.clear()
+        state.client.log.problems.clear()
     message = None
     if report.failed and call.excinfo is not None:
         message = call.excinfo.exconly().strip().splitlines()[0][:300]
+        if state is not None and state.client.log.secrets:
+            from pytest_modelgate.recording.cassettes import Scrubber
+
+            # The failure text lands in the records file: no key in it (vcrpy quotes URLs).
+            message = Scrubber(state.client.log.secrets).scrub_text(message)
+        if not problems:
+            # A client the product built itself meets vcrpy's refusal directly.
+            from pytest_modelgate.recording.use import is_missing_recording
+
+            if is_missing_recording(call.excinfo.value):
+                problems.append(f"{item.nodeid}: a call had no recording ({message})")
     outcome = "skipped" if report.skipped else ("failed" if report.failed else "passed")
     if hasattr(report, "wasxfail"):
         outcome = "skipped"  # an expected failure decides nothing about the model
@@ -484,6 +540,7 @@ def _phase_json(
         calls=calls,
         fallbacks=fallbacks,
         message=message,
+        problems=tuple(problems),
     )
     return phase.to_json()
 

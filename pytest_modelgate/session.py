@@ -15,12 +15,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pytest_modelgate import __version__
-from pytest_modelgate.config import ModelgateConfig, require_api_key, resolve_model
+from pytest_modelgate.config import (
+    ModelgateConfig,
+    api_key_for,
+    require_api_key,
+    resolve_model,
+)
 from pytest_modelgate.endpoints import ResolvedModel
 from pytest_modelgate.records import ARMS, Arm, CallRecord, ModelIdentity, Outcome, TestRecord
 
-Mode = Literal["live"]
-MODES: tuple[str, ...] = ("live",)
+Mode = Literal["live", "replay", "record", "rerecord"]
+MODES: tuple[str, ...] = ("live", "replay", "record", "rerecord")
+# Modes in which calls may reach the models (and so need API keys).
+NETWORK_MODES: frozenset[str] = frozenset({"live", "record", "rerecord"})
 
 # Exit statuses (pytest's own numbers where they fit; see README "Exit status").
 EXIT_OK = 0
@@ -163,6 +170,9 @@ class GateSession:
                 repeat=phase.repeat,
             )
             self.items[phase.test_id] = item
+        for problem in phase.problems:
+            if problem not in self.problems:
+                self.problems.append(problem)
         item.calls.extend(phase.calls)
         item.fallbacks.extend(phase.fallbacks)
         item.duration_s += phase.duration_s
@@ -199,8 +209,25 @@ class GateSession:
                 require_api_key(model, environ)
 
     def api_key(self, arm: Arm, environ: Mapping[str, str] = os.environ) -> str | None:
-        """The key for ``arm``'s model, or None when it declares no key variable."""
+        """The key for ``arm``'s model, or None when it declares no key variable.
+
+        Replay calls no model, so there a missing key is no error (None).
+        """
+        if self.settings.mode not in NETWORK_MODES:
+            return api_key_for(self.model_for(arm), environ)
         return require_api_key(self.model_for(arm), environ)
+
+    def secret_values(self, environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+        """The values of every key variable of both models that is set: never to be written."""
+        values: list[str] = []
+        for model in (self.stable, self.candidate):
+            if model is None:
+                continue
+            for variable in model.key_variables():
+                value = environ.get(variable, "").strip()
+                if value and value not in values:
+                    values.append(value)
+        return tuple(values)
 
     def verdict_common(self) -> dict[str, Any]:
         """Identity fields every verdict of this run carries."""
@@ -233,6 +260,8 @@ class TestPhase:
     calls: tuple[CallRecord, ...]
     fallbacks: tuple[str, ...]
     message: str | None
+    # What makes this test's data untrustworthy (a missing or unreadable recording...).
+    problems: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Builtin-typed form, safe to attach to a report that xdist serialises."""
@@ -249,6 +278,7 @@ class TestPhase:
             "calls": [c.model_dump(mode="json") for c in self.calls],
             "fallbacks": list(self.fallbacks),
             "message": self.message,
+            "problems": list(self.problems),
         }
 
     @classmethod
@@ -267,6 +297,7 @@ class TestPhase:
             calls=tuple(CallRecord.model_validate(c) for c in data["calls"]),
             fallbacks=tuple(data["fallbacks"]),
             message=data.get("message"),
+            problems=tuple(data.get("problems", ())),
         )
 
 

@@ -119,6 +119,8 @@ class Attempt:
 
 
 AttemptSink = Callable[[Attempt], "CallRecord | None"]
+# Given an exception of the inner transport, a clearer one to raise instead (or None).
+ErrorTranslator = Callable[[BaseException], "BaseException | None"]
 """Receives every finished attempt; may return the ``CallRecord`` it made of it."""
 
 
@@ -179,6 +181,27 @@ class CallLog:
         self._records: list[CallRecord] = []
         self._failed: dict[str, list[_FailedAttempt]] = {}
         self._next_call = 0
+        # Key values to keep out of messages (set by whoever knows them: the llm fixture).
+        self.secrets: tuple[str, ...] = ()
+        # Things that make this test's data untrustworthy (a call with no recording, say).
+        self.problems: list[str] = []
+
+    def translate_error(self, exc: BaseException) -> BaseException | None:
+        """A clearer exception to raise instead of ``exc``, or None to keep it.
+
+        vcrpy refusing a call in replay mode becomes a ``MissingRecordingError`` naming the
+        model, the cassette and the fix, and is noted as a problem: such a call is not an attempt
+        the model made, so it is not recorded as one.
+        """
+        from pytest_modelgate.recording.use import is_missing_recording, missing_recording_error
+
+        if not is_missing_recording(exc):
+            return None
+        error = missing_recording_error(exc, model=self.model, secrets=self.secrets)
+        with self._lock:
+            if str(error) not in self.problems:
+                self.problems.append(str(error))
+        return error
 
     def add(self, attempt: Attempt) -> CallRecord:
         """Number ``attempt``, price it and keep it; returns the record (an :data:`AttemptSink`)."""
@@ -554,10 +577,17 @@ class _MeasuringTransport:
     stream_class: ClassVar[type[_MeasuredStream]]
     timeout_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
-    def __init__(self, inner: Any, sink: AttemptSink, client: ClientName) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        sink: AttemptSink,
+        client: ClientName,
+        translate_error: ErrorTranslator | None = None,
+    ) -> None:
         self.inner = inner
         self.sink = sink
         self.client_name: ClientName = client
+        self.translate_error = translate_error
         self._open: set[_MeasuredStream] = set()
         self._lock = threading.Lock()
 
@@ -574,6 +604,9 @@ class _MeasuringTransport:
         try:
             response = self.inner.handle_request(request)
         except Exception as exc:
+            replacement = self.translate_error(exc) if self.translate_error is not None else None
+            if replacement is not None:
+                raise replacement from None
             kind: ErrorKind = "timeout" if isinstance(exc, self.timeout_errors) else "connection"
             context.finish(
                 ended=time.perf_counter(),
@@ -617,7 +650,7 @@ def _narrow_accept_encoding(headers: Any) -> None:
 # --------------------------------------------------------------------------------------------
 # Concrete classes, made on first use so httpx / httpx2 are imported only when needed
 
-_Factory = Callable[[Any, AttemptSink, ClientName], Any]
+_Factory = Callable[[Any, AttemptSink, ClientName, "ErrorTranslator | None"], Any]
 
 
 @functools.cache
@@ -649,16 +682,28 @@ def _httpx2_factory() -> _Factory:
 
 
 def measuring_transport(
-    inner: httpx.BaseTransport, sink: AttemptSink, *, client: ClientName = "modelgate"
+    inner: httpx.BaseTransport,
+    sink: AttemptSink,
+    *,
+    client: ClientName = "modelgate",
+    translate_error: ErrorTranslator | None = None,
 ) -> httpx.BaseTransport:
-    """An ``httpx`` transport that sends through ``inner`` and reports each attempt to ``sink``."""
-    transport: httpx.BaseTransport = _httpx_factory()(inner, sink, client)
+    """An ``httpx`` transport that sends through ``inner`` and reports each attempt to ``sink``.
+
+    ``translate_error`` may swap an exception of the inner transport for a clearer one (which is
+    then raised without recording an attempt), e.g. ``CallLog.translate_error``.
+    """
+    transport: httpx.BaseTransport = _httpx_factory()(inner, sink, client, translate_error)
     return transport
 
 
 def measuring_httpx2_transport(
-    inner: httpx2.BaseTransport, sink: AttemptSink, *, client: ClientName = "openai"
+    inner: httpx2.BaseTransport,
+    sink: AttemptSink,
+    *,
+    client: ClientName = "openai",
+    translate_error: ErrorTranslator | None = None,
 ) -> httpx2.BaseTransport:
     """The same measuring transport for ``httpx2`` (the HTTP library of the openai SDK)."""
-    transport: httpx2.BaseTransport = _httpx2_factory()(inner, sink, client)
+    transport: httpx2.BaseTransport = _httpx2_factory()(inner, sink, client, translate_error)
     return transport
