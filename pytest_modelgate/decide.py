@@ -147,11 +147,46 @@ def _judge(
         exit_status=exit_status,
         **gate.verdict_common(),
     )
+    _note_latency_timing(verdict, stable, candidate if has_candidate else None)
     if verdict_name != verdict["verdict"]:
         verdict["verdict"] = verdict_name
         verdict["reasons"] = [*extra_reasons, *verdict["reasons"]]
     amend(verdict)
     return verdict, exit_status
+
+
+# Latency metrics and the attempts they are computed from (see metrics.py).
+_LATENCY_METRICS = {
+    "latency_p50_ms": False,
+    "latency_p95_ms": False,
+    "ttft_p95_ms": True,  # streamed attempts only
+}
+
+
+def _note_latency_timing(
+    verdict: dict[str, Any], stable: list[TestRecord], candidate: list[TestRecord] | None
+) -> None:
+    """Say, per latency figure and arm, whether it was measured live or replayed from recordings."""
+    for name, streamed_only in _LATENCY_METRICS.items():
+        entry = verdict["metrics"].get(name)
+        if entry is None:
+            continue
+        entry["timing"] = {
+            "stable": _timing_source(stable, streamed_only),
+            "candidate": None if candidate is None else _timing_source(candidate, streamed_only),
+        }
+
+
+def _timing_source(records: list[TestRecord], streamed_only: bool) -> str | None:
+    sources = {
+        call.timing
+        for record in records
+        for call in record.calls
+        if call.ok and call.latency_ms is not None and (call.streamed or not streamed_only)
+    }
+    if not sources:
+        return None
+    return sources.pop() if len(sources) == 1 else "mixed"
 
 
 def _failed_case_count(judgement: Judgement) -> int:

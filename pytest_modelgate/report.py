@@ -96,6 +96,21 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def _latency_timing_line(verdict: Mapping[str, Any]) -> str | None:
+    """Where the latency figures come from, when any were replayed from recordings."""
+    sources = {
+        source
+        for metric in verdict.get("metrics", {}).values()
+        for source in (metric.get("timing") or {}).values()
+        if source is not None
+    }
+    if not sources or sources == {"live"}:
+        return None
+    if sources == {"recorded"}:
+        return "latency: replayed from recordings, as measured when they were recorded"
+    return "latency: partly replayed from recordings and partly measured live (mixed sources)"
+
+
 def summary_lines(verdict: Mapping[str, Any], *, verdict_path: Path | str) -> list[str]:
     """The terminal summary of a verdict, one string per line, verdict line last but one."""
     lines: list[str] = []
@@ -116,6 +131,9 @@ def summary_lines(verdict: Mapping[str, Any], *, verdict_path: Path | str) -> li
             disable_numparse=True,
         )
         lines += table.splitlines()
+        timing = _latency_timing_line(verdict)
+        if timing:
+            lines.append(timing)
 
     for regression in verdict.get("regressions", []):
         lines.append(f"regression: {regression['message']}")

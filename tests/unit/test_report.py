@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pytest_modelgate.config import GateLimits
 from pytest_modelgate.judge import FixedLimitJudge, RunData
 from pytest_modelgate.records import CallRecord, ModelIdentity, TestRecord, Usage
@@ -267,3 +269,18 @@ def test_hook_added_reasons_are_shown_as_notes() -> None:
     data = verdict()
     data["reasons"].append("commit abc123")
     assert "note: commit abc123" in summary_lines(data, verdict_path=PATH)
+
+
+def test_replayed_latency_is_said_and_the_timing_validates() -> None:
+    data = verdict(make_arm("stable"), make_arm("candidate"))
+    assert not any(line.startswith("latency:") for line in summary_lines(data, verdict_path="v"))
+    for name in ("latency_p50_ms", "latency_p95_ms", "ttft_p95_ms"):
+        data["metrics"][name]["timing"] = {"stable": "recorded", "candidate": "recorded"}
+    validate_verdict(data)
+    lines = summary_lines(data, verdict_path="v")
+    assert "latency: replayed from recordings, as measured when they were recorded" in lines
+    data["metrics"]["latency_p95_ms"]["timing"] = {"stable": "live", "candidate": "recorded"}
+    assert any("mixed sources" in line for line in summary_lines(data, verdict_path="v"))
+    data["metrics"]["latency_p95_ms"]["timing"] = {"stable": "guessed", "candidate": None}
+    with pytest.raises(ValueError, match="timing"):
+        validate_verdict(data)
