@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint demo demo-record clean
 
 venv: $(STAMP)
 
@@ -22,8 +22,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Replays the example's recordings: offline, no simulator, no key.
 demo: $(STAMP)
 	$(BIN)/python example_project/demo.py
+
+# Re-records example_project/tests/cassettes from the simulator (port 8900), then checks them.
+demo-record: $(STAMP)
+	$(BIN)/python example_project/demo.py --record
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

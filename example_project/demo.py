@@ -1,31 +1,31 @@
 """The support-desk gate demo: what ``make demo`` runs.
 
-It starts the modelgate simulator in-process and runs the example's workflow tests through the gate
-twice, as CI would on two pull requests:
+It runs the example's workflow tests through the gate twice, as CI would on two pull requests:
 
 1. ``--candidate-model simulated-candidate-good``: expected verdict PASS, exit status 0;
 2. ``--candidate-model simulated-candidate-bad``: expected verdict FAIL, exit status 1.
 
+By default it replays the recordings shipped in ``tests/cassettes``: offline, free, no simulator
+and no key, with each call's latency as measured when it was recorded. ``--record`` (what
+``make demo-record`` runs) re-records them: each run starts a fresh simulator on the port
+``modelgate.yaml`` names (8900; cassettes match on the URL), so its seeded draws repeat.
+
 pytest's own output (with the gate's comparison table) is shown as it runs, then a recap. The demo
 is also a check: it exits 0 only when both runs end as expected.
 
-The simulator listens on a free port, not on the 8900 of ``modelgate.yaml``, so a busy port cannot
-break the demo: each run gets a copy of ``modelgate.yaml`` whose loopback ``base_url`` entries
-point at the real port, passed with ``--modelgate-config``. Each run also gets a fresh simulator, so
-its random draws (faults and latencies) are the same every time the demo runs.
-
-    python example_project/demo.py            # the two gate runs
+    python example_project/demo.py            # the two gate runs, replayed
+    python example_project/demo.py --record   # re-record from the simulator, then check
     python example_project/demo.py --serve    # only the simulator, on port 8900, for exploring
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,45 +82,57 @@ class RunResult:
         )
 
 
-def config_for(base_url: str, directory: Path) -> Path:
-    """A copy of ``modelgate.yaml`` whose loopback models point at ``base_url``."""
+def simulator_port() -> int:
+    """The port modelgate.yaml's simulated models point at (8900): recordings are made there."""
     data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
-    for model in (data.get("models") or {}).values():
-        url = model.get("base_url")
-        if url and urlsplit(url).hostname in _LOOPBACK:
-            model["base_url"] = base_url
-    path = directory / "modelgate.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
+    ports = {
+        urlsplit(model["base_url"]).port
+        for model in (data.get("models") or {}).values()
+        if model.get("base_url") and urlsplit(model["base_url"]).hostname in _LOOPBACK
+    }
+    if len(ports) != 1 or None in ports:
+        raise SystemExit(f"demo: {CONFIG} must point every simulated model at one port")
+    port = ports.pop()
+    assert port is not None
+    return port
 
 
-def gate_run(run: GateRun, scenario: Scenario, workdir: Path) -> RunResult:
-    """Start a fresh simulator, run pytest through the gate against it, read the verdict."""
+def gate_run(run: GateRun, scenario: Scenario, mode: str) -> RunResult:
+    """Run pytest through the gate in ``mode`` and read the verdict.
+
+    ``replay`` answers from the recordings shipped in tests/cassettes: offline, no simulator,
+    no key. Any other mode starts a fresh simulator on the port of modelgate.yaml (cassettes
+    match on the URL, so recordings must be made where replays will look).
+    """
     run.verdict_path.unlink(missing_ok=True)
     env = dict(os.environ)
-    if scenario.api_key is not None:
-        env[KEY_VARIABLE] = scenario.api_key
+    env.pop("MODELGATE_MODE", None)  # the command line says the mode
+    env.pop(KEY_VARIABLE, None)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        # No tracebacks: the failed cases are listed by name, and the gate's table is what the
+        # demo is about. Run pytest by hand (README.md) to see why a case failed.
+        "--tb=no",
+        f"--candidate-model={run.candidate}",
+        f"--modelgate-verdict={run.verdict_path}",
+        f"--modelgate-mode={mode}",
+    ]
     started = time.monotonic()
-    with SimulatorServer(scenario, port=0) as sim:
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            # No tracebacks: the failed cases are listed by name, and the gate's table is what the
-            # demo is about. Run pytest by hand (README.md) to see why a case failed.
-            "--tb=no",
-            # `--option=value`: pytest picks its rootdir before plugins add their options, and
-            # takes a separate value that is an existing path for a test path; the temporary
-            # config would then move the rootdir out of example_project.
-            f"--candidate-model={run.candidate}",
-            f"--modelgate-config={config_for(sim.base_url, workdir)}",
-            f"--modelgate-verdict={run.verdict_path}",
-        ]
+    with contextlib.ExitStack() as stack:
+        if mode == "replay":
+            where = "replaying the recordings in tests/cassettes (offline)"
+        else:
+            if scenario.api_key is not None:
+                env[KEY_VARIABLE] = scenario.api_key
+            sim = stack.enter_context(SimulatorServer(scenario, port=simulator_port()))
+            where = f"{mode}: calling the simulator on {sim.base_url}"
         print(f"$ cd {_shown(HERE)} && pytest --candidate-model {run.candidate} ...", flush=True)
-        print(f"  (simulator on {sim.base_url})\n", flush=True)
+        print(f"  ({where})\n", flush=True)
         try:
             completed = subprocess.run(command, cwd=HERE, env=env, timeout=RUN_TIMEOUT_S)
             exit_status: int | None = completed.returncode
@@ -164,18 +176,17 @@ def recap(results: list[RunResult]) -> list[str]:
     return lines
 
 
-def demo() -> int:
+def demo(mode: str = "replay") -> int:
     """Run both gate runs and report; 0 when the good candidate passed and the bad one failed."""
     scenario = load_scenario(SCENARIO)
     results = []
-    with tempfile.TemporaryDirectory(prefix="modelgate-demo-") as tmp:
-        for number, run in enumerate(RUNS, start=1):
-            title = (
-                f" run {number}/{len(RUNS)}: simulated-stable vs {run.candidate} "
-                f"(expected: {run.expected_verdict.upper()}) "
-            )
-            print(f"\n{title:=^100}", flush=True)
-            results.append(gate_run(run, scenario, Path(tmp)))
+    for number, run in enumerate(RUNS, start=1):
+        title = (
+            f" run {number}/{len(RUNS)}: simulated-stable vs {run.candidate} "
+            f"(expected: {run.expected_verdict.upper()}) "
+        )
+        print(f"\n{title:=^100}", flush=True)
+        results.append(gate_run(run, scenario, mode))
     for line in recap(results):
         print(line)
     if all(result.as_expected for result in results):
@@ -202,7 +213,7 @@ def serve(port: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: no option runs the demo; ``--serve`` only runs the simulator."""
+    """Command line: no option replays the demo; ``--record`` re-records it; ``--serve`` serves."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--serve", action="store_true", help="only run the simulator, until interrupted"
@@ -210,10 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--port", type=int, default=8900, help="port for --serve (default 8900, 0 = any free port)"
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="re-record tests/cassettes from the simulator (port 8900), then check as usual",
+    )
     args = parser.parse_args(argv)
     if args.serve:
         return serve(args.port)
-    return demo()
+    return demo("rerecord" if args.record else "replay")
 
 
 if __name__ == "__main__":

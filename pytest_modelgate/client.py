@@ -124,7 +124,9 @@ class LLM:
     """One model on one arm of the gate: the object behind the ``llm`` fixture.
 
     ``model`` is the name the user typed (``qwen-max``), ``arm`` is ``"stable"`` or
-    ``"candidate"``, ``base_url`` the OpenAI-compatible endpoint. Retries: rate limits (429, with
+    ``"candidate"``, ``base_url`` the OpenAI-compatible endpoint, ``mode`` how calls are made
+    (``"replay"``, ``"record"``, ``"rerecord"`` or ``"live"``; a test may skip a live-only check
+    when replaying). Retries: rate limits (429, with
     ``Retry-After`` honoured up to ``retry_after_cap_s``), 5xx, connection errors, timeouts and cut
     streams are retried up to ``max_retries`` times with exponential backoff and jitter
     (``backoff_base_s`` · 2^n, also capped at ``retry_after_cap_s``); anything else raises
@@ -144,6 +146,7 @@ class LLM:
         retry_after_cap_s: float = 30.0,
         backoff_base_s: float = 0.5,
         sleep: Callable[[float], object] = time.sleep,
+        mode: str = "live",
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
@@ -154,6 +157,7 @@ class LLM:
         self.model: str = model.name
         self.arm: Arm = arm
         self.base_url: str = model.base_url
+        self.mode = mode
         self.resolved: ResolvedModel = model
         self.log = log
         self.max_retries = max_retries

@@ -7,6 +7,7 @@ Everything heavy (httpx, the openai SDK, the judge) is imported inside the hooks
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -93,9 +94,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--modelgate-mode",
         metavar="MODE",
         default=None,
-        help="how calls are made: live = call the models (default), replay = answer only from "
-        "recordings (offline), record = replay what is recorded and record what is missing, "
-        "rerecord = call the models and replace the recordings. ini: modelgate_mode",
+        help="how calls are made: replay = answer only from recordings, offline (default); "
+        "record = replay what is recorded and record what is missing; rerecord = call the "
+        "models and replace the recordings; live = call the models, record nothing. "
+        "env: MODELGATE_MODE. ini: modelgate_mode",
     )
     group.addoption(
         "--modelgate-strict",
@@ -166,7 +168,11 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
     # rejects a value before pytest_configure runs, which would leave an earlier run's verdict
     # on disk as if it were this run's. A ConfigError here writes an `error` verdict first.
     repeat = _checked(config, "modelgate_repeat", "--modelgate-repeat", _positive_int, 1)
-    mode = _checked(config, "modelgate_mode", "--modelgate-mode", _mode, "live")
+    # Replay is the default: a gate that calls two paid APIs on every pull request is slow,
+    # costly and flaky. MODELGATE_MODE lets CI or a developer switch without editing files.
+    mode = _checked(
+        config, "modelgate_mode", "--modelgate-mode", _mode, "replay", env="MODELGATE_MODE"
+    )
 
     strict = bool(config.getoption("modelgate_strict") or config.getini("modelgate_strict"))
     # Precedence for the model names: command line, ini, modelgate.yaml.
@@ -209,13 +215,23 @@ _T = TypeVar("_T")
 
 
 def _checked(
-    config: pytest.Config, name: str, flag: str, parse: Callable[[str], _T], default: _T
+    config: pytest.Config,
+    name: str,
+    flag: str,
+    parse: Callable[[str], _T],
+    default: _T,
+    env: str | None = None,
 ) -> _T:
-    """Parse an option or its ini twin (the command line wins), naming the source on error."""
+    """Parse an option, its environment variable or its ini twin, naming the source on error.
+
+    Precedence: command line, environment variable (``env``, when the option has one), ini.
+    """
     from pytest_modelgate.errors import ConfigError
 
     raw: str | None = config.getoption(name)
     source = flag
+    if raw is None and env is not None and os.environ.get(env, "").strip():
+        raw, source = os.environ[env].strip(), f"environment variable {env}"
     if raw is None:
         raw, source = _ini_str(config, name), f"ini option {name}"
     if raw is None:
@@ -387,7 +403,7 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
 
     Every test that uses it runs once per arm (stable, and candidate when one is given) and
     ``--modelgate-repeat`` times per arm; every HTTP attempt it makes is measured and judged.
-    Attributes: ``model``, ``arm``, ``base_url``. Methods: ``chat``, ``openai()`` (a real
+    Attributes: ``model``, ``arm``, ``base_url``, ``mode``. Methods: ``chat``, ``openai()`` (a real
     ``openai.OpenAI`` client whose calls are measured the same way), ``note_fallback(reason)``.
     """
     from pytest_modelgate.client import LLM
@@ -429,6 +445,7 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
         backoff_base_s=client_settings.backoff_base_s,
         # Replay must not wait: a recorded 429 or 5xx is retried at once.
         sleep=_no_sleep if mode == "replay" else time.sleep,
+        mode=mode,
     )
     state = _ItemCalls(client)
     request.node.stash[_ITEM_KEY] = state

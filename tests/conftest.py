@@ -30,6 +30,16 @@ HEALTHY: dict[str, Any] = {"latency_ms": {"median": 4, "p95": 8}}
 DEFAULT_PRICE = {"input": 0.27, "output": 1.10, "cached_input": 0.07}
 
 
+@pytest.fixture(autouse=True)
+def _live_mode_unless_a_test_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Projects made by these tests call the simulator: live mode, not the replay default.
+
+    Tests of recordings pass --modelgate-mode (which beats the environment); tests of the
+    default delete the variable.
+    """
+    monkeypatch.setenv("MODELGATE_MODE", "live")
+
+
 @pytest.fixture
 def start_simulator() -> Iterator[Callable[..., SimulatorServer]]:
     """Start a simulator with the given models; every one started is stopped at teardown."""

@@ -470,7 +470,10 @@ def test_mode_from_the_ini_file(gate_project: MakeProject, ini_kind: str) -> Non
     assert served(project) == {"sim-a": 3, "sim-b": 3}
 
 
-def test_unknown_mode_in_the_ini_file_is_a_usage_error(gate_project: MakeProject) -> None:
+def test_unknown_mode_in_the_ini_file_is_a_usage_error(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODELGATE_MODE")  # the environment would beat the ini file
     project = gate_project(MODELS, gate=NO_LATENCY_GATE)
     write_ini(project.pytester, "pytest.ini", {"modelgate_mode": "telepathy"})
     project.pytester.makepyfile(test_wf=WORKFLOWS)
@@ -629,3 +632,30 @@ def test_bad_repeat_option_is_a_usage_error(
     assert verdict["run_id"] != earlier["run_id"]
     assert verdict["verdict"] == "error"
     assert verdict["exit_status"] == 4
+
+
+def test_mode_defaults_to_replay_and_the_environment_beats_the_ini(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODELGATE_MODE")
+    project = gate_project(MODELS, gate=NO_LATENCY_GATE)
+    project.pytester.makepyfile(test_wf=WORKFLOWS)
+
+    # No recordings and the default mode: replay refuses to call the models.
+    result = project.pytester.runpytest(*GATE)
+    assert result.ret != 0
+    assert project.verdict()["mode"] == "replay"
+    assert project.verdict()["verdict"] == "error"
+    assert project.sim.requests == []
+
+    write_ini(project.pytester, "pytest.ini", {"modelgate_mode": "replay"})
+    monkeypatch.setenv("MODELGATE_MODE", "live")
+    result = project.pytester.runpytest(*GATE)
+    assert result.ret == 0
+    assert project.verdict()["mode"] == "live"
+    assert project.sim.requests != []
+
+    monkeypatch.setenv("MODELGATE_MODE", "sometimes")
+    result = project.pytester.runpytest(*GATE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*environment variable MODELGATE_MODE*'sometimes'*"])
