@@ -350,7 +350,12 @@ class LLM:
                     timeout=self.timeout_s,
                     follow_redirects=True,
                 )
-                self._openai = openai.OpenAI(
+                # Replay retries a recorded 429/5xx at once, as llm.chat does: the SDK's own
+                # wait (a private method, hence the guard) is skipped; recorded latency is kept.
+                client_class = (
+                    _no_wait_openai(openai.OpenAI) if self.mode == "replay" else openai.OpenAI
+                )
+                self._openai = client_class(
                     base_url=self.base_url,
                     api_key=self._api_key or "not-needed",
                     http_client=http_client,
@@ -387,3 +392,15 @@ class LLM:
             http.close()
         if sdk is not None:
             sdk.close()
+
+
+def _no_wait_openai(base: type[openai.OpenAI]) -> type[openai.OpenAI]:
+    """An ``openai.OpenAI`` whose retries do not sleep (for replay), when the SDK allows it."""
+    if not hasattr(base, "_sleep_for_retry"):
+        return base  # a future SDK: its retries will wait, which is slower but still correct
+
+    class NoWaitOpenAI(base):  # type: ignore[valid-type, misc]
+        def _sleep_for_retry(self, **_: Any) -> None:
+            return None
+
+    return NoWaitOpenAI

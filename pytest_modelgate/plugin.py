@@ -456,11 +456,24 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
             from pytest_modelgate.errors import ModelgateError
 
             try:
-                stack.enter_context(_cassette(request, param, model.name, mode, secrets))
+                recording = stack.enter_context(
+                    _cassette(request, param, model.name, mode, secrets)
+                )
             except ModelgateError as exc:  # an unreadable cassette: this test's data is lost
                 state.problems.append(str(exc))
                 raise
+            stack.callback(_note_refusals, state, recording, model.name)
         yield client
+
+
+def _note_refusals(state: _ItemCalls, recording: Any, model: str) -> None:
+    """Calls replay refused that no client reported (the product may have caught the error)."""
+    if recording.refusals and not state.client.log.problems:
+        calls = ", ".join(dict.fromkeys(recording.refusals))
+        state.problems.append(
+            f"no recording for {len(recording.refusals)} call(s) to model {model!r} in "
+            f"{recording.path} ({calls}); record with --modelgate-mode=record"
+        )
 
 
 def _no_sleep(seconds: float) -> None:
@@ -469,7 +482,7 @@ def _no_sleep(seconds: float) -> None:
 
 def _cassette(
     request: pytest.FixtureRequest, param: ArmParam, model: str, mode: str, secrets: tuple[str, ...]
-) -> contextlib.AbstractContextManager[object]:
+) -> contextlib.AbstractContextManager[Any]:
     """The test's cassette for ``model`` (keyed by model, not arm), to open in ``mode``."""
     from pytest_modelgate.recording.cassettes import cassette_path
     from pytest_modelgate.recording.use import recorded_calls

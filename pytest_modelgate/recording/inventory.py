@@ -55,7 +55,7 @@ __all__ = [
     "take_inventory",
 ]
 
-CASSETTE_SUFFIX = ".yaml"
+_CASSETTE_SUFFIX = ".yaml"
 
 # Our writer always puts the mark first at the top level; a file without that line is not ours.
 _FORMAT_MARK = re.compile(rf"^{re.escape(FORMAT_KEY)}\s*:", re.MULTILINE)
@@ -285,7 +285,7 @@ def _cassette_files(root: Path) -> Iterable[Path]:
     # os.walk does not follow directory links, so nothing outside the root is listed.
     for folder, _dirs, files in os.walk(root):
         for name in files:
-            if name.endswith(CASSETTE_SUFFIX) and not name.startswith("."):
+            if name.endswith(_CASSETTE_SUFFIX) and not name.startswith("."):
                 yield Path(folder, name)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +24,51 @@ class MissingRecordingError(ModelgateError):
     """A call in replay mode for which the cassette holds no matching recording."""
 
 
+@dataclass
+class Recording:
+    """One test's open cassette and the calls it refused (replay with no recording)."""
+
+    path: Path
+    cassette: Any
+    # "POST http://.../chat/completions" for every call vcrpy refused, whichever client made it.
+    refusals: list[str] = field(default_factory=list)
+
+
 @contextlib.contextmanager
-def recorded_calls(*, path: Path, mode: str, secrets: Iterable[str]) -> Iterator[Any]:
+def recorded_calls(*, path: Path, mode: str, secrets: Iterable[str]) -> Iterator[Recording]:
     """Open ``path`` for the duration of one test in ``mode`` (replay, record or rerecord).
 
-    Yields vcrpy's cassette. Raises ``CassetteError`` (naming the file) for a corrupt or foreign
-    cassette, before the test runs.
+    Raises ``CassetteError`` (naming the file) for a corrupt or foreign cassette, before the test
+    runs. ``rerecord`` starts from an empty cassette: the file is replaced by what this test
+    records, so requests the test no longer makes do not linger in it.
     """
-    from pytest_modelgate.recording.cassettes import make_vcr
+    from pytest_modelgate.recording.cassettes import Scrubber, make_vcr
     from pytest_modelgate.recording.timing import before_record_response, capture_timing
 
-    record_mode = VCR_RECORD_MODES[mode]
+    secrets = tuple(secrets)
+    if mode == "rerecord":
+        # vcrpy's "all" mode keeps the interactions it loaded and appends to them.
+        path.unlink(missing_ok=True)
     vcr = make_vcr(
-        record_mode=record_mode,  # type: ignore[arg-type]
-        secrets=tuple(secrets),
+        record_mode=VCR_RECORD_MODES[mode],  # type: ignore[arg-type]
+        secrets=secrets,
         extra_before_record_response=before_record_response,
     )
     with capture_timing(), vcr.use_cassette(str(path)) as cassette:
-        yield cassette
+        recording = Recording(path=path, cassette=cassette)
+        can_play = cassette.can_play_response_for
+        scrub = Scrubber(secrets).scrub_url
+
+        def noting_refusals(request: Any) -> bool:
+            # vcrpy asks this before refusing a call in replay: note every refusal here, so a
+            # missing recording counts even when the product catches the error and carries on.
+            playable = bool(can_play(request))
+            if not playable and cassette.write_protected:
+                recording.refusals.append(f"{request.method} {scrub(str(request.uri))}")
+            return playable
+
+        cassette.can_play_response_for = noting_refusals
+        yield recording
 
 
 def is_missing_recording(exc: BaseException) -> bool:
