@@ -37,6 +37,9 @@ class _ItemCalls:
         self.taken_fallbacks = 0
         # Problems found by the fixture itself (an unreadable cassette).
         self.problems: list[str] = []
+        # Cassette openings closed at teardown, for the inventory of recordings.
+        self.cassettes: list[dict[str, Any]] = []
+        self.call_passed = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,7 +115,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("modelgate_verdict", "path of the verdict file (--modelgate-verdict)")
     parser.addini("modelgate_repeat", "runs per test and arm (--modelgate-repeat)")
     parser.addini("modelgate_mode", "call mode (--modelgate-mode)")
+    group.addoption(
+        "--modelgate-prune",
+        action="store_true",
+        default=None,
+        help="after a full run (no -k/-m/paths), delete recorded interactions no test played "
+        "and cassettes no collected test uses. ini: modelgate_prune",
+    )
     parser.addini("modelgate_strict", "fail on any failed case", type="bool", default=False)
+    parser.addini("modelgate_prune", "prune unused recordings", type="bool", default=False)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -366,6 +377,8 @@ def pytest_collection_modifyitems(
     if not gated:
         return
     gate.used = True
+    if gate.settings.mode != "live":
+        _expect_cassettes(gate, config, gated)
     from pytest_modelgate.errors import ModelgateError
 
     message = None
@@ -391,6 +404,37 @@ def pytest_collection_modifyitems(
         # workeroutput (see _GateHooks.pytest_sessionfinish) and exits with status 4.
         return
     raise pytest.UsageError(f"modelgate: {message}")
+
+
+def _expect_cassettes(gate: GateSession, config: pytest.Config, gated: list[pytest.Item]) -> None:
+    """The cassettes the selected gated tests use, for every model a run could gate."""
+    from pytest_modelgate.recording.cassettes import cassette_path
+    from pytest_modelgate.session import case_id_for
+
+    # Recordings of every configured model stay, not just this run's arms: a stable-only run
+    # must not declare the candidate's recordings orphans.
+    models = set(gate.settings.config.models) | {name for _, name in gate.arms()}
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        gate.full_selection = False  # paths or node ids on the command line
+    for item in gated:
+        param: ArmParam | None = getattr(getattr(item, "callspec", None), "params", {}).get(
+            LLM_FIXTURE
+        )
+        if param is None:
+            continue
+        case = case_id_for(item.nodeid, param.id)
+        gate.cassette_roots.add(str(item.path.parent / "cassettes"))
+        for model in models:
+            path = cassette_path(item.path, case, model, repeat=param.repeat, repeats=param.repeats)
+            gate.cassettes_expected.add(str(path))
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Note that the selection is partial (-k, -m): unused recordings cannot be told then."""
+    if items:
+        gate = _gate(items[0].config)
+        if gate is not None:
+            gate.full_selection = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,6 +499,9 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
         if mode != "live":
             from pytest_modelgate.errors import ModelgateError
 
+            opened: list[Any] = []
+            # Registered first so that it runs after the cassette was saved.
+            stack.callback(_note_opening, state, opened)
             try:
                 recording = stack.enter_context(
                     _cassette(request, param, model.name, mode, secrets)
@@ -462,8 +509,30 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
             except ModelgateError as exc:  # an unreadable cassette: this test's data is lost
                 state.problems.append(str(exc))
                 raise
+            opened += [recording, len(recording.cassette)]
             stack.callback(_note_refusals, state, recording, model.name)
         yield client
+
+
+def _note_opening(state: _ItemCalls, opened: list[Any]) -> None:
+    """What this test did with its cassette: which interactions it played or recorded."""
+    if not opened:
+        return
+    recording, loaded = opened
+    cassette = recording.cassette
+    interactions = len(cassette)
+    recorded = interactions - loaded
+    played = {index for index, count in cassette.play_counts.items() if count}
+    played |= set(range(interactions - recorded, interactions))
+    state.cassettes.append(
+        {
+            "path": str(recording.path),
+            "interactions": interactions,
+            "played": sorted(played),
+            # A test that did not pass may not have reached its later calls.
+            "complete": state.call_passed,
+        }
+    )
 
 
 def _note_refusals(state: _ItemCalls, recording: Any, model: str) -> None:
@@ -529,6 +598,7 @@ def _phase_json(
     calls: tuple[Any, ...] = ()
     fallbacks: tuple[str, ...] = ()
     problems: list[str] = []
+    cassettes: tuple[dict[str, Any], ...] = ()
     if state is not None:
         records = state.client.log.records()
         calls = records[state.taken_calls :]
@@ -539,6 +609,10 @@ def _phase_json(
         problems = list(dict.fromkeys([*state.problems, *state.client.log.problems]))
         state.problems.clear()
         state.client.log.problems.clear()
+        cassettes = tuple(state.cassettes)
+        state.cassettes.clear()
+        if report.when == "call":
+            state.call_passed = report.passed
     message = None
     if report.failed and call.excinfo is not None:
         message = call.excinfo.exconly().strip().splitlines()[0][:300]
@@ -571,6 +645,7 @@ def _phase_json(
         fallbacks=fallbacks,
         message=message,
         problems=tuple(problems),
+        cassettes=cassettes,
     )
     return phase.to_json()
 
@@ -617,6 +692,9 @@ class _GateHooks:
             workeroutput["modelgate"] = {
                 "used": self.gate.used,
                 "config_errors": list(self.gate.config_errors),
+                "cassettes_expected": sorted(self.gate.cassettes_expected),
+                "cassette_roots": sorted(self.gate.cassette_roots),
+                "full_selection": self.gate.full_selection,
             }
             return
         if self.config.option.collectonly:
@@ -634,6 +712,17 @@ class _GateHooks:
         )
         if outcome is not None:
             session.exitstatus = outcome
+        if self.gate.settings.mode != "live" and self.gate.cassettes_played:
+            complete = int(exitstatus) in (0, 1) and not (session.shouldstop or session.shouldfail)
+            self.gate.inventory_lines = _recordings_inventory(
+                self.gate,
+                full=complete and self.gate.full_selection,
+                prune=bool(
+                    self.config.getoption("modelgate_prune")
+                    or self.config.getini("modelgate_prune")
+                ),
+                rootdir=self.config.rootpath,
+            )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Print the comparison table, the verdict and where it was written."""
@@ -644,6 +733,48 @@ class _GateHooks:
         terminalreporter.section("modelgate")
         for line in summary_lines(self.gate.verdict, verdict_path=self.gate.settings.verdict_path):
             terminalreporter.write_line(line)
+        if self.gate.inventory_lines:
+            terminalreporter.write_line("recordings:")
+            for line in self.gate.inventory_lines:
+                terminalreporter.write_line(f"  {line}")
+
+
+def _recordings_inventory(
+    gate: GateSession, *, full: bool, prune: bool, rootdir: Path
+) -> list[str]:
+    """Report recordings this run did not use (and prune them when asked, after a full run)."""
+    from pytest_modelgate.errors import ModelgateError
+    from pytest_modelgate.recording.inventory import PlayedCassette, take_inventory
+    from pytest_modelgate.recording.inventory import prune as prune_recordings
+
+    played = [
+        PlayedCassette(
+            path=Path(c["path"]),
+            interactions=int(c["interactions"]),
+            played=frozenset(int(i) for i in c["played"]),
+            complete=bool(c["complete"]),
+        )
+        for c in gate.cassettes_played
+    ]
+    # Only a full run can say a cassette is an orphan; otherwise judge just what was opened.
+    expected = [Path(p) for p in gate.cassettes_expected] if full else [c.path for c in played]
+    roots = [Path(r) for r in gate.cassette_roots] if full else []
+    try:
+        inventory = take_inventory(played, expected=expected, roots=roots)
+        lines = inventory.lines(rootdir)
+        if prune and not inventory.clean:
+            if full:
+                lines += prune_recordings(inventory).lines(rootdir)
+            else:
+                lines.append(
+                    "--modelgate-prune: nothing removed, only a full run (no -k/-m/paths, not "
+                    "stopped early) shows which recordings are unused"
+                )
+        elif not inventory.clean:
+            lines.append("--modelgate-prune removes these after a full run")
+    except ModelgateError as exc:
+        lines = [f"could not take the inventory of recordings: {exc}"]
+    return lines
 
 
 class _XdistController:
@@ -661,6 +792,10 @@ class _XdistController:
             for message in facts.get("config_errors", ()):
                 if message not in self.gate.config_errors:
                     self.gate.config_errors.append(message)
+            self.gate.cassettes_expected.update(facts.get("cassettes_expected", ()))
+            self.gate.cassette_roots.update(facts.get("cassette_roots", ()))
+            if not facts.get("full_selection", True):
+                self.gate.full_selection = False
         if error is not None:
             gateway = getattr(node, "gateway", None)
             name = getattr(gateway, "id", None) or str(node)

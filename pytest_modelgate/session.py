@@ -116,6 +116,15 @@ class GateSession:
     problems: list[str] = field(default_factory=list)
     # Usage errors found once the selection was known (no stable model, a missing key).
     config_errors: list[str] = field(default_factory=list)
+    # Every cassette opening of the run, as shipped on reports (see plugin._note_opening).
+    cassettes_played: list[dict[str, Any]] = field(default_factory=list)
+    # Cassette files the collected gated tests would use, for every configured model; and the
+    # cassettes/ folders they live in. Filled where collection happens (a worker under xdist).
+    cassettes_expected: set[str] = field(default_factory=set)
+    cassette_roots: set[str] = field(default_factory=set)
+    # Whether every test of the suite was selected (no -k/-m, no path arguments).
+    full_selection: bool = True
+    inventory_lines: list[str] = field(default_factory=list)
     # Node ids that failed to collect (an import error in a test module, say).
     collection_errors: list[str] = field(default_factory=list)
     # Set once a test that uses `llm` was collected or reported: the gate has something to say.
@@ -173,6 +182,7 @@ class GateSession:
         for problem in phase.problems:
             if problem not in self.problems:
                 self.problems.append(problem)
+        self.cassettes_played.extend(phase.cassettes)
         item.calls.extend(phase.calls)
         item.fallbacks.extend(phase.fallbacks)
         item.duration_s += phase.duration_s
@@ -262,6 +272,8 @@ class TestPhase:
     message: str | None
     # What makes this test's data untrustworthy (a missing or unreadable recording...).
     problems: tuple[str, ...] = ()
+    # Cassettes this phase closed: {"path", "interactions", "played": [...], "complete"}.
+    cassettes: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Builtin-typed form, safe to attach to a report that xdist serialises."""
@@ -279,6 +291,7 @@ class TestPhase:
             "fallbacks": list(self.fallbacks),
             "message": self.message,
             "problems": list(self.problems),
+            "cassettes": [dict(c) for c in self.cassettes],
         }
 
     @classmethod
@@ -298,6 +311,7 @@ class TestPhase:
             fallbacks=tuple(data["fallbacks"]),
             message=data.get("message"),
             problems=tuple(data.get("problems", ())),
+            cassettes=tuple(data.get("cassettes", ())),
         )
 
 
