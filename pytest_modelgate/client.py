@@ -10,8 +10,11 @@ httpx, httpx2 and openai are imported on first use, so importing this module is 
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -221,7 +224,7 @@ class LLM:
                     headers["Authorization"] = f"Bearer {self._api_key}"
                 self._http = httpx.Client(
                     transport=measuring_transport(
-                        httpx.HTTPTransport(),
+                        httpx.HTTPTransport(verify=_ssl_context("httpx")),
                         self.log.add,
                         client="modelgate",
                         translate_error=self.log.translate_error,
@@ -342,7 +345,7 @@ class LLM:
             if self._openai is None:
                 http_client = httpx2.Client(
                     transport=measuring_httpx2_transport(
-                        httpx2.HTTPTransport(),
+                        httpx2.HTTPTransport(verify=_ssl_context("httpx2")),
                         self.log.add,
                         client="openai",
                         translate_error=self.log.translate_error,
@@ -404,3 +407,17 @@ def _no_wait_openai(base: type[openai.OpenAI]) -> type[openai.OpenAI]:
             return None
 
     return NoWaitOpenAI
+
+
+@functools.cache
+def _ssl_context(library: str) -> ssl.SSLContext:
+    """One TLS context per process and HTTP library, shared by every test's clients.
+
+    Building one loads the CA bundle (about 20 ms), which each test's fresh transport would
+    otherwise pay even in replay, where no connection is made: most of a replayed call's cost.
+    An SSLContext is safe to share once configured. Built as httpx builds its default, so
+    SSL_CERT_FILE / SSL_CERT_DIR are honoured.
+    """
+    module = importlib.import_module(library)
+    context: ssl.SSLContext = module.create_ssl_context()
+    return context
