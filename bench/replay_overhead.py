@@ -11,9 +11,10 @@ plain
     the same calls with the plugin off (``-p no:modelgate``): 2 x cases plain tests, each opening
     the cassette the gate recorded with a plain ``vcr.VCR`` (the serializer and body matcher of
     ``make_vcr``, so both sides load and match the same files the same way), sending the same
-    request bytes with a plain ``httpx.Client`` and parsing the JSON answer. The client is built
-    per test, as the ``llm`` fixture builds its own per test; ``--shared-client`` gives the plain
-    tests one client for the module instead, which shows what the gate's per-test client costs.
+    request bytes with a plain ``httpx.Client`` and parsing the JSON answer. By default the plain
+    tests share one client for the module: the leanest baseline, so the ratio is the gate's whole
+    cost. ``--client-per-test`` builds one per test instead (each pays for a TLS context, which
+    the gate shares), the way many suites are written.
 
 Both are separate ``python -m pytest -q -p no:cacheprovider`` processes started the same way;
 the wall time includes interpreter start-up, collection and everything pytest does. It prints
@@ -130,7 +131,7 @@ SYSTEM = {{"role": "system", "content": {system!r}}}
 # One recorder for the module, as a vcrpy user writes it: our serializer and body matcher, so
 # both sides read the same files and match them the same way; no gate, no timing capture.
 RECORDER = make_vcr(record_mode="none", secrets=())
-# --shared-client: one client for the module; otherwise one per test, as the gate's `llm` does.
+# Default: one client for the module; --client-per-test: one per test.
 SHARED = httpx.Client(timeout=60) if SETTINGS["shared_client"] else None
 
 
@@ -387,9 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         help="build the project in DIR (must not exist) and keep it, e.g. to profile a run",
     )
     parser.add_argument(
-        "--shared-client",
+        "--client-per-test",
         action="store_true",
-        help="plain tests share one httpx.Client (default: one per test, as the gate's `llm`)",
+        help="plain tests build one httpx.Client each (default: one shared client, the leanest "
+        "baseline)",
     )
     options = parser.parse_args(argv)
     if options.cases < 1 or options.repeats < 1:
@@ -404,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         cleanup = tempfile.mkdtemp(prefix="modelgate-bench-")
         root = Path(cleanup)
     try:
-        return run(options.cases, options.repeats, root, shared_client=options.shared_client)
+        return run(options.cases, options.repeats, root, shared_client=not options.client_per_test)
     except BenchError as exc:
         print(f"replay overhead: FAILED: {exc}", file=sys.stderr)
         return 1
