@@ -155,22 +155,18 @@ def _judge(
     return verdict, exit_status
 
 
-# Latency metrics and the attempts they are computed from (see metrics.py).
-_LATENCY_METRICS = {
-    "latency_p50_ms": False,
-    "latency_p95_ms": False,
-    "ttft_p95_ms": True,  # streamed attempts only
-}
-
-
 def _note_latency_timing(
     verdict: dict[str, Any], stable: list[TestRecord], candidate: list[TestRecord] | None
 ) -> None:
     """Say, per latency figure and arm, whether it was measured live or replayed from recordings."""
-    for name, streamed_only in _LATENCY_METRICS.items():
-        entry = verdict["metrics"].get(name)
-        if entry is None:
+    from pytest_modelgate.metrics import METRICS
+
+    for spec in METRICS:
+        entry = verdict["metrics"].get(spec.name)
+        if spec.unit != "ms" or entry is None:
             continue
+        # Time to first token exists only for streamed attempts (see metrics.py).
+        streamed_only = spec.name.startswith("ttft")
         entry["timing"] = {
             "stable": _timing_source(stable, streamed_only),
             "candidate": None if candidate is None else _timing_source(candidate, streamed_only),

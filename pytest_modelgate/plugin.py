@@ -40,6 +40,8 @@ class _ItemCalls:
         # Cassette openings closed at teardown, for the inventory of recordings.
         self.cassettes: list[dict[str, Any]] = []
         self.call_passed = False
+        # Our clients already explained a missing recording (in more detail than a refusal).
+        self.missing_reported = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,7 +539,7 @@ def _note_opening(state: _ItemCalls, opened: list[Any]) -> None:
 
 def _note_refusals(state: _ItemCalls, recording: Any, model: str) -> None:
     """Calls replay refused that no client reported (the product may have caught the error)."""
-    if recording.refusals and not state.client.log.problems:
+    if recording.refusals and not (state.missing_reported or state.client.log.problems):
         calls = ", ".join(dict.fromkeys(recording.refusals))
         state.problems.append(
             f"no recording for {len(recording.refusals)} call(s) to model {model!r} in "
@@ -606,6 +608,8 @@ def _phase_json(
         noted = state.client.fallbacks
         fallbacks = tuple(noted[state.taken_fallbacks :])
         state.taken_fallbacks = len(noted)
+        if state.client.log.problems:
+            state.missing_reported = True
         problems = list(dict.fromkeys([*state.problems, *state.client.log.problems]))
         state.problems.clear()
         state.client.log.problems.clear()
@@ -621,12 +625,6 @@ def _phase_json(
 
             # The failure text lands in the records file: no key in it (vcrpy quotes URLs).
             message = Scrubber(state.client.log.secrets).scrub_text(message)
-        if not problems:
-            # A client the product built itself meets vcrpy's refusal directly.
-            from pytest_modelgate.recording.use import is_missing_recording
-
-            if is_missing_recording(call.excinfo.value):
-                problems.append(f"{item.nodeid}: a call had no recording ({message})")
     outcome = "skipped" if report.skipped else ("failed" if report.failed else "passed")
     if hasattr(report, "wasxfail"):
         outcome = "skipped"  # an expected failure decides nothing about the model

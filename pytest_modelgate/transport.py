@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import threading
 import time
@@ -654,29 +655,16 @@ _Factory = Callable[[Any, AttemptSink, ClientName, "ErrorTranslator | None"], An
 
 
 @functools.cache
-def _httpx_factory() -> _Factory:
-    import httpx
+def _factory(library: str) -> _Factory:
+    """The measuring transport class for ``httpx`` or its fork ``httpx2`` (same API)."""
+    module = importlib.import_module(library)
 
-    class MeasuredStream(_MeasuredStream, httpx.SyncByteStream):
-        timeout_errors = (httpx.TimeoutException,)
+    class MeasuredStream(_MeasuredStream, module.SyncByteStream):  # type: ignore[misc, name-defined]
+        timeout_errors = (module.TimeoutException,)
 
-    class MeasuringTransport(_MeasuringTransport, httpx.BaseTransport):
+    class MeasuringTransport(_MeasuringTransport, module.BaseTransport):  # type: ignore[misc, name-defined]
         stream_class = MeasuredStream
-        timeout_errors = (httpx.TimeoutException,)
-
-    return MeasuringTransport
-
-
-@functools.cache
-def _httpx2_factory() -> _Factory:
-    import httpx2
-
-    class MeasuredStream(_MeasuredStream, httpx2.SyncByteStream):
-        timeout_errors = (httpx2.TimeoutException,)
-
-    class MeasuringTransport(_MeasuringTransport, httpx2.BaseTransport):
-        stream_class = MeasuredStream
-        timeout_errors = (httpx2.TimeoutException,)
+        timeout_errors = (module.TimeoutException,)
 
     return MeasuringTransport
 
@@ -693,7 +681,7 @@ def measuring_transport(
     ``translate_error`` may swap an exception of the inner transport for a clearer one (which is
     then raised without recording an attempt), e.g. ``CallLog.translate_error``.
     """
-    transport: httpx.BaseTransport = _httpx_factory()(inner, sink, client, translate_error)
+    transport: httpx.BaseTransport = _factory("httpx")(inner, sink, client, translate_error)
     return transport
 
 
@@ -705,5 +693,5 @@ def measuring_httpx2_transport(
     translate_error: ErrorTranslator | None = None,
 ) -> httpx2.BaseTransport:
     """The same measuring transport for ``httpx2`` (the HTTP library of the openai SDK)."""
-    transport: httpx2.BaseTransport = _httpx2_factory()(inner, sink, client, translate_error)
+    transport: httpx2.BaseTransport = _factory("httpx2")(inner, sink, client, translate_error)
     return transport
