@@ -453,7 +453,7 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
     ``openai.OpenAI`` client whose calls are measured the same way), ``note_fallback(reason)``.
     """
     from pytest_modelgate.client import LLM
-    from pytest_modelgate.transport import CallLog
+    from pytest_modelgate.transport import CallLog, measuring_every_client
 
     gate = _gate(request.config)
     if gate is not None and gate.config_errors:
@@ -513,6 +513,8 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
                 raise
             opened += [recording, len(recording.cassette)]
             stack.callback(_note_refusals, state, recording, model.name)
+        # After the cassette: clients the product builds are measured above vcrpy, as ours are.
+        stack.enter_context(measuring_every_client(log))
         yield client
 
 

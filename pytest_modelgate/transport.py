@@ -28,6 +28,7 @@ httpx and httpx2 are imported only when a transport for them is made.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -74,6 +75,7 @@ __all__ = [
     "CallLog",
     "ClientName",
     "is_chat_completions",
+    "measuring_every_client",
     "measuring_httpx2_transport",
     "measuring_transport",
 ]
@@ -594,7 +596,10 @@ class _MeasuringTransport:
 
     def handle_request(self, request: Any) -> Any:
         handle = request.extensions.pop(ATTEMPT_EXTENSION, None)
-        if not is_chat_completions(request.method, request.url.path):
+        if TIMING_EXTENSION in request.extensions or not is_chat_completions(
+            request.method, request.url.path
+        ):
+            # Not a call the gate judges, or one a measuring transport above already measures.
             return self.inner.handle_request(request)
         _narrow_accept_encoding(request.headers)
         context = _AttemptContext(self, request, handle)
@@ -629,12 +634,16 @@ class _MeasuringTransport:
         with self._lock:
             self._open.discard(stream)
 
-    def close(self) -> None:
-        # Responses nobody read to the end would otherwise never be recorded.
+    def abandon_open(self) -> None:
+        """Record every response nobody read to the end as closed early."""
         with self._lock:
             unfinished = list(self._open)
         for stream in unfinished:
             stream.abandon()
+
+    def close(self) -> None:
+        # Responses nobody read to the end would otherwise never be recorded.
+        self.abandon_open()
         self.inner.close()
 
 
@@ -695,3 +704,114 @@ def measuring_httpx2_transport(
     """The same measuring transport for ``httpx2`` (the HTTP library of the openai SDK)."""
     transport: httpx2.BaseTransport = _factory("httpx2")(inner, sink, client, translate_error)
     return transport
+
+
+# --------------------------------------------------------------------------------------------
+# Clients the product builds itself
+
+
+class _BoundSend:
+    """The original ``handle_request`` of one transport instance, as an inner transport."""
+
+    def __init__(self, send: Callable[[Any, Any], Any], transport: Any) -> None:
+        self._send = send
+        self._transport = transport
+
+    def handle_request(self, request: Any) -> Any:
+        return self._send(self._transport, request)
+
+    def close(self) -> None:
+        # The product owns its transport and closes it itself.
+        pass
+
+
+class _EveryClient:
+    """The one active :func:`measuring_every_client`: a class-level patch is process-wide."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.logs: list[CallLog] = []
+        self.measurers: list[_MeasuringTransport] = []
+        self.undo: list[Callable[[], None]] = []
+
+    def send(
+        self, library: str, original: Callable[[Any, Any], Any], transport: Any, request: Any
+    ) -> Any:
+        with self.lock:
+            log = self.logs[-1] if self.logs else None
+        if (
+            log is None
+            or TIMING_EXTENSION in request.extensions
+            or not is_chat_completions(request.method, request.url.path)
+        ):
+            return original(transport, request)
+        measurer: _MeasuringTransport = _factory(library)(
+            _BoundSend(original, transport), log.add, "other", log.translate_error
+        )
+        response = measurer.handle_request(request)
+        if measurer._open:
+            with self.lock:
+                self.measurers.append(measurer)
+        return response
+
+
+_EVERY_CLIENT = _EveryClient()
+
+
+@contextlib.contextmanager
+def measuring_every_client(log: CallLog) -> Iterator[CallLog]:
+    """Measure into ``log`` the chat-completions calls of *any* httpx / httpx2 client while active.
+
+    A product may build its own ``httpx.Client`` or ``httpx2.Client`` instead of using ``llm``.
+    This patches ``HTTPTransport.handle_request`` of both libraries at class level, so each such
+    request is measured by a measuring transport wrapped around the transport that sends it (its
+    records say ``client="other"``). Requests already measured by a transport above (``llm.chat``,
+    ``llm.openai()``) pass through once. Enter it *after* vcrpy's cassette: vcrpy patches the same
+    method, and the clock here must sit above vcrpy, like the measuring transport's, so that a
+    replayed response's recorded timing is read (and its header removed) here.
+
+    On exit, responses nobody read to the end are recorded as closed early. Only synchronous
+    clients are measured. Nested uses measure into the innermost log.
+    """
+    state = _EVERY_CLIENT
+    with state.lock:
+        if not state.logs:
+            state.undo = _patch_transports(state)
+        state.logs.append(log)
+    try:
+        yield log
+    finally:
+        with state.lock:
+            state.logs.remove(log)
+            measurers, state.measurers = state.measurers, []
+            if not state.logs:
+                for undo in reversed(state.undo):
+                    undo()
+                state.undo = []
+        for measurer in measurers:
+            measurer.abandon_open()
+
+
+def _patch_transports(state: _EveryClient) -> list[Callable[[], None]]:
+    undo: list[Callable[[], None]] = []
+    for library in ("httpx", "httpx2"):
+        try:
+            module = importlib.import_module(library)
+        except ImportError:
+            continue
+        cls = module.HTTPTransport
+        # vcrpy's stub when a cassette is open: the measurement goes above it.
+        original = cls.handle_request
+        cls.handle_request = _every_client_send(state, library, original)
+        undo.append(functools.partial(setattr, cls, "handle_request", original))
+    return undo
+
+
+def _every_client_send(
+    state: _EveryClient, library: str, original: Callable[[Any, Any], Any]
+) -> Callable[[Any, Any], Any]:
+    @functools.wraps(original)
+    def handle_request(transport: Any, request: Any) -> Any:
+        return state.send(library, original, transport, request)
+
+    return handle_request

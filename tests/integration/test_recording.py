@@ -71,6 +71,8 @@ WORKFLOWS = """
                 headers=headers,
             )
         assert response.status_code == 200, response.text
+        # The recorded timing is the gate's business; the product never sees its header.
+        assert "x-modelgate-timing" not in response.headers
         return response.json()["choices"][0]["message"]["content"]
 
 
@@ -190,9 +192,13 @@ def test_record_then_replay_offline(
     assert _cassette_files(project) == files
     # Every measured call was answered from a recording and carries the recorded timing.
     calls = _calls(project)
-    assert sorted({c.client for c in calls} - {"other"}) == ["modelgate", "openai"]
+    # All four clients are measured, the product's own httpx and httpx2 clients as "other".
+    assert len(calls) == 12
+    every = [c for c in calls if "::test_every_client" in c.test_id]
+    assert sorted(c.client for c in every) == sorted(["modelgate", "openai", "other", "other"] * 2)
     assert all(c.timing == "recorded" for c in calls), [(c.test_id, c.timing) for c in calls]
     assert all(c.latency_ms is not None and c.latency_ms > 0 for c in calls)
+    assert all(c.usage is not None and c.usage.total_tokens for c in calls)
 
 
 def test_live_mode_calls_the_models_and_records_nothing(gate_project: MakeProject) -> None:
@@ -206,7 +212,9 @@ def test_live_mode_calls_the_models_and_records_nothing(gate_project: MakeProjec
     assert project.verdict()["mode"] == "live"
     assert _served(project) == {STABLE: 6, CANDIDATE: 6}
     assert not (project.pytester.path / "cassettes").exists()
-    assert all(c.timing == "live" for c in _calls(project))
+    calls = _calls(project)
+    assert all(c.timing == "live" for c in calls)
+    assert sum(c.client == "other" for c in calls) == 4
 
 
 def test_mode_from_the_ini_file_and_the_command_line_wins(

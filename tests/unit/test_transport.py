@@ -24,6 +24,7 @@ from pytest_modelgate.transport import (
     AttemptHandle,
     CallLog,
     is_chat_completions,
+    measuring_every_client,
     measuring_httpx2_transport,
     measuring_transport,
 )
@@ -484,3 +485,66 @@ def test_call_log_is_thread_safe() -> None:
         thread.join()
     records = log.records()
     assert sorted(r.call_index for r in records) == list(range(400))
+
+
+# ------------------------------------------------------------------------------------------
+# clients the product builds itself
+
+
+@pytest.mark.parametrize("library", [httpx, httpx2], ids=["httpx", "httpx2"])
+def test_a_product_client_is_measured_only_while_active(
+    server: ScriptedServer, log: CallLog, library: Any
+) -> None:
+    server.script.extend([Step(body=completion()), Step(body=completion()), Step(body={})])
+    url = f"{server.base_url}/chat/completions"
+    original = library.HTTPTransport.handle_request
+    with library.Client(timeout=2.0) as http:
+        with measuring_every_client(log):
+            assert http.post(url, json={"model": "m-1"}).json()["choices"]
+            # Not a chat completion: passes through unmeasured.
+            assert http.get(f"{server.base_url}/models").status_code == 200
+        assert library.HTTPTransport.handle_request is original
+        http.post(url, json={"model": "m-1"})
+    record = only(log)
+    assert (record.client, record.status, record.json_valid) == ("other", 200, True)
+    assert record.cost_usd == pytest.approx(COST)
+
+
+def test_a_measured_client_is_not_measured_twice(server: ScriptedServer, log: CallLog) -> None:
+    server.script.append(Step(body=completion()))
+    with (
+        measuring_every_client(log),
+        httpx.Client(transport=measuring_transport(httpx.HTTPTransport(), log.add)) as http,
+    ):
+        post(http, server)
+    assert only(log).client == "modelgate"
+
+
+def test_a_product_stream_left_unread_is_recorded_on_exit(
+    server: ScriptedServer, log: CallLog
+) -> None:
+    server.script.append(
+        Step(events=[*sse_events(chunk(content="Hi")), *sse_events(chunk(finish="stop"))])
+    )
+    http = httpx.Client(timeout=2.0)
+    with measuring_every_client(log):
+        request = http.build_request(
+            "POST", f"{server.base_url}/chat/completions", json={"model": "m-1", "stream": True}
+        )
+        response = http.send(request, stream=True)
+        assert log.records() == ()
+    record = only(log)
+    assert (record.client, record.error_kind, record.streamed) == ("other", "stream_cut", True)
+    response.close()
+    http.close()
+
+
+def test_nested_uses_measure_into_the_innermost_log(server: ScriptedServer) -> None:
+    outer, inner = make_log(), make_log()
+    server.script.extend([Step(body=completion()), Step(body=completion())])
+    with httpx.Client(timeout=2.0) as http, measuring_every_client(outer):
+        with measuring_every_client(inner):
+            post(http, server)
+        post(http, server)
+    assert len(outer.records()) == 1
+    assert len(inner.records()) == 1
