@@ -590,6 +590,9 @@ def pytest_runtest_makereport(
         report.modelgate_problem = (  # type: ignore[attr-defined]
             f"{item.nodeid}: could not record the {report.when} phase: {exc!r}"
         )
+    # Everything the test measured is on its reports now; a big suite need not keep it.
+    if report.when == "teardown" and _ITEM_KEY in item.stash:
+        del item.stash[_ITEM_KEY]
     return report
 
 
@@ -682,6 +685,8 @@ class _GateHooks:
             self.gate.receive(TestPhase.from_json(data))
         except Exception as exc:
             self.gate.problems.append(f"{report.nodeid}: unreadable gate record: {exc!r}")
+        # The session holds the phase now; pytest keeps every report until the end of the run.
+        del report.modelgate  # type: ignore[attr-defined]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

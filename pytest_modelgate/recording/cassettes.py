@@ -159,6 +159,8 @@ class CassetteError(ModelgateError):
 # -- names -----------------------------------------------------------------------------------------
 
 
+# Each name is computed at collection (for the inventory) and again by the test's fixture.
+@functools.lru_cache(maxsize=65536)
 def cassette_path(
     test_path: Path, case_id_name: str, model: str, *, repeat: int = 0, repeats: int = 1
 ) -> Path:
@@ -716,11 +718,47 @@ class _Persister:
 # -- factory ---------------------------------------------------------------------------------------
 
 
+# vcrpy's patcher groups and the module each needs; vcrpy tries to import it on every cassette.
+_PATCHER_MODULES = {
+    "requests": "requests",
+    "boto3": "botocore",
+    "urllib3": "urllib3",
+    "httplib2": "httplib2",
+    "tornado": "tornado",
+    "aiohttp": "aiohttp",
+    "httpx": "httpx",
+    "httpx2": "httpx2",
+}
+
+
+@functools.cache
+def absent_patchers() -> tuple[str, ...]:
+    """vcrpy patcher groups whose library is not installed: nothing can call through them.
+
+    vcrpy re-tries the import of every optional library each time a cassette is entered, and a
+    failed import is not cached: it scans ``sys.path`` again (about a third of a replayed call's
+    cost). Skipping the groups of absent libraries changes nothing else: a library that is
+    installed is patched whether or not it was imported yet. Computed once per process.
+    """
+    import importlib.util
+
+    absent = []
+    for group, module in _PATCHER_MODULES.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            absent.append(group)
+    return tuple(absent)
+
+
 def make_vcr(
     *,
     record_mode: RecordMode,
     secrets: Iterable[str],
     extra_before_record_response: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    skip_absent_libraries: bool = False,
 ) -> vcr.VCR:
     """A ``vcr.VCR`` for modelgate cassettes: our serializer, matcher, persister and scrubbing.
 
@@ -731,7 +769,8 @@ def make_vcr(
     ``extra_before_record_response`` runs on each response before scrubbing, so that it sees what
     the server sent and what it adds is scrubbed too. Note that vcrpy runs the record hooks again
     on every interaction it loads from a cassette, so hooks must be idempotent.
-    Compressed response bodies are stored decompressed.
+    Compressed response bodies are stored decompressed. ``skip_absent_libraries`` tells vcrpy (9.4
+    and later) not to look for HTTP libraries that are not installed (see :func:`absent_patchers`).
     """
     import vcr as vcrpy
 
@@ -742,6 +781,9 @@ def make_vcr(
     if extra_before_record_response is not None:
         response_hooks.append(extra_before_record_response)
     response_hooks.append(scrubber.before_record_response)
+    options: dict[str, Any] = {}
+    if skip_absent_libraries and hasattr(vcrpy.VCR(), "skip_patchers"):
+        options["skip_patchers"] = absent_patchers()
     recorder = vcrpy.VCR(
         record_mode=record_mode,
         serializer=SERIALIZER_NAME,
@@ -749,6 +791,7 @@ def make_vcr(
         before_record_request=scrubber.before_record_request,
         before_record_response=response_hooks,
         decode_compressed_response=True,
+        **options,
     )
     recorder.register_serializer(SERIALIZER_NAME, _SERIALIZER)
     recorder.register_matcher(BODY_MATCHER_NAME, modelgate_body)

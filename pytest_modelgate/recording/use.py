@@ -7,6 +7,7 @@ the test makes (our client, the openai SDK, a client the product builds) goes th
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,19 +43,17 @@ def recorded_calls(*, path: Path, mode: str, secrets: Iterable[str]) -> Iterator
     runs. ``rerecord`` starts from an empty cassette: the file is replaced by what this test
     records, so requests the test no longer makes do not linger in it.
     """
-    from pytest_modelgate.recording.cassettes import Scrubber, make_vcr
-    from pytest_modelgate.recording.timing import before_record_response, capture_timing
+    from pytest_modelgate.recording.cassettes import Scrubber
+    from pytest_modelgate.recording.timing import capture_timing
 
     secrets = tuple(secrets)
     if mode == "rerecord":
         # vcrpy's "all" mode keeps the interactions it loaded and appends to them.
         path.unlink(missing_ok=True)
-    vcr = make_vcr(
-        record_mode=VCR_RECORD_MODES[mode],  # type: ignore[arg-type]
-        secrets=secrets,
-        extra_before_record_response=before_record_response,
-    )
-    with capture_timing(), vcr.use_cassette(str(path)) as cassette:
+    vcr = _recorder(mode, secrets)
+    # Replay reaches no network: there is no exchange to time (the timings are in the cassette).
+    timing = capture_timing() if mode != "replay" else contextlib.nullcontext()
+    with timing, vcr.use_cassette(str(path)) as cassette:
         recording = Recording(path=path, cassette=cassette)
         can_play = cassette.can_play_response_for
         scrub = Scrubber(secrets).scrub_url
@@ -69,6 +68,24 @@ def recorded_calls(*, path: Path, mode: str, secrets: Iterable[str]) -> Iterator
 
         cassette.can_play_response_for = noting_refusals
         yield recording
+
+
+@functools.lru_cache(maxsize=16)
+def _recorder(mode: str, secrets: tuple[str, ...]) -> Any:
+    """One ``vcr.VCR`` per mode and set of secrets: building one per test is wasted work.
+
+    A ``VCR`` holds configuration only; each ``use_cassette`` makes its own cassette.
+    """
+    from pytest_modelgate.recording.cassettes import make_vcr
+    from pytest_modelgate.recording.timing import before_record_response
+
+    return make_vcr(
+        record_mode=VCR_RECORD_MODES[mode],  # type: ignore[arg-type]
+        secrets=secrets,
+        # Replay records nothing, so there is no timing to store.
+        extra_before_record_response=before_record_response if mode != "replay" else None,
+        skip_absent_libraries=True,
+    )
 
 
 def is_missing_recording(exc: BaseException) -> bool:
