@@ -686,7 +686,7 @@ class _GateHooks:
         except Exception as exc:
             self.gate.problems.append(f"{report.nodeid}: unreadable gate record: {exc!r}")
         # The session holds the phase now; pytest keeps every report until the end of the run.
-        del report.modelgate  # type: ignore[attr-defined]
+        del report.modelgate
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
