@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import math
 import random
 import ssl
 import threading
@@ -173,6 +174,7 @@ class LLM:
         self._http: httpx.Client | None = None
         self._openai: Any = None
         self._fallbacks: list[str] = []
+        self._scores: list[tuple[str, float]] = []
 
     def __repr__(self) -> str:
         # Never the key.
@@ -379,6 +381,33 @@ class LLM:
         """
         with self._lock:
             self._fallbacks.append(reason)
+
+    def score(self, name: str, value: float) -> None:
+        """Record a numeric quality score for this case, e.g. ``llm.score("faithfulness", 0.82)``.
+
+        Scores are compared pairwise between the arms like the other metrics (the mean per
+        case when a test scores a name more than once); ``gate: score_max_drop`` gates them.
+        """
+        if not isinstance(name, str) or not name.strip() or ":" in name:
+            raise ValueError(
+                f"llm.score(): name must be a non-empty string without ':', got {name!r}"
+            )
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise ValueError(
+                f"llm.score({name!r}, ...): value must be a finite number, got {value!r}"
+            )
+        with self._lock:
+            self._scores.append((name.strip(), float(value)))
+
+    @property
+    def scores(self) -> tuple[tuple[str, float], ...]:
+        """The scores given to :meth:`score`, in order."""
+        with self._lock:
+            return tuple(self._scores)
 
     @property
     def fallbacks(self) -> tuple[str, ...]:

@@ -62,10 +62,11 @@ class _Settings(BaseModel):
 
 
 class GateLimits(_Settings):
-    """Fixed limits of the first judge; a limit set to ``None`` is reported but not gated.
+    """The margins of the judge (``gate:`` in modelgate.yaml); ``None``: reported, not gated.
 
-    Rate limits are absolute differences (``0.02`` = two percentage points); ratio limits compare
-    candidate to stable (``1.2`` lets the candidate be 20% slower).
+    Rate margins are absolute differences (``0.02`` = two percentage points); ratio margins compare
+    candidate to stable (``1.2`` lets the candidate be 20% slower). Markers override them per
+    workflow.
     """
 
     pass_rate_max_drop: float | None = Field(default=0.02, ge=0, le=1)
@@ -76,6 +77,17 @@ class GateLimits(_Settings):
     ttft_p95_max_ratio: float | None = Field(default=1.2, gt=0)
     cost_per_call_max_ratio: float | None = Field(default=1.15, gt=0)
     tokens_per_call_max_ratio: float | None = Field(default=None, gt=0)
+    json_validity_max_drop: float | None = Field(default=0.01, ge=0, le=1)
+    schema_validity_max_drop: float | None = Field(default=0.01, ge=0, le=1)
+    tool_call_accuracy_max_drop: float | None = Field(default=0.02, ge=0, le=1)
+    language_match_max_drop: float | None = Field(default=0.02, ge=0, le=1)
+    # Quality scores recorded with llm.score(); reported, and gated when set (absolute drop).
+    score_max_drop: float | None = Field(default=None, ge=0)
+    # The statistical judge: interval confidence (1 - family-wise alpha), bootstrap resamples,
+    # and the paired cases below which a workflow or language slice is reported but not gated.
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    resamples: int = Field(default=2000, ge=100, le=100_000)
+    min_cases: int = Field(default=20, ge=1)
 
 
 class ClientSettings(_Settings):

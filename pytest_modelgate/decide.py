@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelgate.judge import Judge, Judgement, RunData
 from pytest_modelgate.records import TestRecord
 from pytest_modelgate.session import EXIT_ERROR, EXIT_FAIL, EXIT_OK, GateSession
+
+if TYPE_CHECKING:
+    from pytest_modelgate.config import GateLimits
 
 # pytest's own exit statuses (pytest.ExitCode), spelled out to keep this module pytest-free.
 _PYTEST_OK = 0
@@ -118,13 +121,12 @@ def _judge(
     judge: Callable[[], Judge | None],
     amend: Callable[[dict[str, Any]], object],
 ) -> tuple[dict[str, Any], int]:
-    from pytest_modelgate.judge import FixedLimitJudge
     from pytest_modelgate.verdict import build_verdict
 
     stable, candidate = records
     # `judge` calls the pytest_modelgate_judge hook: inside the caller's try, so that a hook
     # that raises gives an `error` verdict like any other failure while deciding.
-    chosen: Judge = judge() or FixedLimitJudge(gate.settings.config.gate)
+    chosen: Judge = judge() or default_judge(gate.settings.config.gate)
     has_candidate = gate.candidate is not None
     judgement = chosen.judge(RunData(stable=stable, candidate=candidate if has_candidate else None))
 
@@ -153,6 +155,18 @@ def _judge(
         verdict["reasons"] = [*extra_reasons, *verdict["reasons"]]
     amend(verdict)
     return verdict, exit_status
+
+
+def default_judge(limits: GateLimits) -> Judge:
+    """The built-in judge: the paired statistical judge with the configured margins."""
+    from pytest_modelgate.statjudge import Margins, PairedJudge
+
+    return PairedJudge(
+        Margins.from_limits(limits),
+        confidence=limits.confidence,
+        resamples=limits.resamples,
+        min_cases=limits.min_cases,
+    )
 
 
 def _note_latency_timing(

@@ -128,3 +128,7 @@ class ModelAPIError(ModelgateError):
 
 class ReplyFormatError(ModelgateError, ValueError):
     """A reply is not in the shape the test asked for: text that is not JSON, bad tool arguments."""
+
+
+class ContractViolation(AssertionError):
+    """A reply broke its ``@pytest.mark.model_contract``: the test fails, quoting the reply."""

@@ -19,9 +19,9 @@ A metric with no data on either arm is ``no_data``: not gated, and never counted
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pytest_modelgate.metrics import (
     METRICS,
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 VerdictKind = Literal["pass", "fail", "inconclusive", "error"]
-MetricStatus = Literal["ok", "regressed", "improved", "no_data", "not_gated"]
+MetricStatus = Literal["ok", "regressed", "improved", "inconclusive", "no_data", "not_gated"]
 
 # Slack for float arithmetic: a candidate exactly at a limit (0.98 vs 1.0 against a 2-point
 # drop, 492 ms vs 410 ms against x1.2) must be "ok", although 0.98 - 1.0 is -0.0200000000000018.
@@ -102,6 +102,24 @@ class MetricComparison:
     status: MetricStatus
     samples: Samples
     message: str
+    # The statistical judge's evidence (None from the fixed-limit judge).
+    # "overall", "workflow:<name>" or "language:<code>".
+    scope: str = "overall"
+    # Paired cases the comparison rests on.
+    n: int | None = None
+    stable_interval: tuple[float, float] | None = None
+    candidate_interval: tuple[float, float] | None = None
+    # The change's confidence interval, in the unit of ``change``.
+    change_interval: tuple[float, float] | None = None
+    # "mcnemar_exact+newcombe", "wilcoxon+paired_bootstrap", "budget+bootstrap", ...
+    test: str | None = None
+    p_value: float | None = None
+    # After Holm's correction across every gated comparison of the run.
+    p_adjusted: float | None = None
+    # The smallest change of this size the data could detect (80% power), in ``change``'s unit.
+    min_detectable_change: float | None = None
+    # For an inconclusive comparison: about how many paired cases in all would decide it.
+    cases_needed: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +127,7 @@ class Regression:
     """A metric the candidate made worse than its limit allows."""
 
     metric: str
-    # "overall" for the whole run; room for per-workflow slices later.
+    # "overall", "workflow:<name>" or "language:<code>".
     scope: str
     stable: float | None
     candidate: float | None
@@ -140,6 +158,8 @@ class Judgement:
     cases_failed_both: tuple[CaseRef, ...] = ()
     cases_failed_candidate_only: tuple[CaseRef, ...] = ()
     cases_failed_stable_only: tuple[CaseRef, ...] = ()
+    # The rollout the verdict allows (plan, rollback triggers, kill switch); None: not derived.
+    rollout: Mapping[str, Any] | None = None
 
 
 class Judge(Protocol):

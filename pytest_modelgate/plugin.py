@@ -19,10 +19,26 @@ from pytest_modelgate import hooks
 
 if TYPE_CHECKING:
     from pytest_modelgate.client import LLM
+    from pytest_modelgate.markers import MarkerSet
     from pytest_modelgate.session import ArmParam, GateSession, GateSettings
 
 GATE_KEY = pytest.StashKey["GateSession"]()
 _ITEM_KEY = pytest.StashKey["_ItemCalls"]()
+_MARKERS_KEY: pytest.StashKey[MarkerSet] = pytest.StashKey()
+
+# For `pytest --markers`; the arguments are validated at collection (pytest_modelgate.markers).
+_MARKER_LINES = (
+    "model_contract(json=False, schema=None, tools=None, language=None, max_output_tokens=None): "
+    "what every reply of this workflow must satisfy; each check is a per-call pass/fail the gate "
+    "compares between the arms, and a violation fails the test quoting the reply",
+    "latency_budget(p50_ms=None, p95_ms=None, ttft_p95_ms=None, max_ratio=None): absolute "
+    "latency budgets for the candidate and the ratio allowed against the stable model",
+    "cost_budget(usd_per_call=None, usd_per_test=None, max_ratio=None): cost budgets for the "
+    "candidate and the ratio allowed against the stable model",
+    "quality(min_pass_rate=None, max_drop=None): the candidate's minimum pass rate and the drop "
+    "allowed against the stable model (fractions: 0.05 = 5 points)",
+    "workflow(name): group several test functions into one workflow for the gate's slices",
+)
 
 LLM_FIXTURE = "llm"
 DEFAULT_VERDICT = "modelgate-verdict.json"
@@ -35,6 +51,7 @@ class _ItemCalls:
         self.client = client
         self.taken_calls = 0
         self.taken_fallbacks = 0
+        self.taken_scores = 0
         # Problems found by the fixture itself (an unreadable cassette).
         self.problems: list[str] = []
         # Cassette openings closed at teardown, for the inventory of recordings.
@@ -270,6 +287,8 @@ def _gate(config: pytest.Config) -> GateSession | None:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Resolve settings and models; a bad configuration fails here with a usage error."""
+    for line in _MARKER_LINES:
+        config.addinivalue_line("markers", line)
     if config.option.help:
         return
     from pytest_modelgate.errors import ModelgateError
@@ -383,14 +402,15 @@ def pytest_collection_modifyitems(
         _expect_cassettes(gate, config, gated)
     from pytest_modelgate.errors import ModelgateError
 
-    message = None
-    if gate.stable is None:
+    # Marker arguments first: a typo in a marker is the most specific problem to report.
+    message = _parse_markers(gated)
+    if message is None and gate.stable is None:
         message = (
             f"{len(gated)} selected test(s) use the `llm` fixture but no stable model is set: "
             "pass --stable-model NAME, set modelgate_stable_model in the ini file, or `stable:` "
             "in modelgate.yaml"
         )
-    elif gate.settings.mode != "replay":
+    elif message is None and gate.settings.mode != "replay":
         try:
             gate.check_api_keys()
         except ModelgateError as exc:
@@ -406,6 +426,23 @@ def pytest_collection_modifyitems(
         # workeroutput (see _GateHooks.pytest_sessionfinish) and exits with status 4.
         return
     raise pytest.UsageError(f"modelgate: {message}")
+
+
+def _parse_markers(gated: list[pytest.Item]) -> str | None:
+    """Validate the gate's markers of every gated test; the first problem, or None."""
+    from pytest_modelgate.markers import MARKER_NAMES, MarkerError, parse_markers
+
+    for item in gated:
+        marks = [
+            (mark.name, tuple(mark.args), dict(mark.kwargs))
+            for mark in item.iter_markers()
+            if mark.name in MARKER_NAMES
+        ]
+        try:
+            item.stash[_MARKERS_KEY] = parse_markers(item.nodeid, item.path, marks)
+        except MarkerError as exc:
+            return str(exc)
+    return None
 
 
 def _expect_cassettes(gate: GateSession, config: pytest.Config, gated: list[pytest.Item]) -> None:
@@ -479,6 +516,8 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
     mode = gate.settings.mode
     secrets = gate.secret_values()
     log.secrets = secrets
+    markers = request.node.stash.get(_MARKERS_KEY, None)
+    log.contract = markers.contract if markers is not None else None
     client_settings = gate.settings.config.client
     client = LLM(
         model=model,
@@ -576,6 +615,25 @@ def _cassette(
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Fail a gated test whose replies broke its ``model_contract``, quoting the replies."""
+    yield
+    state = item.stash.get(_ITEM_KEY, None)
+    if state is None:
+        return
+    violations = [v for record in state.client.log.records() for v in record.violations]
+    if violations:
+        from pytest_modelgate.errors import ContractViolation
+
+        shown = "\n".join(f"  - {v}" for v in dict.fromkeys(violations[:5]))
+        more = f"\n  ... and {len(violations) - 5} more" if len(violations) > 5 else ""
+        raise ContractViolation(
+            f"model {state.client.model!r} broke the model_contract "
+            f"({len(violations)} violation(s)):\n{shown}{more}"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -604,6 +662,7 @@ def _phase_json(
     state = item.stash.get(_ITEM_KEY, None)
     calls: tuple[Any, ...] = ()
     fallbacks: tuple[str, ...] = ()
+    scores: tuple[tuple[str, float], ...] = ()
     problems: list[str] = []
     cassettes: tuple[dict[str, Any], ...] = ()
     if state is not None:
@@ -613,6 +672,9 @@ def _phase_json(
         noted = state.client.fallbacks
         fallbacks = tuple(noted[state.taken_fallbacks :])
         state.taken_fallbacks = len(noted)
+        scored = state.client.scores
+        scores = scored[state.taken_scores :]
+        state.taken_scores = len(scored)
         if state.client.log.problems:
             state.missing_reported = True
         problems = list(dict.fromkeys([*state.problems, *state.client.log.problems]))
@@ -633,7 +695,10 @@ def _phase_json(
     outcome = "skipped" if report.skipped else ("failed" if report.failed else "passed")
     if hasattr(report, "wasxfail"):
         outcome = "skipped"  # an expected failure decides nothing about the model
-    workflow = getattr(item, "originalname", None) or item.name
+    markers = item.stash.get(_MARKERS_KEY, None)
+    workflow = (markers.workflow if markers is not None else None) or (
+        getattr(item, "originalname", None) or item.name
+    )
     phase = TestPhase(
         test_id=item.nodeid,
         case_id=case_id_for(item.nodeid, param.id),
@@ -649,6 +714,8 @@ def _phase_json(
         message=message,
         problems=tuple(problems),
         cassettes=cassettes,
+        scores=scores,
+        budgets=markers.budgets() if markers is not None else None,
     )
     return phase.to_json()
 

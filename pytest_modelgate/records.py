@@ -58,6 +58,25 @@ class Usage(_Frozen):
     total_tokens: int | None = None
 
 
+class Budgets(_Frozen):
+    """Per-workflow limits from markers (``latency_budget``, ``cost_budget``, ``quality``).
+
+    Absolute budgets bind the candidate; ``*_max_ratio`` bound candidate/stable; ``max_*_drop``
+    are rates as fractions (0.02 = 2 points). ``None``: the marker did not set it (the gate's
+    defaults apply to the ratios and drops).
+    """
+
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    latency_max_ratio: float | None = None
+    cost_usd_per_call: float | None = None
+    cost_usd_per_test: float | None = None
+    cost_max_ratio: float | None = None
+    min_pass_rate: float | None = None
+    max_pass_rate_drop: float | None = None
+
+
 class CallRecord(_Frozen):
     """One HTTP attempt to a chat-completions endpoint made inside a gated test."""
 
@@ -88,6 +107,18 @@ class CallRecord(_Frozen):
     streamed: bool = False
     # "recorded": latency_ms and ttft_ms were measured when the replayed recording was made.
     timing: TimingSource = "live"
+    # Language of the last user message of the request and of the reply's text (ISO 639-1).
+    prompt_language: str | None = None
+    reply_language: str | None = None
+    # Contract checks applied to the reply ("json", "schema", "tools", "language",
+    # "max_output_tokens") and their results (``@pytest.mark.model_contract``); None: not checked.
+    checks: tuple[str, ...] = ()
+    schema_valid: bool | None = None
+    tool_calls_valid: bool | None = None
+    language_match: bool | None = None
+    output_tokens_ok: bool | None = None
+    # One short sentence per failed contract check, quoting the reply.
+    violations: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -113,6 +144,12 @@ class TestRecord(_Frozen):
     fallbacks: tuple[str, ...] = ()
     # Short failure text (the first line of the error), for reports.
     message: str | None = None
+    # Language of the case's prompt (the last user message of its first call), for slicing.
+    language: str | None = None
+    # Numeric quality scores the test recorded with ``llm.score(name, value)`` (in call order).
+    scores: tuple[tuple[str, float], ...] = ()
+    # What the workflow's markers require (budgets, quality); None when no marker says anything.
+    budgets: Budgets | None = None
 
 
 class ModelIdentity(_Frozen):

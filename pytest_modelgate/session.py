@@ -22,7 +22,15 @@ from pytest_modelgate.config import (
     resolve_model,
 )
 from pytest_modelgate.endpoints import ResolvedModel
-from pytest_modelgate.records import ARMS, Arm, CallRecord, ModelIdentity, Outcome, TestRecord
+from pytest_modelgate.records import (
+    ARMS,
+    Arm,
+    Budgets,
+    CallRecord,
+    ModelIdentity,
+    Outcome,
+    TestRecord,
+)
 
 Mode = Literal["live", "replay", "record", "rerecord"]
 MODES: tuple[str, ...] = ("live", "replay", "record", "rerecord")
@@ -99,6 +107,8 @@ class _ItemAccumulator:
     calls: list[CallRecord] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     message: str | None = None
+    scores: list[tuple[str, float]] = field(default_factory=list)
+    budgets: Budgets | None = None
 
 
 @dataclass
@@ -185,6 +195,9 @@ class GateSession:
         self.cassettes_played.extend(phase.cassettes)
         item.calls.extend(phase.calls)
         item.fallbacks.extend(phase.fallbacks)
+        item.scores.extend(phase.scores)
+        if phase.budgets is not None:
+            item.budgets = phase.budgets
         item.duration_s += phase.duration_s
         item.outcome = _merge_outcome(item.outcome, phase.when, phase.outcome)
         if phase.outcome == "failed" and item.message is None:
@@ -208,6 +221,10 @@ class GateSession:
                     calls=calls,
                     fallbacks=tuple(item.fallbacks),
                     message=item.message,
+                    # The case's language: the prompt of its first call that has one.
+                    language=next((c.prompt_language for c in calls if c.prompt_language), None),
+                    scores=tuple(item.scores),
+                    budgets=item.budgets,
                 )
             )
         return by_arm["stable"], by_arm["candidate"]
@@ -272,6 +289,9 @@ class TestPhase:
     message: str | None
     # What makes this test's data untrustworthy (a missing or unreadable recording...).
     problems: tuple[str, ...] = ()
+    # Quality scores recorded in this phase (llm.score), and the workflow's marker budgets.
+    scores: tuple[tuple[str, float], ...] = ()
+    budgets: Budgets | None = None
     # Cassettes this phase closed: {"path", "interactions", "played": [...], "complete"}.
     cassettes: tuple[dict[str, Any], ...] = ()
 
@@ -292,6 +312,8 @@ class TestPhase:
             "message": self.message,
             "problems": list(self.problems),
             "cassettes": [dict(c) for c in self.cassettes],
+            "scores": [[name, value] for name, value in self.scores],
+            "budgets": None if self.budgets is None else self.budgets.model_dump(mode="json"),
         }
 
     @classmethod
@@ -312,6 +334,10 @@ class TestPhase:
             message=data.get("message"),
             problems=tuple(data.get("problems", ())),
             cassettes=tuple(data.get("cassettes", ())),
+            scores=tuple((str(n), float(v)) for n, v in data.get("scores", ())),
+            budgets=None
+            if data.get("budgets") is None
+            else Budgets.model_validate(data["budgets"]),
         )
 
 

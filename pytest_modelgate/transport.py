@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     import httpx2
 
     from pytest_modelgate.endpoints import ResolvedModel
+    from pytest_modelgate.markers import ModelContract
 
 __all__ = [
     "ATTEMPT_EXTENSION",
@@ -114,6 +115,8 @@ class Attempt:
     streamed: bool = False
     # "recorded": latency_ms and ttft_ms come from the recording this attempt was replayed from.
     timing: TimingSource = "live"
+    # The request body as sent (for the contract checks and the prompt's language).
+    request_body: bytes = b""
 
     @property
     def ok(self) -> bool:
@@ -188,6 +191,8 @@ class CallLog:
         self.secrets: tuple[str, ...] = ()
         # Things that make this test's data untrustworthy (a call with no recording, say).
         self.problems: list[str] = []
+        # What every reply must satisfy (``@pytest.mark.model_contract``), set by the fixture.
+        self.contract: ModelContract | None = None
 
     def translate_error(self, exc: BaseException) -> BaseException | None:
         """A clearer exception to raise instead of ``exc``, or None to keep it.
@@ -217,6 +222,7 @@ class CallLog:
         if price is not None:
             at = datetime.fromtimestamp(attempt.started_at, tz=timezone.utc)
             cost = price.cost_usd(usage, at=at)
+        checked = _check(self.contract, attempt.request_body, answer)
         with self._lock:
             call_index, number = self._number(attempt)
             record = CallRecord(
@@ -242,6 +248,7 @@ class CallLog:
                 tool_calls=tuple(c.name for c in answer.tool_calls) if answer else (),
                 streamed=attempt.streamed,
                 timing=attempt.timing,
+                **checked,
             )
             self._records.append(record)
         return record
@@ -277,6 +284,46 @@ class CallLog:
             f"CallLog(test_id={self.test_id!r}, arm={self.arm!r}, model={self.model!r}, "
             f"records={len(self)})"
         )
+
+
+def _check(
+    contract: ModelContract | None, body: bytes, answer: ParsedCompletion | None
+) -> dict[str, Any]:
+    """The CallRecord fields of the contract checks and languages of one attempt."""
+    from pytest_modelgate.contracts import check_reply, prompt_text
+    from pytest_modelgate.langdetect import detect_language
+
+    try:
+        request = json.loads(body) if body else None
+    except ValueError:
+        request = None
+    if not isinstance(request, dict):
+        request = None
+    if answer is None:
+        return {"prompt_language": detect_language(prompt_text(request)) if request else None}
+    check = check_reply(contract, request, answer)
+    applied: list[str] = []
+    if contract is not None:
+        if contract.json or contract.schema is not None or contract.schema_model is not None:
+            applied.append("json")
+        if contract.schema is not None or contract.schema_model is not None:
+            applied.append("schema")
+        if check.tool_calls_valid is not None:
+            applied.append("tools")
+        if contract.language is not None:
+            applied.append("language")
+        if contract.max_output_tokens is not None:
+            applied.append("max_output_tokens")
+    return {
+        "prompt_language": check.prompt_language,
+        "reply_language": check.reply_language,
+        "checks": tuple(applied),
+        "schema_valid": check.schema_valid,
+        "tool_calls_valid": check.tool_calls_valid,
+        "language_match": check.language_match,
+        "output_tokens_ok": check.output_tokens_ok,
+        "violations": check.violations,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,6 +449,7 @@ class _AttemptContext:
             completion=completion,
             streamed=sse or self.asked_stream,
             timing=self.timing_source,
+            request_body=self._body,
         )
         record = self.transport.sink(attempt)
         if self.handle is not None:

@@ -39,7 +39,7 @@ __all__ = [
     "write_verdict_atomic",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _SCHEMA_RESOURCE = "data/verdict.schema.json"
 
 
@@ -155,7 +155,40 @@ def _metric(comparison: MetricComparison) -> dict[str, Any]:
             "candidate": comparison.samples.candidate,
         },
         "message": comparison.message,
+        "scope": comparison.scope,
+        "n": comparison.n,
+        "stable_interval": _interval(comparison.unit, comparison.stable_interval),
+        "candidate_interval": _interval(comparison.unit, comparison.candidate_interval),
+        "change_interval": _change_interval(comparison.change_kind, comparison.change_interval),
+        "test": comparison.test,
+        "p_value": _probability(comparison.p_value),
+        "p_adjusted": _probability(comparison.p_adjusted),
+        "min_detectable_change": _round_change(
+            comparison.change_kind, comparison.min_detectable_change
+        ),
+        "cases_needed": comparison.cases_needed,
     }
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else value
+
+
+def _interval(unit: str, interval: tuple[float, float] | None) -> list[float | None] | None:
+    if interval is None:
+        return None
+    return [_round_value(unit, _finite(v)) for v in interval]
+
+
+def _change_interval(kind: str, interval: tuple[float, float] | None) -> list[float | None] | None:
+    if interval is None:
+        return None
+    return [_round_change(kind, _finite(v)) for v in interval]
+
+
+def _probability(value: float | None) -> float | None:
+    value = _finite(value)
+    return None if value is None else _significant(value, 6)
 
 
 def _regression(regression: Regression, units: Mapping[str, str]) -> dict[str, Any]:
@@ -250,7 +283,7 @@ def build_verdict(
         "cases_failed_candidate_only": _cases(judgement.cases_failed_candidate_only),
         "cases_failed_stable_only": _cases(judgement.cases_failed_stable_only),
     }
-    return _envelope(
+    envelope = _envelope(
         verdict=judgement.verdict,
         reasons=judgement.reasons,
         run_id=run_id,
@@ -260,7 +293,11 @@ def build_verdict(
         repeat=repeat,
         strict=strict,
         regressions=[_regression(r, units) for r in judgement.regressions],
-        metrics={comparison.name: _metric(comparison) for comparison in judgement.metrics},
+        metrics={
+            comparison.name: _metric(comparison)
+            for comparison in judgement.metrics
+            if comparison.scope == "overall"
+        },
         tests=tests,
         exit_status=exit_status,
         started_at=started_at,
@@ -268,6 +305,13 @@ def build_verdict(
         plugin_version=plugin_version,
         complete=complete,
     )
+    slices: dict[str, dict[str, Any]] = {}
+    for comparison in judgement.metrics:
+        if comparison.scope != "overall":
+            slices.setdefault(comparison.scope, {})[comparison.name] = _metric(comparison)
+    envelope["slices"] = slices
+    envelope["rollout"] = None if judgement.rollout is None else dict(judgement.rollout)
+    return envelope
 
 
 def error_verdict(

@@ -1,0 +1,1079 @@
+"""How often the gate's statistical judge is right, on the simulator's behaviour model.
+
+Each run builds a suite of ``n`` support-desk cases shaped like ``example_project/`` (40% JSON
+ticket triage, 25% order lookups through a ``lookup_order`` tool call, 35% streamed customer
+replies; prompts in en, zh, ja, es and, for replies, fr and de), plays every case on a stable
+model and on a candidate, and asks ``PairedJudge`` for a verdict on the two arms:
+
+A/A
+    the candidate is a twin of the stable model: the same behaviour under another simulated
+    model name, so the same fault rates with independent random draws. Any ``fail`` is a false
+    fail (target: at most 1% of the runs).
+regressions
+    the candidate is that same twin (same name, same seed: the same random draws, which the
+    simulator keeps stable when a fault rate rises) with one injected change, listed under
+    ``INJECTIONS`` and printed with the table: JSON breakage (+15 points of invalid JSON),
+    tool-call drift, language drift in Japanese only, a burst of 5xx errors, latency x1.5 and
+    cost x1.5. A ``fail`` is a detection (target for the JSON drop at n = 100: at least 95%).
+
+Every row runs at n = 100 and n = 300 cases and is judged twice from the same records: paired
+by case (the gate's judge) and unpaired (``paired=False``), to show what pairing buys.
+
+No HTTP: the answers come from the simulator's own code in-process. ``_SimulatorCore.plan``
+draws status, latency, time to first token and faults from the scenario seed, model name,
+request body and occurrence; ``answer_request`` writes the answer. Each attempt becomes a
+``CallRecord`` (usage, cost at a fixed price, JSON validity, tool calls, languages and the
+contract checks applied), each case a ``TestRecord`` per arm. A 429 or 5xx is retried up to twice,
+every attempt recorded, as the client does. The outcome of a case follows the example project's
+assertions: triage passes when the JSON parses and has the expected category and priority (about
+1 triage ticket in 10 is one where the team's routing rule and the model disagree, so it fails on
+both arms: real suites have such cases); an order lookup when the tool call is
+``lookup_order(order_id)`` with the right id and the answer states the status in the customer's
+language; a reply when it is in the customer's language and was not cut by ``max_tokens``.
+
+The stable model has light noise of every kind (see ``STABLE``), so A/A runs disagree on a few
+cases. The exit status is 0 whatever the rates (this reports, it does not gate); 1 when a step
+fails (the judge is missing, or it raised).
+
+Usage::
+
+    .venv/bin/python bench/gate_accuracy.py                   # 200 A/A and 100 runs per regression
+    .venv/bin/python bench/gate_accuracy.py --quick           # a smoke check in seconds
+    .venv/bin/python bench/gate_accuracy.py --runs 400 --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import platform
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+from pytest_modelgate.contracts import ContractCheck, check_reply
+from pytest_modelgate.langdetect import detect_language as _detect_language
+from pytest_modelgate.markers import ModelContract
+from pytest_modelgate.protocol import ParsedCompletion, ParsedToolCall, is_json_text
+from pytest_modelgate.records import Arm, CallRecord, Outcome, TestRecord, Usage
+from pytest_modelgate.simulator.scenario import LatencySpec, ModelBehaviour, Scenario
+from pytest_modelgate.simulator.server import _random_id, _SimulatorCore
+from pytest_modelgate.simulator.tasks import (
+    CATEGORIES,
+    PRIORITIES,
+    Answer,
+    answer_request,
+    classify,
+    parse_chat_request,
+)
+
+TARGET_FALSE_FAIL = 0.01
+TARGET_DETECTION = 0.95
+TARGET_ROW = ("json", 100)
+SIZES = (100, 300)
+DEFAULT_RUNS = 200
+QUICK_RUNS = 10
+DEFAULT_RESAMPLES: int | None = None  # None: the judge's own default
+QUICK_RESAMPLES = 200
+MAX_RETRIES = 2
+# A failed attempt answers fast; its latency is not part of the latency metrics.
+ERROR_LATENCY_MS = 5.0
+# USD per million tokens (DeepSeek-like list prices).
+PRICE_INPUT = 0.27
+PRICE_OUTPUT = 1.10
+STABLE_NAME = "sim-stable"
+# The twin and every injected candidate share this name: they draw the same random numbers.
+CANDIDATE_NAME = "sim-candidate"
+# The workflow mix of a suite, in cases out of 20 (the example project's proportions).
+MIX = (("triage", 8), ("orders", 5), ("replies", 7))
+# A fixed clock for started_at (2026-01-01T00:00:00Z), so records are reproducible.
+EPOCH = 1767225600.0
+
+
+# Reply texts come from templates and every prompt is played on several arms: most detections
+# repeat, and detection is most of the time spent outside the judge.
+detect_language = lru_cache(maxsize=1 << 16)(_detect_language)
+
+
+class BenchError(Exception):
+    """A step that did not work: the figures would mean nothing."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Behaviour of the models
+
+STABLE = ModelBehaviour(
+    latency_ms=LatencySpec(median=600, p95=1400),
+    ttft_ms=LatencySpec(median=250, p95=550),
+    rate_limit_rate=0.005,
+    server_error_rate=0.01,
+    json_breakage=0.02,
+    misclassify=0.03,
+    tool_drift=0.02,
+    language_drift=0.02,
+)
+
+
+def _scaled(spec: LatencySpec, factor: float) -> LatencySpec:
+    p95 = spec.median if spec.p95 is None else spec.p95
+    return LatencySpec(median=spec.median * factor, p95=p95 * factor)
+
+
+@dataclass(frozen=True)
+class Injection:
+    """One regression injected into the candidate, and the metrics expected to catch it."""
+
+    key: str
+    label: str
+    size: str
+    # Fields of the candidate's ModelBehaviour that change.
+    behaviour: Mapping[str, Any] = field(default_factory=dict)
+    # The change applies to cases in this prompt language only.
+    language: str | None = None
+    price_factor: float = 1.0
+    # Substrings of metric names that should be among the regressions of a detection.
+    expects: tuple[str, ...] = ()
+    # A regression in this scope also counts as the expected one (e.g. "language:ja").
+    expects_scope: str | None = None
+
+
+INJECTIONS: tuple[Injection, ...] = (
+    Injection(
+        "json",
+        "JSON breakage",
+        f"json_breakage {STABLE.json_breakage:.2f} -> {STABLE.json_breakage + 0.15:.2f}"
+        " (triage calls)",
+        {"json_breakage": STABLE.json_breakage + 0.15},
+        expects=("json",),
+    ),
+    Injection(
+        "tools",
+        "tool drift",
+        f"tool_drift {STABLE.tool_drift:.2f} -> {STABLE.tool_drift + 0.15:.2f} (tool calls)",
+        {"tool_drift": STABLE.tool_drift + 0.15},
+        expects=("tool",),
+    ),
+    Injection(
+        "language",
+        "language drift, ja only",
+        f"language_drift {STABLE.language_drift:.2f} -> 0.50 on Japanese prompts only",
+        {"language_drift": 0.50},
+        language="ja",
+        expects=("language",),
+        expects_scope="language:ja",
+    ),
+    Injection(
+        "errors",
+        "error burst",
+        f"server_error_rate {STABLE.server_error_rate:.2f} -> 0.08 (500/503, retried)",
+        {"server_error_rate": 0.08},
+        expects=("error",),
+    ),
+    Injection(
+        "latency",
+        "latency x1.5",
+        "latency and TTFT distributions x1.5 (median 600 -> 900 ms)",
+        {"latency_ms": _scaled(STABLE.latency_ms, 1.5), "ttft_ms": _scaled(STABLE.ttft_ms, 1.5)},
+        expects=("latency", "ttft"),
+    ),
+    Injection(
+        "cost",
+        "cost x1.5",
+        "price per token x1.5",
+        price_factor=1.5,
+        expects=("cost",),
+    ),
+)
+INJECTION_BY_KEY = {injection.key: injection for injection in INJECTIONS}
+
+
+# ------------------------------------------------------------------------------------------------
+# The suite: prompts like the example project's
+
+TRIAGE_SYSTEM = (
+    "You triage customer support tickets for an online shop.\n"
+    "Answer with one JSON object and nothing else (no code fences, no comments), with these keys:"
+    f'\n- "category": one of {", ".join(CATEGORIES)}\n- "priority": one of {", ".join(PRIORITIES)}'
+    '\n- "language": the ISO 639-1 code of the language the ticket is written in'
+    '\n- "summary": the gist of the ticket in at most 80 characters'
+)
+ORDERS_SYSTEM = (
+    "You are the order assistant of an online shop. To answer questions about an order, call the\n"
+    "lookup_order tool with the customer's order number, then tell the customer the order's "
+    "status.\nIf the customer gave no order number, ask for it. Always answer in the customer's "
+    "language."
+)
+REPLIES_SYSTEM = (
+    "You are a friendly customer-support agent of an online shop. Reply to the customer's "
+    "message in\nthe language the customer wrote in. Be brief and polite: two or three "
+    "sentences, no lists."
+)
+MAX_REPLY_TOKENS = 160
+ORDER_ID_PATTERN = r"[A-Z]{2,4}-[0-9]{4,8}"
+LOOKUP_ORDER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "lookup_order",
+        "description": "Look up an order by its order number and return its current status.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "order_id": {
+                    "type": "string",
+                    "pattern": f"^{ORDER_ID_PATTERN}$",
+                    "description": "The order number, for example SO-10423.",
+                }
+            },
+            "required": ["order_id"],
+            "additionalProperties": False,
+        },
+    },
+}
+ORDER_STATUSES = ("shipped", "delivered", "processing", "cancelled", "refunded")
+NOT_FOUND = "not found"
+
+# (language, ticket, the team's category or None for the classifier's own label). {n} and
+# {order} make every case distinct. A category given here disagrees with the simulated model's
+# classifier: such a ticket fails on both arms.
+# fmt: off
+TRIAGE_TEMPLATES: tuple[tuple[str, str, str | None], ...] = (
+    ("en", "I returned the blender (order {order}) and still have not received my refund.", None),
+    ("en", "I was charged twice for order {order}, please fix it immediately.", None),
+    ("en", "My package {order} has not arrived and the tracking page shows no updates.", None),
+    ("en", "I forgot my password and the reset email never comes (ticket {n}).", None),
+    ("en", "The mobile app crashes every time I open the settings screen, error {n}.", None),
+    ("en", "Do you have a store in Toronto where I can try the shoes on? Ticket {n}.", None),
+    ("en", "Third time asking: where is my delivery {order}? I am really angry.", None),
+    ("en", "The payment page shows a blank screen after I click pay (ticket {n}).", "technical"),
+    ("zh", "我想申请退款，订单 {order} 收到的商品和描述的不一样。", None),
+    ("zh", "我的信用卡被扣款两次，订单 {order}，请马上处理！", None),
+    ("zh", "我的快递 {order} 一个星期了还没到，物流信息也不更新。", None),
+    ("zh", "我忘记了登录密码，手机也收不到验证码。工单 {n}", None),
+    ("zh", "应用一打开就崩溃，屏幕上显示未知错误 {n}。", None),
+    ("ja", "注文 {order} の靴のサイズが合わないので、返金をお願いします。", None),
+    ("ja", "先月の請求書が二通届いています。確認をお願いします。番号 {n}", None),
+    ("ja", "一週間経っても荷物 {order} が届かないのですが、どうなっていますか。", None),
+    ("ja", "パスワードを忘れてしまい、ログインできません。問い合わせ {n}", None),
+    ("ja", "アプリを開くとエラー {n} が表示されて、先に進めません。", None),
+    ("es", "Quiero un reembolso del pedido {order}, el producto llegó roto.", None),
+    ("es", "Me han hecho un cobro duplicado en la tarjeta, pedido {order}.", None),
+    ("es", "Mi paquete {order} todavía no ha llegado y ya pasó una semana.", None),
+    ("es", "No puedo entrar en mi cuenta porque olvidé la contraseña ({n}).", None),
+    ("es", "La aplicación no funciona desde la última actualización, error {n}.", None),
+    ("es", "¿Tienen una tienda física en Madrid? Consulta {n}.", None),
+    ("en", "Can I get an invoice for the refund you sent for order {order}?", "billing"),
+)
+# (language, message): with {order} an order lookup, without it a question that needs the number.
+ORDER_TEMPLATES: tuple[tuple[str, str], ...] = (
+    ("en", "Hi, where is my order {order}? It was supposed to ship on Monday."),
+    ("en", "Can you check order {order} for me? I have not heard anything."),
+    ("en", "Where is my order? I ordered it a week ago."),
+    ("zh", "你好，我的订单{order}现在是什么状态？"),
+    ("zh", "请帮我查一下订单 {order} 的进度。"),
+    ("zh", "我的订单到哪了？已经等了好几天了。"),
+    ("ja", "注文番号{order}の配送状況を教えてください。"),
+    ("ja", "{order} の注文はいつ発送されますか？"),
+    ("ja", "注文した商品がまだ届きません。どうなっていますか？"),
+    ("es", "Hola, ¿cuál es el estado de mi pedido {order}?"),
+    ("es", "Mi pedido {order} no ha llegado todavía, ¿dónde está?"),
+    ("es", "¿Dónde está mi pedido? Lo hice hace una semana."),
+)
+REPLY_TEMPLATES: tuple[tuple[str, str], ...] = (
+    ("en", "Thanks for the quick help yesterday with ticket {n}!"),
+    ("en", "Can I change the delivery address for my next order? My customer number is {n}."),
+    ("zh", "谢谢你们昨天的帮助！工单 {n}"),
+    ("zh", "我可以修改下一个订单的收货地址吗？客户编号 {n}"),
+    ("ja", "昨日は迅速に対応していただき、ありがとうございました。番号 {n}"),
+    ("ja", "次の注文のお届け先を変更できますか？会員番号 {n}"),
+    ("es", "¡Gracias por la ayuda tan rápida de ayer! Ticket {n}."),
+    ("es", "¿Puedo cambiar la dirección de entrega de mi próximo pedido? Cliente {n}."),
+    ("fr", "Merci pour votre aide rapide hier ! Ticket {n}."),
+    ("fr", "Est-ce que je peux changer l'adresse de livraison de ma prochaine commande ? {n}"),
+    ("de", "Vielen Dank für die schnelle Hilfe gestern! Ticket {n}."),
+    ("de", "Kann ich die Lieferadresse für meine nächste Bestellung ändern? Kunde {n}."),
+)
+# fmt: on
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test case of the suite: what is sent and what the workflow's assertion expects."""
+
+    case_id: str
+    workflow: str
+    language: str
+    text: str
+    # triage: (category, priority); orders: (order_id, status) or () without an id.
+    expected: tuple[str, ...] = ()
+
+
+def _suite(n: int, rng: random.Random) -> list[Case]:
+    """``n`` cases in the workflow mix, templates dealt in a shuffled order, ids unique."""
+    total = sum(weight for _, weight in MIX)
+    counts = {workflow: n * weight // total for workflow, weight in MIX}
+    counts["replies"] += n - sum(counts.values())
+    cases: list[Case] = []
+    serial = rng.randrange(10_000, 90_000)
+
+    def unique() -> tuple[int, str]:
+        nonlocal serial
+        serial += 1
+        return serial, f"SO-{serial}"
+
+    for index, template in enumerate(_dealt(TRIAGE_TEMPLATES, counts["triage"], rng)):
+        language, pattern, team_category = template
+        number, order = unique()
+        text = pattern.format(n=number, order=order)
+        category, priority = classify(text)
+        expected = (team_category or category, priority)
+        cases.append(Case(f"triage-{language}-{index:03d}", "triage", language, text, expected))
+    for index, (language, pattern) in enumerate(_dealt(ORDER_TEMPLATES, counts["orders"], rng)):
+        number, order = unique()
+        text = pattern.format(n=number, order=order)
+        expected: tuple[str, ...] = ()
+        if "{order}" in pattern:
+            expected = (order, _order_status(order))
+        cases.append(Case(f"orders-{language}-{index:03d}", "orders", language, text, expected))
+    for index, (language, pattern) in enumerate(_dealt(REPLY_TEMPLATES, counts["replies"], rng)):
+        number, _ = unique()
+        text = pattern.format(n=number)
+        cases.append(Case(f"replies-{language}-{index:03d}", "replies", language, text))
+    return cases
+
+
+def _dealt(templates: Sequence[Any], count: int, rng: random.Random) -> list[Any]:
+    """``count`` templates: whole shuffled rounds, so every template is used about equally."""
+    dealt: list[Any] = []
+    while len(dealt) < count:
+        round_ = list(templates)
+        rng.shuffle(round_)
+        dealt.extend(round_)
+    return dealt[:count]
+
+
+def _order_status(order_id: str) -> str:
+    """The fake order database: one order id in 8 is unknown."""
+    number = int(order_id.split("-")[1])
+    if number % 8 == 0:
+        return NOT_FOUND
+    return ORDER_STATUSES[number % len(ORDER_STATUSES)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Playing a suite on one arm
+
+
+class ArmPlayer:
+    """Plays cases on one arm against in-process simulator cores and records every attempt."""
+
+    def __init__(
+        self,
+        *,
+        arm: Arm,
+        model: str,
+        seed: int,
+        behaviour: ModelBehaviour,
+        price_factor: float = 1.0,
+        only_language: str | None = None,
+        other_behaviour: ModelBehaviour | None = None,
+    ) -> None:
+        self.arm: Arm = arm
+        self.model = model
+        self.price_factor = price_factor
+        self.only_language = only_language
+        self._main = _Core(seed, model, behaviour)
+        # Cases outside only_language are played by the base behaviour, with the same seed and
+        # model name: the same draws as the twin, so the change stays confined to one language.
+        self._other = _Core(seed, model, other_behaviour) if other_behaviour is not None else None
+        self._clock = EPOCH
+
+    def play(self, cases: Sequence[Case]) -> list[TestRecord]:
+        """One TestRecord per case, in order."""
+        return [self._play(case) for case in cases]
+
+    def _core(self, case: Case) -> _Core:
+        if self._other is not None and case.language != self.only_language:
+            return self._other
+        return self._main
+
+    def _play(self, case: Case) -> TestRecord:
+        test = _TestRun(self, case, self._core(case))
+        outcome, message = {
+            "triage": _triage,
+            "orders": _orders,
+            "replies": _replies,
+        }[case.workflow](test)
+        return TestRecord(
+            test_id=test.test_id,
+            case_id=case.case_id,
+            workflow=case.workflow,
+            arm=self.arm,
+            model=self.model,
+            outcome=outcome,
+            duration_s=sum((call.latency_ms or 0.0) for call in test.calls) / 1000,
+            calls=tuple(test.calls),
+            fallbacks=tuple(test.fallbacks),
+            message=message,
+            language=case.language,
+        )
+
+    def tick(self, seconds: float) -> float:
+        """The synthetic wall clock: the start of the next attempt."""
+        started = self._clock
+        self._clock += seconds
+        return started
+
+
+class _Core:
+    def __init__(self, seed: int, model: str, behaviour: ModelBehaviour) -> None:
+        self.behaviour = behaviour
+        self.core = _SimulatorCore(Scenario(seed=seed, models={model: behaviour}))
+
+
+class _TestRun:
+    """One case on one arm: its calls, with the client's retry rule."""
+
+    def __init__(self, player: ArmPlayer, case: Case, core: _Core) -> None:
+        self.player = player
+        self.case = case
+        self.core = core
+        self.calls: list[CallRecord] = []
+        self.fallbacks: list[str] = []
+        self._next_index = 0
+        self.prompt_language = detect_language(case.text)
+        self.contract = CONTRACTS[case.workflow]
+        self.test_id = f"tests/test_{case.workflow}.py::test_{case.workflow}[{case.case_id}]"
+
+    def chat(self, messages: list[dict[str, Any]], **params: Any) -> Answer | None:
+        """Send one logical call; None when every attempt failed."""
+        player = self.player
+        body: dict[str, Any] = {"model": player.model, "messages": messages, **params}
+        if params.get("stream"):
+            body["stream_options"] = {"include_usage": True}
+        request = parse_chat_request(body)
+        call_index = self._next_index
+        self._next_index += 1
+        common: dict[str, Any] = {
+            "test_id": self.test_id,
+            "case_id": self.case.case_id,
+            "arm": player.arm,
+            "model": player.model,
+            "call_index": call_index,
+            "endpoint": "/v1/chat/completions",
+            "streamed": request.stream,
+        }
+        for attempt in range(1, MAX_RETRIES + 2):
+            plan = self.core.core.plan(player.model, body, stream=request.stream)
+            if plan.status != 200:
+                self.calls.append(
+                    CallRecord(
+                        **common,
+                        attempt=attempt,
+                        started_at=player.tick(ERROR_LATENCY_MS / 1000),
+                        latency_ms=ERROR_LATENCY_MS,
+                        status=plan.status,
+                        error_kind="rate_limit" if plan.status == 429 else "server_error",
+                        error_message=f"HTTP {plan.status} (simulated)",
+                        prompt_language=self.prompt_language,
+                    )
+                )
+                continue
+            # The server draws the completion id first: the same draws, the same answer.
+            _random_id(plan.rng, "chatcmpl-")
+            answer = answer_request(
+                request, plan.faults, plan.rng, verbosity=self.core.behaviour.verbosity
+            )
+            latency_ms = plan.latency_s * 1000
+            ttft_ms: float | None = None
+            if request.stream:
+                ttft_ms = plan.ttft_s * 1000
+                latency_ms = max(latency_ms, ttft_ms)
+            usage = Usage(
+                prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens,
+                cached_tokens=0,
+                reasoning_tokens=0,
+                total_tokens=answer.prompt_tokens + answer.completion_tokens,
+            )
+            cost = (
+                (answer.prompt_tokens * PRICE_INPUT + answer.completion_tokens * PRICE_OUTPUT)
+                * player.price_factor
+                / 1_000_000
+            )
+            text = answer.content or ""
+            completion = ParsedCompletion(
+                text=text,
+                tool_calls=tuple(
+                    ParsedToolCall(call.id, call.name, call.arguments) for call in answer.tool_calls
+                ),
+                finish_reason=answer.finish_reason,
+                usage=usage,
+                model=player.model,
+            )
+            checked = check_reply(self.contract, body, completion)
+            self.calls.append(
+                CallRecord(
+                    **common,
+                    attempt=attempt,
+                    started_at=player.tick(latency_ms / 1000),
+                    latency_ms=latency_ms,
+                    ttft_ms=ttft_ms,
+                    status=200,
+                    usage=usage,
+                    cost_usd=cost,
+                    finish_reason=answer.finish_reason,
+                    json_valid=is_json_text(text),
+                    tool_calls=tuple(call.name for call in answer.tool_calls),
+                    prompt_language=checked.prompt_language,
+                    reply_language=checked.reply_language,
+                    checks=_applied(self.contract, checked),
+                    schema_valid=checked.schema_valid,
+                    tool_calls_valid=checked.tool_calls_valid,
+                    language_match=checked.language_match,
+                    violations=checked.violations,
+                )
+            )
+            return answer
+        return None
+
+
+# ------------------------------------------------------------------------------------------------
+# The three workflows: their contracts and their assertions
+
+TRIAGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "category": {"enum": list(CATEGORIES)},
+        "priority": {"enum": list(PRIORITIES)},
+        "language": {"type": "string", "minLength": 1},
+        "summary": {"type": "string", "minLength": 1},
+    },
+    "required": ["category", "priority", "language", "summary"],
+}
+# What each workflow's @pytest.mark.model_contract would say; checked by the gate's own code.
+CONTRACTS: dict[str, ModelContract] = {
+    "triage": ModelContract(json=True, schema=TRIAGE_SCHEMA, schema_source="inline"),
+    "orders": ModelContract(tools=("lookup_order",), language="match"),
+    "replies": ModelContract(language="match"),
+}
+
+
+def _applied(contract: ModelContract, checked: ContractCheck) -> tuple[str, ...]:
+    """The names of the checks a contract applied to one reply, as the measuring transport
+    records them."""
+    applied = []
+    if contract.json or contract.schema is not None:
+        applied.append("json")
+    if contract.schema is not None:
+        applied.append("schema")
+    if checked.tool_calls_valid is not None:
+        applied.append("tools")
+    if contract.language is not None:
+        applied.append("language")
+    if contract.max_output_tokens is not None:
+        applied.append("max_output_tokens")
+    return tuple(applied)
+
+
+def _triage_document(text: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _triage(test: _TestRun) -> tuple[Outcome, str | None]:
+    messages = [
+        {"role": "system", "content": TRIAGE_SYSTEM},
+        {"role": "user", "content": test.case.text},
+    ]
+    answer = test.chat(messages, response_format={"type": "json_object"}, temperature=0)
+    if answer is None:
+        return "failed", "APIError: retries exhausted"
+    document = _triage_document(answer.content or "")
+    if document is None:
+        return "failed", "TriageFormatError: not valid JSON"
+    got = (document.get("category"), document.get("priority"))
+    if got != test.case.expected:
+        return "failed", f"AssertionError: {got} != {test.case.expected}"
+    return "passed", None
+
+
+def _tool_order_id(call: Any) -> str | None:
+    if call.name != "lookup_order":
+        return None
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except ValueError:
+        return None
+    if not isinstance(arguments, dict) or set(arguments) != {"order_id"}:
+        return None
+    order_id = arguments["order_id"]
+    return order_id if isinstance(order_id, str) else None
+
+
+def _orders(test: _TestRun) -> tuple[Outcome, str | None]:
+    case = test.case
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": ORDERS_SYSTEM},
+        {"role": "user", "content": case.text},
+    ]
+    params = {"tools": [LOOKUP_ORDER_TOOL], "tool_choice": "auto", "temperature": 0}
+    answer = test.chat(messages, **params)
+    if answer is None:
+        return "failed", "APIError: retries exhausted"
+    if not case.expected:
+        if answer.tool_calls:
+            return "failed", "AssertionError: looked up an order without an id"
+        if detect_language(answer.content or "") != case.language:
+            return "failed", "AssertionError: reply not in the customer's language"
+        return "passed", None
+    if not answer.tool_calls:
+        return "failed", "AssertionError: no lookup"
+    call = answer.tool_calls[0]
+    order_id = _tool_order_id(call)
+    if order_id is None:
+        test.fallbacks.append("orders: drifted tool call")
+        return "failed", "AssertionError: fell back after a drifted tool call"
+    expected_id, status = case.expected
+    result = {"order_id": order_id, "status": _order_status(order_id)}
+    messages.append(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+            ],
+        }
+    )
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})
+    summary = test.chat(messages, **params)
+    if summary is None:
+        return "failed", "APIError: retries exhausted"
+    text = summary.content or ""
+    if order_id != expected_id or status not in text:
+        return "failed", f"AssertionError: {status!r} not in {text[:60]!r}"
+    if detect_language(text) != case.language:
+        return "failed", "AssertionError: answer not in the customer's language"
+    return "passed", None
+
+
+def _replies(test: _TestRun) -> tuple[Outcome, str | None]:
+    case = test.case
+    messages = [
+        {"role": "system", "content": REPLIES_SYSTEM},
+        {"role": "user", "content": case.text},
+    ]
+    answer = test.chat(
+        messages,
+        stream=True,
+        max_tokens=MAX_REPLY_TOKENS,
+        temperature=0.3,
+    )
+    if answer is None:
+        return "failed", "APIError: retries exhausted"
+    text = (answer.content or "").strip()
+    if not text or answer.finish_reason == "length":
+        return "failed", "AssertionError: empty or truncated reply"
+    if detect_language(text) != case.language:
+        return "failed", "AssertionError: reply not in the customer's language"
+    return "passed", None
+
+
+# ------------------------------------------------------------------------------------------------
+# One unit of work: one suite, its arms, their judgements
+
+
+@dataclass(frozen=True)
+class Task:
+    """One seeded suite at one size: the A/A comparison and, if asked, every injection."""
+
+    n: int
+    index: int
+    seed: int
+    with_injections: bool
+    resamples: int | None
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """What the judge said about one comparison, reduced to what the table needs."""
+
+    row: str
+    n: int
+    paired: bool
+    verdict: str
+    expected_hit: bool
+    # "metric@scope" of each regression.
+    regressions: tuple[str, ...]
+    inconclusive: tuple[str, ...]
+    judge_s: float
+
+
+def _unit_seed(seed: int, n: int, index: int) -> int:
+    return seed * 1_000_000 + n * 1_000 + index
+
+
+def _judge_class() -> tuple[Any, Any, Any]:
+    try:
+        from pytest_modelgate.judge import RunData
+        from pytest_modelgate.statjudge import Margins, PairedJudge
+    except ImportError as exc:
+        raise BenchError(f"the statistical judge cannot be imported: {exc}") from exc
+    return RunData, Margins, PairedJudge
+
+
+def _arms(task: Task) -> Iterator[tuple[str, list[TestRecord], list[TestRecord]]]:
+    """(row key, stable records, candidate records) for the task's comparisons."""
+    cases = _suite(task.n, random.Random(f"cases\x1f{task.seed}"))
+    stable = ArmPlayer(arm="stable", model=STABLE_NAME, seed=task.seed, behaviour=STABLE)
+    stable_records = stable.play(cases)
+    twin = ArmPlayer(arm="candidate", model=CANDIDATE_NAME, seed=task.seed, behaviour=STABLE)
+    yield "aa", stable_records, twin.play(cases)
+    if not task.with_injections:
+        return
+    for injection in INJECTIONS:
+        behaviour = STABLE.model_copy(update=dict(injection.behaviour))
+        player = ArmPlayer(
+            arm="candidate",
+            model=CANDIDATE_NAME,
+            seed=task.seed,
+            behaviour=behaviour,
+            price_factor=injection.price_factor,
+            only_language=injection.language,
+            other_behaviour=STABLE if injection.language is not None else None,
+        )
+        yield injection.key, stable_records, player.play(cases)
+
+
+def _hit(row: str, regressions: Sequence[Any]) -> bool:
+    injection = INJECTION_BY_KEY.get(row)
+    if injection is None:
+        return False
+    for regression in regressions:
+        if any(part in regression.metric for part in injection.expects):
+            return True
+        if injection.expects_scope is not None and regression.scope == injection.expects_scope:
+            return True
+    return False
+
+
+def run_task(task: Task) -> list[Outcomes]:
+    """Generate the task's arms and judge each comparison paired and unpaired."""
+    run_data, margins, paired_judge = _judge_class()
+    kwargs: dict[str, Any] = {}
+    if task.resamples is not None:
+        kwargs["resamples"] = task.resamples
+    judges = {
+        paired: paired_judge(margins=margins(), paired=paired, **kwargs) for paired in (True, False)
+    }
+    results = []
+    for row, stable, candidate in _arms(task):
+        data = run_data(stable=stable, candidate=candidate)
+        for paired, judge in judges.items():
+            started = time.perf_counter()
+            judgement = judge.judge(data)
+            elapsed = time.perf_counter() - started
+            results.append(
+                Outcomes(
+                    row=row,
+                    n=task.n,
+                    paired=paired,
+                    verdict=judgement.verdict,
+                    expected_hit=judgement.verdict == "fail" and _hit(row, judgement.regressions),
+                    regressions=tuple(f"{r.metric}@{r.scope}" for r in judgement.regressions),
+                    inconclusive=tuple(
+                        f"{m.name}@{m.scope}"
+                        for m in judgement.metrics
+                        if m.status == "inconclusive"
+                    ),
+                    judge_s=elapsed,
+                )
+            )
+    return results
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures
+
+
+def wilson(successes: int, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a rate (95% by default)."""
+    if total == 0:
+        return (math.nan, math.nan)
+    p = successes / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class Tally:
+    """Verdict counts of one row, size and judge mode."""
+
+    runs: int = 0
+    fails: int = 0
+    inconclusive: int = 0
+    errors: int = 0
+    hits: int = 0
+    causes: Counter[str] = field(default_factory=Counter)
+    undecided: Counter[str] = field(default_factory=Counter)
+
+    def add(self, outcome: Outcomes) -> None:
+        self.runs += 1
+        if outcome.verdict == "fail":
+            self.fails += 1
+            self.causes.update(outcome.regressions)
+        elif outcome.verdict == "inconclusive":
+            self.inconclusive += 1
+            self.undecided.update(outcome.inconclusive)
+        elif outcome.verdict == "error":
+            self.errors += 1
+        self.hits += outcome.expected_hit
+
+
+def _percent(count: int, total: int) -> str:
+    return f"{100 * count / total:.1f}%" if total else "-"
+
+
+def _row_label(row: str) -> str:
+    return "A/A (twin)" if row == "aa" else INJECTION_BY_KEY[row].label
+
+
+def _table(tallies: Mapping[tuple[str, int, bool], Tally]) -> list[list[str]]:
+    header = [
+        "comparison",
+        "n",
+        "runs",
+        "paired fail",
+        "95% CI",
+        "expected metric",
+        "inconcl.",
+        "unpaired fail",
+        "expected metric",
+        "inconcl.",
+    ]
+    rows = [header]
+    for row in ["aa", *INJECTION_BY_KEY]:
+        for n in sorted({key[1] for key in tallies}):
+            paired = tallies.get((row, n, True))
+            unpaired = tallies.get((row, n, False))
+            if paired is None or unpaired is None:
+                continue
+            low, high = wilson(paired.fails, paired.runs)
+            rows.append(
+                [
+                    _row_label(row),
+                    str(n),
+                    str(paired.runs),
+                    _percent(paired.fails, paired.runs),
+                    f"{100 * low:.1f}-{100 * high:.1f}%",
+                    "-" if row == "aa" else _percent(paired.hits, paired.runs),
+                    _percent(paired.inconclusive, paired.runs),
+                    _percent(unpaired.fails, unpaired.runs),
+                    "-" if row == "aa" else _percent(unpaired.hits, unpaired.runs),
+                    _percent(unpaired.inconclusive, unpaired.runs),
+                ]
+            )
+    return rows
+
+
+def _print_table(rows: list[list[str]], *, markdown: bool) -> None:
+    if markdown:
+        print("| " + " | ".join(rows[0]) + " |")
+        print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(rows[0]))) + "|")
+        for row in rows[1:]:
+            print("| " + " | ".join(row) + " |")
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for number, row in enumerate(rows):
+        cells = [
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ]
+        print("  ".join(cells).rstrip())
+        if number == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def _top(counter: Counter[str], limit: int = 4) -> str:
+    return ", ".join(f"{name} x{count}" for name, count in counter.most_common(limit)) or "-"
+
+
+def _tasks(runs: int, regression_runs: int, seed: int, resamples: int | None) -> list[Task]:
+    tasks = []
+    for n in SIZES:
+        for index in range(max(runs, regression_runs)):
+            tasks.append(
+                Task(
+                    n=n,
+                    index=index,
+                    seed=_unit_seed(seed, n, index),
+                    with_injections=index < regression_runs,
+                    resamples=resamples,
+                )
+            )
+    # Big suites first, so the pool does not end waiting on one.
+    tasks.sort(key=lambda task: (-task.n * (2 + 6 * task.with_injections), task.index))
+    return tasks
+
+
+def run(
+    runs: int, regression_runs: int, seed: int, resamples: int | None, workers: int, markdown: bool
+) -> int:
+    _judge_class()
+    tasks = _tasks(runs, regression_runs, seed, resamples)
+    print(
+        f"gate accuracy: {runs} A/A runs and {regression_runs} runs per regression at "
+        f"n = {', '.join(map(str, SIZES))} cases; seed {seed}; judge resamples "
+        f"{'default' if resamples is None else resamples}; {workers} process(es)"
+    )
+    print(
+        f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPU(s), "
+        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
+    )
+    mix = ", ".join(f"{workflow} {100 * weight // 20}%" for workflow, weight in MIX)
+    print(
+        f"suite: {mix}; stable: latency median {STABLE.latency_ms.median:.0f} ms, p95 "
+        f"{STABLE.latency_ms.p95:.0f} ms; 429 {STABLE.rate_limit_rate:.3f}, 5xx "
+        f"{STABLE.server_error_rate:.2f}, json_breakage {STABLE.json_breakage:.2f}, misclassify "
+        f"{STABLE.misclassify:.2f}, tool_drift {STABLE.tool_drift:.2f}, language_drift "
+        f"{STABLE.language_drift:.2f}; price {PRICE_INPUT}/{PRICE_OUTPUT} USD per M tokens"
+    )
+    print("injected regressions (the candidate is the A/A twin plus one change):")
+    for injection in INJECTIONS:
+        print(f"  {injection.label:<24} {injection.size}")
+
+    started = time.perf_counter()
+    tallies: dict[tuple[str, int, bool], Tally] = {}
+    judge_s = 0.0
+    judgements = 0
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            batches = list(pool.imap_unordered(run_task, tasks, chunksize=1))
+    else:
+        batches = [run_task(task) for task in tasks]
+    for batch in batches:
+        for outcome in batch:
+            tallies.setdefault((outcome.row, outcome.n, outcome.paired), Tally()).add(outcome)
+            judge_s += outcome.judge_s
+            judgements += 1
+    elapsed = time.perf_counter() - started
+
+    print()
+    _print_table(_table(tallies), markdown=markdown)
+    print()
+    print(
+        "fail: verdict 'fail' (for A/A a false fail, otherwise a detection); 95% CI: Wilson "
+        "interval of the paired fail rate; expected metric: fail with the injected metric (or "
+        "slice) among the regressions; inconcl.: verdict 'inconclusive'"
+    )
+
+    print()
+    print("what the paired judge failed on (metric@scope x runs):")
+    for (row, n, paired), tally in sorted(tallies.items()):
+        if paired and tally.fails:
+            print(f"  {_row_label(row):<24} n={n:<4} {_top(tally.causes)}")
+    print("what left the paired judge inconclusive (metric@scope x runs):")
+    for (row, n, paired), tally in sorted(tallies.items()):
+        if paired and tally.inconclusive:
+            print(f"  {_row_label(row):<24} n={n:<4} {_top(tally.undecided)}")
+    errors = sum(t.errors for t in tallies.values())
+    if errors:
+        print(f"judge verdict 'error' in {errors} judgement(s)")
+
+    print()
+    met_all = True
+    for n in SIZES:
+        tally = tallies.get(("aa", n, True))
+        if tally is None:
+            continue
+        rate = tally.fails / tally.runs
+        met = rate <= TARGET_FALSE_FAIL
+        met_all &= met
+        print(
+            f"target A/A false-fail rate <= {TARGET_FALSE_FAIL:.0%} at n={n}: "
+            f"{_percent(tally.fails, tally.runs)} ({tally.fails}/{tally.runs}): "
+            f"{'MET' if met else 'NOT MET'}"
+        )
+    key, n = TARGET_ROW
+    tally = tallies.get((key, n, True))
+    if tally is not None:
+        rate = tally.fails / tally.runs
+        met = rate >= TARGET_DETECTION
+        met_all &= met
+        print(
+            f"target detection of the 15-point JSON validity drop at n={n} >= "
+            f"{TARGET_DETECTION:.0%}: {_percent(tally.fails, tally.runs)} "
+            f"({tally.fails}/{tally.runs}; with the JSON metric among the regressions: "
+            f"{_percent(tally.hits, tally.runs)}): {'MET' if met else 'NOT MET'}"
+        )
+    print(f"targets: {'all met' if met_all else 'NOT all met'}")
+    print(
+        f"runtime {elapsed:.0f} s; {judgements} judgements, judge time "
+        f"{judge_s / max(judgements, 1) * 1000:.0f} ms each on average"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help=f"A/A runs per size (default {DEFAULT_RUNS}; each regression gets half as many)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="base seed (default 1)")
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=None,
+        help="bootstrap resamples of the judge (default: the judge's own)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes (default: 2, or 1 on a single CPU)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke check: {QUICK_RUNS} runs each and {QUICK_RESAMPLES} resamples",
+    )
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    options = parser.parse_args(argv)
+    runs = options.runs if options.runs is not None else QUICK_RUNS if options.quick else None
+    runs = DEFAULT_RUNS if runs is None else runs
+    resamples = options.resamples
+    if resamples is None and options.quick:
+        resamples = QUICK_RESAMPLES
+    if runs < 1 or options.workers < 1 or (resamples is not None and resamples < 1):
+        parser.error("--runs, --workers and --resamples must be at least 1")
+    regression_runs = runs if options.quick else max(1, runs // 2)
+    try:
+        return run(
+            runs, regression_runs, options.seed, resamples, options.workers, options.markdown
+        )
+    except BenchError as exc:
+        print(f"gate accuracy: FAILED: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1187 @@
+"""The paired statistical judge: non-inferiority per metric and scope, with an honest third answer.
+
+Pure: no pytest, no numpy; deterministic (every bootstrap is seeded from the metric, the scope and
+the case ids, so the same records give the same judgement, byte for byte).
+
+How a run is judged (see ``docs/statistics.md`` for the reasoning):
+
+1. **Pairing.** Both arms ran the same cases. Records are grouped by ``case_id``; with repeats, a
+   case's figures pool its K repeats, and cases (not calls) are what the bootstrap resamples.
+2. **Metrics.** Rates (pass rate, JSON / schema validity, tool-call accuracy, language match,
+   error rate, fallback rate), ratios (latency p50 / p95, TTFT p95, cost and tokens per call) and
+   the numeric quality scores tests record with ``llm.score``.
+3. **Statistics.** A rate whose every case holds one trial per arm is a paired 2x2 table: McNemar's
+   exact test and Newcombe's hybrid score interval for the difference, Wilson intervals per arm.
+   Other rates (repeats, several calls per case) use a paired cluster bootstrap of the difference
+   of pooled rates and the Wilcoxon signed-rank test on the per-case differences; a bootstrap that
+   cannot move (no event on either arm) falls back to Newcombe's interval from the two Wilson
+   intervals, so "0 errors in 95 calls" never proves more than about 3/95. Latency quantiles and
+   cost per call: the paired bootstrap of the ratio, Wilcoxon on the per-case log ratios.
+4. **Non-inferiority.** With the change oriented so that lower is worse and a margin ``m``:
+   ``regressed`` when the whole interval is worse than the margin allows *and* the difference is
+   significant after Holm's correction across every gated comparison of the run; ``ok`` when
+   non-inferiority is shown; ``improved`` when the whole interval is better; ``inconclusive``
+   otherwise, with the minimum detectable change and about how many cases would decide it.
+5. **Scopes.** Overall, per workflow and per prompt language. A slice with fewer than
+   ``min_cases`` paired cases is reported but not gated. Absolute budgets from markers bind the
+   candidate of their workflow and are judged the same way against their bound.
+6. **Verdict.** ``fail`` if a gated comparison regressed, else ``inconclusive`` if one is
+   inconclusive, else ``pass``. ``error`` when an arm made no calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from pytest_modelgate.judge import (
+    Judgement,
+    MetricComparison,
+    MetricStatus,
+    Regression,
+    RunData,
+    Samples,
+    failed_cases,
+)
+from pytest_modelgate.metrics import Unit, compute_arm_metrics, format_value
+from pytest_modelgate.records import Budgets, CallRecord, TestRecord
+from pytest_modelgate.stats import (
+    Interval,
+    PairedTable,
+    holm,
+    mcnemar_exact,
+    newcombe_paired_interval,
+    normal_quantile,
+    quantile,
+    seed_for,
+    wilcoxon_signed_rank,
+    wilson_interval,
+)
+
+if TYPE_CHECKING:
+    from pytest_modelgate.config import GateLimits
+
+__all__ = ["Margins", "PairedJudge", "rollout_plan"]
+
+Kind = Literal["rate", "ratio", "score"]
+
+# Power used for the minimum detectable change and the cases needed.
+_POWER = 0.8
+_EPSILON = 1e-12
+
+
+@dataclass(frozen=True, kw_only=True)
+class Margins:
+    """How much worse the candidate may be, per metric; ``None``: reported, not gated.
+
+    Rates are absolute differences (0.02 = 2 points); ratios bound candidate / stable.
+    """
+
+    pass_rate: float | None = 0.02
+    json_validity: float | None = 0.01
+    schema_validity: float | None = 0.01
+    tool_call_accuracy: float | None = 0.02
+    language_match: float | None = 0.02
+    error_rate: float | None = 0.01
+    fallback_rate: float | None = 0.02
+    latency_p50_ratio: float | None = 1.2
+    latency_p95_ratio: float | None = 1.2
+    ttft_p95_ratio: float | None = 1.2
+    cost_per_call_ratio: float | None = 1.15
+    tokens_per_call_ratio: float | None = None
+    score_drop: float | None = None
+
+    @classmethod
+    def from_limits(cls, limits: GateLimits) -> Margins:
+        """The margins configured under ``gate:`` in modelgate.yaml."""
+        return cls(
+            pass_rate=limits.pass_rate_max_drop,
+            json_validity=limits.json_validity_max_drop,
+            schema_validity=limits.schema_validity_max_drop,
+            tool_call_accuracy=limits.tool_call_accuracy_max_drop,
+            language_match=limits.language_match_max_drop,
+            error_rate=limits.error_rate_max_rise,
+            fallback_rate=limits.fallback_rate_max_rise,
+            latency_p50_ratio=limits.latency_p50_max_ratio,
+            latency_p95_ratio=limits.latency_p95_max_ratio,
+            ttft_p95_ratio=limits.ttft_p95_max_ratio,
+            cost_per_call_ratio=limits.cost_per_call_max_ratio,
+            tokens_per_call_ratio=limits.tokens_per_call_max_ratio,
+            score_drop=limits.score_max_drop,
+        )
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    label: str
+    kind: Kind
+    unit: Unit
+    higher_is_better: bool
+    margin: str  # the Margins field
+
+
+_RATES = (
+    _Spec("pass_rate", "pass rate", "rate", "rate", True, "pass_rate"),
+    _Spec("json_validity", "JSON validity", "rate", "rate", True, "json_validity"),
+    _Spec("schema_validity", "schema validity", "rate", "rate", True, "schema_validity"),
+    _Spec("tool_call_accuracy", "tool-call accuracy", "rate", "rate", True, "tool_call_accuracy"),
+    _Spec("language_match", "language match", "rate", "rate", True, "language_match"),
+    _Spec("error_rate", "error rate", "rate", "rate", False, "error_rate"),
+    _Spec("fallback_rate", "fallback rate", "rate", "rate", False, "fallback_rate"),
+)
+_RATIOS = (
+    _Spec("latency_p50_ms", "p50 latency", "ratio", "ms", False, "latency_p50_ratio"),
+    _Spec("latency_p95_ms", "p95 latency", "ratio", "ms", False, "latency_p95_ratio"),
+    _Spec("ttft_p95_ms", "p95 time to first token", "ratio", "ms", False, "ttft_p95_ratio"),
+    _Spec("cost_per_call_usd", "cost per call", "ratio", "usd", False, "cost_per_call_ratio"),
+    _Spec("tokens_per_call", "tokens per call", "ratio", "tokens", False, "tokens_per_call_ratio"),
+)
+_QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "ttft_p95_ms": 0.95}
+# Which call-level check feeds which rate.
+_CHECKS = {
+    "json_validity": ("json", "json_valid"),
+    "schema_validity": ("schema", "schema_valid"),
+    "tool_call_accuracy": ("tools", "tool_calls_valid"),
+    "language_match": ("language", "language_match"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Per-case figures
+
+
+@dataclass
+class _CaseArm:
+    """One case on one arm, its repeats pooled."""
+
+    tests: list[TestRecord] = field(default_factory=list)
+
+    @property
+    def ran(self) -> list[TestRecord]:
+        return [t for t in self.tests if t.outcome != "skipped"]
+
+    def calls(self) -> list[CallRecord]:
+        return [c for t in self.tests for c in t.calls]
+
+    def ok_calls(self) -> list[CallRecord]:
+        return [c for c in self.calls() if c.ok]
+
+    def counts(self, metric: str) -> tuple[int, int]:
+        """(events, trials) of a rate; "events" are successes for higher-is-better rates."""
+        if metric == "pass_rate":
+            ran = self.ran
+            return sum(t.outcome == "passed" for t in ran), len(ran)
+        if metric == "fallback_rate":
+            ran = self.ran
+            return sum(bool(t.fallbacks) for t in ran), len(ran)
+        if metric == "error_rate":
+            calls = self.calls()
+            return sum(not c.ok for c in calls), len(calls)
+        check, attribute = _CHECKS[metric]
+        values = [
+            getattr(c, attribute)
+            for c in self.ok_calls()
+            if check in c.checks and getattr(c, attribute) is not None
+        ]
+        return sum(bool(v) for v in values), len(values)
+
+    def values(self, metric: str) -> list[float]:
+        """The call-level values behind a latency metric."""
+        ok = self.ok_calls()
+        if metric == "ttft_p95_ms":
+            return [c.ttft_ms for c in ok if c.streamed and c.ttft_ms is not None]
+        return [c.latency_ms for c in ok if c.latency_ms is not None]
+
+    def sums(self, metric: str) -> tuple[float, int] | None:
+        """(total, successful calls) for cost or tokens; None when a cost is unknown."""
+        ok = self.ok_calls()
+        if metric == "cost_per_call_usd":
+            if any(c.cost_usd is None for c in ok):
+                return None
+            billed = [c.cost_usd for c in self.calls() if c.cost_usd is not None]
+            return math.fsum(billed), len(ok)
+        tokens = [_tokens(c) for c in ok]
+        known = [t for t in tokens if t is not None]
+        return float(sum(known)), len(known)
+
+    def score(self, name: str) -> float | None:
+        values = [v for t in self.tests for n, v in t.scores if n == name]
+        return math.fsum(values) / len(values) if values else None
+
+
+def _tokens(call: CallRecord) -> int | None:
+    usage = call.usage
+    if usage is None:
+        return None
+    if usage.prompt_tokens is not None and usage.completion_tokens is not None:
+        return usage.prompt_tokens + usage.completion_tokens
+    return usage.total_tokens
+
+
+@dataclass
+class _Case:
+    case_id: str
+    workflow: str
+    language: str | None
+    stable: _CaseArm = field(default_factory=_CaseArm)
+    candidate: _CaseArm = field(default_factory=_CaseArm)
+
+
+def _cases(stable: Sequence[TestRecord], candidate: Sequence[TestRecord]) -> list[_Case]:
+    by_id: dict[str, _Case] = {}
+    for arm, records in (("stable", stable), ("candidate", candidate)):
+        for record in records:
+            case = by_id.get(record.case_id)
+            if case is None:
+                case = by_id[record.case_id] = _Case(
+                    record.case_id, record.workflow, record.language
+                )
+            if case.language is None:
+                case.language = record.language
+            getattr(case, arm).tests.append(record)
+    # Only cases both arms ran are paired; sorted so that every bootstrap sees the same order.
+    return sorted(
+        (c for c in by_id.values() if c.stable.ran and c.candidate.ran),
+        key=lambda c: c.case_id,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Bootstrap over cases
+
+
+def _bootstrap(
+    n: int,
+    statistic: Callable[[Sequence[int], Sequence[int]], float],
+    *,
+    seed: int,
+    resamples: int,
+    confidence: float,
+    paired: bool,
+) -> Interval:
+    """Percentile interval of ``statistic(stable_indexes, candidate_indexes)`` over resamples.
+
+    Paired: the same case indexes for both arms; unpaired: independent draws per arm.
+    Resamples where the statistic is undefined (nan) are dropped.
+    """
+    rng = random.Random(seed)
+    population = range(n)
+    values: list[float] = []
+    for _ in range(resamples):
+        s_idx = rng.choices(population, k=n)
+        c_idx = s_idx if paired else rng.choices(population, k=n)
+        value = statistic(s_idx, c_idx)
+        if not math.isnan(value):
+            values.append(value)
+    if len(values) * 2 < resamples:
+        return Interval(math.nan, math.nan)
+    values.sort()
+    tail = (1 - confidence) / 2
+    return Interval(quantile(values, tail), quantile(values, 1 - tail))
+
+
+def _pooled(events: Sequence[int], trials: Sequence[int], idx: Sequence[int]) -> float:
+    total = sum(map(trials.__getitem__, idx))
+    return sum(map(events.__getitem__, idx)) / total if total else math.nan
+
+
+# --------------------------------------------------------------------------------------------
+# The judge
+
+
+@dataclass(frozen=True)
+class _Slice:
+    scope: str
+    cases: list[_Case]
+    budgets: Budgets | None
+    gated: bool
+
+
+@dataclass(frozen=True)
+class _Result:
+    comparison: MetricComparison
+    gated: bool
+    # Oriented evidence for the decision, kept until Holm's correction is known.
+    regressed_interval: bool
+
+
+class PairedJudge:
+    """Paired non-inferiority judge (see the module docstring); implements ``Judge``.
+
+    ``confidence``: of every interval (two-sided); ``alpha = 1 - confidence`` is also the
+    family-wise error of "regressed" after Holm. ``resamples``: bootstrap resamples.
+    ``min_cases``: paired cases below which a workflow or language slice is reported, not gated.
+    ``paired=False`` ignores the pairing (for comparison in ``bench/gate_accuracy.py``).
+    """
+
+    def __init__(
+        self,
+        margins: Margins | None = None,
+        *,
+        confidence: float = 0.95,
+        resamples: int = 2000,
+        min_cases: int = 20,
+        paired: bool = True,
+    ) -> None:
+        if not 0.5 < confidence < 1:
+            raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
+        if resamples < 100:
+            raise ValueError(f"resamples must be >= 100, got {resamples}")
+        self.margins = margins if margins is not None else Margins()
+        self.confidence = confidence
+        self.resamples = resamples
+        self.min_cases = min_cases
+        self.paired = paired
+
+    def __repr__(self) -> str:
+        return (
+            f"PairedJudge(confidence={self.confidence}, resamples={self.resamples}, "
+            f"min_cases={self.min_cases}, paired={self.paired})"
+        )
+
+    # -- entry point --------------------------------------------------------------------------
+
+    def judge(self, run: RunData) -> Judgement:
+        """Judge one run."""
+        stable_metrics = compute_arm_metrics(run.stable)
+        if run.candidate is None:
+            from pytest_modelgate.judge import _judge_stable_only
+
+            return _judge_stable_only(stable_metrics)
+        candidate_metrics = compute_arm_metrics(run.candidate)
+        stable_failed = failed_cases(run.stable)
+        candidate_failed = failed_cases(run.candidate)
+        failed = {
+            "cases_failed_both": tuple(sorted(stable_failed & candidate_failed)),
+            "cases_failed_candidate_only": tuple(sorted(candidate_failed - stable_failed)),
+            "cases_failed_stable_only": tuple(sorted(stable_failed - candidate_failed)),
+        }
+        no_calls = [
+            arm
+            for arm, m in (("stable", stable_metrics), ("candidate", candidate_metrics))
+            if not m.attempts
+        ]
+        cases = _cases(run.stable, run.candidate)
+        if no_calls or not cases:
+            reasons = [f"the {arm} arm made no calls" for arm in no_calls]
+            if not cases and not no_calls:
+                reasons.append("no case ran on both arms: nothing can be paired")
+            return Judgement(
+                verdict="error",
+                reasons=tuple(reasons),
+                metrics=(),
+                regressions=(),
+                stable=stable_metrics,
+                candidate=candidate_metrics,
+                **failed,  # type: ignore[arg-type]
+            )
+
+        results: list[_Result] = []
+        for piece in self._slices(cases):
+            results += self._judge_slice(piece)
+        comparisons = self._decide(results)
+        regressions = tuple(
+            Regression(
+                metric=c.name,
+                scope=c.scope,
+                stable=c.stable,
+                candidate=c.candidate,
+                limit=c.limit or "",
+                message=c.message,
+            )
+            for c in comparisons
+            if c.status == "regressed"
+        )
+        gated = [c for c, r in zip(comparisons, results, strict=True) if r.gated]
+        inconclusive = [c for c in gated if c.status == "inconclusive"]
+        if regressions:
+            verdict: Literal["pass", "fail", "inconclusive"] = "fail"
+            reasons = [r.message for r in regressions]
+        elif inconclusive:
+            verdict = "inconclusive"
+            reasons = [c.message for c in inconclusive]
+        elif not any(c.status in ("ok", "improved") for c in gated):
+            verdict = "inconclusive"
+            reasons = ["no gated metric had data on both arms"]
+        else:
+            verdict = "pass"
+            shown = sum(c.status in ("ok", "improved") for c in gated)
+            reasons = [
+                f"non-inferiority shown for all {shown} gated comparisons "
+                f"({len(cases)} paired cases, {self.confidence:.0%} intervals)"
+            ]
+        judgement = Judgement(
+            verdict=verdict,
+            reasons=tuple(reasons),
+            metrics=comparisons,
+            regressions=regressions,
+            stable=stable_metrics,
+            candidate=candidate_metrics,
+            **failed,  # type: ignore[arg-type]
+        )
+        stable_model = run.stable[0].model if run.stable else None
+        return replace(judgement, rollout=rollout_plan(judgement, self.margins, stable_model))
+
+    # -- slices ------------------------------------------------------------------------------
+
+    def _slices(self, cases: list[_Case]) -> Iterable[_Slice]:
+        yield _Slice("overall", cases, None, True)
+        by_workflow: dict[str, list[_Case]] = defaultdict(list)
+        by_language: dict[str, list[_Case]] = defaultdict(list)
+        for case in cases:
+            by_workflow[case.workflow].append(case)
+            if case.language is not None:
+                by_language[case.language].append(case)
+        # A slice equal to the whole run says nothing new.
+        if len(by_workflow) > 1 or _has_budgets(cases):
+            for name in sorted(by_workflow):
+                members = by_workflow[name]
+                yield _Slice(
+                    f"workflow:{name}",
+                    members,
+                    _merge_budgets(members),
+                    len(members) >= self.min_cases,
+                )
+        if len(by_language) > 1:
+            for code in sorted(by_language):
+                members = by_language[code]
+                yield _Slice(f"language:{code}", members, None, len(members) >= self.min_cases)
+
+    def _judge_slice(self, piece: _Slice) -> list[_Result]:
+        results: list[_Result] = []
+        margins = _slice_margins(self.margins, piece.budgets)
+        for spec in _RATES:
+            result = self._rate(spec, piece, getattr(margins, spec.margin))
+            if result is not None:
+                results.append(result)
+        for spec in _RATIOS:
+            result = self._ratio(spec, piece, getattr(margins, spec.margin))
+            if result is not None:
+                results.append(result)
+        names = sorted({n for c in piece.cases for t in c.stable.tests for n, _ in t.scores})
+        for name in names:
+            result = self._score(name, piece, margins.score_drop)
+            if result is not None:
+                results.append(result)
+        if piece.budgets is not None:
+            results += self._budgets(piece, piece.budgets)
+        return results
+
+    # -- rates -------------------------------------------------------------------------------
+
+    def _rate(self, spec: _Spec, piece: _Slice, margin: float | None) -> _Result | None:
+        pairs = [(c.stable.counts(spec.name), c.candidate.counts(spec.name)) for c in piece.cases]
+        pairs = [(s, c) for s, c in pairs if s[1] and c[1]]
+        if not pairs:
+            return None
+        n = len(pairs)
+        s_events = [s[0] for s, _ in pairs]
+        s_trials = [s[1] for s, _ in pairs]
+        c_events = [c[0] for _, c in pairs]
+        c_trials = [c[1] for _, c in pairs]
+        s_rate = sum(s_events) / sum(s_trials)
+        c_rate = sum(c_events) / sum(c_trials)
+        s_ci = wilson_interval(sum(s_events), sum(s_trials), confidence=self.confidence)
+        c_ci = wilson_interval(sum(c_events), sum(c_trials), confidence=self.confidence)
+        change = c_rate - s_rate
+        binary = all(t == 1 for t in s_trials) and all(t == 1 for t in c_trials)
+        if binary and self.paired:
+            table = PairedTable.from_pairs(
+                (bool(s), bool(c)) for s, c in zip(s_events, c_events, strict=True)
+            )
+            interval = newcombe_paired_interval(table, confidence=self.confidence)
+            p_value = mcnemar_exact(table.b, table.c)
+            test = "mcnemar_exact+newcombe"
+        else:
+            interval = _bootstrap(
+                n,
+                lambda si, ci: _pooled(c_events, c_trials, ci) - _pooled(s_events, s_trials, si),
+                seed=seed_for(spec.name, piece.scope, *_ids(piece)),
+                resamples=self.resamples,
+                confidence=self.confidence,
+                paired=self.paired,
+            )
+            # A bootstrap cannot see beyond what happened: with no event on either arm it would
+            # claim [0, 0]. Newcombe's interval from the Wilson intervals keeps the rule of three.
+            constant = sum(s_events) in (0, sum(s_trials)) and sum(c_events) in (0, sum(c_trials))
+            if math.isnan(interval.low) or interval.width <= 0 or constant:
+                interval = _newcombe_unpaired(change, s_rate, s_ci, c_rate, c_ci)
+            if self.paired:
+                differences = [
+                    c / ct - s / st
+                    for s, st, c, ct in zip(s_events, s_trials, c_events, c_trials, strict=True)
+                ]
+                p_value = wilcoxon_signed_rank(differences)
+                test = "wilcoxon+paired_bootstrap"
+            else:
+                p_value = _two_proportion_p(
+                    sum(s_events), sum(s_trials), sum(c_events), sum(c_trials)
+                )
+                test = "z_test+bootstrap"
+        return self._rate_result(
+            spec, piece, margin, n, s_rate, c_rate, s_ci, c_ci, change, interval, p_value, test
+        )
+
+    def _rate_result(
+        self,
+        spec: _Spec,
+        piece: _Slice,
+        margin: float | None,
+        n: int,
+        s_rate: float,
+        c_rate: float,
+        s_ci: Interval,
+        c_ci: Interval,
+        change: float,
+        interval: Interval,
+        p_value: float,
+        test: str,
+    ) -> _Result:
+        sign = 1.0 if spec.higher_is_better else -1.0
+        # Oriented: lower is worse.
+        low, high = sorted((sign * interval.low, sign * interval.high))
+        point = sign * change
+        status, worse_beyond = _non_inferiority(point, low, high, margin)
+        half = (interval.high - interval.low) / 2
+        mde = _mde(half, self.confidence)
+        needed = _cases_needed(n, half, abs(point + margin)) if margin is not None else None
+        limit_text = (
+            None if margin is None else _points(-margin if spec.higher_is_better else margin)
+        )
+        comparison = MetricComparison(
+            name=spec.name,
+            unit=spec.unit,
+            stable=s_rate,
+            candidate=c_rate,
+            change=change * 100,
+            change_kind="points",
+            limit=limit_text,
+            limit_value=None if margin is None else sign * -margin * 100,
+            status=status,
+            samples=Samples(n, n),
+            message="",
+            scope=piece.scope,
+            n=n,
+            stable_interval=(s_ci.low, s_ci.high),
+            candidate_interval=(c_ci.low, c_ci.high),
+            change_interval=(interval.low * 100, interval.high * 100),
+            test=test,
+            p_value=p_value,
+            min_detectable_change=None if mde is None else mde * 100,
+            cases_needed=needed if status == "inconclusive" else None,
+        )
+        return _Result(comparison, piece.gated and margin is not None, worse_beyond)
+
+    # -- ratios ------------------------------------------------------------------------------
+
+    def _ratio(self, spec: _Spec, piece: _Slice, margin: float | None) -> _Result | None:
+        seed = seed_for(spec.name, piece.scope, *_ids(piece))
+        if spec.name in _QUANTILES:
+            q = _QUANTILES[spec.name]
+            rows = [
+                (c.stable.values(spec.name), c.candidate.values(spec.name)) for c in piece.cases
+            ]
+            rows = [(s, c) for s, c in rows if s and c]
+            if not rows:
+                return None
+            s_lists = [s for s, _ in rows]
+            c_lists = [c for _, c in rows]
+
+            def q_of(lists: Sequence[list[float]], idx: Sequence[int]) -> float:
+                return quantile(list(itertools.chain.from_iterable(map(lists.__getitem__, idx))), q)
+
+            def ratio(si: Sequence[int], ci: Sequence[int]) -> float:
+                base = q_of(s_lists, si)
+                return q_of(c_lists, ci) / base if base > 0 else math.nan
+
+            everything = range(len(rows))
+            s_value, c_value = q_of(s_lists, everything), q_of(c_lists, everything)
+            per_case = [(_median(s), _median(c)) for s, c in rows]
+        else:
+            sums = [(c.stable.sums(spec.name), c.candidate.sums(spec.name)) for c in piece.cases]
+            if any(s is None or c is None for s, c in sums):
+                return None  # a cost is unknown: see the overall arm metrics
+            pairs = [(s, c) for s, c in sums if s is not None and c is not None and s[1] and c[1]]
+            if not pairs:
+                return None
+            s_tot = [s[0] for s, _ in pairs]
+            s_cnt = [s[1] for s, _ in pairs]
+            c_tot = [c[0] for _, c in pairs]
+            c_cnt = [c[1] for _, c in pairs]
+
+            def per_call(tot: Sequence[float], cnt: Sequence[int], idx: Sequence[int]) -> float:
+                calls = sum(map(cnt.__getitem__, idx))
+                return math.fsum(map(tot.__getitem__, idx)) / calls if calls else math.nan
+
+            def ratio(si: Sequence[int], ci: Sequence[int]) -> float:
+                base = per_call(s_tot, s_cnt, si)
+                return per_call(c_tot, c_cnt, ci) / base if base > 0 else math.nan
+
+            everything = range(len(pairs))
+            s_value, c_value = (
+                per_call(s_tot, s_cnt, everything),
+                per_call(c_tot, c_cnt, everything),
+            )
+            per_case = [(s[0] / s[1], c[0] / c[1]) for s, c in pairs]
+            rows = pairs  # type: ignore[assignment]
+        n = len(rows)
+        if not (s_value > 0) or math.isnan(c_value):
+            return None
+        change = c_value / s_value
+        interval = _bootstrap(
+            n,
+            ratio,
+            seed=seed,
+            resamples=self.resamples,
+            confidence=self.confidence,
+            paired=self.paired,
+        )
+        log_ratios = [math.log(c / s) for s, c in per_case if s > 0 and c > 0]
+        p_value = wilcoxon_signed_rank(log_ratios) if log_ratios else 1.0
+        status, worse_beyond = _ratio_status(change, interval, margin)
+        if math.isnan(interval.low):
+            status, worse_beyond = ("inconclusive" if margin is not None else "not_gated"), False
+        log_half = (
+            (math.log(interval.high) - math.log(interval.low)) / 2
+            if interval.low > 0 and interval.high > 0
+            else math.nan
+        )
+        mde = _mde(log_half, self.confidence) if not math.isnan(log_half) else None
+        needed = None
+        if status == "inconclusive" and margin is not None and not math.isnan(log_half):
+            needed = _cases_needed(n, log_half, abs(math.log(change) - math.log(margin)))
+        comparison = MetricComparison(
+            name=spec.name,
+            unit=spec.unit,
+            stable=s_value,
+            candidate=c_value,
+            change=change,
+            change_kind="ratio",
+            limit=None if margin is None else f"x{margin:.2f}",
+            limit_value=margin,
+            status=status,
+            samples=Samples(n, n),
+            message="",
+            scope=piece.scope,
+            n=n,
+            change_interval=(interval.low, interval.high),
+            test="wilcoxon+paired_bootstrap" if self.paired else "bootstrap",
+            p_value=p_value,
+            min_detectable_change=None if mde is None else math.exp(mde),
+            cases_needed=needed,
+        )
+        return _Result(comparison, piece.gated and margin is not None, worse_beyond)
+
+    # -- quality scores ---------------------------------------------------------------------
+
+    def _score(self, name: str, piece: _Slice, margin: float | None) -> _Result | None:
+        pairs = [(c.stable.score(name), c.candidate.score(name)) for c in piece.cases]
+        values = [(s, c) for s, c in pairs if s is not None and c is not None]
+        if not values:
+            return None
+        s_vals = [s for s, _ in values]
+        c_vals = [c for _, c in values]
+        n = len(values)
+        s_mean, c_mean = math.fsum(s_vals) / n, math.fsum(c_vals) / n
+        interval = _bootstrap(
+            n,
+            lambda si, ci: (
+                (math.fsum(map(c_vals.__getitem__, ci)) - math.fsum(map(s_vals.__getitem__, si)))
+                / n
+            ),
+            seed=seed_for("score", name, piece.scope, *_ids(piece)),
+            resamples=self.resamples,
+            confidence=self.confidence,
+            paired=self.paired,
+        )
+        change = c_mean - s_mean
+        p_value = wilcoxon_signed_rank([c - s for s, c in values])
+        status, worse_beyond = _non_inferiority(change, interval.low, interval.high, margin)
+        half = (interval.high - interval.low) / 2
+        mde = _mde(half, self.confidence)
+        comparison = MetricComparison(
+            name=f"score:{name}",
+            unit="number",
+            stable=s_mean,
+            candidate=c_mean,
+            change=change,
+            change_kind="points",
+            limit=None if margin is None else f"-{margin:g}",
+            limit_value=None if margin is None else -margin,
+            status=status,
+            samples=Samples(n, n),
+            message="",
+            scope=piece.scope,
+            n=n,
+            change_interval=(interval.low, interval.high),
+            test="wilcoxon+paired_bootstrap",
+            p_value=p_value,
+            min_detectable_change=mde,
+            cases_needed=(
+                _cases_needed(n, half, abs(change + margin))
+                if status == "inconclusive" and margin is not None
+                else None
+            ),
+        )
+        return _Result(comparison, piece.gated and margin is not None, worse_beyond)
+
+    # -- absolute budgets --------------------------------------------------------------------
+
+    def _budgets(self, piece: _Slice, budgets: Budgets) -> list[_Result]:
+        results: list[_Result] = []
+        cases = piece.cases
+        n = len(cases)
+        seed_parts = _ids(piece)
+        checks: list[tuple[str, Unit, float | None, Callable[[Sequence[int]], float]]] = []
+        latency_lists = [c.candidate.values("latency_p95_ms") for c in cases]
+        ttft_lists = [c.candidate.values("ttft_p95_ms") for c in cases]
+
+        def q_of(lists: list[list[float]], q: float) -> Callable[[Sequence[int]], float]:
+            def statistic(idx: Sequence[int]) -> float:
+                values = list(itertools.chain.from_iterable(map(lists.__getitem__, idx)))
+                return quantile(values, q) if values else math.nan
+
+            return statistic
+
+        checks.append(("latency_p50_ms", "ms", budgets.latency_p50_ms, q_of(latency_lists, 0.5)))
+        checks.append(("latency_p95_ms", "ms", budgets.latency_p95_ms, q_of(latency_lists, 0.95)))
+        checks.append(("ttft_p95_ms", "ms", budgets.ttft_p95_ms, q_of(ttft_lists, 0.95)))
+        sums = [c.candidate.sums("cost_per_call_usd") for c in cases]
+        if all(s is not None for s in sums):
+            totals = [s[0] if s is not None else 0.0 for s in sums]
+            counts = [s[1] if s is not None else 0 for s in sums]
+            tests = [len(c.candidate.ran) for c in cases]
+
+            def cost_per_call(idx: Sequence[int]) -> float:
+                calls = sum(map(counts.__getitem__, idx))
+                return math.fsum(map(totals.__getitem__, idx)) / calls if calls else math.nan
+
+            def cost_per_test(idx: Sequence[int]) -> float:
+                ran = sum(map(tests.__getitem__, idx))
+                return math.fsum(map(totals.__getitem__, idx)) / ran if ran else math.nan
+
+            checks.append(("cost_per_call_usd", "usd", budgets.cost_usd_per_call, cost_per_call))
+            checks.append(("cost_per_test_usd", "usd", budgets.cost_usd_per_test, cost_per_test))
+        for name, unit, bound, statistic in checks:
+            if bound is None:
+                continue
+            everything = list(range(n))
+            value = statistic(everything)
+            if math.isnan(value):
+                continue
+            interval = _bootstrap(
+                n,
+                lambda si, _ci, f=statistic: f(si),  # type: ignore[misc]
+                seed=seed_for("budget", name, piece.scope, *seed_parts),
+                resamples=self.resamples,
+                confidence=self.confidence,
+                paired=True,
+            )
+            results.append(
+                self._budget_result(f"{name}:budget", unit, piece, n, value, interval, bound, True)
+            )
+        if budgets.min_pass_rate is not None:
+            passed = sum(sum(t.outcome == "passed" for t in c.candidate.ran) for c in cases)
+            ran = sum(len(c.candidate.ran) for c in cases)
+            if ran:
+                ci = wilson_interval(passed, ran, confidence=self.confidence)
+                results.append(
+                    self._budget_result(
+                        "pass_rate:budget",
+                        "rate",
+                        piece,
+                        n,
+                        passed / ran,
+                        ci,
+                        budgets.min_pass_rate,
+                        False,
+                    )
+                )
+        return results
+
+    def _budget_result(
+        self,
+        name: str,
+        unit: Unit,
+        piece: _Slice,
+        n: int,
+        value: float,
+        interval: Interval,
+        bound: float,
+        upper: bool,
+    ) -> _Result:
+        """A candidate figure against an absolute bound: a maximum (``upper``) or a minimum."""
+        if math.isnan(interval.low):
+            status: MetricStatus = "inconclusive"
+            beyond = False
+        elif upper:
+            beyond = interval.low > bound
+            status = "regressed" if beyond else ("ok" if interval.high <= bound else "inconclusive")
+        else:
+            beyond = interval.high < bound
+            status = "regressed" if beyond else ("ok" if interval.low >= bound else "inconclusive")
+        comparison = MetricComparison(
+            name=name,
+            unit=unit,
+            stable=None,
+            candidate=value,
+            change=None,
+            change_kind="points" if unit == "rate" else "ratio",
+            limit=("<= " if upper else ">= ") + format_value(unit, bound),
+            limit_value=bound,
+            status=status,
+            samples=Samples(0, n),
+            message="",
+            scope=piece.scope,
+            n=n,
+            candidate_interval=(interval.low, interval.high),
+            test="budget+bootstrap" if unit != "rate" else "budget+wilson",
+            # A budget is a bound on one arm, not a paired difference: it is not part of
+            # the Holm family (its interval alone decides).
+            p_value=None,
+        )
+        return _Result(comparison, piece.gated, beyond)
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def _decide(self, results: list[_Result]) -> tuple[MetricComparison, ...]:
+        """Holm's correction across gated comparisons, then the final statuses and messages."""
+        alpha = 1 - self.confidence
+        family = [i for i, r in enumerate(results) if r.gated and r.comparison.p_value is not None]
+        adjusted = holm([results[i].comparison.p_value or 1.0 for i in family])
+        p_adjusted = dict(zip(family, adjusted, strict=True))
+        final: list[MetricComparison] = []
+        for i, result in enumerate(results):
+            comparison = result.comparison
+            status = comparison.status
+            p_adj = p_adjusted.get(i)
+            if status == "regressed":
+                significant = p_adj is None or p_adj < alpha
+                if not significant:
+                    # Beyond the margin by the interval, yet not significant once every
+                    # comparison of the run is accounted for: the data cannot tell yet.
+                    status = "inconclusive"
+            if not result.gated and status not in ("no_data",):
+                gated_status = status
+                status = "not_gated"
+            else:
+                gated_status = status
+            comparison = replace(comparison, status=status, p_adjusted=p_adj)
+            final.append(replace(comparison, message=_message(comparison, gated_status, result)))
+        return tuple(final)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _ids(piece: _Slice) -> tuple[str, ...]:
+    return tuple(c.case_id for c in piece.cases)
+
+
+def _median(values: Sequence[float]) -> float:
+    return quantile(values, 0.5)
+
+
+def _has_budgets(cases: Sequence[_Case]) -> bool:
+    return any(t.budgets is not None for c in cases for t in c.candidate.tests)
+
+
+def _merge_budgets(cases: Sequence[_Case]) -> Budgets | None:
+    """The strictest budget any test of the workflow declared, field by field."""
+    found = [t.budgets for c in cases for t in (*c.stable.tests, *c.candidate.tests) if t.budgets]
+    if not found:
+        return None
+    merged: dict[str, float] = {}
+    for budgets in found:
+        for name, value in budgets.model_dump().items():
+            if value is None:
+                continue
+            # A minimum pass rate is strictest when highest; every other bound when lowest.
+            if name == "min_pass_rate":
+                merged[name] = max(merged.get(name, value), value)
+            else:
+                merged[name] = min(merged.get(name, value), value)
+    return Budgets(**merged)
+
+
+def _slice_margins(margins: Margins, budgets: Budgets | None) -> Margins:
+    """A workflow's markers replace the run's margins for that workflow's slice."""
+    if budgets is None:
+        return margins
+    updates: dict[str, Any] = {}
+    if budgets.latency_max_ratio is not None:
+        updates.update(
+            latency_p50_ratio=budgets.latency_max_ratio,
+            latency_p95_ratio=budgets.latency_max_ratio,
+            ttft_p95_ratio=budgets.latency_max_ratio,
+        )
+    if budgets.cost_max_ratio is not None:
+        updates["cost_per_call_ratio"] = budgets.cost_max_ratio
+    if budgets.max_pass_rate_drop is not None:
+        updates["pass_rate"] = budgets.max_pass_rate_drop
+    return replace(margins, **updates)
+
+
+def _non_inferiority(
+    point: float, low: float, high: float, margin: float | None
+) -> tuple[MetricStatus, bool]:
+    """Status of an oriented difference (lower is worse) against ``-margin``."""
+    if math.isnan(low) or math.isnan(high):
+        return ("inconclusive" if margin is not None else "not_gated"), False
+    if margin is None:
+        return ("improved" if low > _EPSILON else "not_gated"), False
+    if high < -margin - _EPSILON:
+        return "regressed", True
+    if low > _EPSILON:
+        return "improved", False
+    if low > -margin - _EPSILON:
+        return "ok", False
+    return "inconclusive", False
+
+
+def _ratio_status(
+    change: float, interval: Interval, margin: float | None
+) -> tuple[MetricStatus, bool]:
+    """Status of a candidate / stable ratio (higher is worse) against ``margin``."""
+    if margin is None:
+        return "not_gated", False
+    if interval.low > margin + _EPSILON:
+        return "regressed", True
+    if interval.high < 1 - _EPSILON:
+        return "improved", False
+    if interval.high <= margin + _EPSILON:
+        return "ok", False
+    return "inconclusive", False
+
+
+def _mde(half_width: float, confidence: float) -> float | None:
+    """Smallest change detectable with 80% power, from an interval's half-width."""
+    if math.isnan(half_width) or half_width <= 0:
+        return None
+    z = normal_quantile(1 - (1 - confidence) / 2)
+    return (z + normal_quantile(_POWER)) * half_width / z
+
+
+def _cases_needed(n: int, half_width: float, distance: float) -> int | None:
+    """About how many paired cases would shrink the interval to decide (half-width ~ 1/sqrt(n))."""
+    if distance <= _EPSILON or math.isnan(half_width) or half_width <= 0:
+        return None
+    return max(n + 1, math.ceil(n * (half_width / distance) ** 2))
+
+
+def _newcombe_unpaired(
+    change: float, s_rate: float, s_ci: Interval, c_rate: float, c_ci: Interval
+) -> Interval:
+    """Newcombe's method 10 for independent arms (the paired form with zero correlation)."""
+    low = change - math.sqrt((c_rate - c_ci.low) ** 2 + (s_ci.high - s_rate) ** 2)
+    high = change + math.sqrt((c_ci.high - c_rate) ** 2 + (s_rate - s_ci.low) ** 2)
+    return Interval(max(-1.0, low), min(1.0, high))
+
+
+def _two_proportion_p(x1: int, n1: int, x2: int, n2: int) -> float:
+    pooled = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    z = abs(x2 / n2 - x1 / n1) / se
+    return min(1.0, 2 * (1 - _phi(z)))
+
+
+def _phi(z: float) -> float:
+    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f} pts"
+
+
+def _label(name: str) -> str:
+    base, _, suffix = name.partition(":")
+    for spec in (*_RATES, *_RATIOS):
+        if spec.name == base:
+            return spec.label + (" budget" if suffix == "budget" else "")
+    if base == "cost_per_test_usd":
+        return "cost per test budget"
+    if base == "score":
+        return f"score {suffix}"
+    return name
+
+
+def _message(comparison: MetricComparison, status: MetricStatus, result: _Result) -> str:
+    """One line a person understands."""
+    label = _label(comparison.name)
+    where = "" if comparison.scope == "overall" else f" [{comparison.scope}]"
+    n = comparison.n or 0
+    if comparison.name.endswith(":budget"):
+        value = format_value(comparison.unit, comparison.candidate)
+        text = f"{label}{where}: candidate {value} against {comparison.limit} (n={n})"
+    elif comparison.change_kind == "ratio":
+        low, high = comparison.change_interval or (math.nan, math.nan)
+        text = (
+            f"{label}{where}: {format_value(comparison.unit, comparison.stable)} -> "
+            f"{format_value(comparison.unit, comparison.candidate)} "
+            f"(x{comparison.change:.2f}, 95% CI x{low:.2f}..x{high:.2f}, n={n})"
+        )
+    else:
+        low, high = comparison.change_interval or (math.nan, math.nan)
+        if comparison.unit == "rate":
+            stable = format_value("rate", comparison.stable)
+            candidate = format_value("rate", comparison.candidate)
+            text = (
+                f"{label}{where}: {stable} -> {candidate} ({comparison.change:+.1f} pts, "
+                f"CI {low:+.1f}..{high:+.1f}, n={n})"
+            )
+        else:
+            text = (
+                f"{label}{where}: {comparison.stable:.3g} -> {comparison.candidate:.3g} "
+                f"({comparison.change:+.3g}, CI {low:+.3g}..{high:+.3g}, n={n})"
+            )
+    limit = f" allowed {comparison.limit}" if comparison.limit else ""
+    if status == "regressed":
+        return f"{text}: worse than{limit}"
+    if status == "inconclusive":
+        more = (
+            f"; about {comparison.cases_needed} cases would decide"
+            if comparison.cases_needed
+            else ""
+        )
+        if result.regressed_interval:
+            return f"{text}: beyond{limit} but not significant after Holm's correction{more}"
+        return f"{text}: cannot tell whether within{limit}{more}"
+    if status == "not_gated" and result.gated is False and comparison.limit:
+        return f"{text}: reported, not gated (fewer than the minimum cases in this slice)"
+    if status == "ok":
+        return f"{text}: within{limit}"
+    if status == "improved":
+        return f"{text}: better"
+    return f"{text}: reported, not gated"
+
+
+# --------------------------------------------------------------------------------------------
+# Rollout
+
+
+_CANARY_STEPS = (5, 25, 50, 100)
+_CAUTIOUS_STEPS = (1, 5, 25, 50, 100)
+
+
+def rollout_plan(
+    judgement: Judgement, margins: Margins, stable_model: str | None = None
+) -> dict[str, Any]:
+    """The rollout a verdict allows: canary steps, rollback triggers and the kill switch.
+
+    ``pass``: canary 5 -> 25 -> 50 -> 100 %; ``inconclusive``: a shadow phase first, then
+    1 -> 5 -> 25 -> 50 -> 100 %; ``fail``: no rollout. Each step needs enough requests to see an
+    error-rate rise of the margin (one-sided 5%, 80% power) before traffic grows. Rollback
+    triggers are the stable arm's measured values moved by the margins.
+    """
+    stable = judgement.stable
+    error_rate = stable.error_rate.value or 0.0
+    min_requests = _min_requests(error_rate, margins.error_rate)
+    triggers = _rollback_triggers(judgement, margins)
+    if judgement.verdict == "pass":
+        steps = [
+            {"phase": "canary", "traffic_percent": p, "min_requests": min_requests}
+            for p in _CANARY_STEPS
+        ]
+        reason = "every gated metric is within its margin: canary with rollback triggers armed"
+    elif judgement.verdict == "inconclusive":
+        steps = [
+            {
+                "phase": "shadow",
+                "traffic_percent": 0,
+                "min_requests": 2 * min_requests,
+                "note": "mirror live requests to the candidate, serve the stable model's answers",
+            },
+            *(
+                {"phase": "canary", "traffic_percent": p, "min_requests": min_requests}
+                for p in _CAUTIOUS_STEPS
+            ),
+        ]
+        reason = "the data could not show non-inferiority: shadow first, then a slow canary"
+    else:
+        steps = []
+        reason = "the candidate regressed: no rollout"
+    return {
+        "allowed": bool(steps),
+        "reason": reason,
+        "plan": steps,
+        "rollback_triggers": triggers,
+        "kill_switch": {
+            "action": "route 100% of traffic to the stable model",
+            "route_to": stable_model,
+            "weights": {"stable": 100, "candidate": 0},
+            "when": "any rollback trigger fires, or by hand",
+        },
+    }
+
+
+def _min_requests(base_rate: float, margin: float | None) -> int:
+    margin = margin if margin else 0.01
+    p = min(max(base_rate, 0.01), 0.5)
+    z = normal_quantile(0.95) + normal_quantile(_POWER)
+    return max(200, math.ceil(z * z * 2 * p * (1 - p) / (margin * margin)))
+
+
+def _rollback_triggers(judgement: Judgement, margins: Margins) -> list[dict[str, Any]]:
+    stable = judgement.stable
+    overall = {c.name: c for c in judgement.metrics if c.scope == "overall"}
+    triggers: list[dict[str, Any]] = []
+
+    def add(metric: str, op: str, threshold: float, unit: str, basis: str) -> None:
+        triggers.append(
+            {
+                "metric": metric,
+                "op": op,
+                "threshold": _round_threshold(threshold, unit),
+                "unit": unit,
+                "basis": basis,
+            }
+        )
+
+    for name, margin in (
+        ("error_rate", margins.error_rate),
+        ("fallback_rate", margins.fallback_rate),
+    ):
+        value = stable.measurement(name).value
+        if value is not None and margin is not None:
+            add(name, ">", value + margin, "rate", f"stable {value:.2%} + {margin * 100:.1f} pts")
+    for name, margin in (
+        ("latency_p50_ms", margins.latency_p50_ratio),
+        ("latency_p95_ms", margins.latency_p95_ratio),
+        ("ttft_p95_ms", margins.ttft_p95_ratio),
+        ("cost_per_call_usd", margins.cost_per_call_ratio),
+    ):
+        value = stable.measurement(name).value
+        if value is not None and margin is not None:
+            unit = "usd" if name.endswith("usd") else "ms"
+            add(
+                name, ">", value * margin, unit, f"stable {format_value(unit, value)} x{margin:.2f}"
+            )
+    for name in ("json_validity", "schema_validity", "tool_call_accuracy", "language_match"):
+        comparison = overall.get(name)
+        margin = getattr(margins, name)
+        if comparison is not None and comparison.stable is not None and margin is not None:
+            add(
+                name,
+                "<",
+                comparison.stable - margin,
+                "rate",
+                f"stable {comparison.stable:.2%} - {margin * 100:.1f} pts",
+            )
+    return triggers
+
+
+def _round_threshold(value: float, unit: str) -> float:
+    if unit == "rate":
+        return round(value, 4)
+    if unit == "usd":
+        return float(f"{value:.4g}")
+    return round(value, 1)
