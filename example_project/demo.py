@@ -1,9 +1,11 @@
 """The support-desk gate demo: what ``make demo`` runs.
 
-It runs the example's workflow tests through the gate twice, as CI would on two pull requests:
+It runs the example's workflow tests through the gate three times, as CI would:
 
 1. ``--candidate-model simulated-candidate-good``: expected verdict PASS, exit status 0;
-2. ``--candidate-model simulated-candidate-bad``: expected verdict FAIL, exit status 1.
+2. the same with the library's default margins (``modelgate.default-margins.yaml``): 95 cases
+   cannot show a 1-point margin, so the verdict is INCONCLUSIVE, exit status 0;
+3. ``--candidate-model simulated-candidate-bad``: expected verdict FAIL, exit status 1.
 
 By default it replays the recordings shipped in ``tests/cassettes``: offline, free, no simulator
 and no key, with each call's latency as measured when it was recorded. ``--record`` (what
@@ -52,14 +54,25 @@ class GateRun:
     candidate: str
     expected_verdict: str
     expected_exit: int
+    # Another modelgate.yaml (the same models, other margins); None: modelgate.yaml.
+    config: str | None = None
 
     @property
     def verdict_path(self) -> Path:
-        return VERDICTS / f"{self.candidate}.json"
+        suffix = "" if self.config is None else "-" + Path(self.config).stem.split(".")[-1]
+        return VERDICTS / f"{self.candidate}{suffix}.json"
 
 
 RUNS = (
     GateRun("simulated-candidate-good", expected_verdict="pass", expected_exit=0),
+    # The same recordings judged with the library's default margins (1-2 points): 95 cases
+    # cannot show that, so the honest answer is "inconclusive" (exit 0, a shadow phase first).
+    GateRun(
+        "simulated-candidate-good",
+        expected_verdict="inconclusive",
+        expected_exit=0,
+        config="modelgate.default-margins.yaml",
+    ),
     GateRun("simulated-candidate-bad", expected_verdict="fail", expected_exit=1),
 )
 
@@ -121,6 +134,7 @@ def gate_run(run: GateRun, scenario: Scenario, mode: str) -> RunResult:
         f"--candidate-model={run.candidate}",
         f"--modelgate-verdict={run.verdict_path}",
         f"--modelgate-mode={mode}",
+        *([f"--modelgate-config={HERE / run.config}"] if run.config else []),
     ]
     started = time.monotonic()
     with contextlib.ExitStack() as stack:

@@ -21,11 +21,13 @@ _STATUS_TEXT = {
     "ok": "ok",
     "regressed": "REGRESSED",
     "improved": "improved",
+    "inconclusive": "INCONCLUSIVE",
     "no_data": "no data",
     "not_gated": "not gated",
 }
 # Cases listed by id in the summary before it switches to "and N more".
 _MAX_LISTED_CASES = 5
+_MAX_LISTED_REGRESSIONS = 10
 
 
 def _stable_only(verdict: Mapping[str, Any]) -> bool:
@@ -34,7 +36,11 @@ def _stable_only(verdict: Mapping[str, Any]) -> bool:
 
 def _label(name: str) -> str:
     spec = metric_spec(name)
-    return spec.label if spec is not None else name
+    if spec is not None:
+        return spec.label
+    from pytest_modelgate.statjudge import metric_label
+
+    return metric_label(name)
 
 
 def _value(unit: str, value: float | None, samples: int | None) -> str:
@@ -63,12 +69,49 @@ def comparison_rows(verdict: Mapping[str, Any]) -> list[list[str]]:
         if not stable_only:
             row += [
                 _value(unit, metric["candidate"], samples["candidate"]),
-                format_change(metric["change_kind"], metric["change"]),
+                _change(metric),
                 metric["limit"] or MISSING,
                 _STATUS_TEXT.get(metric["status"], metric["status"]),
             ]
         rows.append(row)
     return rows
+
+
+def _change(metric: Mapping[str, Any]) -> str:
+    """The change and, when the judge computed one, its 95% interval."""
+    kind = metric["change_kind"]
+    text = format_change(kind, metric["change"])
+    interval = metric.get("change_interval")
+    if metric["change"] is not None and interval and None not in interval:
+        low, high = interval
+        if kind == "points":
+            text += f" [{round(low, 1) or 0.0:+.1f}, {round(high, 1) or 0.0:+.1f}]"
+        else:
+            text += f" [x{low:.2f}, x{high:.2f}]"
+    return text
+
+
+def _rollout_lines(verdict: Mapping[str, Any]) -> list[str]:
+    rollout = verdict.get("rollout")
+    if not rollout:
+        return []
+    if not rollout["allowed"]:
+        return [f"rollout: none ({rollout['reason']})"]
+    steps = " -> ".join(
+        "shadow" if step["phase"] == "shadow" else f"{step['traffic_percent']:g}%"
+        for step in rollout["plan"]
+    )
+    least = min(step["min_requests"] for step in rollout["plan"])
+    lines = [f"rollout: {steps} (at least {least} requests per step)"]
+    triggers = [
+        f"{t['metric']} {t['op']} {format_value(t['unit'], t['threshold'])}"
+        for t in rollout["rollback_triggers"]
+    ]
+    if triggers:
+        lines.append("rollback if: " + "; ".join(triggers))
+    kill = rollout["kill_switch"]
+    lines.append(f"kill switch: {kill['action']} ({kill['route_to'] or 'stable'})")
+    return lines
 
 
 def _model(identity: Mapping[str, Any] | None) -> str:
@@ -135,9 +178,15 @@ def summary_lines(verdict: Mapping[str, Any], *, verdict_path: Path | str) -> li
         if timing:
             lines.append(timing)
 
-    for regression in verdict.get("regressions", []):
+    regressions = verdict.get("regressions", [])
+    for regression in regressions[:_MAX_LISTED_REGRESSIONS]:
         lines.append(f"regression: {regression['message']}")
-        shown.add(str(regression["message"]))
+    shown.update(str(regression["message"]) for regression in regressions)
+    if len(regressions) > _MAX_LISTED_REGRESSIONS:
+        lines.append(
+            f"... and "
+            f"{len(regressions) - _MAX_LISTED_REGRESSIONS} more regression(s) in the verdict"
+        )
 
     tests = verdict.get("tests") or {}
     both = tests.get("cases_failed_both", [])
@@ -159,6 +208,17 @@ def summary_lines(verdict: Mapping[str, Any], *, verdict_path: Path | str) -> li
 
     prefix = "inconclusive: " if kind == "inconclusive" else "note: "
     lines += [f"{prefix}{reason}" for reason in reasons if reason not in shown]
+    lines += _rollout_lines(verdict)
+    if kind == "inconclusive":
+        strict = verdict.get("strict")
+        lines.append(
+            "modelgate: INCONCLUSIVE: the data cannot show the candidate is within the margins; "
+            + (
+                "--modelgate-strict fails the run"
+                if strict
+                else "exit 0, but add cases or repeats (or --modelgate-strict to fail)"
+            )
+        )
 
     if verdict.get("complete") is False:
         lines.append("this verdict is incomplete: the run was interrupted or is still going")

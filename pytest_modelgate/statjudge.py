@@ -66,7 +66,7 @@ from pytest_modelgate.stats import (
 if TYPE_CHECKING:
     from pytest_modelgate.config import GateLimits
 
-__all__ = ["Margins", "PairedJudge", "rollout_plan"]
+__all__ = ["Margins", "PairedJudge", "metric_label", "rollout_plan"]
 
 Kind = Literal["rate", "ratio", "score"]
 
@@ -405,7 +405,13 @@ class PairedJudge:
             reasons = [r.message for r in regressions]
         elif inconclusive:
             verdict = "inconclusive"
-            reasons = [c.message for c in inconclusive]
+            reasons = [c.message for c in inconclusive if c.scope == "overall"]
+            sliced = len(inconclusive) - len(reasons)
+            if sliced:
+                reasons.append(
+                    f"{sliced} workflow or language slice comparison(s) inconclusive too "
+                    "(see `slices` in the verdict)"
+                )
         elif not any(c.status in ("ok", "improved") for c in gated):
             verdict = "inconclusive"
             reasons = ["no gated metric had data on both arms"]
@@ -524,9 +530,69 @@ class PairedJudge:
                     sum(s_events), sum(s_trials), sum(c_events), sum(c_trials)
                 )
                 test = "z_test+bootstrap"
-        return self._rate_result(
+        result = self._rate_result(
             spec, piece, margin, n, s_rate, c_rate, s_ci, c_ci, change, interval, p_value, test
         )
+        if result.comparison.status != "inconclusive" or margin is None:
+            return result
+        counts = (sum(s_events), sum(s_trials), sum(c_events), sum(c_trials))
+        paired_table = (
+            PairedTable.from_pairs(
+                (bool(s), bool(c)) for s, c in zip(s_events, c_events, strict=True)
+            )
+            if binary and self.paired
+            else None
+        )
+        needed = self._rate_cases_needed(spec, n, counts, paired_table, margin)
+        return replace(result, comparison=replace(result.comparison, cases_needed=needed))
+
+    def _rate_cases_needed(
+        self,
+        spec: _Spec,
+        n: int,
+        counts: tuple[int, int, int, int],
+        table: PairedTable | None,
+        margin: float,
+    ) -> int | None:
+        """About how many cases decide: the same proportions, scaled until the interval does.
+
+        Scaling the counts (rather than assuming a 1/sqrt(n) half-width) stays right when no
+        event happened at all, where the interval shrinks like 1/n (the rule of three).
+        """
+        sign = 1.0 if spec.higher_is_better else -1.0
+
+        def decided(factor: float) -> bool:
+            if table is not None:
+                scaled = PairedTable(
+                    *(round(x * factor) for x in (table.a, table.b, table.c, table.d))
+                )
+                interval = newcombe_paired_interval(scaled, confidence=self.confidence)
+            else:
+                se, st, ce, ct = (round(x * factor) for x in counts)
+                s_rate, c_rate = se / st, ce / ct
+                interval = _newcombe_unpaired(
+                    c_rate - s_rate,
+                    s_rate,
+                    wilson_interval(se, st, confidence=self.confidence),
+                    c_rate,
+                    wilson_interval(ce, ct, confidence=self.confidence),
+                )
+            low, high = sorted((sign * interval.low, sign * interval.high))
+            return low > -margin or high < -margin
+
+        high_factor = 2.0
+        while not decided(high_factor):
+            high_factor *= 2
+            if high_factor > 4096:
+                return None  # the point estimate sits on the margin: no size decides
+        low_factor = 1.0
+        for _ in range(20):
+            middle = (low_factor + high_factor) / 2
+            if decided(middle):
+                high_factor = middle
+            else:
+                low_factor = middle
+        return math.ceil(n * high_factor)
 
     def _rate_result(
         self,
@@ -1002,7 +1068,8 @@ def _points(value: float) -> str:
     return f"{value * 100:+.1f} pts"
 
 
-def _label(name: str) -> str:
+def metric_label(name: str) -> str:
+    """How people read a metric name: ``json_validity`` -> ``JSON validity``."""
     base, _, suffix = name.partition(":")
     for spec in (*_RATES, *_RATIOS):
         if spec.name == base:
@@ -1016,7 +1083,7 @@ def _label(name: str) -> str:
 
 def _message(comparison: MetricComparison, status: MetricStatus, result: _Result) -> str:
     """One line a person understands."""
-    label = _label(comparison.name)
+    label = metric_label(comparison.name)
     where = "" if comparison.scope == "overall" else f" [{comparison.scope}]"
     n = comparison.n or 0
     if comparison.name.endswith(":budget"):

@@ -63,6 +63,8 @@ _ASKS_FOR_NUMBER = {
 }
 
 
+@pytest.mark.workflow("order_lookup")
+@pytest.mark.model_contract(tools=["lookup_order"])
 @pytest.mark.parametrize(
     ("message", "order_id", "status", "language"),
     [pytest.param(*case[1:], id=case[0]) for case in _KNOWN],
@@ -77,6 +79,8 @@ def test_order_status(llm: LLM, message: str, order_id: str, status: str, langua
     assert detect_language(answer.text) == language
 
 
+@pytest.mark.workflow("order_lookup")
+@pytest.mark.model_contract(tools=["lookup_order"])
 @pytest.mark.parametrize(
     ("message", "order_id", "language"),
     [pytest.param(*case[1:], id=case[0]) for case in _UNKNOWN],
@@ -90,6 +94,8 @@ def test_unknown_order(llm: LLM, message: str, order_id: str, language: str) -> 
     assert detect_language(answer.text) == language
 
 
+@pytest.mark.workflow("order_lookup")
+@pytest.mark.model_contract(tools=["lookup_order"])
 @pytest.mark.parametrize(
     ("message", "language"),
     [pytest.param(*case[1:], id=case[0]) for case in _NO_ID],

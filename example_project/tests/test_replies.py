@@ -49,6 +49,8 @@ _MESSAGES = [
 ]
 
 
+@pytest.mark.model_contract(language="match")
+@pytest.mark.latency_budget(ttft_p95_ms=200)
 @pytest.mark.parametrize(
     ("message", "language"),
     [pytest.param(*case[1:], id=case[0]) for case in _MESSAGES],

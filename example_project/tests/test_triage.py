@@ -83,6 +83,19 @@ _TICKETS = [
 # fmt: on
 
 
+# What every triage reply must be: checked on each reply of both arms, compared between them.
+TRIAGE_SCHEMA = {
+    "type": "object",
+    "required": ["category", "priority", "summary"],
+    "properties": {
+        "category": {"enum": ["refund", "billing", "shipping", "account", "technical", "other"]},
+        "priority": {"enum": ["normal", "high", "urgent"]},
+        "summary": {"type": "string"},
+    },
+}
+
+
+@pytest.mark.model_contract(json=True, schema=TRIAGE_SCHEMA)
 @pytest.mark.parametrize(
     ("ticket", "category", "priority", "language"),
     [pytest.param(*case[1:], id=case[0]) for case in _TICKETS],
