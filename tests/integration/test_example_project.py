@@ -1,4 +1,4 @@
-"""The bundled example stays a working demo: the healthy candidate passes, the regressing one fails.
+"""The bundled example stays a working demo: a pass, an inconclusive run and a fail.
 
 Runs ``example_project/demo.py`` (what ``make demo`` runs) on a copy of the example, so the
 source tree is not written to.
@@ -17,7 +17,7 @@ from pytest_modelgate.verdict import validate_verdict
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_project"
 
 
-def test_demo_shows_one_pass_and_one_fail(tmp_path: Path) -> None:
+def test_demo_shows_a_pass_an_inconclusive_run_and_a_fail(tmp_path: Path) -> None:
     example = tmp_path / "example_project"
     shutil.copytree(
         EXAMPLE, example, ignore=shutil.ignore_patterns("verdicts", "__pycache__", ".*cache")
@@ -33,20 +33,43 @@ def test_demo_shows_one_pass_and_one_fail(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "modelgate verdict: PASS" in result.stdout
+    assert "modelgate verdict: INCONCLUSIVE" in result.stdout
     assert "modelgate verdict: FAIL" in result.stdout
-    good = json.loads((example / "verdicts/simulated-candidate-good.json").read_text("utf-8"))
-    bad = json.loads((example / "verdicts/simulated-candidate-bad.json").read_text("utf-8"))
-    for verdict in (good, bad):
+    verdicts = example / "verdicts"
+    good = json.loads((verdicts / "simulated-candidate-good.json").read_text("utf-8"))
+    unsure = json.loads(
+        (verdicts / "simulated-candidate-good-default-margins.json").read_text("utf-8")
+    )
+    bad = json.loads((verdicts / "simulated-candidate-bad.json").read_text("utf-8"))
+    for verdict in (good, unsure, bad):
         validate_verdict(verdict)
         assert verdict["complete"] is True
         assert verdict["stable"]["model"] == "simulated-stable"
     assert good["verdict"] == "pass"
     assert good["exit_status"] == 0
     assert good["regressions"] == []
+    # The markers' checks are measured and compared: contract rates, per workflow and language.
+    for name in ("json_validity", "schema_validity", "tool_call_accuracy", "language_match"):
+        assert good["metrics"][name]["status"] == "ok", good["metrics"][name]
+        assert good["metrics"][name]["n"] >= 17
+    assert "workflow:order_lookup" in good["slices"]
+    assert "language:zh" in good["slices"]
+    assert [step["traffic_percent"] for step in good["rollout"]["plan"]] == [5, 25, 50, 100]
+    assert good["rollout"]["kill_switch"]["route_to"] == "simulated-stable"
+    # The same data with 1-2 point margins: 95 cases cannot tell, and the gate says so.
+    assert unsure["verdict"] == "inconclusive"
+    assert unsure["exit_status"] == 0
+    assert unsure["regressions"] == []
+    assert unsure["metrics"]["error_rate"]["status"] == "inconclusive"
+    assert unsure["metrics"]["error_rate"]["cases_needed"] > 95
+    assert unsure["rollout"]["plan"][0]["phase"] == "shadow"
     assert bad["verdict"] == "fail"
     assert bad["exit_status"] == 1
-    regressed = {r["metric"] for r in bad["regressions"]}
-    # The bad candidate breaks quality, reliability, speed and cost at once.
-    assert {"pass_rate", "error_rate", "latency_p95_ms", "cost_per_call_usd"} <= regressed
+    assert bad["rollout"]["allowed"] is False
+    regressed = {r["metric"] for r in bad["regressions"] if r["scope"] == "overall"}
+    # The bad candidate breaks quality, speed and cost at once.
+    assert {"pass_rate", "latency_p95_ms", "ttft_p95_ms", "cost_per_call_usd"} <= regressed
+    # Its extra errors show, but 95 cases cannot prove them beyond a 5-point margin.
+    assert bad["metrics"]["error_rate"]["change"] > 0
     # Dozens of realistic cases per arm, not three.
     assert good["tests"]["stable"]["passed"] >= 90
