@@ -55,7 +55,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
@@ -93,8 +93,10 @@ PRICE_OUTPUT = 1.10
 STABLE_NAME = "sim-stable"
 # The twin and every injected candidate share this name: they draw the same random numbers.
 CANDIDATE_NAME = "sim-candidate"
-# The workflow mix of a suite, in cases out of 20 (the example project's proportions).
-MIX = (("triage", 8), ("orders", 5), ("replies", 7))
+WORKFLOWS = ("triage", "orders", "replies")
+Mix = tuple[tuple[str, int], ...]
+# The workflow mix of a suite, as weights (the example project's proportions).
+DEFAULT_MIX: Mix = (("triage", 8), ("orders", 5), ("replies", 7))
 # A fixed clock for started_at (2026-01-01T00:00:00Z), so records are reproducible.
 EPOCH = 1767225600.0
 
@@ -111,16 +113,25 @@ class BenchError(Exception):
 # ------------------------------------------------------------------------------------------------
 # Behaviour of the models
 
-STABLE = ModelBehaviour(
+# Latency, errors and everything not about answer quality: the same for every case.
+BASE = ModelBehaviour(
     latency_ms=LatencySpec(median=600, p95=1400),
     ttft_ms=LatencySpec(median=250, p95=550),
     rate_limit_rate=0.005,
     server_error_rate=0.01,
-    json_breakage=0.02,
-    misclassify=0.03,
-    tool_drift=0.02,
-    language_drift=0.02,
 )
+# The simulator draws its faults per request, whatever the case; real models fail the same hard
+# cases on both arms, and that shared difficulty is what pairing by case removes. So a share of
+# the cases is hard, and each kind is played with its own fault rates, on both arms alike.
+HARD_SHARE = 0.25
+QUALITY: dict[bool, dict[str, float]] = {
+    False: {"json_breakage": 0.005, "misclassify": 0.01, "tool_drift": 0.005, "language_drift": 0.005},
+    True: {"json_breakage": 0.08, "misclassify": 0.12, "tool_drift": 0.08, "language_drift": 0.06},
+}
+
+
+def _mean_rate(name: str) -> float:
+    return (1 - HARD_SHARE) * QUALITY[False][name] + HARD_SHARE * QUALITY[True][name]
 
 
 def _scaled(spec: LatencySpec, factor: float) -> LatencySpec:
@@ -130,70 +141,100 @@ def _scaled(spec: LatencySpec, factor: float) -> LatencySpec:
 
 @dataclass(frozen=True)
 class Injection:
-    """One regression injected into the candidate, and the metrics expected to catch it."""
+    """One regression injected into the candidate, and the comparison expected to catch it."""
 
     key: str
     label: str
     size: str
-    # Fields of the candidate's ModelBehaviour that change.
-    behaviour: Mapping[str, Any] = field(default_factory=dict)
+    # Added to the candidate's fault rates, easy and hard cases alike.
+    add: Mapping[str, float] = field(default_factory=dict)
+    latency_factor: float = 1.0
+    price_factor: float = 1.0
     # The change applies to cases in this prompt language only.
     language: str | None = None
-    price_factor: float = 1.0
-    # Substrings of metric names that should be among the regressions of a detection.
+    # The comparison that should catch it: metric name and scope.
+    metric: str = ""
+    scope: str = "overall"
+    # A detection "names the injection" when one regression's metric contains one of these, or
+    # is in ``scope`` when that is a slice.
     expects: tuple[str, ...] = ()
-    # A regression in this scope also counts as the expected one (e.g. "language:ja").
-    expects_scope: str | None = None
+
+    def applies_to(self, case: Case) -> bool:
+        """Whether the change touches this case."""
+        return self.language is None or case.language == self.language
 
 
 INJECTIONS: tuple[Injection, ...] = (
     Injection(
         "json",
         "JSON breakage",
-        f"json_breakage {STABLE.json_breakage:.2f} -> {STABLE.json_breakage + 0.15:.2f}"
-        " (triage calls)",
-        {"json_breakage": STABLE.json_breakage + 0.15},
+        f"json_breakage +0.15 (mean {_mean_rate('json_breakage'):.3f} -> "
+        f"{_mean_rate('json_breakage') + 0.15:.3f}) on triage calls: a 15-point JSON validity drop",
+        add={"json_breakage": 0.15},
+        metric="json_validity",
         expects=("json",),
     ),
     Injection(
         "tools",
         "tool drift",
-        f"tool_drift {STABLE.tool_drift:.2f} -> {STABLE.tool_drift + 0.15:.2f} (tool calls)",
-        {"tool_drift": STABLE.tool_drift + 0.15},
+        f"tool_drift +0.15 (mean {_mean_rate('tool_drift'):.3f} -> "
+        f"{_mean_rate('tool_drift') + 0.15:.3f}): wrong tool name or broken arguments",
+        add={"tool_drift": 0.15},
+        metric="tool_call_accuracy",
         expects=("tool",),
     ),
     Injection(
         "language",
         "language drift, ja only",
-        f"language_drift {STABLE.language_drift:.2f} -> 0.50 on Japanese prompts only",
-        {"language_drift": 0.50},
+        f"language_drift +0.45 on Japanese prompts only (mean {_mean_rate('language_drift'):.3f}"
+        f" -> {_mean_rate('language_drift') + 0.45:.3f}); other languages unchanged",
+        add={"language_drift": 0.45},
         language="ja",
+        metric="language_match",
+        scope="language:ja",
         expects=("language",),
-        expects_scope="language:ja",
     ),
     Injection(
         "errors",
         "error burst",
-        f"server_error_rate {STABLE.server_error_rate:.2f} -> 0.08 (500/503, retried)",
-        {"server_error_rate": 0.08},
+        f"server_error_rate {BASE.server_error_rate:.2f} -> "
+        f"{BASE.server_error_rate + 0.07:.2f} (500/503, retried up to {2} times)",
+        add={"server_error_rate": 0.07},
+        metric="error_rate",
         expects=("error",),
     ),
     Injection(
         "latency",
         "latency x1.5",
-        "latency and TTFT distributions x1.5 (median 600 -> 900 ms)",
-        {"latency_ms": _scaled(STABLE.latency_ms, 1.5), "ttft_ms": _scaled(STABLE.ttft_ms, 1.5)},
+        "latency and TTFT distributions x1.5 (median 600 -> 900 ms, p95 1400 -> 2100 ms)",
+        latency_factor=1.5,
+        metric="latency_p50_ms",
         expects=("latency", "ttft"),
     ),
     Injection(
         "cost",
         "cost x1.5",
-        "price per token x1.5",
+        "price per token x1.5 (same tokens)",
         price_factor=1.5,
+        metric="cost_per_call_usd",
         expects=("cost",),
     ),
 )
 INJECTION_BY_KEY = {injection.key: injection for injection in INJECTIONS}
+
+
+def behaviour_for(hard: bool, injection: Injection | None) -> ModelBehaviour:
+    """The simulated model for one kind of case, with the injection applied (None: none)."""
+    update: dict[str, Any] = dict(QUALITY[hard])
+    if injection is not None:
+        for name, delta in injection.add.items():
+            current = update[name] if name in update else getattr(BASE, name)
+            update[name] = min(1.0, current + delta)
+        if injection.latency_factor != 1.0:
+            update["latency_ms"] = _scaled(BASE.latency_ms, injection.latency_factor)
+            update["ttft_ms"] = _scaled(BASE.ttft_ms, injection.latency_factor)
+    # Validated, so that an impossible injection fails here rather than deep in a draw.
+    return ModelBehaviour.model_validate({**BASE.model_dump(), **update})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -314,13 +355,18 @@ class Case:
     text: str
     # triage: (category, priority); orders: (order_id, status) or () without an id.
     expected: tuple[str, ...] = ()
+    # Played with the hard fault rates (on both arms).
+    hard: bool = False
 
 
-def _suite(n: int, rng: random.Random) -> list[Case]:
+def _suite(n: int, mix: Mix, rng: random.Random) -> list[Case]:
     """``n`` cases in the workflow mix, templates dealt in a shuffled order, ids unique."""
-    total = sum(weight for _, weight in MIX)
-    counts = {workflow: n * weight // total for workflow, weight in MIX}
-    counts["replies"] += n - sum(counts.values())
+    total = sum(weight for _, weight in mix)
+    counts = dict.fromkeys(WORKFLOWS, 0)
+    for workflow, weight in mix:
+        counts[workflow] = n * weight // total
+    # Rounding leftovers go to the heaviest workflow.
+    counts[max(mix, key=lambda item: item[1])[0]] += n - sum(counts.values())
     cases: list[Case] = []
     serial = rng.randrange(10_000, 90_000)
 
@@ -347,7 +393,8 @@ def _suite(n: int, rng: random.Random) -> list[Case]:
         number, _ = unique()
         text = pattern.format(n=number)
         cases.append(Case(f"replies-{language}-{index:03d}", "replies", language, text))
-    return cases
+    # Drawn after the texts, one per case in order: the difficulty does not shift them.
+    return [replace(case, hard=rng.random() < HARD_SHARE) for case in cases]
 
 
 def _dealt(templates: Sequence[Any], count: int, rng: random.Random) -> list[Any]:
@@ -373,27 +420,22 @@ def _order_status(order_id: str) -> str:
 
 
 class ArmPlayer:
-    """Plays cases on one arm against in-process simulator cores and records every attempt."""
+    """Plays cases on one arm against in-process simulator cores and records every attempt.
+
+    One core per kind of case (easy or hard, touched by the injection or not), all with the same
+    seed and model name: a request draws the same numbers whichever core plays it, so the
+    kinds differ only by their rates.
+    """
 
     def __init__(
-        self,
-        *,
-        arm: Arm,
-        model: str,
-        seed: int,
-        behaviour: ModelBehaviour,
-        price_factor: float = 1.0,
-        only_language: str | None = None,
-        other_behaviour: ModelBehaviour | None = None,
+        self, *, arm: Arm, model: str, seed: int, injection: Injection | None = None
     ) -> None:
         self.arm: Arm = arm
         self.model = model
-        self.price_factor = price_factor
-        self.only_language = only_language
-        self._main = _Core(seed, model, behaviour)
-        # Cases outside only_language are played by the base behaviour, with the same seed and
-        # model name: the same draws as the twin, so the change stays confined to one language.
-        self._other = _Core(seed, model, other_behaviour) if other_behaviour is not None else None
+        self.seed = seed
+        self.injection = injection
+        self.price_factor = injection.price_factor if injection is not None else 1.0
+        self._cores: dict[tuple[bool, bool], _Core] = {}
         self._clock = EPOCH
 
     def play(self, cases: Sequence[Case]) -> list[TestRecord]:
@@ -401,9 +443,13 @@ class ArmPlayer:
         return [self._play(case) for case in cases]
 
     def _core(self, case: Case) -> _Core:
-        if self._other is not None and case.language != self.only_language:
-            return self._other
-        return self._main
+        injected = self.injection is not None and self.injection.applies_to(case)
+        key = (case.hard, injected)
+        core = self._cores.get(key)
+        if core is None:
+            behaviour = behaviour_for(case.hard, self.injection if injected else None)
+            core = self._cores[key] = _Core(self.seed, self.model, behaviour)
+        return core
 
     def _play(self, case: Case) -> TestRecord:
         test = _TestRun(self, case, self._core(case))
