@@ -672,7 +672,8 @@ class PairedJudge:
         else:
             sums = [(c.stable.sums(spec.name), c.candidate.sums(spec.name)) for c in piece.cases]
             if any(s is None or c is None for s, c in sums):
-                return None  # a cost is unknown: see the overall arm metrics
+                # A cost is unknown on an arm: never "ok", and a gated cost cannot pass.
+                return self._unknown(spec, piece, margin)
             pairs = [(s, c) for s, c in sums if s is not None and c is not None and s[1] and c[1]]
             if not pairs:
                 return None
@@ -708,8 +709,17 @@ class PairedJudge:
             confidence=self.confidence,
             paired=self.paired,
         )
-        log_ratios = [math.log(c / s) for s, c in per_case if s > 0 and c > 0]
-        p_value = wilcoxon_signed_rank(log_ratios) if log_ratios else 1.0
+        if self.paired:
+            log_ratios = [math.log(c / s) for s, c in per_case if s > 0 and c > 0]
+            p_value = wilcoxon_signed_rank(log_ratios) if log_ratios else 1.0
+        elif change > 0 and interval.low > 0:
+            p_value = _p_from_interval(
+                math.log(change),
+                Interval(math.log(interval.low), math.log(interval.high)),
+                self.confidence,
+            )
+        else:
+            p_value = 1.0
         status, worse_beyond = _ratio_status(change, interval, margin)
         if math.isnan(interval.low):
             status, worse_beyond = ("inconclusive" if margin is not None else "not_gated"), False
@@ -744,6 +754,25 @@ class PairedJudge:
         )
         return _Result(comparison, piece.gated and margin is not None, worse_beyond)
 
+    def _unknown(self, spec: _Spec, piece: _Slice, margin: float | None) -> _Result:
+        comparison = MetricComparison(
+            name=spec.name,
+            unit=spec.unit,
+            stable=None,
+            candidate=None,
+            change=None,
+            change_kind="ratio",
+            limit=None if margin is None else f"x{margin:.2f}",
+            limit_value=margin,
+            status="inconclusive" if margin is not None else "not_gated",
+            samples=Samples(0, 0),
+            message="",
+            scope=piece.scope,
+            n=len(piece.cases),
+            test=None,
+        )
+        return _Result(comparison, piece.gated and margin is not None, False)
+
     # -- quality scores ---------------------------------------------------------------------
 
     def _score(self, name: str, piece: _Slice, margin: float | None) -> _Result | None:
@@ -767,7 +796,10 @@ class PairedJudge:
             paired=self.paired,
         )
         change = c_mean - s_mean
-        p_value = wilcoxon_signed_rank([c - s for s, c in values])
+        if self.paired:
+            p_value = wilcoxon_signed_rank([c - s for s, c in values])
+        else:
+            p_value = _p_from_interval(change, interval, self.confidence)
         status, worse_beyond = _non_inferiority(change, interval.low, interval.high, margin)
         half = (interval.high - interval.low) / 2
         mde = _mde(half, self.confidence)
@@ -786,7 +818,7 @@ class PairedJudge:
             scope=piece.scope,
             n=n,
             change_interval=(interval.low, interval.high),
-            test="wilcoxon+paired_bootstrap",
+            test="wilcoxon+paired_bootstrap" if self.paired else "bootstrap",
             p_value=p_value,
             min_detectable_change=mde,
             cases_needed=(
@@ -920,27 +952,53 @@ class PairedJudge:
         """Holm's correction across gated comparisons, then the final statuses and messages."""
         alpha = 1 - self.confidence
         family = [i for i, r in enumerate(results) if r.gated and r.comparison.p_value is not None]
-        adjusted = holm([results[i].comparison.p_value or 1.0 for i in family])
+        # A p-value that underflowed to 0.0 is the most significant of all, not a missing one.
+        adjusted = holm([_p(results[i].comparison.p_value) for i in family])
         p_adjusted = dict(zip(family, adjusted, strict=True))
         final: list[MetricComparison] = []
         for i, result in enumerate(results):
             comparison = result.comparison
             status = comparison.status
             p_adj = p_adjusted.get(i)
-            if status == "regressed":
-                significant = p_adj is None or p_adj < alpha
-                if not significant:
-                    # Beyond the margin by the interval, yet not significant once every
-                    # comparison of the run is accounted for: the data cannot tell yet.
-                    status = "inconclusive"
-            if not result.gated and status not in ("no_data",):
-                gated_status = status
-                status = "not_gated"
-            else:
-                gated_status = status
-            comparison = replace(comparison, status=status, p_adjusted=p_adj)
-            final.append(replace(comparison, message=_message(comparison, gated_status, result)))
+            needed = comparison.cases_needed
+            if status == "regressed" and p_adj is not None and p_adj >= alpha:
+                # Beyond the margin by the interval, yet not significant once every comparison
+                # of the run is accounted for: the data cannot tell yet.
+                status = "inconclusive"
+                needed = _cases_for_significance(
+                    comparison.n or 0, _p(comparison.p_value), alpha / max(len(family), 1)
+                )
+            if not result.gated and status != "no_data":
+                status, needed = "not_gated", None
+            elif status != "inconclusive":
+                needed = None
+            comparison = replace(comparison, status=status, p_adjusted=p_adj, cases_needed=needed)
+            final.append(replace(comparison, message=_message(comparison, status, result)))
         return tuple(final)
+
+
+def _p_from_interval(estimate: float, interval: Interval, confidence: float) -> float:
+    """Two-sided p of "no change" from a symmetric-enough interval (normal approximation)."""
+    if math.isnan(interval.low) or interval.high <= interval.low:
+        return 1.0
+    z = normal_quantile(1 - (1 - confidence) / 2)
+    se = (interval.high - interval.low) / (2 * z)
+    return min(1.0, 2 * (1 - _phi(abs(estimate) / se)))
+
+
+def _p(value: float | None) -> float:
+    return 1.0 if value is None else value
+
+
+def _cases_for_significance(n: int, p_value: float, alpha: float) -> int | None:
+    """About how many cases make an effect of the same size significant at ``alpha``."""
+    if n <= 0 or not 0 < p_value < 1:
+        return None
+    observed = normal_quantile(1 - p_value / 2)
+    wanted = normal_quantile(1 - alpha / 2)
+    if observed <= 0:
+        return None
+    return max(n + 1, math.ceil(n * (wanted / observed) ** 2))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1086,6 +1144,11 @@ def _message(comparison: MetricComparison, status: MetricStatus, result: _Result
     label = metric_label(comparison.name)
     where = "" if comparison.scope == "overall" else f" [{comparison.scope}]"
     n = comparison.n or 0
+    if comparison.change is None and not comparison.name.endswith(":budget"):
+        return (
+            f"{label}{where}: unknown on an arm (a price or figure is missing), so it cannot be "
+            f"judged" + (f" against {comparison.limit}" if comparison.limit else "")
+        )
     if comparison.name.endswith(":budget"):
         value = format_value(comparison.unit, comparison.candidate)
         text = f"{label}{where}: candidate {value} against {comparison.limit} (n={n})"
@@ -1122,7 +1185,7 @@ def _message(comparison: MetricComparison, status: MetricStatus, result: _Result
         if result.regressed_interval:
             return f"{text}: beyond{limit} but not significant after Holm's correction{more}"
         return f"{text}: cannot tell whether within{limit}{more}"
-    if status == "not_gated" and result.gated is False and comparison.limit:
+    if status == "not_gated" and not result.gated and comparison.limit:
         return f"{text}: reported, not gated (fewer than the minimum cases in this slice)"
     if status == "ok":
         return f"{text}: within{limit}"
