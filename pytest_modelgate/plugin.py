@@ -617,6 +617,7 @@ def _cassette(
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Fail a gated test whose replies broke its ``model_contract``, quoting the replies."""
+    __tracebackhide__ = True  # the failure is about the replies, not about this hook
     yield
     state = item.stash.get(_ITEM_KEY, None)
     if state is None:

@@ -98,6 +98,11 @@ class GateProject:
         data["client"] = {"backoff_base_s": 0.01, **(client or {})}
         (self.pytester.path / "modelgate.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
 
+    def records(self) -> list[dict[str, Any]]:
+        """The records file next to the verdict: one dict per test item and arm."""
+        path = self.verdict_path.with_name("modelgate-verdict.records.jsonl")
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
     def verdict(self) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(self.verdict_path.read_text(encoding="utf-8"))
         return loaded
