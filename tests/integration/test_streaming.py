@@ -75,11 +75,15 @@ def test_non_streaming_call_has_no_ttft(gate_project: Callable[..., GateProject]
 
 
 def test_ttft_regression_fails_the_gate(gate_project: Callable[..., GateProject]) -> None:
-    # Same total latency on both arms; only the first token comes three times later.
+    # Same total latency on both arms; only the first token comes much later, over enough cases
+    # for the paired judge to show it against the default x1.2 margin. The gap is wide because
+    # a p95 over 30 calls is the tail, where a loaded machine adds tens of milliseconds to
+    # either arm.
+    cases = 30
     project = gate_project(
         {
-            STABLE: {"ttft_ms": 40, "latency_ms": 150},
-            CANDIDATE: {"ttft_ms": 120, "latency_ms": 150},
+            STABLE: {"ttft_ms": 2, "latency_ms": 40},
+            CANDIDATE: {"ttft_ms": 40, "latency_ms": 40},
         },
         stable=STABLE,
         # Only TTFT is under test: total latency is equal by design, and one scheduling hiccup
@@ -87,23 +91,25 @@ def test_ttft_regression_fails_the_gate(gate_project: Callable[..., GateProject]
         gate={"latency_p50_max_ratio": None, "latency_p95_max_ratio": None},
     )
     project.pytester.makepyfile(
-        """
+        f"""
         import pytest
 
-        @pytest.mark.parametrize("n", range(4))
+        @pytest.mark.parametrize("n", range({cases}))
         def test_stream(llm, n):
-            reply = llm.chat([{"role": "user", "content": f"Question {n}, please."}], stream=True)
+            question = {{"role": "user", "content": f"Question {{n}}, please."}}
+            reply = llm.chat([question], stream=True)
             assert reply.ttft_ms is not None
         """
     )
 
     result = project.pytester.runpytest("--candidate-model", CANDIDATE)
 
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=2 * cases)
     assert result.ret == 1
     result.stdout.fnmatch_lines(
         [
             "*p95 time to first token*REGRESSED*",
+            "regression: p95 time to first token: *",
             "*modelgate verdict: FAIL*",
         ]
     )
@@ -111,13 +117,22 @@ def test_ttft_regression_fails_the_gate(gate_project: Callable[..., GateProject]
     assert verdict["verdict"] == "fail"
     assert verdict["exit_status"] == 1
     assert verdict["complete"] is True
-    assert [r["metric"] for r in verdict["regressions"]] == ["ttft_p95_ms"]
+    assert [(r["metric"], r["scope"]) for r in verdict["regressions"]] == [
+        ("ttft_p95_ms", "overall")
+    ]
     ttft = verdict["metrics"]["ttft_p95_ms"]
     assert ttft["status"] == "regressed"
-    assert ttft["samples"] == {"stable": 4, "candidate": 4}
-    # x3 in the scenario; connection setup and scheduling add a few ms to both arms.
+    assert ttft["samples"] == {"stable": cases, "candidate": cases}
+    # x20 in the scenario; connection setup and scheduling add to both arms.
     assert ttft["change"] > 1.5
-    assert any("p95 time to first token" in reason for reason in verdict["reasons"])
+    assert ttft["n"] == cases
+    assert ttft["test"] == "wilcoxon+paired_bootstrap"
+    assert ttft["change_interval"][0] > 1.2  # the whole interval beyond x1.20
+    assert ttft["p_value"] <= ttft["p_adjusted"] < 0.05
+    message = verdict["regressions"][0]["message"]
+    assert message.startswith("p95 time to first token: ")
+    assert message.endswith(f", n={cases}): worse than allowed x1.20")
+    assert verdict["reasons"] == [message]
 
 
 STREAM_CUT = """
@@ -154,33 +169,64 @@ def test_stream_cut_is_retried_and_recorded(gate_project: Callable[..., GateProj
     assert verdict["metrics"]["ttft_p95_ms"]["samples"]["stable"] == 1
 
 
-def test_candidate_stream_cut_raises_its_error_rate(
+def test_candidate_stream_cuts_fail_the_gate_on_error_rate(
     gate_project: Callable[..., GateProject],
 ) -> None:
-    # The cut on the candidate arm is retried (the test passes) but the gate still sees it.
+    # Three candidate streams in ten are cut. Each cut is retried (the tests pass) but the gate
+    # still counts it, over enough cases to show the rise against the default +1.0 pts margin.
+    cases = 50
     project = gate_project(
         {
             STABLE: {"ttft_ms": 2, "latency_ms": 10},
-            CANDIDATE: {"ttft_ms": 2, "latency_ms": 10, "script": [{"stream_cut": True}]},
+            CANDIDATE: {"ttft_ms": 2, "latency_ms": 10, "stream_cut": 0.3},
         },
         stable=STABLE,
-        gate={"ttft_p95_max_ratio": None, "latency_p50_max_ratio": None},
+        # Only the error rate is under test: timing is not gated, and the other rates get a margin
+        # fifty cases can show (they are +-7 points wide with no event on either arm).
+        gate={
+            "latency_p50_max_ratio": None,
+            "latency_p95_max_ratio": None,
+            "ttft_p95_max_ratio": None,
+            "pass_rate_max_drop": 0.2,
+            "fallback_rate_max_rise": 0.2,
+        },
+        client={"max_retries": 6},
     )
     project.pytester.makepyfile(
-        """
-        def test_stream(llm):
-            reply = llm.chat([{"role": "user", "content": "Hello there."}], stream=True)
-            assert reply.attempts == (2 if llm.arm == "candidate" else 1)
+        f"""
+        import pytest
+
+        @pytest.mark.parametrize("n", range({cases}))
+        def test_stream(llm, n):
+            reply = llm.chat([{{"role": "user", "content": f"Hello there, {{n}}."}}], stream=True)
+            assert reply.finish_reason == "stop"
+            if llm.arm == "stable":
+                assert reply.attempts == 1
         """
     )
 
     result = project.pytester.runpytest("--candidate-model", CANDIDATE)
 
-    result.assert_outcomes(passed=2)
-    verdict = project.verdict()
-    error_rate = verdict["metrics"]["error_rate"]
-    assert error_rate["samples"] == {"stable": 1, "candidate": 2}
-    assert (error_rate["stable"], error_rate["candidate"]) == (0.0, 0.5)
-    assert error_rate["status"] == "regressed"
-    assert verdict["verdict"] == "fail"
+    result.assert_outcomes(passed=2 * cases)
+    # A cut stream is answered 200 and then dropped: every attempt beyond one per case was cut.
+    attempts = sum(model == CANDIDATE for model, _, _ in project.sim.requests)
+    cuts = attempts - cases
+    assert cuts > 0
     assert result.ret == 1
+    verdict = project.verdict()
+    assert verdict["verdict"] == "fail"
+    assert [(r["metric"], r["scope"]) for r in verdict["regressions"]] == [
+        ("error_rate", "overall")
+    ]
+    error_rate = verdict["metrics"]["error_rate"]
+    assert (error_rate["stable"], error_rate["candidate"]) == (0.0, round(cuts / attempts, 6))
+    assert error_rate["status"] == "regressed"
+    assert error_rate["n"] == cases
+    assert error_rate["test"] == "wilcoxon+paired_bootstrap"
+    assert error_rate["change_interval"][0] > 1.0  # the whole interval beyond +1.0 pts
+    assert error_rate["p_value"] <= error_rate["p_adjusted"] < 0.05
+    assert verdict["metrics"]["pass_rate"]["status"] == "ok"
+    message = verdict["regressions"][0]["message"]
+    assert message.startswith(f"error rate: 0.0% -> {cuts / attempts:.1%} (")
+    assert message.endswith(f", n={cases}): worse than allowed +1.0 pts")
+    result.stdout.fnmatch_lines([f"regression: {message}", "*modelgate verdict: FAIL*"])

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import pickle
 import stat
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from pytest_modelgate.config import GateLimits
 from pytest_modelgate.errors import ModelgateError
 from pytest_modelgate.judge import FixedLimitJudge, Judgement, RunData
 from pytest_modelgate.records import CallRecord, ModelIdentity, TestRecord, Usage
+from pytest_modelgate.statjudge import Margins, PairedJudge
 from pytest_modelgate.verdict import (
     SCHEMA_VERSION,
     VerdictValidationError,
@@ -41,7 +44,9 @@ STABLE = ModelIdentity(
 CANDIDATE = ModelIdentity(model="qwen-max", provider="dashscope", base_url=None)
 
 
-def make_test(arm: str, case: str, *, outcome: str = "passed", **call_fields: Any) -> TestRecord:
+def make_test(
+    arm: str, case: str, *, outcome: str = "passed", workflow: str = "flow", **call_fields: Any
+) -> TestRecord:
     fields: dict[str, Any] = {
         "test_id": f"test_flow[{case}-{arm}]",
         "case_id": case,
@@ -58,7 +63,7 @@ def make_test(arm: str, case: str, *, outcome: str = "passed", **call_fields: An
     return TestRecord(
         test_id=fields["test_id"],
         case_id=case,
-        workflow="flow",
+        workflow=workflow,
         arm=arm,  # type: ignore[arg-type]
         model=fields["model"],
         outcome=outcome,  # type: ignore[arg-type]
@@ -66,9 +71,23 @@ def make_test(arm: str, case: str, *, outcome: str = "passed", **call_fields: An
     )
 
 
-def make_arm(arm: str, n: int = 10, *, failed: int = 0, **call_fields: Any) -> list[TestRecord]:
+def make_arm(
+    arm: str,
+    n: int = 10,
+    *,
+    failed: int = 0,
+    workflows: Sequence[str] = ("flow",),
+    **call_fields: Any,
+) -> list[TestRecord]:
+    """``n`` cases, the first ``failed`` of them failing, dealt to ``workflows`` in turn."""
     return [
-        make_test(arm, f"case{i}", outcome="failed" if i < failed else "passed", **call_fields)
+        make_test(
+            arm,
+            f"case{i}",
+            outcome="failed" if i < failed else "passed",
+            workflow=workflows[i % len(workflows)],
+            **call_fields,
+        )
         for i in range(n)
     ]
 
@@ -86,6 +105,37 @@ def judged(
         else (make_arm("candidate") if candidate is None else candidate),
     )
     return FixedLimitJudge(GateLimits()).judge(run)
+
+
+# Margins that 20 identical paired cases can show non-inferiority within (the default two-point
+# pass-rate margin would need about 190 cases), so that the paired judge says `pass`.
+WIDE = Margins(pass_rate=0.5, error_rate=0.5, fallback_rate=0.5)
+
+
+def paired(
+    stable: Sequence[TestRecord] | None = None,
+    candidate: Sequence[TestRecord] | None = None,
+    *,
+    margins: Margins | None = None,
+    min_cases: int = 20,
+) -> Judgement:
+    """The built-in paired statistical judge's judgement of the two arms."""
+    run = RunData(
+        stable=make_arm("stable") if stable is None else stable,
+        candidate=make_arm("candidate") if candidate is None else candidate,
+    )
+    return PairedJudge(margins, min_cases=min_cases).judge(run)
+
+
+def two_workflows(*, margins: Margins | None = WIDE) -> Judgement:
+    """20 identical cases in workflows ``orders`` and ``refunds``, 10 each: sliced and gated."""
+    flows = ("orders", "refunds")
+    return paired(
+        make_arm("stable", 20, workflows=flows),
+        make_arm("candidate", 20, workflows=flows),
+        margins=margins,
+        min_cases=10,
+    )
 
 
 def verdict_for(judgement: Judgement, **overrides: Any) -> dict[str, Any]:
@@ -156,8 +206,10 @@ class TestBuild:
             "finished_at",
             "plugin_version",
             "records_file",
+            "slices",
+            "rollout",
         ]
-        assert data["schema_version"] == SCHEMA_VERSION == "1"
+        assert data["schema_version"] == SCHEMA_VERSION == "2"
         assert data["verdict"] == "pass"
         assert data["complete"] is True
         assert data["stable"] == {
@@ -170,7 +222,9 @@ class TestBuild:
         assert data["finished_at"] == "2025-11-25T22:20:03.120Z"
 
     def test_metric_entries(self) -> None:
+        # The fixed-limit judge gives no statistical evidence: those fields are null, not absent.
         data = verdict_for(judged())
+        validate_verdict(data)
         assert list(data["metrics"])[:2] == ["pass_rate", "error_rate"]
         assert data["metrics"]["latency_p95_ms"] == {
             "unit": "ms",
@@ -183,9 +237,122 @@ class TestBuild:
             "status": "ok",
             "samples": {"stable": 10, "candidate": 10},
             "message": "p95 latency unchanged at 410 ms, within the x1.20 limit",
+            "scope": "overall",
+            "n": None,
+            "stable_interval": None,
+            "candidate_interval": None,
+            "change_interval": None,
+            "test": None,
+            "p_value": None,
+            "p_adjusted": None,
+            "min_detectable_change": None,
+            "cases_needed": None,
         }
         assert data["metrics"]["pass_rate"]["limit_value"] == -2.0
         assert data["metrics"]["ttft_p95_ms"]["status"] == "no_data"
+        # Without statistics there is nothing to slice and no rollout to plan.
+        assert (data["slices"], data["rollout"]) == ({}, None)
+
+    def test_metric_fields_follow_the_schema_order(self) -> None:
+        data = verdict_for(paired())
+        required = load_schema()["$defs"]["metric"]["required"]
+        assert all(list(metric) == required for metric in data["metrics"].values())
+
+    def test_paired_metric_entry_carries_the_evidence(self) -> None:
+        # 10 identical cases: 10/10 passes on each arm, no discordant pair.
+        data = verdict_for(paired())
+        validate_verdict(data)
+        assert data["verdict"] == "inconclusive"
+        pass_rate = data["metrics"]["pass_rate"]
+        assert pass_rate["scope"] == "overall"
+        assert pass_rate["n"] == 10
+        assert pass_rate["status"] == "inconclusive"
+        assert (pass_rate["stable"], pass_rate["candidate"], pass_rate["change"]) == (1.0, 1.0, 0.0)
+        # Wilson 95% for 10/10, rounded like the rate (6 decimals) ...
+        assert pass_rate["stable_interval"] == [0.722467, 1.0]
+        assert pass_rate["candidate_interval"] == [0.722467, 1.0]
+        # ... and Newcombe's interval of the change, in points like the change (3 decimals).
+        assert pass_rate["change_interval"] == [-27.753, 27.753]
+        assert pass_rate["test"] == "mcnemar_exact+newcombe"
+        assert (pass_rate["p_value"], pass_rate["p_adjusted"]) == (1.0, 1.0)
+        # Points, like the change: half the interval is 27.8 points, so more than that.
+        assert 27.753 < pass_rate["min_detectable_change"] < 100
+        assert isinstance(pass_rate["cases_needed"], int)
+        assert pass_rate["cases_needed"] > 10
+        latency = data["metrics"]["latency_p95_ms"]
+        assert (latency["status"], latency["change_interval"]) == ("ok", [1.0, 1.0])
+        assert latency["test"] == "wilcoxon+paired_bootstrap"
+        # Only inconclusive comparisons say how many cases would decide them.
+        assert latency["cases_needed"] is None
+
+    def test_slices_and_rollout_of_a_pass(self) -> None:
+        data = verdict_for(two_workflows())
+        validate_verdict(data)
+        assert data["verdict"] == "pass"
+        assert list(data["slices"]) == ["workflow:orders", "workflow:refunds"]
+        for scope, metrics in data["slices"].items():
+            assert metrics["pass_rate"]["status"] == "ok"
+            assert {m["scope"] for m in metrics.values()} == {scope}
+            assert {m["n"] for m in metrics.values()} == {10}
+        # Overall comparisons stay in `metrics`, slices hold only their own scope.
+        assert {m["scope"] for m in data["metrics"].values()} == {"overall"}
+        assert data["metrics"]["pass_rate"]["n"] == 20
+        rollout = data["rollout"]
+        assert rollout["allowed"] is True
+        assert [(s["phase"], s["traffic_percent"]) for s in rollout["plan"]] == [
+            ("canary", 5),
+            ("canary", 25),
+            ("canary", 50),
+            ("canary", 100),
+        ]
+        assert {"metric": "error_rate", "op": ">", "threshold": 0.5, "unit": "rate"}.items() <= (
+            rollout["rollback_triggers"][0].items()
+        )
+        assert rollout["kill_switch"]["weights"] == {"stable": 100, "candidate": 0}
+
+    def test_rollout_of_an_inconclusive_verdict_starts_in_shadow(self) -> None:
+        data = verdict_for(paired())
+        validate_verdict(data)
+        assert data["verdict"] == "inconclusive"
+        plan = data["rollout"]["plan"]
+        assert (plan[0]["phase"], plan[0]["traffic_percent"]) == ("shadow", 0)
+        assert [s["traffic_percent"] for s in plan[1:]] == [1, 5, 25, 50, 100]
+        assert data["rollout"]["allowed"] is True
+
+    def test_rollout_of_a_fail_allows_nothing(self) -> None:
+        candidate = make_arm("candidate", 20, latency_ms=999.96)
+        data = verdict_for(paired(make_arm("stable", 20), candidate, margins=WIDE), exit_status=1)
+        validate_verdict(data)
+        assert data["verdict"] == "fail"
+        assert [r["metric"] for r in data["regressions"]] == ["latency_p50_ms", "latency_p95_ms"]
+        assert (data["rollout"]["allowed"], data["rollout"]["plan"]) == (False, [])
+
+    def test_nan_intervals_are_written_as_null(self) -> None:
+        judgement = two_workflows()
+        nan, inf = math.nan, math.inf
+        broken = {
+            ("pass_rate", "overall"): {
+                "stable_interval": (nan, 0.5),
+                "candidate_interval": (0.25, inf),
+                "change_interval": (nan, nan),
+                "p_value": nan,
+            },
+            ("latency_p95_ms", "workflow:orders"): {"change_interval": (-inf, nan)},
+        }
+        metrics = tuple(replace(c, **broken.get((c.name, c.scope), {})) for c in judgement.metrics)
+        data = verdict_for(replace(judgement, metrics=metrics))
+        validate_verdict(data)
+        pass_rate = data["metrics"]["pass_rate"]
+        assert pass_rate["stable_interval"] == [None, 0.5]
+        assert pass_rate["candidate_interval"] == [0.25, None]
+        assert pass_rate["change_interval"] == [None, None]
+        assert pass_rate["p_value"] is None
+        sliced = data["slices"]["workflow:orders"]["latency_p95_ms"]
+        assert sliced["change_interval"] == [None, None]
+        # NaN is not JSON: the file holds null, and dump_verdict would raise on anything else.
+        written = json.loads(dump_verdict(data))
+        assert written["metrics"]["pass_rate"]["change_interval"] == [None, None]
+        assert "NaN" not in dump_verdict(data)
 
     def test_floats_are_rounded_for_reading(self) -> None:
         candidate = make_arm("candidate", failed=1, cost_usd=0.000987654321987)
@@ -235,6 +402,14 @@ class TestBuild:
         assert data["tests"]["candidate"] is None
         assert data["metrics"]["pass_rate"]["samples"] == {"stable": 10, "candidate": None}
         assert all(m["status"] == "not_gated" for m in data["metrics"].values())
+        assert data["rollout"] is None
+
+    def test_paired_stable_only_verdict_has_no_rollout(self) -> None:
+        run = RunData(stable=make_arm("stable"), candidate=None)
+        data = verdict_for(PairedJudge().judge(run))
+        validate_verdict(data)
+        assert data["candidate"] is None
+        assert (data["slices"], data["rollout"]) == ({}, None)
 
     def test_inconclusive_and_incomplete(self) -> None:
         candidate = make_arm("candidate", cost_usd=None)
@@ -274,6 +449,8 @@ class TestBuild:
         assert data["complete"] is False
         assert (data["metrics"], data["regressions"], data["tests"]) == ({}, [], None)
         assert data["stable"] is None
+        # Whatever else a deploy step reads, an error never carries a rollout plan.
+        assert data.get("rollout") is None
 
     def test_error_verdict_with_models(self) -> None:
         data = an_error_verdict(stable=STABLE, candidate=CANDIDATE)
@@ -288,6 +465,14 @@ class TestBuild:
         validate_verdict(data)
         assert data["verdict"] == "error"
         assert data["reasons"] == ["the candidate arm made no calls"]
+
+    def test_paired_error_judgement_builds_a_valid_verdict_without_rollout(self) -> None:
+        silent = TestRecord(**{**make_test("candidate", "case0").model_dump(), "calls": ()})
+        data = verdict_for(paired(candidate=[silent]), exit_status=3)
+        validate_verdict(data)
+        assert data["verdict"] == "error"
+        assert data["reasons"] == ["the candidate arm made no calls"]
+        assert (data["metrics"], data["slices"], data["rollout"]) == ({}, {}, None)
 
 
 class TestValidate:
@@ -309,7 +494,7 @@ class TestValidate:
             "$.verdict",
         ]
         message = str(caught.value)
-        assert message.startswith("verdict does not match schema version 1:\n  - $: ")
+        assert message.startswith("verdict does not match schema version 2:\n  - $: ")
         assert "'exit_status' is a required property" in message
         assert "$.metrics.pass_rate.status: 'fine' is not one of" in message
 
@@ -354,6 +539,39 @@ class TestValidate:
         with pytest.raises(VerdictValidationError, match=r"\$\.finished_at"):
             validate_verdict(data)
 
+    def test_verdict_with_slices_and_rollout_is_valid(self) -> None:
+        data = verdict_for(two_workflows())
+        assert data["slices"]
+        assert data["rollout"]["plan"]
+        validate_verdict(data)
+
+    def test_rollout_step_beyond_all_traffic_is_rejected(self) -> None:
+        data = verdict_for(two_workflows())
+        data["rollout"]["plan"][0]["traffic_percent"] = 150
+        with pytest.raises(VerdictValidationError) as caught:
+            validate_verdict(data)
+        assert caught.value.problems == (
+            "$.rollout.plan[0].traffic_percent: 150 is greater than the maximum of 100",
+        )
+
+    @pytest.mark.parametrize("where", ["metrics", "slices"])
+    def test_metric_without_n_is_rejected(self, where: str) -> None:
+        data = verdict_for(two_workflows())
+        metrics = data["metrics"] if where == "metrics" else data["slices"]["workflow:refunds"]
+        del metrics["pass_rate"]["n"]
+        path = "$.metrics" if where == "metrics" else "$.slices.workflow:refunds"
+        with pytest.raises(VerdictValidationError) as caught:
+            validate_verdict(data)
+        assert caught.value.problems == (f"{path}.pass_rate: 'n' is a required property",)
+
+    def test_inconclusive_metric_status_is_valid(self) -> None:
+        data = verdict_for(paired())
+        assert data["metrics"]["pass_rate"]["status"] == "inconclusive"
+        validate_verdict(data)
+        data["metrics"]["pass_rate"]["status"] = "undecided"
+        with pytest.raises(VerdictValidationError, match=r"\$\.metrics\.pass_rate\.status"):
+            validate_verdict(data)
+
     def test_hook_added_metric_is_accepted(self) -> None:
         data = verdict_for(judged())
         data["metrics"]["json_valid_rate"] = copy.deepcopy(data["metrics"]["pass_rate"])
@@ -370,7 +588,7 @@ class TestWrite:
         write_verdict_atomic(path, data)
         text = path.read_text(encoding="utf-8")
         assert text.endswith("}\n")
-        assert text.startswith('{\n  "schema_version": "1",\n  "run_id": ')
+        assert text.startswith('{\n  "schema_version": "2",\n  "run_id": ')
         assert json.loads(text) == data
         assert list(json.loads(text)) == list(data)
         assert read_verdict(path) == data
@@ -432,10 +650,19 @@ class TestWrite:
         path.write_text("[1, 2]\n", encoding="utf-8")
         with pytest.raises(VerdictValidationError, match="expected a JSON object"):
             read_verdict(path)
-        path.write_text('{"schema_version": "2"}\n', encoding="utf-8")
-        with pytest.raises(VerdictValidationError, match=r"\$\.schema_version"):
+        # A file of the previous format is refused by its version, not read as this one.
+        path.write_text('{"schema_version": "1"}\n', encoding="utf-8")
+        with pytest.raises(VerdictValidationError, match=r"\$\.schema_version: '2' was expected"):
             read_verdict(path)
+
+    def test_paired_verdict_round_trips_through_the_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "verdict.json"
+        data = verdict_for(two_workflows())
+        write_verdict_atomic(path, data)
+        assert read_verdict(path) == data
 
 
 def test_same_judgement_same_file() -> None:
     assert dump_verdict(verdict_for(judged())) == dump_verdict(verdict_for(judged()))
+    # The paired judge's bootstraps are seeded from the data: the same records, the same file.
+    assert dump_verdict(verdict_for(two_workflows())) == dump_verdict(verdict_for(two_workflows()))
