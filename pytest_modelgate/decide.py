@@ -153,6 +153,15 @@ def _judge(
     if verdict_name != verdict["verdict"]:
         verdict["verdict"] = verdict_name
         verdict["reasons"] = [*extra_reasons, *verdict["reasons"]]
+        rollout = verdict.get("rollout")
+        if verdict_name == "fail" and rollout:
+            # A run that fails allows no rollout, whoever turned it into a failure.
+            verdict["rollout"] = {
+                **rollout,
+                "allowed": False,
+                "reason": f"{extra_reasons[0]}: no rollout" if extra_reasons else "no rollout",
+                "plan": [],
+            }
     amend(verdict)
     return verdict, exit_status
 

@@ -70,6 +70,8 @@ __all__ = ["Margins", "PairedJudge", "metric_label", "rollout_plan"]
 
 Kind = Literal["rate", "ratio", "score"]
 
+# Below this many paired cases no bootstrap interval is computed (the comparison is inconclusive).
+_MIN_BOOTSTRAP_CASES = 5
 # Power used for the minimum detectable change and the cases needed.
 _POWER = 0.8
 _EPSILON = 1e-12
@@ -142,6 +144,8 @@ _RATIOS = (
     _Spec("cost_per_call_usd", "cost per call", "ratio", "usd", False, "cost_per_call_ratio"),
     _Spec("tokens_per_call", "tokens per call", "ratio", "tokens", False, "tokens_per_call_ratio"),
 )
+# Rates always reported overall (the contract rates appear only when a contract checks them).
+_CORE = frozenset({"pass_rate", "error_rate", "fallback_rate"})
 _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "ttft_p95_ms": 0.95}
 # Which call-level check feeds which rate.
 _CHECKS = {
@@ -270,6 +274,10 @@ def _bootstrap(
     Paired: the same case indexes for both arms; unpaired: independent draws per arm.
     Resamples where the statistic is undefined (nan) are dropped.
     """
+    if n < _MIN_BOOTSTRAP_CASES:
+        # A handful of cases has a handful of resamples: a zero-width interval that would
+        # "show" anything. Too few to tell.
+        return Interval(math.nan, math.nan)
     rng = random.Random(seed)
     population = range(n)
     values: list[float] = []
@@ -464,10 +472,14 @@ class PairedJudge:
         margins = _slice_margins(self.margins, piece.budgets)
         for spec in _RATES:
             result = self._rate(spec, piece, getattr(margins, spec.margin))
+            if result is None and piece.scope == "overall" and spec.name in _CORE:
+                result = self._no_data(spec, piece)
             if result is not None:
                 results.append(result)
         for spec in _RATIOS:
             result = self._ratio(spec, piece, getattr(margins, spec.margin))
+            if result is None and piece.scope == "overall":
+                result = self._no_data(spec, piece)
             if result is not None:
                 results.append(result)
         names = sorted({n for c in piece.cases for t in c.stable.tests for n, _ in t.scores})
@@ -531,7 +543,19 @@ class PairedJudge:
                 )
                 test = "z_test+bootstrap"
         result = self._rate_result(
-            spec, piece, margin, n, s_rate, c_rate, s_ci, c_ci, change, interval, p_value, test
+            spec,
+            piece,
+            margin,
+            n,
+            s_rate,
+            c_rate,
+            s_ci,
+            c_ci,
+            change,
+            interval,
+            p_value,
+            test,
+            Samples(sum(s_trials), sum(c_trials)),
         )
         if result.comparison.status != "inconclusive" or margin is None:
             return result
@@ -608,6 +632,7 @@ class PairedJudge:
         interval: Interval,
         p_value: float,
         test: str,
+        samples: Samples,
     ) -> _Result:
         sign = 1.0 if spec.higher_is_better else -1.0
         # Oriented: lower is worse.
@@ -630,7 +655,7 @@ class PairedJudge:
             limit=limit_text,
             limit_value=None if margin is None else sign * -margin * 100,
             status=status,
-            samples=Samples(n, n),
+            samples=samples,
             message="",
             scope=piece.scope,
             n=n,
@@ -658,22 +683,35 @@ class PairedJudge:
                 return None
             s_lists = [s for s, _ in rows]
             c_lists = [c for _, c in rows]
+            if all(len(s) == 1 for s in s_lists) and all(len(c) == 1 for c in c_lists):
+                # One call per case (the usual shape): resample flat lists, no chaining.
+                s_flat = [s[0] for s in s_lists]
+                c_flat = [c[0] for c in c_lists]
 
-            def q_of(lists: Sequence[list[float]], idx: Sequence[int]) -> float:
-                return quantile(list(itertools.chain.from_iterable(map(lists.__getitem__, idx))), q)
+                def ratio(si: Sequence[int], ci: Sequence[int]) -> float:
+                    base = _sorted_quantile(sorted(map(s_flat.__getitem__, si)), q)
+                    top = _sorted_quantile(sorted(map(c_flat.__getitem__, ci)), q)
+                    return top / base if base > 0 else math.nan
 
-            def ratio(si: Sequence[int], ci: Sequence[int]) -> float:
-                base = q_of(s_lists, si)
-                return q_of(c_lists, ci) / base if base > 0 else math.nan
+            else:
+
+                def ratio(si: Sequence[int], ci: Sequence[int]) -> float:
+                    base = _pooled_quantile(s_lists, si, q)
+                    return _pooled_quantile(c_lists, ci, q) / base if base > 0 else math.nan
 
             everything = range(len(rows))
-            s_value, c_value = q_of(s_lists, everything), q_of(c_lists, everything)
+            s_value = _pooled_quantile(s_lists, everything, q)
+            c_value = _pooled_quantile(c_lists, everything, q)
             per_case = [(_median(s), _median(c)) for s, c in rows]
+            samples = Samples(sum(map(len, s_lists)), sum(map(len, c_lists)))
+            # A rank test on per-case medians speaks for the median only; a tail quantile's
+            # significance comes from its own bootstrap distribution.
+            rank_test = q == 0.5
         else:
             sums = [(c.stable.sums(spec.name), c.candidate.sums(spec.name)) for c in piece.cases]
             if any(s is None or c is None for s, c in sums):
                 # A cost is unknown on an arm: never "ok", and a gated cost cannot pass.
-                return self._unknown(spec, piece, margin)
+                return self._unknown(spec, piece, margin, sums)
             pairs = [(s, c) for s, c in sums if s is not None and c is not None and s[1] and c[1]]
             if not pairs:
                 return None
@@ -697,6 +735,8 @@ class PairedJudge:
             )
             per_case = [(s[0] / s[1], c[0] / c[1]) for s, c in pairs]
             rows = pairs  # type: ignore[assignment]
+            samples = Samples(sum(s_cnt), sum(c_cnt))
+            rank_test = True
         n = len(rows)
         if not (s_value > 0) or math.isnan(c_value):
             return None
@@ -709,7 +749,7 @@ class PairedJudge:
             confidence=self.confidence,
             paired=self.paired,
         )
-        if self.paired:
+        if self.paired and rank_test:
             log_ratios = [math.log(c / s) for s, c in per_case if s > 0 and c > 0]
             p_value = wilcoxon_signed_rank(log_ratios) if log_ratios else 1.0
         elif change > 0 and interval.low > 0:
@@ -742,36 +782,76 @@ class PairedJudge:
             limit=None if margin is None else f"x{margin:.2f}",
             limit_value=margin,
             status=status,
-            samples=Samples(n, n),
+            samples=samples,
             message="",
             scope=piece.scope,
             n=n,
             change_interval=(interval.low, interval.high),
-            test="wilcoxon+paired_bootstrap" if self.paired else "bootstrap",
+            test=(
+                ("wilcoxon+paired_bootstrap" if rank_test else "paired_bootstrap")
+                if self.paired
+                else "bootstrap"
+            ),
             p_value=p_value,
             min_detectable_change=None if mde is None else math.exp(mde),
             cases_needed=needed,
         )
         return _Result(comparison, piece.gated and margin is not None, worse_beyond)
 
-    def _unknown(self, spec: _Spec, piece: _Slice, margin: float | None) -> _Result:
+    def _unknown(
+        self,
+        spec: _Spec,
+        piece: _Slice,
+        margin: float | None,
+        sums: Sequence[tuple[tuple[float, int] | None, tuple[float, int] | None]],
+    ) -> _Result:
+        """A figure unknown on at least one arm (a missing price): reported, never ok."""
+
+        def arm_value(index: int) -> tuple[float | None, int]:
+            known = [pair[index] for pair in sums]
+            calls = sum(k[1] for k in known if k is not None)
+            if any(k is None for k in known) or not calls:
+                return None, calls
+            return math.fsum(k[0] for k in known if k is not None) / calls, calls
+
+        (stable, s_calls), (candidate, c_calls) = arm_value(0), arm_value(1)
+        missing = [arm for arm, v in (("stable", stable), ("candidate", candidate)) if v is None]
+        comparison = MetricComparison(
+            name=spec.name,
+            unit=spec.unit,
+            stable=stable,
+            candidate=candidate,
+            change=None,
+            change_kind="ratio",
+            limit=None if margin is None else f"x{margin:.2f}",
+            limit_value=margin,
+            status="inconclusive" if margin is not None else "not_gated",
+            samples=Samples(s_calls, c_calls),
+            message=" and ".join(missing),  # the arms without a figure, for _message
+            scope=piece.scope,
+            n=len(piece.cases),
+            test=None,
+        )
+        return _Result(comparison, piece.gated and margin is not None, False)
+
+    def _no_data(self, spec: _Spec, piece: _Slice) -> _Result:
+        """A core metric neither arm has data for (no streamed call: no TTFT)."""
         comparison = MetricComparison(
             name=spec.name,
             unit=spec.unit,
             stable=None,
             candidate=None,
             change=None,
-            change_kind="ratio",
-            limit=None if margin is None else f"x{margin:.2f}",
-            limit_value=margin,
-            status="inconclusive" if margin is not None else "not_gated",
+            change_kind="points" if spec.kind == "rate" else "ratio",
+            limit=None,
+            limit_value=None,
+            status="no_data",
             samples=Samples(0, 0),
             message="",
             scope=piece.scope,
-            n=len(piece.cases),
-            test=None,
+            n=0,
         )
-        return _Result(comparison, piece.gated and margin is not None, False)
+        return _Result(comparison, False, False)
 
     # -- quality scores ---------------------------------------------------------------------
 
@@ -973,14 +1053,18 @@ class PairedJudge:
             elif status != "inconclusive":
                 needed = None
             comparison = replace(comparison, status=status, p_adjusted=p_adj, cases_needed=needed)
-            final.append(replace(comparison, message=_message(comparison, status, result)))
+            message = _message(comparison, status, result, self.confidence)
+            final.append(replace(comparison, message=message))
         return tuple(final)
 
 
 def _p_from_interval(estimate: float, interval: Interval, confidence: float) -> float:
     """Two-sided p of "no change" from a symmetric-enough interval (normal approximation)."""
-    if math.isnan(interval.low) or interval.high <= interval.low:
+    if math.isnan(interval.low):
         return 1.0
+    if interval.high <= interval.low:
+        # Every resample agreed: a difference that never varies is as significant as it gets.
+        return 0.0 if abs(estimate) > _EPSILON else 1.0
     z = normal_quantile(1 - (1 - confidence) / 2)
     se = (interval.high - interval.low) / (2 * z)
     return min(1.0, 2 * (1 - _phi(abs(estimate) / se)))
@@ -1007,6 +1091,21 @@ def _cases_for_significance(n: int, p_value: float, alpha: float) -> int | None:
 
 def _ids(piece: _Slice) -> tuple[str, ...]:
     return tuple(c.case_id for c in piece.cases)
+
+
+def _sorted_quantile(ordered: Sequence[float], q: float) -> float:
+    """``quantile`` of values already sorted (linear interpolation, numpy's default)."""
+    if not ordered:
+        return math.nan
+    position = (len(ordered) - 1) * q
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+def _pooled_quantile(lists: Sequence[list[float]], idx: Iterable[int], q: float) -> float:
+    values = sorted(itertools.chain.from_iterable(map(lists.__getitem__, idx)))
+    return _sorted_quantile(values, q)
 
 
 def _median(values: Sequence[float]) -> float:
@@ -1126,6 +1225,11 @@ def _points(value: float) -> str:
     return f"{value * 100:+.1f} pts"
 
 
+def _has_interval(comparison: MetricComparison) -> bool:
+    interval = comparison.change_interval
+    return interval is not None and not any(math.isnan(v) for v in interval)
+
+
 def metric_label(name: str) -> str:
     """How people read a metric name: ``json_validity`` -> ``JSON validity``."""
     base, _, suffix = name.partition(":")
@@ -1139,25 +1243,36 @@ def metric_label(name: str) -> str:
     return name
 
 
-def _message(comparison: MetricComparison, status: MetricStatus, result: _Result) -> str:
+def _message(
+    comparison: MetricComparison, status: MetricStatus, result: _Result, confidence: float = 0.95
+) -> str:
     """One line a person understands."""
     label = metric_label(comparison.name)
     where = "" if comparison.scope == "overall" else f" [{comparison.scope}]"
     n = comparison.n or 0
+    if status == "no_data":
+        return f"{label}{where}: no data on either arm"
     if comparison.change is None and not comparison.name.endswith(":budget"):
+        arms = comparison.message or "an arm"
         return (
-            f"{label}{where}: unknown on an arm (a price or figure is missing), so it cannot be "
+            f"{label}{where}: unknown on the {arms} arm (a price is missing), so it cannot be "
             f"judged" + (f" against {comparison.limit}" if comparison.limit else "")
         )
     if comparison.name.endswith(":budget"):
         value = format_value(comparison.unit, comparison.candidate)
         text = f"{label}{where}: candidate {value} against {comparison.limit} (n={n})"
+    elif comparison.change_kind == "ratio" and not _has_interval(comparison):
+        text = (
+            f"{label}{where}: {format_value(comparison.unit, comparison.stable)} -> "
+            f"{format_value(comparison.unit, comparison.candidate)} "
+            f"(x{comparison.change:.2f}, n={n}: too few cases for an interval)"
+        )
     elif comparison.change_kind == "ratio":
         low, high = comparison.change_interval or (math.nan, math.nan)
         text = (
             f"{label}{where}: {format_value(comparison.unit, comparison.stable)} -> "
             f"{format_value(comparison.unit, comparison.candidate)} "
-            f"(x{comparison.change:.2f}, 95% CI x{low:.2f}..x{high:.2f}, n={n})"
+            f"(x{comparison.change:.2f}, {confidence:.0%} CI x{low:.2f}..x{high:.2f}, n={n})"
         )
     else:
         low, high = comparison.change_interval or (math.nan, math.nan)

@@ -251,6 +251,8 @@ def _envelope(
         "finished_at": _timestamp(finished_at),
         "plugin_version": plugin_version,
         "records_file": None,
+        "slices": {},
+        "rollout": None,
     }
 
 

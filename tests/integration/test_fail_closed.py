@@ -39,6 +39,8 @@ WORKFLOW = """
 # interval is about +-66 points: rate margins wide enough for that, so that the healthy baseline
 # (and the stale verdicts below) are a genuine `pass`; timing is not gated.
 SMALL_RUN_GATE: dict[str, Any] = {
+    # Fewer than five cases give no bootstrap interval, so no ratio can be shown within a margin.
+    "cost_per_call_max_ratio": None,
     "pass_rate_max_drop": 0.7,
     "error_rate_max_rise": 0.7,
     "fallback_rate_max_rise": 0.7,

@@ -28,6 +28,8 @@ UNGATED_TIMING: dict[str, Any] = {
 # default margins of 1-2 points cannot be shown by them. A test about measurement gates the rates
 # with margins four cases can show, so that a healthy run can pass.
 FOUR_CASE_MARGINS: dict[str, Any] = {
+    # Fewer than five cases give no bootstrap interval, so no ratio can be shown within a margin.
+    "cost_per_call_max_ratio": None,
     **UNGATED_TIMING,
     "pass_rate_max_drop": 0.6,
     "error_rate_max_rise": 0.6,
@@ -149,7 +151,8 @@ def test_sdk_calls_are_measured_on_both_arms(
     assert cost["stable"] is not None
     assert cost["stable"] > 0
     assert cost["candidate"] == cost["stable"]
-    assert cost["status"] == "ok"
+    # Four cases give no bootstrap interval (fewer than five): reported, not gated here.
+    assert cost["status"] == "not_gated"
     assert metrics["tokens_per_call"]["stable"] == metrics["tokens_per_call"]["candidate"]
 
 

@@ -31,6 +31,8 @@ FAST: dict[str, Any] = {"latency_ms": 4}
 # three cases used here a rate's 95% interval is about +-56 to +-66 points, so the rate margins
 # are wide enough for a healthy run to pass.
 SMALL_RUN_GATE: dict[str, Any] = {
+    # Fewer than five cases give no bootstrap interval, so no ratio can be shown within a margin.
+    "cost_per_call_max_ratio": None,
     "pass_rate_max_drop": 0.7,
     "error_rate_max_rise": 0.7,
     "fallback_rate_max_rise": 0.7,

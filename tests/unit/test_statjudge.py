@@ -333,9 +333,9 @@ def test_repeats_are_pooled_per_case_and_switch_to_the_cluster_bootstrap() -> No
     )
     json_validity = comparison(repeated, "json_validity")
     assert json_validity.test == "wilcoxon+paired_bootstrap"
-    # Cases, not calls, are the unit: n is 60, not 180.
+    # Cases, not calls, are the unit of pairing (n is 60); samples count the checked replies.
     assert json_validity.n == 60
-    assert json_validity.samples == Samples(60, 60)
+    assert json_validity.samples == Samples(180, 180)
     assert json_validity.candidate == pytest.approx(1 - 20 / 180)
     assert json_validity.change == pytest.approx(-100 * 20 / 180)
     assert json_validity.status == "regressed"
@@ -473,7 +473,8 @@ def test_latency_x1_5_on_the_candidate_regresses_p50_and_p95() -> None:
         assert latency.change == pytest.approx(1.5, abs=0.15)
         assert latency.change_interval is not None
         assert latency.change_interval[0] > 1.2
-        assert latency.test == "wilcoxon+paired_bootstrap"
+        expected = "wilcoxon+paired_bootstrap" if name == "latency_p50_ms" else "paired_bootstrap"
+        assert latency.test == expected
         assert (name, "overall") in {(r.metric, r.scope) for r in judgement.regressions}
     assert comparison(judgement, "cost_per_call_usd").status == "ok"
 
@@ -609,36 +610,36 @@ def test_a_slice_below_min_cases_says_it_is_not_gated() -> None:
 
 @functools.cache
 def _holm_run() -> Judgement:
-    """30 cases; on the candidate 6 of them take 100x longer. The p95 ratio's interval lies far
-    beyond x1.2, yet the Wilcoxon test rests on 6 non-zero differences (p = 2/64)."""
-    stable = make_arm("stable", 30, lambda i: {"latency_ms": 400.0 + i})
-    candidate = make_arm(
-        "candidate", 30, lambda i: {"latency_ms": (400.0 + i) * (100 + i if i >= 24 else 1)}
-    )
-    return run_judge(stable, candidate)
+    """6 cases, each 10-15x slower on the candidate. The p50 ratio's interval lies far beyond
+    x1.2, yet the Wilcoxon test rests on 6 differences (p = 2/64; distinct, so exact). The tail
+    quantile is not gated, so that p50 is the comparison Holm decides."""
+    stable = make_arm("stable", 6, lambda i: {"latency_ms": 400.0 + i})
+    candidate = make_arm("candidate", 6, lambda i: {"latency_ms": (400.0 + i) * (10 + i)})
+    return run_judge(stable, candidate, Margins(latency_p95_ratio=None))
 
 
 def test_beyond_the_margin_but_not_significant_after_holm_is_inconclusive() -> None:
     judgement = _holm_run()
-    p95 = comparison(judgement, "latency_p95_ms")
-    assert p95.change_interval is not None
-    assert p95.limit_value is not None
-    assert p95.change_interval[0] > p95.limit_value  # beyond the margin by its interval
-    assert p95.p_value is not None
-    assert p95.p_value == pytest.approx(2 / 64)  # significant on its own...
-    assert p95.p_value < ALPHA
-    assert p95.p_adjusted is not None
-    assert p95.p_adjusted >= ALPHA  # ...but not once the run's comparisons count
-    assert p95.status == "inconclusive"
-    assert "not significant after Holm's correction" in p95.message
+    p50 = comparison(judgement, "latency_p50_ms")
+    assert p50.change_interval is not None
+    assert p50.limit_value is not None
+    assert p50.change_interval[0] > p50.limit_value  # beyond the margin by its interval
+    assert p50.p_value is not None
+    assert p50.p_value == pytest.approx(2 / 64)  # significant on its own...
+    assert p50.p_value < ALPHA
+    assert p50.p_adjusted is not None
+    assert p50.p_adjusted >= ALPHA  # ...but not once the run's comparisons count
+    assert p50.status == "inconclusive"
+    assert "not significant after Holm's correction" in p50.message
     assert judgement.verdict == "inconclusive"
     assert judgement.regressions == ()
 
 
 def test_a_comparison_made_inconclusive_by_holm_says_how_many_cases_would_decide() -> None:
-    p95 = comparison(_holm_run(), "latency_p95_ms")
-    assert p95.status == "inconclusive"
-    assert p95.cases_needed is not None
+    p50 = comparison(_holm_run(), "latency_p50_ms")
+    assert p50.status == "inconclusive"
+    assert p50.cases_needed is not None
+    assert p50.cases_needed > 6
 
 
 @pytest.mark.parametrize("run", [_holm_run, _language_drift])

@@ -281,7 +281,7 @@ class TestBuild:
         assert pass_rate["cases_needed"] > 10
         latency = data["metrics"]["latency_p95_ms"]
         assert (latency["status"], latency["change_interval"]) == ("ok", [1.0, 1.0])
-        assert latency["test"] == "wilcoxon+paired_bootstrap"
+        assert latency["test"] == "paired_bootstrap"
         # Only inconclusive comparisons say how many cases would decide them.
         assert latency["cases_needed"] is None
 
