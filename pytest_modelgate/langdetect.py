@@ -17,6 +17,7 @@ Text with no letters at all (empty, digits, emoji) gives ``None``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 
@@ -149,6 +150,7 @@ _LETTER_HINTS: dict[str, tuple[str, ...]] = {
 _WORD_RE = re.compile(r"[^\W\d_]+")
 
 
+@functools.lru_cache(maxsize=8192)
 def _script_of(char: str) -> str | None:
     code = ord(char)
     for script, ranges in _SCRIPT_RANGES.items():
@@ -190,10 +192,11 @@ def detect_language(text: str) -> str | None:
     'ja'
     """
     weights: Counter[str] = Counter()
-    for char in text:
+    # Each distinct character is looked up once (Counter counts in C; the lookup is cached).
+    for char, count in Counter(text).items():
         script = _script_of(char)
         if script is not None:
-            weights[script] += CJK_WEIGHT if script in _WEIGHTED_SCRIPTS else 1
+            weights[script] += count * (CJK_WEIGHT if script in _WEIGHTED_SCRIPTS else 1)
     if not weights:
         return None
     # Han and kana vote together: a Japanese sentence is often more kanji than kana.

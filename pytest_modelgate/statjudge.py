@@ -31,9 +31,12 @@ How a run is judged (see ``docs/statistics.md`` for the reasoning):
 
 from __future__ import annotations
 
+import array
+import functools
 import itertools
 import math
 import random
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -272,18 +275,18 @@ def _bootstrap(
     """Percentile interval of ``statistic(stable_indexes, candidate_indexes)`` over resamples.
 
     Paired: the same case indexes for both arms; unpaired: independent draws per arm.
-    Resamples where the statistic is undefined (nan) are dropped.
+    Resamples where the statistic is undefined (nan) are dropped. The resampled indexes depend
+    only on ``seed``, ``n`` and ``resamples``: every metric of a slice sees the same resamples.
     """
     if n < _MIN_BOOTSTRAP_CASES:
         # A handful of cases has a handful of resamples: a zero-width interval that would
         # "show" anything. Too few to tell.
         return Interval(math.nan, math.nan)
-    rng = random.Random(seed)
-    population = range(n)
+    draws = _draws(seed, n, resamples * (1 if paired else 2))
     values: list[float] = []
-    for _ in range(resamples):
-        s_idx = rng.choices(population, k=n)
-        c_idx = s_idx if paired else rng.choices(population, k=n)
+    for r in range(resamples):
+        s_idx = draws[r]
+        c_idx = s_idx if paired else draws[resamples + r]
         value = statistic(s_idx, c_idx)
         if not math.isnan(value):
             values.append(value)
@@ -292,6 +295,32 @@ def _bootstrap(
     values.sort()
     tail = (1 - confidence) / 2
     return Interval(quantile(values, tail), quantile(values, 1 - tail))
+
+
+@functools.lru_cache(maxsize=64)
+def _draws(seed: int, n: int, count: int) -> tuple[tuple[int, ...], ...]:
+    """``count`` resamples of ``n`` case indexes drawn with replacement, reproducibly.
+
+    Uniform 32-bit words from ``random.Random(seed)`` reduced modulo ``n`` (the bias, n / 2**32,
+    is far below anything a bootstrap can show), read little-endian on every platform, so the
+    same seed gives the same indexes everywhere. About ten times faster than ``Random.choices``.
+    """
+    rng = random.Random(seed)
+    out = []
+    reduce = n.__rmod__
+    for _ in range(count):
+        words = array.array("I", rng.randbytes(4 * n)) if _WORD_OK else None
+        if words is None:
+            out.append(tuple(int.from_bytes(rng.randbytes(4), "little") % n for _ in range(n)))
+            continue
+        if _BIG_ENDIAN:
+            words.byteswap()
+        out.append(tuple(map(reduce, words)))
+    return tuple(out)
+
+
+_WORD_OK = array.array("I").itemsize == 4
+_BIG_ENDIAN = sys.byteorder == "big"
 
 
 def _pooled(events: Sequence[int], trials: Sequence[int], idx: Sequence[int]) -> float:
@@ -520,7 +549,7 @@ class PairedJudge:
             interval = _bootstrap(
                 n,
                 lambda si, ci: _pooled(c_events, c_trials, ci) - _pooled(s_events, s_trials, si),
-                seed=seed_for(spec.name, piece.scope, *_ids(piece)),
+                seed=seed_for(piece.scope, *_ids(piece)),
                 resamples=self.resamples,
                 confidence=self.confidence,
                 paired=self.paired,
@@ -672,7 +701,7 @@ class PairedJudge:
     # -- ratios ------------------------------------------------------------------------------
 
     def _ratio(self, spec: _Spec, piece: _Slice, margin: float | None) -> _Result | None:
-        seed = seed_for(spec.name, piece.scope, *_ids(piece))
+        seed = seed_for(piece.scope, *_ids(piece))
         if spec.name in _QUANTILES:
             q = _QUANTILES[spec.name]
             rows = [
@@ -722,7 +751,7 @@ class PairedJudge:
 
             def per_call(tot: Sequence[float], cnt: Sequence[int], idx: Sequence[int]) -> float:
                 calls = sum(map(cnt.__getitem__, idx))
-                return math.fsum(map(tot.__getitem__, idx)) / calls if calls else math.nan
+                return sum(map(tot.__getitem__, idx)) / calls if calls else math.nan
 
             def ratio(si: Sequence[int], ci: Sequence[int]) -> float:
                 base = per_call(s_tot, s_cnt, si)
@@ -870,7 +899,7 @@ class PairedJudge:
                 (math.fsum(map(c_vals.__getitem__, ci)) - math.fsum(map(s_vals.__getitem__, si)))
                 / n
             ),
-            seed=seed_for("score", name, piece.scope, *_ids(piece)),
+            seed=seed_for(piece.scope, *_ids(piece)),
             resamples=self.resamples,
             confidence=self.confidence,
             paired=self.paired,
@@ -956,7 +985,7 @@ class PairedJudge:
             interval = _bootstrap(
                 n,
                 lambda si, _ci, f=statistic: f(si),  # type: ignore[misc]
-                seed=seed_for("budget", name, piece.scope, *seed_parts),
+                seed=seed_for(piece.scope, *seed_parts),
                 resamples=self.resamples,
                 confidence=self.confidence,
                 paired=True,
