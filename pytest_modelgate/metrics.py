@@ -28,6 +28,7 @@ __all__ = [
     "Measurement",
     "MetricSpec",
     "Unit",
+    "call_tokens",
     "compute_arm_metrics",
     "format_change",
     "format_limit",
@@ -130,7 +131,7 @@ def _rate(numerator: int, denominator: int) -> Measurement:
     return Measurement(numerator / denominator if denominator else None, denominator)
 
 
-def _tokens(call: CallRecord) -> int | None:
+def call_tokens(call: CallRecord) -> int | None:
     """Prompt plus completion tokens of a call, or the reported total when the parts are missing."""
     usage = call.usage
     if usage is None:
@@ -171,7 +172,7 @@ def compute_arm_metrics(records: Sequence[TestRecord]) -> ArmMetrics:
         if successful:
             cost_per_call = total_cost / len(successful)
 
-    tokens = [count for count in map(_tokens, successful) if count is not None]
+    tokens = [count for count in map(call_tokens, successful) if count is not None]
 
     kinds = Counter(call.error_kind for call in failed_calls if call.error_kind is not None)
 

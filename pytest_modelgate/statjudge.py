@@ -51,7 +51,7 @@ from pytest_modelgate.judge import (
     Samples,
     failed_cases,
 )
-from pytest_modelgate.metrics import Unit, compute_arm_metrics, format_value
+from pytest_modelgate.metrics import Unit, call_tokens, compute_arm_metrics, format_value
 from pytest_modelgate.records import Budgets, CallRecord, TestRecord
 from pytest_modelgate.stats import (
     Interval,
@@ -213,22 +213,13 @@ class _CaseArm:
                 return None
             billed = [c.cost_usd for c in self.calls() if c.cost_usd is not None]
             return math.fsum(billed), len(ok)
-        tokens = [_tokens(c) for c in ok]
+        tokens = [call_tokens(c) for c in ok]
         known = [t for t in tokens if t is not None]
         return float(sum(known)), len(known)
 
     def score(self, name: str) -> float | None:
         values = [v for t in self.tests for n, v in t.scores if n == name]
         return math.fsum(values) / len(values) if values else None
-
-
-def _tokens(call: CallRecord) -> int | None:
-    usage = call.usage
-    if usage is None:
-        return None
-    if usage.prompt_tokens is not None and usage.completion_tokens is not None:
-        return usage.prompt_tokens + usage.completion_tokens
-    return usage.total_tokens
 
 
 @dataclass
