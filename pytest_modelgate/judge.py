@@ -114,7 +114,7 @@ class MetricComparison:
     # "mcnemar_exact+newcombe", "wilcoxon+paired_bootstrap", "budget+bootstrap", ...
     test: str | None = None
     p_value: float | None = None
-    # After Holm's correction across every gated comparison of the run.
+    # After Holm's correction across the metric's gated comparisons in every scope.
     p_adjusted: float | None = None
     # The smallest change of this size the data could detect (80% power), in ``change``'s unit.
     min_detectable_change: float | None = None

@@ -19,11 +19,13 @@ How a run is judged (see ``docs/statistics.md`` for the reasoning):
    cost per call: the paired bootstrap of the ratio, Wilcoxon on the per-case log ratios.
 4. **Non-inferiority.** With the change oriented so that lower is worse and a margin ``m``:
    ``regressed`` when the whole interval is worse than the margin allows *and* the difference is
-   significant after Holm's correction across every gated comparison of the run; ``ok`` when
+   significant after Holm's correction across the metric's scopes (overall, every workflow and
+   language: the same question asked many times); ``ok`` when
    non-inferiority is shown; ``improved`` when the whole interval is better; ``inconclusive``
    otherwise, with the minimum detectable change and about how many cases would decide it.
 5. **Scopes.** Overall, per workflow and per prompt language. A slice with fewer than
-   ``min_cases`` paired cases is reported but not gated. Absolute budgets from markers bind the
+   ``min_cases`` paired cases is reported but not gated, and so is a p95 over fewer than 100
+   calls per arm (a handful of slowest calls). Absolute budgets from markers bind the
    candidate of their workflow and are judged the same way against their bound.
 6. **Verdict.** ``fail`` if a gated comparison regressed, else ``inconclusive`` if one is
    inconclusive, else ``pass``. ``error`` when an arm made no calls.
@@ -75,6 +77,9 @@ Kind = Literal["rate", "ratio", "score"]
 
 # Below this many paired cases no bootstrap interval is computed (the comparison is inconclusive).
 _MIN_BOOTSTRAP_CASES = 5
+# A tail quantile (p95) is gated only over at least this many calls per arm: below, the
+# percentile bootstrap of a p95 is too narrow to trust (it is the few slowest calls).
+_MIN_TAIL_SAMPLES = 100
 # Power used for the minimum detectable change and the cases needed.
 _POWER = 0.8
 _EPSILON = 1e-12
@@ -337,6 +342,8 @@ class _Result:
     gated: bool
     # Oriented evidence for the decision, kept until Holm's correction is known.
     regressed_interval: bool
+    # Why a comparison with a margin is not gated (None: the slice is below min_cases).
+    not_gated_because: str | None = None
 
 
 class PairedJudge:
@@ -816,6 +823,16 @@ class PairedJudge:
             min_detectable_change=None if mde is None else math.exp(mde),
             cases_needed=needed,
         )
+        tail = spec.name in _QUANTILES and _QUANTILES[spec.name] > 0.5
+        if tail and min(samples.stable, samples.candidate or 0) < _MIN_TAIL_SAMPLES:
+            # A p95 over a few dozen calls is its few slowest calls: report it, do not gate on it.
+            return _Result(
+                replace(comparison, cases_needed=None),
+                False,
+                False,
+                f"a p95 over fewer than {_MIN_TAIL_SAMPLES} calls per arm rests on a handful "
+                "of values",
+            )
         return _Result(comparison, piece.gated and margin is not None, worse_beyond)
 
     def _unknown(
@@ -1051,10 +1068,21 @@ class PairedJudge:
     def _decide(self, results: list[_Result]) -> tuple[MetricComparison, ...]:
         """Holm's correction across gated comparisons, then the final statuses and messages."""
         alpha = 1 - self.confidence
-        family = [i for i, r in enumerate(results) if r.gated and r.comparison.p_value is not None]
-        # A p-value that underflowed to 0.0 is the most significant of all, not a missing one.
-        adjusted = holm([_p(results[i].comparison.p_value) for i in family])
-        p_adjusted = dict(zip(family, adjusted, strict=True))
+        # One family per metric: its comparisons across every scope (overall, each workflow,
+        # each language). Each metric is its own question; its slices are where it is asked many
+        # times over, which is what Holm's correction is for.
+        families: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(results):
+            if r.gated and r.comparison.p_value is not None:
+                families[r.comparison.name].append(i)
+        p_adjusted: dict[int, float] = {}
+        family_size: dict[int, int] = {}
+        for members in families.values():
+            # A p-value that underflowed to 0.0 is the most significant of all, not a missing one.
+            adjusted = holm([_p(results[i].comparison.p_value) for i in members])
+            for i, value in zip(members, adjusted, strict=True):
+                p_adjusted[i] = value
+                family_size[i] = len(members)
         final: list[MetricComparison] = []
         for i, result in enumerate(results):
             comparison = result.comparison
@@ -1066,7 +1094,7 @@ class PairedJudge:
                 # of the run is accounted for: the data cannot tell yet.
                 status = "inconclusive"
                 needed = _cases_for_significance(
-                    comparison.n or 0, _p(comparison.p_value), alpha / max(len(family), 1)
+                    comparison.n or 0, _p(comparison.p_value), alpha / family_size.get(i, 1)
                 )
             if not result.gated and status != "no_data":
                 status, needed = "not_gated", None
@@ -1321,7 +1349,8 @@ def _message(
             return f"{text}: beyond{limit} but not significant after Holm's correction{more}"
         return f"{text}: cannot tell whether within{limit}{more}"
     if status == "not_gated" and not result.gated and comparison.limit:
-        return f"{text}: reported, not gated (fewer than the minimum cases in this slice)"
+        why = result.not_gated_because or "fewer than the minimum cases in this slice"
+        return f"{text}: reported, not gated ({why})"
     if status == "ok":
         return f"{text}: within{limit}"
     if status == "improved":

@@ -182,6 +182,7 @@ def test_a_healthy_candidate_passes(gate_project: MakeProject, workers: int | No
     wide = {
         **SMALL_SUITE,
         "latency_p50_max_ratio": 2.0,
+        # A p95 over 12 calls is reported, never gated (fewer than 100 calls per arm).
         "latency_p95_max_ratio": 5.0,
         "ttft_p95_max_ratio": None,
     }
@@ -206,9 +207,9 @@ def test_a_healthy_candidate_passes(gate_project: MakeProject, workers: int | No
         "base_url": project.sim.base_url,
     }
     assert verdict["regressions"] == []
-    # Pass rate, error rate, fallback rate, p50, p95 and cost; tokens and TTFT are not gated.
+    # Pass rate, error rate, fallback rate, p50 and cost; tokens, p95 and TTFT are not gated.
     assert verdict["reasons"] == [
-        "non-inferiority shown for all 6 gated comparisons (12 paired cases, 95% intervals)"
+        "non-inferiority shown for all 5 gated comparisons (12 paired cases, 95% intervals)"
     ]
     assert list(verdict["metrics"]) == METRIC_NAMES
     for name, metric in verdict["metrics"].items():
@@ -284,7 +285,7 @@ def test_a_healthy_candidate_passes(gate_project: MakeProject, workers: int | No
         [
             "*= modelgate =*",
             "| metric *",
-            "note: non-inferiority shown for all 6 gated comparisons (12 paired cases, 95% "
+            "note: non-inferiority shown for all 5 gated comparisons (12 paired cases, 95% "
             "intervals)",
             "rollout: 5% -> 25% -> 50% -> 100% (at least * requests per step)",
             "modelgate verdict: PASS (stable sim-a vs candidate sim-b)",
@@ -963,9 +964,12 @@ def test_xdist_gives_the_same_verdict_and_counts_as_a_serial_run(
     parallel.stdout.fnmatch_lines(["created: 2/2 workers"])
     assert serial_verdict["verdict"] == "fail"
     # The triage workflow is big enough to be a gated slice of its own.
+    # 20% server errors (retried) show too: each metric is corrected across its own scopes.
     assert [(r["metric"], r["scope"]) for r in serial_verdict["regressions"]] == [
         ("pass_rate", "overall"),
+        ("error_rate", "overall"),
         ("pass_rate", "workflow:test_triage"),
+        ("error_rate", "workflow:test_triage"),
     ]
     assert parallel.ret == serial.ret == 1
     assert parallel.parseoutcomes() == serial.parseoutcomes()

@@ -620,15 +620,16 @@ def test_recorded_latency_survives_replay(
     project = gate_project(
         {STABLE: {"latency_ms": 20}, CANDIDATE: {"latency_ms": SLOW_MS}},
         stable=STABLE,
-        # Only the p95 latency is gated: one regression to look for. That also makes it the only
-        # comparison in Holm's family, so its significance does not hang on ungated rates: replay
-        # rounds latencies to 0.1 ms, which can tie per-case ratios and move the Wilcoxon test
-        # from its exact p (0.008 for 8 cases, all slower) to the normal approximation (0.014).
+        # Only the p50 latency is gated: one regression to look for (a p95 over 8 calls is
+        # reported, never gated). Each metric is corrected across its own scopes, and this suite
+        # has one, so its significance does not hang on other metrics; replay rounds latencies to
+        # 0.1 ms, which can tie per-case ratios and move the Wilcoxon test from its exact p (0.008
+        # for 8 cases, all slower) to the normal approximation (0.014): both well below 0.05.
         gate={
             "pass_rate_max_drop": None,
             "error_rate_max_rise": None,
             "fallback_rate_max_rise": None,
-            "latency_p50_max_ratio": None,
+            "latency_p95_max_ratio": None,
             "ttft_p95_max_ratio": None,
             "cost_per_call_max_ratio": None,
         },
@@ -663,14 +664,14 @@ def test_recorded_latency_survives_replay(
     replayed.assert_outcomes(passed=2 * SLOW_CASES)
     # A slow model stays slow on replay: the gate still fails it on latency.
     assert replayed.ret == 1
-    replayed.stdout.fnmatch_lines(["*p95 latency*REGRESSED*", "*modelgate verdict: FAIL*"])
+    replayed.stdout.fnmatch_lines(["*p50 latency*REGRESSED*", "*modelgate verdict: FAIL*"])
     verdict = project.verdict()
     assert verdict["mode"] == "replay"
     assert verdict["verdict"] == "fail"
-    assert [r["metric"] for r in verdict["regressions"]] == ["latency_p95_ms"]
-    p95 = verdict["metrics"]["latency_p95_ms"]
-    assert p95["samples"] == {"stable": SLOW_CASES, "candidate": SLOW_CASES}
-    assert p95["candidate"] >= SLOW_MS
+    assert [r["metric"] for r in verdict["regressions"]] == ["latency_p50_ms"]
+    p50 = verdict["metrics"]["latency_p50_ms"]
+    assert p50["samples"] == {"stable": SLOW_CASES, "candidate": SLOW_CASES}
+    assert p50["candidate"] >= SLOW_MS
     # ... but replay itself does not wait: far below the 2.4 s the candidate took recording.
     assert replay_s < candidate_total_s / 2, (replay_s, candidate_total_s, record_s)
     assert replay_s < record_s / 2, (replay_s, record_s)

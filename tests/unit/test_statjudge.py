@@ -610,12 +610,19 @@ def test_a_slice_below_min_cases_says_it_is_not_gated() -> None:
 
 @functools.cache
 def _holm_run() -> Judgement:
-    """6 cases, each 10-15x slower on the candidate. The p50 ratio's interval lies far beyond
-    x1.2, yet the Wilcoxon test rests on 6 differences (p = 2/64; distinct, so exact). The tail
-    quantile is not gated, so that p50 is the comparison Holm decides."""
-    stable = make_arm("stable", 6, lambda i: {"latency_ms": 400.0 + i})
-    candidate = make_arm("candidate", 6, lambda i: {"latency_ms": (400.0 + i) * (10 + i)})
-    return run_judge(stable, candidate, Margins(latency_p95_ratio=None))
+    """6 cases, each 10-15x slower on the candidate, 3 in English and 3 in German. Overall, the
+    p50 ratio's interval lies far beyond x1.2 and the Wilcoxon test gives p = 2/64 (6 distinct
+    differences, so exact); but p50 is also asked in each language (min_cases=3; three cases
+    give no interval: inconclusive, p = 0.25), and Holm's correction over those three scopes
+    lifts the overall p above 0.05. The tail quantile is not gated."""
+    language = {0: "en", 1: "de"}
+    stable = make_arm("stable", 6, lambda i: {"latency_ms": 400.0 + i, "language": language[i % 2]})
+    candidate = make_arm(
+        "candidate",
+        6,
+        lambda i: {"latency_ms": (400.0 + i) * (10 + i), "language": language[i % 2]},
+    )
+    return run_judge(stable, candidate, Margins(latency_p95_ratio=None), min_cases=3)
 
 
 def test_beyond_the_margin_but_not_significant_after_holm_is_inconclusive() -> None:
@@ -647,9 +654,12 @@ def test_adjusted_p_values_are_holm_over_the_gated_comparisons(
     run: Callable[[], Judgement],
 ) -> None:
     judgement = run()
-    family = [c for c in judgement.metrics if c.p_adjusted is not None]
-    assert family
-    assert [c.p_adjusted for c in family] == holm([c.p_value or 0.0 for c in family])
+    adjusted = [c for c in judgement.metrics if c.p_adjusted is not None]
+    assert adjusted
+    # One family per metric: its gated comparisons across every scope.
+    for name in {c.name for c in adjusted}:
+        family = [c for c in adjusted if c.name == name]
+        assert [c.p_adjusted for c in family] == holm([c.p_value or 0.0 for c in family])
     for c in judgement.metrics:
         if c.p_adjusted is not None:
             assert c.p_value is not None
