@@ -1,45 +1,51 @@
 """How often the gate's statistical judge is right, on the simulator's behaviour model.
 
-Each run builds a suite of ``n`` support-desk cases shaped like ``example_project/`` (40% JSON
-ticket triage, 25% order lookups through a ``lookup_order`` tool call, 35% streamed customer
-replies; prompts in en, zh, ja, es and, for replies, fr and de), plays every case on a stable
-model and on a candidate, and asks ``PairedJudge`` for a verdict on the two arms:
+Each run builds a suite of ``n`` support-desk cases shaped like ``example_project/`` (by default
+40% JSON ticket triage, 25% order lookups through a ``lookup_order`` tool call, 35% streamed
+customer replies; prompts in en, zh, ja, es and, for replies, fr and de), plays every case on a
+stable model and on a candidate, and asks ``PairedJudge`` (default margins) for a verdict:
 
 A/A
     the candidate is a twin of the stable model: the same behaviour under another simulated
-    model name, so the same fault rates with independent random draws. Any ``fail`` is a false
-    fail (target: at most 1% of the runs).
-regressions
-    the candidate is that same twin (same name, same seed: the same random draws, which the
-    simulator keeps stable when a fault rate rises) with one injected change, listed under
-    ``INJECTIONS`` and printed with the table: JSON breakage (+15 points of invalid JSON),
-    tool-call drift, language drift in Japanese only, a burst of 5xx errors, latency x1.5 and
-    cost x1.5. A ``fail`` is a detection (target for the JSON drop at n = 100: at least 95%).
+    model name, so the same rates with independent random draws. Any ``fail`` is a false fail
+    (target: at most 1% of the runs).
+injected regressions
+    the candidate is that same twin (same name and seed: the same random draws, which the
+    simulator keeps when a rate rises) with one change, listed in ``INJECTIONS`` and printed with
+    the table: JSON breakage (a 15-point JSON validity drop), tool-call drift, language drift in
+    Japanese only, a burst of 5xx errors, latency x1.5 and cost x1.5. A ``fail`` is a detection
+    (target for the JSON drop at n = 100: at least 95%); "names it" says whether the injected
+    metric was among the regressions.
 
-Every row runs at n = 100 and n = 300 cases and is judged twice from the same records: paired
-by case (the gate's judge) and unpaired (``paired=False``), to show what pairing buys.
+Every row runs at n = 100 and n = 300 cases and is judged twice on the same records: paired by
+case (the gate's judge) and unpaired (``paired=False``), to show what pairing buys. The inconclusive
+rate is printed for every row, then the status and p-values of the comparison that should catch
+each injection, and what kept healthy (A/A) candidates from passing.
 
 No HTTP: the answers come from the simulator's own code in-process. ``_SimulatorCore.plan``
 draws status, latency, time to first token and faults from the scenario seed, model name,
 request body and occurrence; ``answer_request`` writes the answer. Each attempt becomes a
-``CallRecord`` (usage, cost at a fixed price, JSON validity, tool calls, languages and the
-contract checks applied), each case a ``TestRecord`` per arm. A 429 or 5xx is retried up to twice,
-every attempt recorded, as the client does. The outcome of a case follows the example project's
-assertions: triage passes when the JSON parses and has the expected category and priority (about
-1 triage ticket in 10 is one where the team's routing rule and the model disagree, so it fails on
-both arms: real suites have such cases); an order lookup when the tool call is
-``lookup_order(order_id)`` with the right id and the answer states the status in the customer's
+``CallRecord`` (usage, cost at a fixed price, JSON validity, tool calls, languages, and the
+contract checks of the workflow's ``model_contract`` run by ``contracts.check_reply``), each case
+a ``TestRecord`` per arm. A 429 or 5xx is retried up to twice, every attempt recorded. A case
+passes as the example project's assertions say: triage when the JSON parses and has the expected
+category and priority (2 ticket templates in 25 are ones where the team's routing rule and the
+model disagree: they fail on both arms, as real suites have such cases); an order lookup when the
+tool call is ``lookup_order`` with the right id and the answer states the status in the customer's
 language; a reply when it is in the customer's language and was not cut by ``max_tokens``.
 
-The stable model has light noise of every kind (see ``STABLE``), so A/A runs disagree on a few
-cases. The exit status is 0 whatever the rates (this reports, it does not gate); 1 when a step
-fails (the judge is missing, or it raised).
+The simulator draws faults per request, independently of the case. Real models fail the same hard
+cases on both arms, which is what pairing removes, so a quarter of the cases are hard: played with
+higher fault rates (``QUALITY``) on both arms alike.
+
+The judge resamples 1000 times, as the gate does by default (``--resamples`` changes it).
+The exit status is 0 whatever the rates (this reports, it does not gate); 1 when a step fails.
 
 Usage::
 
-    .venv/bin/python bench/gate_accuracy.py                   # 200 A/A and 100 runs per regression
-    .venv/bin/python bench/gate_accuracy.py --quick           # a smoke check in seconds
-    .venv/bin/python bench/gate_accuracy.py --runs 400 --markdown
+    .venv/bin/python bench/gate_accuracy.py                # 200 A/A, 80 per regression, per size
+    .venv/bin/python bench/gate_accuracy.py --quick        # a smoke check in about half a minute
+    .venv/bin/python bench/gate_accuracy.py --mix triage=1 --regression-runs 100 --markdown
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ import multiprocessing
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 from collections import Counter
@@ -58,6 +65,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import lru_cache
+from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 from pytest_modelgate.contracts import ContractCheck, check_reply
@@ -81,9 +90,11 @@ TARGET_DETECTION = 0.95
 TARGET_ROW = ("json", 100)
 SIZES = (100, 300)
 DEFAULT_RUNS = 200
-QUICK_RUNS = 10
-DEFAULT_RESAMPLES: int | None = None  # None: the judge's own default
-QUICK_RESAMPLES = 200
+DEFAULT_REGRESSION_RUNS = 80
+QUICK_RUNS = 5
+# As the gate's default (gate: resamples in modelgate.yaml).
+DEFAULT_RESAMPLES = 1000
+QUICK_RESAMPLES = 100
 MAX_RETRIES = 2
 # A failed attempt answers fast; its latency is not part of the latency metrics.
 ERROR_LATENCY_MS = 5.0
@@ -125,7 +136,12 @@ BASE = ModelBehaviour(
 # the cases is hard, and each kind is played with its own fault rates, on both arms alike.
 HARD_SHARE = 0.25
 QUALITY: dict[bool, dict[str, float]] = {
-    False: {"json_breakage": 0.005, "misclassify": 0.01, "tool_drift": 0.005, "language_drift": 0.005},
+    False: {
+        "json_breakage": 0.005,
+        "misclassify": 0.01,
+        "tool_drift": 0.005,
+        "language_drift": 0.005,
+    },
     True: {"json_breakage": 0.08, "misclassify": 0.12, "tool_drift": 0.08, "language_drift": 0.06},
 }
 
@@ -198,7 +214,7 @@ INJECTIONS: tuple[Injection, ...] = (
         "errors",
         "error burst",
         f"server_error_rate {BASE.server_error_rate:.2f} -> "
-        f"{BASE.server_error_rate + 0.07:.2f} (500/503, retried up to {2} times)",
+        f"{BASE.server_error_rate + 0.07:.2f} (500/503, retried up to {MAX_RETRIES} times)",
         add={"server_error_rate": 0.07},
         metric="error_rate",
         expects=("error",),
@@ -380,8 +396,8 @@ def _suite(n: int, mix: Mix, rng: random.Random) -> list[Case]:
         number, order = unique()
         text = pattern.format(n=number, order=order)
         category, priority = classify(text)
-        expected = (team_category or category, priority)
-        cases.append(Case(f"triage-{language}-{index:03d}", "triage", language, text, expected))
+        labels = (team_category or category, priority)
+        cases.append(Case(f"triage-{language}-{index:03d}", "triage", language, text, labels))
     for index, (language, pattern) in enumerate(_dealt(ORDER_TEMPLATES, counts["orders"], rng)):
         number, order = unique()
         text = pattern.format(n=number, order=order)
@@ -753,20 +769,31 @@ class Task:
     seed: int
     with_injections: bool
     resamples: int | None
+    mix: Mix = DEFAULT_MIX
 
 
 @dataclass(frozen=True)
-class Outcomes:
-    """What the judge said about one comparison, reduced to what the table needs."""
+class Verdicted:
+    """What the judge said about one comparison, reduced to what the report needs."""
 
     row: str
     n: int
     paired: bool
     verdict: str
-    expected_hit: bool
+    # A fail whose regressions name the injected change.
+    named: bool
     # "metric@scope" of each regression.
     regressions: tuple[str, ...]
-    inconclusive: tuple[str, ...]
+    # Gated metrics left inconclusive at the overall scope.
+    inconclusive_overall: tuple[str, ...]
+    # The comparison expected to catch the injection: its status ("absent": not compared) and
+    # its p-values before and after Holm's correction.
+    key_status: str
+    key_p: float | None
+    key_p_adjusted: float | None
+    # Comparisons in the Holm family of the run.
+    family: int
+    # CPU seconds of the judgement.
     judge_s: float
 
 
@@ -774,83 +801,95 @@ def _unit_seed(seed: int, n: int, index: int) -> int:
     return seed * 1_000_000 + n * 1_000 + index
 
 
-def _judge_class() -> tuple[Any, Any, Any]:
+def _judge_classes() -> tuple[Any, Any]:
     try:
         from pytest_modelgate.judge import RunData
-        from pytest_modelgate.statjudge import Margins, PairedJudge
+        from pytest_modelgate.statjudge import PairedJudge
     except ImportError as exc:
         raise BenchError(f"the statistical judge cannot be imported: {exc}") from exc
-    return RunData, Margins, PairedJudge
+    return RunData, PairedJudge
 
 
 def _arms(task: Task) -> Iterator[tuple[str, list[TestRecord], list[TestRecord]]]:
     """(row key, stable records, candidate records) for the task's comparisons."""
-    cases = _suite(task.n, random.Random(f"cases\x1f{task.seed}"))
-    stable = ArmPlayer(arm="stable", model=STABLE_NAME, seed=task.seed, behaviour=STABLE)
-    stable_records = stable.play(cases)
-    twin = ArmPlayer(arm="candidate", model=CANDIDATE_NAME, seed=task.seed, behaviour=STABLE)
-    yield "aa", stable_records, twin.play(cases)
+    cases = _suite(task.n, task.mix, random.Random(f"cases\x1f{task.seed}"))
+    stable = ArmPlayer(arm="stable", model=STABLE_NAME, seed=task.seed).play(cases)
+    twin = ArmPlayer(arm="candidate", model=CANDIDATE_NAME, seed=task.seed)
+    yield "aa", stable, twin.play(cases)
     if not task.with_injections:
         return
     for injection in INJECTIONS:
-        behaviour = STABLE.model_copy(update=dict(injection.behaviour))
         player = ArmPlayer(
-            arm="candidate",
-            model=CANDIDATE_NAME,
-            seed=task.seed,
-            behaviour=behaviour,
-            price_factor=injection.price_factor,
-            only_language=injection.language,
-            other_behaviour=STABLE if injection.language is not None else None,
+            arm="candidate", model=CANDIDATE_NAME, seed=task.seed, injection=injection
         )
-        yield injection.key, stable_records, player.play(cases)
+        yield injection.key, stable, player.play(cases)
 
 
-def _hit(row: str, regressions: Sequence[Any]) -> bool:
-    injection = INJECTION_BY_KEY.get(row)
-    if injection is None:
-        return False
+def _names_injection(injection: Injection, regressions: Sequence[Any]) -> bool:
     for regression in regressions:
         if any(part in regression.metric for part in injection.expects):
             return True
-        if injection.expects_scope is not None and regression.scope == injection.expects_scope:
+        if injection.scope != "overall" and regression.scope == injection.scope:
             return True
     return False
 
 
-def run_task(task: Task) -> list[Outcomes]:
-    """Generate the task's arms and judge each comparison paired and unpaired."""
-    run_data, margins, paired_judge = _judge_class()
-    kwargs: dict[str, Any] = {}
+def _outcome(row: str, task: Task, paired: bool, judgement: Any, elapsed: float) -> Verdicted:
+    injection = INJECTION_BY_KEY.get(row)
+    key = None
+    if injection is not None:
+        key = next(
+            (
+                m
+                for m in judgement.metrics
+                if m.name == injection.metric and m.scope == injection.scope
+            ),
+            None,
+        )
+    return Verdicted(
+        row=row,
+        n=task.n,
+        paired=paired,
+        verdict=judgement.verdict,
+        named=(
+            injection is not None
+            and judgement.verdict == "fail"
+            and _names_injection(injection, judgement.regressions)
+        ),
+        regressions=tuple(f"{r.metric}@{r.scope}" for r in judgement.regressions),
+        inconclusive_overall=tuple(
+            m.name for m in judgement.metrics if m.status == "inconclusive" and m.scope == "overall"
+        ),
+        key_status="absent" if key is None else key.status,
+        key_p=None if key is None else key.p_value,
+        key_p_adjusted=None if key is None else key.p_adjusted,
+        family=sum(m.p_adjusted is not None for m in judgement.metrics),
+        judge_s=elapsed,
+    )
+
+
+def run_task(task: Task) -> tuple[list[Verdicted], float]:
+    """Generate the task's arms and judge each comparison paired and unpaired.
+
+    Returns the outcomes and the CPU seconds the task took (wall time depends on what else the
+    machine runs; CPU time much less).
+    """
+    cpu_started = time.process_time()
+    run_data, paired_judge = _judge_classes()
+    options: dict[str, Any] = {}
     if task.resamples is not None:
-        kwargs["resamples"] = task.resamples
-    judges = {
-        paired: paired_judge(margins=margins(), paired=paired, **kwargs) for paired in (True, False)
-    }
-    results = []
+        options["resamples"] = task.resamples
+    # The judge's default margins: what a project that configures nothing gets.
+    judges = {paired: paired_judge(paired=paired, **options) for paired in (True, False)}
+    outcomes = []
     for row, stable, candidate in _arms(task):
         data = run_data(stable=stable, candidate=candidate)
         for paired, judge in judges.items():
-            started = time.perf_counter()
+            started = time.process_time()
             judgement = judge.judge(data)
-            elapsed = time.perf_counter() - started
-            results.append(
-                Outcomes(
-                    row=row,
-                    n=task.n,
-                    paired=paired,
-                    verdict=judgement.verdict,
-                    expected_hit=judgement.verdict == "fail" and _hit(row, judgement.regressions),
-                    regressions=tuple(f"{r.metric}@{r.scope}" for r in judgement.regressions),
-                    inconclusive=tuple(
-                        f"{m.name}@{m.scope}"
-                        for m in judgement.metrics
-                        if m.status == "inconclusive"
-                    ),
-                    judge_s=elapsed,
-                )
-            )
-    return results
+            elapsed = time.process_time() - started
+            outcomes.append(_outcome(row, task, paired, judgement, elapsed))
+    return outcomes, time.process_time() - cpu_started
 
 
 # ------------------------------------------------------------------------------------------------
@@ -870,27 +909,38 @@ def wilson(successes: int, total: int, z: float = 1.959964) -> tuple[float, floa
 
 @dataclass
 class Tally:
-    """Verdict counts of one row, size and judge mode."""
+    """The outcomes of one row, size and judge mode."""
 
     runs: int = 0
-    fails: int = 0
-    inconclusive: int = 0
-    errors: int = 0
-    hits: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    named: int = 0
     causes: Counter[str] = field(default_factory=Counter)
     undecided: Counter[str] = field(default_factory=Counter)
+    key_statuses: Counter[str] = field(default_factory=Counter)
+    key_p: list[float] = field(default_factory=list)
+    key_p_adjusted: list[float] = field(default_factory=list)
+    families: list[int] = field(default_factory=list)
 
-    def add(self, outcome: Outcomes) -> None:
+    def add(self, outcome: Verdicted) -> None:
         self.runs += 1
+        self.verdicts[outcome.verdict] += 1
+        self.named += outcome.named
         if outcome.verdict == "fail":
-            self.fails += 1
             self.causes.update(outcome.regressions)
-        elif outcome.verdict == "inconclusive":
-            self.inconclusive += 1
-            self.undecided.update(outcome.inconclusive)
-        elif outcome.verdict == "error":
-            self.errors += 1
-        self.hits += outcome.expected_hit
+        self.undecided.update(outcome.inconclusive_overall)
+        self.key_statuses[outcome.key_status] += 1
+        if outcome.key_p is not None:
+            self.key_p.append(outcome.key_p)
+        if outcome.key_p_adjusted is not None:
+            self.key_p_adjusted.append(outcome.key_p_adjusted)
+        self.families.append(outcome.family)
+
+    @property
+    def fails(self) -> int:
+        return self.verdicts["fail"]
+
+
+Tallies = Mapping[tuple[str, int, bool], Tally]
 
 
 def _percent(count: int, total: int) -> str:
@@ -901,41 +951,46 @@ def _row_label(row: str) -> str:
     return "A/A (twin)" if row == "aa" else INJECTION_BY_KEY[row].label
 
 
-def _table(tallies: Mapping[tuple[str, int, bool], Tally]) -> list[list[str]]:
-    header = [
-        "comparison",
-        "n",
-        "runs",
-        "paired fail",
-        "95% CI",
-        "expected metric",
-        "inconcl.",
-        "unpaired fail",
-        "expected metric",
-        "inconcl.",
-    ]
-    rows = [header]
+def _row_keys(tallies: Tallies) -> Iterator[tuple[str, int]]:
+    sizes = sorted({key[1] for key in tallies})
     for row in ["aa", *INJECTION_BY_KEY]:
-        for n in sorted({key[1] for key in tallies}):
-            paired = tallies.get((row, n, True))
-            unpaired = tallies.get((row, n, False))
-            if paired is None or unpaired is None:
-                continue
-            low, high = wilson(paired.fails, paired.runs)
-            rows.append(
-                [
-                    _row_label(row),
-                    str(n),
-                    str(paired.runs),
-                    _percent(paired.fails, paired.runs),
-                    f"{100 * low:.1f}-{100 * high:.1f}%",
-                    "-" if row == "aa" else _percent(paired.hits, paired.runs),
-                    _percent(paired.inconclusive, paired.runs),
-                    _percent(unpaired.fails, unpaired.runs),
-                    "-" if row == "aa" else _percent(unpaired.hits, unpaired.runs),
-                    _percent(unpaired.inconclusive, unpaired.runs),
-                ]
-            )
+        for n in sizes:
+            if (row, n, True) in tallies and (row, n, False) in tallies:
+                yield row, n
+
+
+def _table(tallies: Tallies) -> list[list[str]]:
+    rows = [
+        [
+            "comparison",
+            "n",
+            "runs",
+            "paired: fail",
+            "95% CI",
+            "names it",
+            "inconcl.",
+            "unpaired: fail",
+            "names it",
+            "inconcl.",
+        ]
+    ]
+    for row, n in _row_keys(tallies):
+        paired, unpaired = tallies[(row, n, True)], tallies[(row, n, False)]
+        low, high = wilson(paired.fails, paired.runs)
+        rows.append(
+            [
+                _row_label(row),
+                str(n),
+                str(paired.runs),
+                _percent(paired.fails, paired.runs),
+                f"{100 * low:.1f}-{100 * high:.1f}%",
+                "-" if row == "aa" else _percent(paired.named, paired.runs),
+                _percent(paired.verdicts["inconclusive"], paired.runs),
+                _percent(unpaired.fails, unpaired.runs),
+                "-" if row == "aa" else _percent(unpaired.named, unpaired.runs),
+                _percent(unpaired.verdicts["inconclusive"], unpaired.runs),
+            ]
+        )
     return rows
 
 
@@ -956,124 +1011,208 @@ def _print_table(rows: list[list[str]], *, markdown: bool) -> None:
             print("  ".join("-" * width for width in widths))
 
 
-def _top(counter: Counter[str], limit: int = 4) -> str:
-    return ", ".join(f"{name} x{count}" for name, count in counter.most_common(limit)) or "-"
+def _median(values: Sequence[float]) -> str:
+    return f"{statistics.median(values):.2g}" if values else "-"
 
 
-def _tasks(runs: int, regression_runs: int, seed: int, resamples: int | None) -> list[Task]:
-    tasks = []
-    for n in SIZES:
-        for index in range(max(runs, regression_runs)):
-            tasks.append(
-                Task(
-                    n=n,
-                    index=index,
-                    seed=_unit_seed(seed, n, index),
-                    with_injections=index < regression_runs,
-                    resamples=resamples,
-                )
+def _shares(counter: Counter[str], total: int, limit: int = 5) -> str:
+    return (
+        ", ".join(f"{name} {_percent(count, total)}" for name, count in counter.most_common(limit))
+        or "-"
+    )
+
+
+def _print_details(tallies: Tallies) -> None:
+    print()
+    print(
+        "the comparison that should catch each injection (status over the runs; median p-value "
+        "before and after Holm; comparisons in the Holm family):"
+    )
+    for row, n in _row_keys(tallies):
+        if row == "aa":
+            continue
+        injection = INJECTION_BY_KEY[row]
+        for paired in (True, False):
+            tally = tallies[(row, n, paired)]
+            print(
+                f"  {injection.label:<24} n={n:<4} {'paired  ' if paired else 'unpaired'} "
+                f"{injection.metric}@{injection.scope}: "
+                f"{_shares(tally.key_statuses, tally.runs)}; p {_median(tally.key_p)}, "
+                f"Holm {_median(tally.key_p_adjusted)}; family {_median(tally.families)}"
             )
-    # Big suites first, so the pool does not end waiting on one.
-    tasks.sort(key=lambda task: (-task.n * (2 + 6 * task.with_injections), task.index))
+    print("A/A: gated overall metrics left inconclusive (share of runs):")
+    for row, n in _row_keys(tallies):
+        if row == "aa":
+            for paired in (True, False):
+                tally = tallies[(row, n, paired)]
+                label = "paired  " if paired else "unpaired"
+                print(f"  n={n:<4} {label} {_shares(tally.undecided, tally.runs, limit=8)}")
+    print("A/A false fails, what failed (metric@scope x runs):")
+    any_false = False
+    for row, n in _row_keys(tallies):
+        for paired in (True, False):
+            tally = tallies[(row, n, paired)]
+            if row == "aa" and tally.fails:
+                any_false = True
+                label = "paired  " if paired else "unpaired"
+                causes = ", ".join(f"{c} x{k}" for c, k in tally.causes.most_common(6))
+                print(f"  n={n:<4} {label} {causes}")
+    if not any_false:
+        print("  none")
+    errors = sum(t.verdicts["error"] for t in tallies.values())
+    if errors:
+        print(f"verdict 'error' in {errors} judgement(s)")
+
+
+def _print_targets(tallies: Tallies) -> None:
+    met_all = True
+    for (row, n, paired), tally in sorted(tallies.items()):
+        if row != "aa" or not paired:
+            continue
+        met = tally.fails / tally.runs <= TARGET_FALSE_FAIL
+        met_all &= met
+        low, high = wilson(tally.fails, tally.runs)
+        print(
+            f"target A/A false-fail rate <= {TARGET_FALSE_FAIL:.0%} at n={n}: "
+            f"{_percent(tally.fails, tally.runs)} ({tally.fails}/{tally.runs}, 95% CI "
+            f"{100 * low:.1f}-{100 * high:.1f}%): {'MET' if met else 'NOT MET'}"
+        )
+    key, n = TARGET_ROW
+    target = tallies.get((key, n, True))
+    if target is not None:
+        # A detection counts when the verdict fails *on JSON validity*, not on something else.
+        met = target.named / target.runs >= TARGET_DETECTION
+        met_all &= met
+        print(
+            f"target detection of the 15-point JSON validity drop at n={n} >= "
+            f"{TARGET_DETECTION:.0%}: {_percent(target.fails, target.runs)} "
+            f"({target.fails}/{target.runs}; naming JSON: {_percent(target.named, target.runs)}): "
+            f"{'MET' if met else 'NOT MET'}"
+        )
+    print(f"targets: {'all met' if met_all else 'NOT all met'}")
+
+
+def _tasks(
+    runs: int, regression_runs: int, seed: int, resamples: int | None, mix: Mix
+) -> list[Task]:
+    tasks = [
+        Task(
+            n=n,
+            index=index,
+            seed=_unit_seed(seed, n, index),
+            with_injections=index < regression_runs,
+            resamples=resamples,
+            mix=mix,
+        )
+        for n in SIZES
+        for index in range(max(runs, regression_runs))
+    ]
+    # Big units first, so that the pool does not end waiting on one.
+    tasks.sort(key=lambda task: (-task.n * (1 + 3 * task.with_injections), task.index))
     return tasks
 
 
-def run(
-    runs: int, regression_runs: int, seed: int, resamples: int | None, workers: int, markdown: bool
-) -> int:
-    _judge_class()
-    tasks = _tasks(runs, regression_runs, seed, resamples)
+def _describe(
+    runs: int, regression_runs: int, seed: int, resamples: int | None, workers: int, mix: Mix
+) -> None:
+    shown = "the judge's default" if resamples is None else str(resamples)
     print(
-        f"gate accuracy: {runs} A/A runs and {regression_runs} runs per regression at "
-        f"n = {', '.join(map(str, SIZES))} cases; seed {seed}; judge resamples "
-        f"{'default' if resamples is None else resamples}; {workers} process(es)"
+        f"gate accuracy: {runs} A/A runs and {regression_runs} runs per injected regression at "
+        f"each of n = {', '.join(map(str, SIZES))} cases; seed {seed}; {workers} process(es)"
     )
+    if resamples is not None:
+        print(
+            f"judge: PairedJudge with default margins and {shown} bootstrap resamples (the "
+            "gate's default is 1000)"
+        )
+    else:
+        print("judge: PairedJudge with default margins and its default resamples")
+    # The judge changes as it is developed: say which one these figures are about.
+    import pytest_modelgate.statjudge as statjudge
+
+    source = Path(statjudge.__file__).read_bytes()
+    print(f"judge source: {Path(statjudge.__file__).name} sha256 {sha256(source).hexdigest()[:12]}")
     print(
-        f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPU(s), "
+        f"python {platform.python_version()}, {platform.platform()}, {os.cpu_count()} CPU(s), "
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
     )
-    mix = ", ".join(f"{workflow} {100 * weight // 20}%" for workflow, weight in MIX)
+    total = sum(weight for _, weight in mix)
+    shares = ", ".join(f"{workflow} {100 * weight / total:.0f}%" for workflow, weight in mix)
+    rates = ", ".join(f"{name} {_mean_rate(name):.3f}" for name in QUALITY[False])
     print(
-        f"suite: {mix}; stable: latency median {STABLE.latency_ms.median:.0f} ms, p95 "
-        f"{STABLE.latency_ms.p95:.0f} ms; 429 {STABLE.rate_limit_rate:.3f}, 5xx "
-        f"{STABLE.server_error_rate:.2f}, json_breakage {STABLE.json_breakage:.2f}, misclassify "
-        f"{STABLE.misclassify:.2f}, tool_drift {STABLE.tool_drift:.2f}, language_drift "
-        f"{STABLE.language_drift:.2f}; price {PRICE_INPUT}/{PRICE_OUTPUT} USD per M tokens"
+        f"suite: {shares}; {HARD_SHARE:.0%} of the cases hard on both arms; stable (mean "
+        f"rates): {rates}; 429 {BASE.rate_limit_rate}, 5xx {BASE.server_error_rate}; latency "
+        f"median {BASE.latency_ms.median:.0f} ms, p95 {BASE.latency_ms.p95:.0f} ms; price "
+        f"{PRICE_INPUT}/{PRICE_OUTPUT} USD per M tokens in/out"
     )
     print("injected regressions (the candidate is the A/A twin plus one change):")
     for injection in INJECTIONS:
         print(f"  {injection.label:<24} {injection.size}")
 
+
+def run(
+    runs: int,
+    regression_runs: int,
+    seed: int,
+    resamples: int | None,
+    workers: int,
+    mix: Mix,
+    *,
+    markdown: bool,
+) -> int:
+    _judge_classes()
+    _describe(runs, regression_runs, seed, resamples, workers, mix)
+    tasks = _tasks(runs, regression_runs, seed, resamples, mix)
     started = time.perf_counter()
-    tallies: dict[tuple[str, int, bool], Tally] = {}
-    judge_s = 0.0
-    judgements = 0
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             batches = list(pool.imap_unordered(run_task, tasks, chunksize=1))
     else:
         batches = [run_task(task) for task in tasks]
-    for batch in batches:
+    elapsed = time.perf_counter() - started
+    tallies: dict[tuple[str, int, bool], Tally] = {}
+    judge_s = [outcome.judge_s for batch, _ in batches for outcome in batch]
+    cpu_s = sum(cpu for _, cpu in batches)
+    for batch, _ in batches:
         for outcome in batch:
             tallies.setdefault((outcome.row, outcome.n, outcome.paired), Tally()).add(outcome)
-            judge_s += outcome.judge_s
-            judgements += 1
-    elapsed = time.perf_counter() - started
 
     print()
     _print_table(_table(tallies), markdown=markdown)
     print()
     print(
-        "fail: verdict 'fail' (for A/A a false fail, otherwise a detection); 95% CI: Wilson "
-        "interval of the paired fail rate; expected metric: fail with the injected metric (or "
-        "slice) among the regressions; inconcl.: verdict 'inconclusive'"
+        "fail: verdict 'fail' (A/A: a false fail; otherwise a detection), with the Wilson 95% CI "
+        "of the paired rate; names it: a fail whose regressions include the injected metric (or "
+        "its slice); inconcl.: verdict 'inconclusive'; the rest passed. Unpaired: the same "
+        "judge with paired=False on the same records."
     )
-
+    _print_details(tallies)
     print()
-    print("what the paired judge failed on (metric@scope x runs):")
-    for (row, n, paired), tally in sorted(tallies.items()):
-        if paired and tally.fails:
-            print(f"  {_row_label(row):<24} n={n:<4} {_top(tally.causes)}")
-    print("what left the paired judge inconclusive (metric@scope x runs):")
-    for (row, n, paired), tally in sorted(tallies.items()):
-        if paired and tally.inconclusive:
-            print(f"  {_row_label(row):<24} n={n:<4} {_top(tally.undecided)}")
-    errors = sum(t.errors for t in tallies.values())
-    if errors:
-        print(f"judge verdict 'error' in {errors} judgement(s)")
-
-    print()
-    met_all = True
-    for n in SIZES:
-        tally = tallies.get(("aa", n, True))
-        if tally is None:
-            continue
-        rate = tally.fails / tally.runs
-        met = rate <= TARGET_FALSE_FAIL
-        met_all &= met
-        print(
-            f"target A/A false-fail rate <= {TARGET_FALSE_FAIL:.0%} at n={n}: "
-            f"{_percent(tally.fails, tally.runs)} ({tally.fails}/{tally.runs}): "
-            f"{'MET' if met else 'NOT MET'}"
-        )
-    key, n = TARGET_ROW
-    tally = tallies.get((key, n, True))
-    if tally is not None:
-        rate = tally.fails / tally.runs
-        met = rate >= TARGET_DETECTION
-        met_all &= met
-        print(
-            f"target detection of the 15-point JSON validity drop at n={n} >= "
-            f"{TARGET_DETECTION:.0%}: {_percent(tally.fails, tally.runs)} "
-            f"({tally.fails}/{tally.runs}; with the JSON metric among the regressions: "
-            f"{_percent(tally.hits, tally.runs)}): {'MET' if met else 'NOT MET'}"
-        )
-    print(f"targets: {'all met' if met_all else 'NOT all met'}")
+    _print_targets(tallies)
     print(
-        f"runtime {elapsed:.0f} s; {judgements} judgements, judge time "
-        f"{judge_s / max(judgements, 1) * 1000:.0f} ms each on average"
+        f"runtime {elapsed:.0f} s wall on {workers} process(es); CPU {cpu_s:.0f} s in all, of "
+        f"which the judge {sum(judge_s):.0f} s ({len(judge_s)} judgements, "
+        f"{statistics.mean(judge_s) * 1000:.0f} ms each on average) and the simulated runs "
+        f"the rest"
     )
     return 0
+
+
+def _mix(text: str) -> Mix:
+    """``triage=8,orders=5,replies=7`` -> the mix (argparse ``type``)."""
+    mix: list[tuple[str, int]] = []
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        name = name.strip()
+        if name not in WORKFLOWS or not weight.strip().isdigit() or int(weight) < 1:
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: expected WORKFLOW=WEIGHT with a workflow among "
+                f"{', '.join(WORKFLOWS)} and a weight of at least 1"
+            )
+        mix.append((name, int(weight)))
+    if len({name for name, _ in mix}) != len(mix):
+        raise argparse.ArgumentTypeError(f"{text!r}: a workflow is named twice")
+    return tuple(mix)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1082,39 +1221,62 @@ def main(argv: list[str] | None = None) -> int:
         "--runs",
         type=int,
         default=None,
-        help=f"A/A runs per size (default {DEFAULT_RUNS}; each regression gets half as many)",
+        help=f"A/A runs per size (default {DEFAULT_RUNS}; {QUICK_RUNS} with --quick)",
+    )
+    parser.add_argument(
+        "--regression-runs",
+        type=int,
+        default=None,
+        help=f"runs per injected regression and size (default {DEFAULT_REGRESSION_RUNS}; "
+        f"{QUICK_RUNS} with --quick)",
     )
     parser.add_argument("--seed", type=int, default=1, help="base seed (default 1)")
     parser.add_argument(
         "--resamples",
         type=int,
         default=None,
-        help="bootstrap resamples of the judge (default: the judge's own)",
+        help=f"bootstrap resamples of the judge (default {DEFAULT_RESAMPLES}, "
+        f"{QUICK_RESAMPLES} with --quick; the gate uses 1000)",
     )
     parser.add_argument(
         "--workers",
         type=int,
         default=min(2, os.cpu_count() or 1),
-        help="processes (default: 2, or 1 on a single CPU)",
+        help="processes (default 2, or 1 on a single CPU)",
     )
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"a smoke check: {QUICK_RUNS} runs each and {QUICK_RESAMPLES} resamples",
+        "--mix",
+        type=_mix,
+        default=DEFAULT_MIX,
+        help="workflow weights of a suite (default triage=8,orders=5,replies=7, the example "
+        "project's; triage=1 makes every case a JSON case)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke check: few runs, few resamples"
     )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     options = parser.parse_args(argv)
-    runs = options.runs if options.runs is not None else QUICK_RUNS if options.quick else None
-    runs = DEFAULT_RUNS if runs is None else runs
+    quick = options.quick
+    runs = options.runs if options.runs is not None else QUICK_RUNS if quick else DEFAULT_RUNS
+    regression_runs = options.regression_runs
+    if regression_runs is None:
+        regression_runs = QUICK_RUNS if quick else DEFAULT_REGRESSION_RUNS
     resamples = options.resamples
-    if resamples is None and options.quick:
-        resamples = QUICK_RESAMPLES
-    if runs < 1 or options.workers < 1 or (resamples is not None and resamples < 1):
-        parser.error("--runs, --workers and --resamples must be at least 1")
-    regression_runs = runs if options.quick else max(1, runs // 2)
+    if resamples is None:
+        resamples = QUICK_RESAMPLES if quick else DEFAULT_RESAMPLES
+    if min(runs, regression_runs, options.workers) < 1:
+        parser.error("--runs, --regression-runs and --workers must be at least 1")
+    if resamples < 100:
+        parser.error("--resamples must be at least 100 (the judge's minimum)")
     try:
         return run(
-            runs, regression_runs, options.seed, resamples, options.workers, options.markdown
+            runs,
+            regression_runs,
+            options.seed,
+            resamples,
+            options.workers,
+            options.mix,
+            markdown=options.markdown,
         )
     except BenchError as exc:
         print(f"gate accuracy: FAILED: {exc}", file=sys.stderr)

@@ -86,7 +86,7 @@ class GateLimits(_Settings):
     # The statistical judge: interval confidence (1 - family-wise alpha), bootstrap resamples,
     # and the paired cases below which a workflow or language slice is reported but not gated.
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
-    resamples: int = Field(default=2000, ge=100, le=100_000)
+    resamples: int = Field(default=1000, ge=100, le=100_000)
     min_cases: int = Field(default=20, ge=1)
 
 

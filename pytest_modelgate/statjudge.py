@@ -154,6 +154,7 @@ _RATIOS = (
 )
 # Rates always reported overall (the contract rates appear only when a contract checks them).
 _CORE = frozenset({"pass_rate", "error_rate", "fallback_rate"})
+_QUANTILE_LEVELS = (0.5, 0.95)
 _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "ttft_p95_ms": 0.95}
 # Which call-level check feeds which rate.
 _CHECKS = {
@@ -274,23 +275,50 @@ def _bootstrap(
     Resamples where the statistic is undefined (nan) are dropped. The resampled indexes depend
     only on ``seed``, ``n`` and ``resamples``: every metric of a slice sees the same resamples.
     """
+    (interval,) = _bootstrap_many(
+        n,
+        lambda si, ci: (statistic(si, ci),),
+        1,
+        seed=seed,
+        resamples=resamples,
+        confidence=confidence,
+        paired=paired,
+    )
+    return interval
+
+
+def _bootstrap_many(
+    n: int,
+    statistics: Callable[[Sequence[int], Sequence[int]], Sequence[float]],
+    count: int,
+    *,
+    seed: int,
+    resamples: int,
+    confidence: float,
+    paired: bool,
+) -> list[Interval]:
+    """:func:`_bootstrap` of ``count`` statistics computed together on each resample."""
     if n < _MIN_BOOTSTRAP_CASES:
         # A handful of cases has a handful of resamples: a zero-width interval that would
         # "show" anything. Too few to tell.
-        return Interval(math.nan, math.nan)
+        return [Interval(math.nan, math.nan)] * count
     draws = _draws(seed, n, resamples * (1 if paired else 2))
-    values: list[float] = []
+    columns: list[list[float]] = [[] for _ in range(count)]
     for r in range(resamples):
         s_idx = draws[r]
         c_idx = s_idx if paired else draws[resamples + r]
-        value = statistic(s_idx, c_idx)
-        if not math.isnan(value):
-            values.append(value)
-    if len(values) * 2 < resamples:
-        return Interval(math.nan, math.nan)
-    values.sort()
+        for column, value in zip(columns, statistics(s_idx, c_idx), strict=True):
+            if not math.isnan(value):
+                column.append(value)
     tail = (1 - confidence) / 2
-    return Interval(quantile(values, tail), quantile(values, 1 - tail))
+    intervals = []
+    for values in columns:
+        if len(values) * 2 < resamples:
+            intervals.append(Interval(math.nan, math.nan))
+            continue
+        values.sort()
+        intervals.append(Interval(quantile(values, tail), quantile(values, 1 - tail)))
+    return intervals
 
 
 @functools.lru_cache(maxsize=64)
@@ -360,7 +388,7 @@ class PairedJudge:
         margins: Margins | None = None,
         *,
         confidence: float = 0.95,
-        resamples: int = 2000,
+        resamples: int = 1000,
         min_cases: int = 20,
         paired: bool = True,
     ) -> None:
@@ -373,6 +401,10 @@ class PairedJudge:
         self.resamples = resamples
         self.min_cases = min_cases
         self.paired = paired
+        # Quantile-ratio intervals of one judge() call, per slice and kind of latency.
+        self._quantile_memo: dict[tuple[str, bool, int, int], dict[float, Interval]] = {}
+        # The overall comparisons' (n, margin) by metric, for slices that repeat them.
+        self._overall: dict[str, tuple[int | None, float | None]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -418,8 +450,11 @@ class PairedJudge:
             )
 
         results: list[_Result] = []
+        self._quantile_memo = {}
+        self._overall = {}
         for piece in self._slices(cases):
             results += self._judge_slice(piece)
+        self._quantile_memo = {}
         comparisons = self._decide(results)
         regressions = tuple(
             Regression(
@@ -516,7 +551,23 @@ class PairedJudge:
                 results.append(result)
         if piece.budgets is not None:
             results += self._budgets(piece, piece.budgets)
-        return results
+        return [self._unless_repeated(piece, result) for result in results]
+
+    def _unless_repeated(self, piece: _Slice, result: _Result) -> _Result:
+        """A slice comparison over exactly the overall one's cases and margin is not asked again.
+
+        ``json_validity`` of the only JSON workflow is ``json_validity`` overall: gating both
+        would count one question twice in Holm's family. Paired cases are a subset of the
+        overall ones, so the same count means the same cases.
+        """
+        comparison = result.comparison
+        key = comparison.name
+        if piece.scope == "overall":
+            self._overall[key] = (comparison.n, comparison.limit_value)
+            return result
+        if result.gated and self._overall.get(key) == (comparison.n, comparison.limit_value):
+            return replace(result, gated=False, not_gated_because="the same cases as overall")
+        return result
 
     # -- rates -------------------------------------------------------------------------------
 
@@ -714,13 +765,27 @@ class PairedJudge:
                 # One call per case (the usual shape): resample flat lists, no chaining.
                 s_flat = [s[0] for s in s_lists]
                 c_flat = [c[0] for c in c_lists]
-
-                def ratio(si: Sequence[int], ci: Sequence[int]) -> float:
-                    base = _sorted_quantile(sorted(map(s_flat.__getitem__, si)), q)
-                    top = _sorted_quantile(sorted(map(c_flat.__getitem__, ci)), q)
-                    return top / base if base > 0 else math.nan
-
+                # p50 and p95 of the same calls come from one pass: each resample sorted once.
+                key = (piece.scope, spec.name == "ttft_p95_ms", seed, len(rows))
+                if key not in self._quantile_memo:
+                    self._quantile_memo[key] = dict(
+                        zip(
+                            _QUANTILE_LEVELS,
+                            _bootstrap_many(
+                                len(rows),
+                                functools.partial(_quantile_ratios, s_flat, c_flat),
+                                len(_QUANTILE_LEVELS),
+                                seed=seed,
+                                resamples=self.resamples,
+                                confidence=self.confidence,
+                                paired=self.paired,
+                            ),
+                            strict=True,
+                        )
+                    )
+                precomputed: Interval | None = self._quantile_memo[key][q]
             else:
+                precomputed = None
 
                 def ratio(si: Sequence[int], ci: Sequence[int]) -> float:
                     base = _pooled_quantile(s_lists, si, q)
@@ -764,17 +829,22 @@ class PairedJudge:
             rows = pairs  # type: ignore[assignment]
             samples = Samples(sum(s_cnt), sum(c_cnt))
             rank_test = True
+            precomputed = None
         n = len(rows)
         if not (s_value > 0) or math.isnan(c_value):
             return None
         change = c_value / s_value
-        interval = _bootstrap(
-            n,
-            ratio,
-            seed=seed,
-            resamples=self.resamples,
-            confidence=self.confidence,
-            paired=self.paired,
+        interval = (
+            precomputed
+            if precomputed is not None
+            else _bootstrap(
+                n,
+                ratio,
+                seed=seed,
+                resamples=self.resamples,
+                confidence=self.confidence,
+                paired=self.paired,
+            )
         )
         if self.paired and rank_test:
             log_ratios = [math.log(c / s) for s, c in per_case if s > 0 and c > 0]
@@ -1149,6 +1219,19 @@ def _sorted_quantile(ordered: Sequence[float], q: float) -> float:
     lower = math.floor(position)
     upper = min(lower + 1, len(ordered) - 1)
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+def _quantile_ratios(
+    s_flat: Sequence[float], c_flat: Sequence[float], si: Sequence[int], ci: Sequence[int]
+) -> list[float]:
+    """Candidate / stable at every level of ``_QUANTILE_LEVELS``, each arm sorted once."""
+    stable = sorted(map(s_flat.__getitem__, si))
+    candidate = sorted(map(c_flat.__getitem__, ci))
+    ratios = []
+    for level in _QUANTILE_LEVELS:
+        base = _sorted_quantile(stable, level)
+        ratios.append(_sorted_quantile(candidate, level) / base if base > 0 else math.nan)
+    return ratios
 
 
 def _pooled_quantile(lists: Sequence[list[float]], idx: Iterable[int], q: float) -> float:
