@@ -812,8 +812,11 @@ class PairedJudge:
             c_tot = [c[0] for _, c in pairs]
             c_cnt = [c[1] for _, c in pairs]
 
+            # One successful call per case (the usual shape): the call count is the case count.
+            single = all(c == 1 for c in s_cnt) and all(c == 1 for c in c_cnt)
+
             def per_call(tot: Sequence[float], cnt: Sequence[int], idx: Sequence[int]) -> float:
-                calls = sum(map(cnt.__getitem__, idx))
+                calls = len(idx) if single else sum(map(cnt.__getitem__, idx))
                 return sum(map(tot.__getitem__, idx)) / calls if calls else math.nan
 
             def ratio(si: Sequence[int], ci: Sequence[int]) -> float:
