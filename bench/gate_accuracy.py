@@ -69,7 +69,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from pytest_modelgate.contracts import ContractCheck, check_reply
+from pytest_modelgate.contracts import applied_checks, check_reply
 from pytest_modelgate.langdetect import detect_language as _detect_language
 from pytest_modelgate.markers import ModelContract
 from pytest_modelgate.protocol import ParsedCompletion, ParsedToolCall, is_json_text
@@ -597,7 +597,7 @@ class _TestRun:
                     tool_calls=tuple(call.name for call in answer.tool_calls),
                     prompt_language=checked.prompt_language,
                     reply_language=checked.reply_language,
-                    checks=_applied(self.contract, checked),
+                    checks=applied_checks(self.contract, checked),
                     schema_valid=checked.schema_valid,
                     tool_calls_valid=checked.tool_calls_valid,
                     language_match=checked.language_match,
@@ -627,23 +627,6 @@ CONTRACTS: dict[str, ModelContract] = {
     "orders": ModelContract(tools=("lookup_order",), language="match"),
     "replies": ModelContract(language="match"),
 }
-
-
-def _applied(contract: ModelContract, checked: ContractCheck) -> tuple[str, ...]:
-    """The names of the checks a contract applied to one reply, as the measuring transport
-    records them."""
-    applied = []
-    if contract.json or contract.schema is not None:
-        applied.append("json")
-    if contract.schema is not None:
-        applied.append("schema")
-    if checked.tool_calls_valid is not None:
-        applied.append("tools")
-    if contract.language is not None:
-        applied.append("language")
-    if contract.max_output_tokens is not None:
-        applied.append("max_output_tokens")
-    return tuple(applied)
 
 
 def _triage_document(text: str) -> dict[str, Any] | None:

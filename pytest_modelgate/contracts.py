@@ -28,7 +28,7 @@ from pytest_modelgate.langdetect import detect_language
 from pytest_modelgate.markers import ModelContract
 from pytest_modelgate.protocol import ParsedCompletion, ParsedToolCall, shorten
 
-__all__ = ["ContractCheck", "check_reply", "prompt_text"]
+__all__ = ["ContractCheck", "applied_checks", "check_reply", "prompt_text"]
 
 _QUOTE_LIMIT = 120
 
@@ -219,6 +219,29 @@ def _tool_call_problem(
 
 # --------------------------------------------------------------------------------------------
 # The check
+
+
+def applied_checks(contract: ModelContract | None, check: ContractCheck) -> tuple[str, ...]:
+    """The names of the checks ``contract`` applied to a reply (``CallRecord.checks``).
+
+    ``"json"``, ``"schema"``, ``"tools"``, ``"language"``, ``"max_output_tokens"``; the judge's
+    contract rates count only the replies a check was applied to.
+    """
+    if contract is None:
+        return ()
+    has_schema = contract.schema is not None or contract.schema_model is not None
+    applied = []
+    if contract.json or has_schema:
+        applied.append("json")
+    if has_schema:
+        applied.append("schema")
+    if check.tool_calls_valid is not None:
+        applied.append("tools")
+    if contract.language is not None:
+        applied.append("language")
+    if contract.max_output_tokens is not None:
+        applied.append("max_output_tokens")
+    return tuple(applied)
 
 
 def check_reply(

@@ -36,7 +36,7 @@ import json
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -115,8 +115,8 @@ class Attempt:
     streamed: bool = False
     # "recorded": latency_ms and ttft_ms come from the recording this attempt was replayed from.
     timing: TimingSource = "live"
-    # The request body as sent (for the contract checks and the prompt's language).
-    request_body: bytes = b""
+    # The request body as sent, parsed (for the contract checks and the prompt's language).
+    request: Mapping[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -222,7 +222,7 @@ class CallLog:
         if price is not None:
             at = datetime.fromtimestamp(attempt.started_at, tz=timezone.utc)
             cost = price.cost_usd(usage, at=at)
-        checked = _check(self.contract, attempt.request_body, answer)
+        checked = _check(self.contract, attempt.request, answer)
         with self._lock:
             call_index, number = self._number(attempt)
             record = CallRecord(
@@ -287,37 +287,21 @@ class CallLog:
 
 
 def _check(
-    contract: ModelContract | None, body: bytes, answer: ParsedCompletion | None
+    contract: ModelContract | None,
+    request: Mapping[str, Any] | None,
+    answer: ParsedCompletion | None,
 ) -> dict[str, Any]:
     """The CallRecord fields of the contract checks and languages of one attempt."""
-    from pytest_modelgate.contracts import check_reply, prompt_text
+    from pytest_modelgate.contracts import applied_checks, check_reply, prompt_text
     from pytest_modelgate.langdetect import detect_language
 
-    try:
-        request = json.loads(body) if body else None
-    except ValueError:
-        request = None
-    if not isinstance(request, dict):
-        request = None
     if answer is None:
         return {"prompt_language": detect_language(prompt_text(request)) if request else None}
     check = check_reply(contract, request, answer)
-    applied: list[str] = []
-    if contract is not None:
-        if contract.json or contract.schema is not None or contract.schema_model is not None:
-            applied.append("json")
-        if contract.schema is not None or contract.schema_model is not None:
-            applied.append("schema")
-        if check.tool_calls_valid is not None:
-            applied.append("tools")
-        if contract.language is not None:
-            applied.append("language")
-        if contract.max_output_tokens is not None:
-            applied.append("max_output_tokens")
     return {
         "prompt_language": check.prompt_language,
         "reply_language": check.reply_language,
-        "checks": tuple(applied),
+        "checks": applied_checks(contract, check),
         "schema_valid": check.schema_valid,
         "tool_calls_valid": check.tool_calls_valid,
         "language_match": check.language_match,
@@ -355,12 +339,13 @@ def _request_key(method: str, url: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def _asks_for_stream(body: bytes) -> bool:
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The request body as a JSON object, or None (not JSON, or not an object)."""
     try:
-        data = json.loads(body)
+        data = json.loads(body) if body else None
     except ValueError:
-        return False
-    return isinstance(data, dict) and data.get("stream") is True
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class _AttemptContext:
@@ -378,7 +363,11 @@ class _AttemptContext:
         self.method: str = request.method
         self.endpoint = f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
         self.request_key = _request_key(self.method, str(url), body)
-        self.asked_stream = _asks_for_stream(body)
+        # Parsed once: for the stream flag here, the contract checks and the prompt's language.
+        self.request_json = _json_object(body)
+        self.asked_stream = (
+            self.request_json is not None and self.request_json.get("stream") is True
+        )
         self.secrets = _secrets(request.headers)
         self._url = url
         self._body = body
@@ -449,7 +438,7 @@ class _AttemptContext:
             completion=completion,
             streamed=sse or self.asked_stream,
             timing=self.timing_source,
-            request_body=self._body,
+            request=self.request_json,
         )
         record = self.transport.sink(attempt)
         if self.handle is not None:
