@@ -52,6 +52,8 @@ __all__ = [
     "Samples",
     "VerdictKind",
     "failed_cases",
+    "judge_stable_only",
+    "paired_failures",
 ]
 
 VerdictKind = Literal["pass", "fail", "inconclusive", "error"]
@@ -182,6 +184,22 @@ def failed_cases(records: Sequence[TestRecord]) -> frozenset[CaseRef]:
     )
 
 
+def paired_failures(
+    stable: Sequence[TestRecord], candidate: Sequence[TestRecord]
+) -> tuple[tuple[CaseRef, ...], tuple[CaseRef, ...], tuple[CaseRef, ...]]:
+    """The failed cases on both arms, on the candidate only and on the stable arm only (sorted).
+
+    What ``Judgement.cases_failed_both``, ``..._candidate_only`` and ``..._stable_only`` hold.
+    """
+    stable_failed = failed_cases(stable)
+    candidate_failed = failed_cases(candidate)
+    return (
+        tuple(sorted(stable_failed & candidate_failed)),
+        tuple(sorted(candidate_failed - stable_failed)),
+        tuple(sorted(stable_failed - candidate_failed)),
+    )
+
+
 class FixedLimitJudge:
     """The first judge: compares point estimates of each metric against fixed limits.
 
@@ -199,14 +217,12 @@ class FixedLimitJudge:
         """Judge one run by the rules in this module's docstring."""
         stable = compute_arm_metrics(run.stable)
         if run.candidate is None:
-            return _judge_stable_only(stable)
+            return judge_stable_only(stable)
 
         candidate = compute_arm_metrics(run.candidate)
-        stable_failed = failed_cases(run.stable)
-        candidate_failed = failed_cases(run.candidate)
-        failed_both = tuple(sorted(stable_failed & candidate_failed))
-        failed_candidate_only = tuple(sorted(candidate_failed - stable_failed))
-        failed_stable_only = tuple(sorted(stable_failed - candidate_failed))
+        failed_both, failed_candidate_only, failed_stable_only = paired_failures(
+            run.stable, run.candidate
+        )
 
         outcomes = [self._compare(spec, stable, candidate) for spec in METRICS]
         comparisons = tuple(comparison for comparison, _ in outcomes)
@@ -421,7 +437,8 @@ def _stable_only_message(label: str, unit: Unit, value: float | None) -> str:
     return f"{label} {shown} on the stable arm; stable-only run, nothing to compare with"
 
 
-def _judge_stable_only(stable: ArmMetrics) -> Judgement:
+def judge_stable_only(stable: ArmMetrics) -> Judgement:
+    """The judgement of a stable-only smoke run: ``pass`` unless a stable test failed."""
     """A smoke run of the stable model: ordinary pytest semantics, no comparison."""
     comparisons = tuple(
         MetricComparison(

@@ -51,7 +51,8 @@ from pytest_modelgate.judge import (
     Regression,
     RunData,
     Samples,
-    failed_cases,
+    judge_stable_only,
+    paired_failures,
 )
 from pytest_modelgate.metrics import Unit, call_tokens, compute_arm_metrics, format_value
 from pytest_modelgate.records import Budgets, CallRecord, TestRecord
@@ -374,6 +375,33 @@ class _Result:
     not_gated_because: str | None = None
 
 
+@dataclass
+class _RunMemo:
+    """What one ``judge()`` call works out once and reuses; never kept on the judge itself."""
+
+    # Quantile-ratio intervals per (slice, TTFT or latency, seed, cases): p50 and p95 together.
+    quantiles: dict[tuple[str, bool, int, int], dict[float, Interval]] = field(default_factory=dict)
+    # The overall comparisons' (n, margin) by metric, for slices that repeat them.
+    overall: dict[str, tuple[int | None, float | None]] = field(default_factory=dict)
+
+
+def _unless_repeated(piece: _Slice, result: _Result, memo: _RunMemo) -> _Result:
+    """A slice comparison over exactly the overall one's cases and margin is not asked again.
+
+    ``json_validity`` of the only JSON workflow is ``json_validity`` overall: gating both
+    would count one question twice in Holm's family. Paired cases are a subset of the
+    overall ones, so the same count means the same cases.
+    """
+    comparison = result.comparison
+    key = comparison.name
+    if piece.scope == "overall":
+        memo.overall[key] = (comparison.n, comparison.limit_value)
+        return result
+    if result.gated and memo.overall.get(key) == (comparison.n, comparison.limit_value):
+        return replace(result, gated=False, not_gated_because="the same cases as overall")
+    return result
+
+
 class PairedJudge:
     """Paired non-inferiority judge (see the module docstring); implements ``Judge``.
 
@@ -401,10 +429,6 @@ class PairedJudge:
         self.resamples = resamples
         self.min_cases = min_cases
         self.paired = paired
-        # Quantile-ratio intervals of one judge() call, per slice and kind of latency.
-        self._quantile_memo: dict[tuple[str, bool, int, int], dict[float, Interval]] = {}
-        # The overall comparisons' (n, margin) by metric, for slices that repeat them.
-        self._overall: dict[str, tuple[int | None, float | None]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -418,17 +442,20 @@ class PairedJudge:
         """Judge one run."""
         stable_metrics = compute_arm_metrics(run.stable)
         if run.candidate is None:
-            from pytest_modelgate.judge import _judge_stable_only
-
-            return _judge_stable_only(stable_metrics)
+            return judge_stable_only(stable_metrics)
         candidate_metrics = compute_arm_metrics(run.candidate)
-        stable_failed = failed_cases(run.stable)
-        candidate_failed = failed_cases(run.candidate)
-        failed = {
-            "cases_failed_both": tuple(sorted(stable_failed & candidate_failed)),
-            "cases_failed_candidate_only": tuple(sorted(candidate_failed - stable_failed)),
-            "cases_failed_stable_only": tuple(sorted(stable_failed - candidate_failed)),
-        }
+        both, candidate_only, stable_only = paired_failures(run.stable, run.candidate)
+        base = Judgement(
+            verdict="error",
+            reasons=(),
+            metrics=(),
+            regressions=(),
+            stable=stable_metrics,
+            candidate=candidate_metrics,
+            cases_failed_both=both,
+            cases_failed_candidate_only=candidate_only,
+            cases_failed_stable_only=stable_only,
+        )
         no_calls = [
             arm
             for arm, m in (("stable", stable_metrics), ("candidate", candidate_metrics))
@@ -439,22 +466,12 @@ class PairedJudge:
             reasons = [f"the {arm} arm made no calls" for arm in no_calls]
             if not cases and not no_calls:
                 reasons.append("no case ran on both arms: nothing can be paired")
-            return Judgement(
-                verdict="error",
-                reasons=tuple(reasons),
-                metrics=(),
-                regressions=(),
-                stable=stable_metrics,
-                candidate=candidate_metrics,
-                **failed,  # type: ignore[arg-type]
-            )
+            return replace(base, reasons=tuple(reasons))
 
+        memo = _RunMemo()
         results: list[_Result] = []
-        self._quantile_memo = {}
-        self._overall = {}
         for piece in self._slices(cases):
-            results += self._judge_slice(piece)
-        self._quantile_memo = {}
+            results += self._judge_slice(piece, memo)
         comparisons = self._decide(results)
         regressions = tuple(
             Regression(
@@ -492,14 +509,12 @@ class PairedJudge:
                 f"non-inferiority shown for all {shown} gated comparisons "
                 f"({len(cases)} paired cases, {self.confidence:.0%} intervals)"
             ]
-        judgement = Judgement(
+        judgement = replace(
+            base,
             verdict=verdict,
             reasons=tuple(reasons),
             metrics=comparisons,
             regressions=regressions,
-            stable=stable_metrics,
-            candidate=candidate_metrics,
-            **failed,  # type: ignore[arg-type]
         )
         stable_model = run.stable[0].model if run.stable else None
         return replace(judgement, rollout=rollout_plan(judgement, self.margins, stable_model))
@@ -529,7 +544,7 @@ class PairedJudge:
                 members = by_language[code]
                 yield _Slice(f"language:{code}", members, None, len(members) >= self.min_cases)
 
-    def _judge_slice(self, piece: _Slice) -> list[_Result]:
+    def _judge_slice(self, piece: _Slice, memo: _RunMemo) -> list[_Result]:
         results: list[_Result] = []
         margins = _slice_margins(self.margins, piece.budgets)
         for spec in _RATES:
@@ -539,7 +554,7 @@ class PairedJudge:
             if result is not None:
                 results.append(result)
         for spec in _RATIOS:
-            result = self._ratio(spec, piece, getattr(margins, spec.margin))
+            result = self._ratio(spec, piece, getattr(margins, spec.margin), memo)
             if result is None and piece.scope == "overall":
                 result = self._no_data(spec, piece)
             if result is not None:
@@ -551,23 +566,7 @@ class PairedJudge:
                 results.append(result)
         if piece.budgets is not None:
             results += self._budgets(piece, piece.budgets)
-        return [self._unless_repeated(piece, result) for result in results]
-
-    def _unless_repeated(self, piece: _Slice, result: _Result) -> _Result:
-        """A slice comparison over exactly the overall one's cases and margin is not asked again.
-
-        ``json_validity`` of the only JSON workflow is ``json_validity`` overall: gating both
-        would count one question twice in Holm's family. Paired cases are a subset of the
-        overall ones, so the same count means the same cases.
-        """
-        comparison = result.comparison
-        key = comparison.name
-        if piece.scope == "overall":
-            self._overall[key] = (comparison.n, comparison.limit_value)
-            return result
-        if result.gated and self._overall.get(key) == (comparison.n, comparison.limit_value):
-            return replace(result, gated=False, not_gated_because="the same cases as overall")
-        return result
+        return [_unless_repeated(piece, result, memo) for result in results]
 
     # -- rates -------------------------------------------------------------------------------
 
@@ -749,7 +748,9 @@ class PairedJudge:
 
     # -- ratios ------------------------------------------------------------------------------
 
-    def _ratio(self, spec: _Spec, piece: _Slice, margin: float | None) -> _Result | None:
+    def _ratio(
+        self, spec: _Spec, piece: _Slice, margin: float | None, memo: _RunMemo
+    ) -> _Result | None:
         seed = seed_for(piece.scope, *_ids(piece))
         if spec.name in _QUANTILES:
             q = _QUANTILES[spec.name]
@@ -767,8 +768,8 @@ class PairedJudge:
                 c_flat = [c[0] for c in c_lists]
                 # p50 and p95 of the same calls come from one pass: each resample sorted once.
                 key = (piece.scope, spec.name == "ttft_p95_ms", seed, len(rows))
-                if key not in self._quantile_memo:
-                    self._quantile_memo[key] = dict(
+                if key not in memo.quantiles:
+                    memo.quantiles[key] = dict(
                         zip(
                             _QUANTILE_LEVELS,
                             _bootstrap_many(
@@ -783,7 +784,7 @@ class PairedJudge:
                             strict=True,
                         )
                     )
-                precomputed: Interval | None = self._quantile_memo[key][q]
+                precomputed: Interval | None = memo.quantiles[key][q]
             else:
                 precomputed = None
 
