@@ -113,7 +113,7 @@ class MetricComparison:
     candidate_interval: tuple[float, float] | None = None
     # The change's confidence interval, in the unit of ``change``.
     change_interval: tuple[float, float] | None = None
-    # "mcnemar_exact+newcombe", "wilcoxon+paired_bootstrap", "budget+bootstrap", ...
+    # "mcnemar_mid_p+newcombe", "wilcoxon+paired_bootstrap", "budget+bootstrap", ...
     test: str | None = None
     p_value: float | None = None
     # After Holm's correction across the metric's gated comparisons in every scope.

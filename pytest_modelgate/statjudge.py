@@ -11,7 +11,8 @@ How a run is judged (see ``docs/statistics.md`` for the reasoning):
    error rate, fallback rate), ratios (latency p50 / p95, TTFT p95, cost and tokens per call) and
    the numeric quality scores tests record with ``llm.score``.
 3. **Statistics.** A rate whose every case holds one trial per arm is a paired 2x2 table: McNemar's
-   exact test and Newcombe's hybrid score interval for the difference, Wilson intervals per arm.
+   test (mid-p: the exact conditional test is conservative with few discordant pairs) and
+   Newcombe's hybrid score interval for the difference, Wilson intervals per arm.
    Other rates (repeats, several calls per case) use a paired cluster bootstrap of the difference
    of pooled rates and the Wilcoxon signed-rank test on the per-case differences; a bootstrap that
    cannot move (no event on either arm) falls back to Newcombe's interval from the two Wilson
@@ -20,7 +21,8 @@ How a run is judged (see ``docs/statistics.md`` for the reasoning):
 4. **Non-inferiority.** With the change oriented so that lower is worse and a margin ``m``:
    ``regressed`` when the whole interval is worse than the margin allows *and* the difference is
    significant after Holm's correction across the metric's scopes (overall, every workflow and
-   language: the same question asked many times); ``ok`` when
+   language: the same question asked many times; weighted, the overall scope holds half of alpha
+   and the slices share the other half); ``ok`` when
    non-inferiority is shown; ``improved`` when the whole interval is better; ``inconclusive``
    otherwise, with the minimum detectable change and about how many cases would decide it.
 5. **Scopes.** Overall, per workflow and per prompt language. A slice with fewer than
@@ -60,7 +62,7 @@ from pytest_modelgate.stats import (
     Interval,
     PairedTable,
     holm,
-    mcnemar_exact,
+    mcnemar_mid_p,
     newcombe_paired_interval,
     normal_quantile,
     quantile,
@@ -84,6 +86,12 @@ _MIN_TAIL_SAMPLES = 100
 # Power used for the minimum detectable change and the cases needed.
 _POWER = 0.8
 _EPSILON = 1e-12
+# The share of alpha the overall scope holds in its metric's Holm family when slices are gated
+# too; the slices share the rest equally. The overall scope holds every case, so it is the
+# question a run is for; a slice is where a change hides (Chinese only, one workflow), but each
+# slice is one of many. Equal weights would charge the overall question for every slice a suite
+# happens to have (with four languages and three workflows it would be tested at alpha / 8).
+_OVERALL_ALPHA_SHARE = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -591,8 +599,8 @@ class PairedJudge:
                 (bool(s), bool(c)) for s, c in zip(s_events, c_events, strict=True)
             )
             interval = newcombe_paired_interval(table, confidence=self.confidence)
-            p_value = mcnemar_exact(table.b, table.c)
-            test = "mcnemar_exact+newcombe"
+            p_value = mcnemar_mid_p(table.b, table.c)
+            test = "mcnemar_mid_p+newcombe"
         else:
             interval = _bootstrap(
                 n,
@@ -1150,13 +1158,14 @@ class PairedJudge:
             if r.gated and r.comparison.p_value is not None:
                 families[r.comparison.name].append(i)
         p_adjusted: dict[int, float] = {}
-        family_size: dict[int, int] = {}
+        alpha_share: dict[int, float] = {}
         for members in families.values():
+            weights = _holm_weights([results[i].comparison.scope for i in members])
             # A p-value that underflowed to 0.0 is the most significant of all, not a missing one.
-            adjusted = holm([_p(results[i].comparison.p_value) for i in members])
-            for i, value in zip(members, adjusted, strict=True):
+            adjusted = holm([_p(results[i].comparison.p_value) for i in members], weights)
+            for i, value, weight in zip(members, adjusted, weights, strict=True):
                 p_adjusted[i] = value
-                family_size[i] = len(members)
+                alpha_share[i] = weight
         final: list[MetricComparison] = []
         for i, result in enumerate(results):
             comparison = result.comparison
@@ -1168,7 +1177,7 @@ class PairedJudge:
                 # of the run is accounted for: the data cannot tell yet.
                 status = "inconclusive"
                 needed = _cases_for_significance(
-                    comparison.n or 0, _p(comparison.p_value), alpha / family_size.get(i, 1)
+                    comparison.n or 0, _p(comparison.p_value), alpha * alpha_share.get(i, 1.0)
                 )
             if not result.gated and status != "no_data":
                 status, needed = "not_gated", None
@@ -1178,6 +1187,16 @@ class PairedJudge:
             message = _message(comparison, status, result, self.confidence)
             final.append(replace(comparison, message=message))
         return tuple(final)
+
+
+def _holm_weights(scopes: Sequence[str]) -> list[float]:
+    """Each comparison's share of alpha in a Holm family, from the scopes it was asked in."""
+    slices = sum(1 for scope in scopes if scope != "overall")
+    if slices == 0 or slices == len(scopes):
+        return [1 / len(scopes)] * len(scopes)
+    overall = _OVERALL_ALPHA_SHARE / (len(scopes) - slices)
+    rest = (1 - _OVERALL_ALPHA_SHARE) / slices
+    return [overall if scope == "overall" else rest for scope in scopes]
 
 
 def _p_from_interval(estimate: float, interval: Interval, confidence: float) -> float:

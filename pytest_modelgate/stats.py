@@ -7,12 +7,14 @@ models, so intervals and tests work on per-case differences, never on two indepe
 
 What is here and why (see ``docs/`` and the statistics reference for the decision rule):
 
-- rates: ``wilson_interval`` per arm, ``PairedTable`` with ``mcnemar_exact`` and
-  ``newcombe_paired_interval`` for the candidate-minus-stable difference;
+- rates: ``wilson_interval`` per arm, ``PairedTable`` with ``mcnemar_mid_p`` (the gate's test;
+  ``mcnemar_exact`` is the conservative conditional one) and ``newcombe_paired_interval`` for the
+  candidate-minus-stable difference;
 - continuous metrics: ``wilcoxon_signed_rank`` and ``paired_bootstrap`` with the statistics
   ``mean_difference``, ``ratio_of_sums`` and ``quantile_ratio``;
-- many slices: ``holm``; planning: ``required_cases``, ``minimum_detectable_effect``,
-  ``rule_of_three``; repeats: ``clustered_standard_error``.
+- many slices: ``holm``, optionally weighted (the overall scope may hold more of alpha than a
+  slice); planning: ``required_cases``, ``minimum_detectable_effect``, ``rule_of_three``;
+  repeats: ``clustered_standard_error``.
 
 Conventions: an undefined statistic is ``math.nan`` (never an exception), impossible arguments
 raise ``ValueError``, and ``confidence`` is two-sided.
@@ -36,6 +38,7 @@ __all__ = [
     "clustered_standard_error",
     "holm",
     "mcnemar_exact",
+    "mcnemar_mid_p",
     "mean_difference",
     "minimum_detectable_effect",
     "newcombe_paired_interval",
@@ -191,24 +194,45 @@ def mcnemar_exact(b: int, c: int) -> float:
     ``p = min(1, 2 * P[Binomial(b + c, 1/2) <= min(b, c)])``; 1.0 when ``b + c == 0``. This is
     statsmodels' ``mcnemar(table, exact=True).pvalue``, computed here in integer arithmetic.
     """
+    tail, _ = _mcnemar_tail(b, c)
+    return min(1.0, tail)
+
+
+def mcnemar_mid_p(b: int, c: int) -> float:
+    """The two-sided mid-p McNemar p-value: the exact one less the probability of what was seen.
+
+    ``p = 2 * (P[X <= k] - P[X = k] / 2)`` with ``X ~ Binomial(b + c, 1/2)`` and ``k = min(b, c)``;
+    1.0 when ``b == c``. The exact conditional test is conservative (its true size is well below
+    alpha with few discordant pairs, because the binomial is discrete); the mid-p test keeps its
+    size at or below alpha in practice and has the power the exact test wastes. Fagerland,
+    Lydersen and Laake (BMC Med Res Methodol 13:91, 2013) recommend it for matched pairs.
+    """
+    tail, point = _mcnemar_tail(b, c)
+    return min(1.0, tail - point)
+
+
+def _mcnemar_tail(b: int, c: int) -> tuple[float, float]:
+    """``2 * P[X <= k]`` and ``2 * P[X = k]`` for the McNemar binomial (1 and 0 when b == c)."""
     _check_count(b, "b")
     _check_count(c, "c")
     n = b + c
     k = min(b, c)
     if 2 * k >= n:
         # b == c (or no discordant pairs): the tail holds at least half the mass.
-        return 1.0
+        return 1.0, 0.0
     # Sum C(n, i) for i = k, k-1, ... exactly; the terms shrink at least geometrically, so once
     # the next ones cannot reach 2^-64 of the total they are dropped (far below float precision)
     # and a large n costs O(sqrt(n)) terms instead of O(n).
-    term = math.comb(n, k)
-    total = term
+    first = math.comb(n, k)
+    term = first
+    total = first
     for i in range(k, 0, -1):
         term = term * i // (n - i + 1)
         total += term
         if (term * (n + 1)) << 64 < total:
             break
-    return min(1.0, total / (1 << (n - 1)))
+    # Python divides the integers exactly: 2^n may be far beyond a float, the ratios are not.
+    return total / (1 << (n - 1)), first / (1 << n)
 
 
 def newcombe_paired_interval(table: PairedTable, *, confidence: float = 0.95) -> Interval:
@@ -352,24 +376,46 @@ def _signed_rank_cdf(k: int, m: int) -> int:
     return sum(counts)
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in the input order.
+def holm(p_values: Sequence[float], weights: Sequence[float] | None = None) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order; weighted when ``weights`` are given.
 
-    With the ``m`` p-values sorted ascending as ``p_(1) <= ... <= p_(m)``:
-    ``adjusted_(i) = min(1, max_{j <= i} (m - j + 1) * p_(j))`` (Holm 1979). Rejecting where the
-    adjusted value is ``<= alpha`` controls the family-wise error at ``alpha``. Equals statsmodels
-    ``multipletests(p_values, method="holm")[1]``.
+    Unweighted, with the ``m`` p-values sorted ascending as ``p_(1) <= ... <= p_(m)``:
+    ``adjusted_(i) = min(1, max_{j <= i} (m - j + 1) * p_(j))`` (Holm 1979). This equals
+    statsmodels ``multipletests(p_values, method="holm")[1]``.
+
+    Weighted (Holm 1979, section 5): hypothesis ``i`` gets the share ``w_i`` of alpha. They are
+    sorted by ``p_i / w_i`` and step ``j`` multiplies ``p_(j)`` by ``W_j / w_(j)``, where ``W_j`` is
+    the total weight of the hypotheses not yet rejected (``(j)`` and every later one), so
+    ``adjusted_(j) = min(1, max_{k <= j} p_(k) * W_k / w_(k))``. Equal weights give the unweighted
+    procedure. Either way, rejecting where the adjusted value is ``<= alpha`` controls the
+    family-wise error at ``alpha`` whatever the dependence between the tests.
     """
     for p in p_values:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p-values must be between 0 and 1, got {p!r}")
     m = len(p_values)
-    order = sorted(range(m), key=p_values.__getitem__)
+    if weights is None:
+        order = sorted(range(m), key=p_values.__getitem__)
+        adjusted = [0.0] * m
+        running = 0.0
+        for rank, index in enumerate(order):
+            running = max(running, p_values[index] * (m - rank))
+            adjusted[index] = min(1.0, running)
+        return adjusted
+    if len(weights) != m:
+        raise ValueError(f"{len(weights)} weights for {m} p-values")
+    for w in weights:
+        if not (w > 0 and math.isfinite(w)):
+            raise ValueError(f"weights must be positive and finite, got {w!r}")
+    # Ties in p / w keep the input order, so the result does not depend on sort stability.
+    order = sorted(range(m), key=lambda i: (p_values[i] / weights[i], i))
+    remaining = math.fsum(weights)
     adjusted = [0.0] * m
     running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, p_values[index] * (m - rank))
+    for index in order:
+        running = max(running, p_values[index] * remaining / weights[index])
         adjusted[index] = min(1.0, running)
+        remaining -= weights[index]
     return adjusted
 
 

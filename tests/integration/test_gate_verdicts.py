@@ -229,7 +229,7 @@ def test_a_healthy_candidate_passes(gate_project: MakeProject, workers: int | No
     # zero that the -60 pts margin contains, which is what "ok" means.
     pass_rate = verdict["metrics"]["pass_rate"]
     assert pass_rate["n"] == 12
-    assert pass_rate["test"] == "mcnemar_exact+newcombe"
+    assert pass_rate["test"] == "mcnemar_mid_p+newcombe"
     assert pass_rate["p_value"] == 1.0
     low, high = pass_rate["change_interval"]
     assert -60.0 < low < 0.0 < high < 60.0
@@ -404,7 +404,7 @@ def test_server_errors_that_surface_fail_tests_and_error_rate(gate_project: Make
     # One attempt per case on each arm: an exact McNemar test on the paired outcomes.
     for metric in (error_rate, pass_rate):
         assert metric["n"] == ENOUGH_CASES
-        assert metric["test"] == "mcnemar_exact+newcombe"
+        assert metric["test"] == "mcnemar_mid_p+newcombe"
         assert metric["p_adjusted"] < 0.05
     assert error_rate["change_interval"][0] > 1.0
     assert pass_rate["change_interval"][1] < -2.0
@@ -530,7 +530,7 @@ def test_a_candidate_that_misclassifies_fails_the_gate_on_pass_rate(
     metric = verdict["metrics"]["pass_rate"]
     assert metric["candidate"] == rate
     assert metric["n"] == ENOUGH_CASES
-    assert metric["test"] == "mcnemar_exact+newcombe"
+    assert metric["test"] == "mcnemar_mid_p+newcombe"
     low, high = metric["change_interval"]
     assert low <= metric["change"] <= high < -2.0  # the whole interval beyond -2.0 pts
     assert metric["p_value"] <= metric["p_adjusted"] < 0.05

@@ -105,7 +105,7 @@ def test_a_json_validity_drop_is_a_regression_of_json_validity(
     assert json_validity["n"] == 80
     assert json_validity["stable"] == 1.0
     assert json_validity["candidate"] < 0.85
-    assert json_validity["test"] == "mcnemar_exact+newcombe"
+    assert json_validity["test"] == "mcnemar_mid_p+newcombe"
     low, high = json_validity["change_interval"]
     assert low <= json_validity["change"] <= high < -1.0
     assert json_validity["p_adjusted"] < 0.05

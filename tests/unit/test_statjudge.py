@@ -22,7 +22,7 @@ from pytest_modelgate.statjudge import Margins, PairedJudge, metric_label
 from pytest_modelgate.stats import (
     PairedTable,
     holm,
-    mcnemar_exact,
+    mcnemar_mid_p,
     newcombe_paired_interval,
     wilson_interval,
 )
@@ -324,7 +324,7 @@ def test_repeats_are_pooled_per_case_and_switch_to_the_cluster_bootstrap() -> No
         _repeated("stable", 60, 1, lambda i, r: False),
         _repeated("candidate", 60, 1, lambda i, r: i < 20),
     )
-    assert comparison(single, "json_validity").test == "mcnemar_exact+newcombe"
+    assert comparison(single, "json_validity").test == "mcnemar_mid_p+newcombe"
 
     # K = 3: the first 20 cases break on one repeat of three.
     repeated = run_judge(
@@ -363,11 +363,11 @@ def test_a_clear_json_validity_drop_fails_with_mcnemar_and_newcombe() -> None:
     table = PairedTable(a=83, b=15, c=2, d=0)
     json_validity = comparison(judgement, "json_validity")
     assert json_validity.status == "regressed"
-    assert json_validity.test == "mcnemar_exact+newcombe"
-    assert json_validity.p_value == mcnemar_exact(15, 2)
-    assert json_validity.p_value == pytest.approx(
-        mcnemar([[83, 15], [2, 0]], exact=True).pvalue, rel=1e-12
-    )
+    assert json_validity.test == "mcnemar_mid_p+newcombe"
+    # The mid-p McNemar test: the exact one (statsmodels) less the probability of the table seen.
+    assert json_validity.p_value == mcnemar_mid_p(15, 2)
+    exact = mcnemar([[83, 15], [2, 0]], exact=True).pvalue
+    assert json_validity.p_value == pytest.approx(exact - 136 / 2**17, rel=1e-12)
     interval = newcombe_paired_interval(table)
     assert json_validity.change_interval == (interval.low * 100, interval.high * 100)
     stable_ci = wilson_interval(98, 100)
@@ -656,10 +656,18 @@ def test_adjusted_p_values_are_holm_over_the_gated_comparisons(
     judgement = run()
     adjusted = [c for c in judgement.metrics if c.p_adjusted is not None]
     assert adjusted
-    # One family per metric: its gated comparisons across every scope.
+    # One family per metric: its gated comparisons across every scope. Weighted Holm: the
+    # overall scope holds half of alpha, the slices share the other half equally.
     for name in {c.name for c in adjusted}:
         family = [c for c in adjusted if c.name == name]
-        assert [c.p_adjusted for c in family] == holm([c.p_value or 0.0 for c in family])
+        slices = sum(c.scope != "overall" for c in family)
+        weights = [
+            (0.5 if c.scope == "overall" else 0.5 / slices)
+            if 0 < slices < len(family)
+            else 1 / len(family)
+            for c in family
+        ]
+        assert [c.p_adjusted for c in family] == holm([c.p_value or 0.0 for c in family], weights)
     for c in judgement.metrics:
         if c.p_adjusted is not None:
             assert c.p_value is not None
@@ -871,7 +879,7 @@ def test_pairing_narrows_the_intervals_on_correlated_data() -> None:
     for records, name, paired_test, unpaired_test in (
         (scored, "score:faithfulness", "wilcoxon+paired_bootstrap", None),
         (noisy, "latency_p50_ms", "wilcoxon+paired_bootstrap", "bootstrap"),
-        (rates, "pass_rate", "mcnemar_exact+newcombe", "z_test+bootstrap"),
+        (rates, "pass_rate", "mcnemar_mid_p+newcombe", "z_test+bootstrap"),
     ):
         paired = comparison(run_judge(*records), name)
         unpaired = comparison(run_judge(*records, paired=False), name)

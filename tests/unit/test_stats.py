@@ -10,12 +10,13 @@ import gc
 import math
 import random
 import time
-from collections.abc import Sequence
-from itertools import product
+from collections.abc import Callable, Sequence
+from itertools import combinations, product
 
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
+from scipy.stats import binom
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
@@ -27,6 +28,7 @@ from pytest_modelgate.stats import (
     clustered_standard_error,
     holm,
     mcnemar_exact,
+    mcnemar_mid_p,
     mean_difference,
     minimum_detectable_effect,
     newcombe_paired_interval,
@@ -187,6 +189,64 @@ def test_mcnemar_is_the_doubled_binomial_tail() -> None:
 def test_mcnemar_rejects_negative_counts() -> None:
     with pytest.raises(ValueError, match="b must be"):
         mcnemar_exact(-1, 3)
+    with pytest.raises(ValueError, match="c must be"):
+        mcnemar_mid_p(3, -1)
+
+
+# --- mcnemar_mid_p ---------------------------------------------------------------------------
+
+
+def _scipy_mid_p(b: int, c: int) -> float:
+    """2 * (P[X <= k] - P[X = k] / 2), X ~ Binomial(b + c, 1/2), k = min(b, c) (Fagerland 2013)."""
+    n, k = b + c, min(b, c)
+    if n == 0:
+        return 1.0
+    return min(1.0, float(2 * (binom.cdf(k, n, 0.5) - 0.5 * binom.pmf(k, n, 0.5))))
+
+
+def test_mcnemar_mid_p_matches_scipy_on_a_grid() -> None:
+    for b, c in product(range(31), repeat=2):
+        assert mcnemar_mid_p(b, c) == pytest.approx(_scipy_mid_p(b, c), rel=1e-12), (b, c)
+
+
+@pytest.mark.parametrize(("b", "c"), [(100, 150), (1000, 1100), (5000, 5200), (0, 1000)])
+def test_mcnemar_mid_p_matches_scipy_for_many_discordant_pairs(b: int, c: int) -> None:
+    assert mcnemar_mid_p(b, c) == pytest.approx(_scipy_mid_p(b, c), rel=1e-9, abs=1e-300)
+
+
+def test_mcnemar_mid_p_is_the_exact_p_less_the_observed_point() -> None:
+    # b=12, c=2: 2 * (1 + 14 + 91 - 91 / 2) / 2^14, exactly representable.
+    assert mcnemar_mid_p(12, 2) == (2 * (1 + 14 + 91) - 91) / 2**14
+    assert mcnemar_mid_p(2, 12) == mcnemar_mid_p(12, 2)
+    # One discordant pair: the exact test says 1, the mid-p test 1/2.
+    assert mcnemar_exact(0, 1) == 1.0
+    assert mcnemar_mid_p(0, 1) == 0.5
+    assert mcnemar_mid_p(0, 0) == 1.0
+    assert mcnemar_mid_p(7, 7) == 1.0
+    for b, c in product(range(25), repeat=2):
+        assert mcnemar_mid_p(b, c) <= mcnemar_exact(b, c)
+
+
+def test_mcnemar_mid_p_keeps_its_size_near_alpha_where_the_exact_test_wastes_it() -> None:
+    # The chance of p <= 0.05 when the two models are equally good, computed exactly for n pairs
+    # each discordant with probability pi. Given m discordant pairs the mid-p test may exceed 5%
+    # (m = 5: 6.25%), but over the number of discordant pairs it stays at 5% within rounding
+    # (Fagerland, Lydersen and Laake 2013), while the exact test often holds half of that.
+    def size(test: Callable[[int, int], float], m: int) -> float:
+        return sum(math.comb(m, b) for b in range(m + 1) if test(b, m - b) <= 0.05) / 2**m
+
+    sizes = {m: (size(mcnemar_mid_p, m), size(mcnemar_exact, m)) for m in range(201)}
+    assert sizes[5][0] == 2 / 32
+    for n in range(10, 201, 10):
+        for pi in (0.02, 0.05, 0.1, 0.2, 0.4, 0.8):
+            weights = binom.pmf(range(n + 1), n, pi)
+            mid = sum(weights[m] * sizes[m][0] for m in range(n + 1))
+            exact = sum(weights[m] * sizes[m][1] for m in range(n + 1))
+            assert exact <= mid <= 0.051, (n, pi, mid)
+    # Where the exact test wastes power: 40 pairs, 20% discordant.
+    weights = binom.pmf(range(41), 40, 0.2)
+    exact_size = sum(weights[m] * sizes[m][1] for m in range(41))
+    assert exact_size < 0.03
 
 
 # --- newcombe_paired_interval ----------------------------------------------------------------
@@ -463,6 +523,55 @@ def test_holm_edge_cases() -> None:
     assert holm([]) == []
     with pytest.raises(ValueError, match="between 0 and 1"):
         holm([0.5, 1.2])
+    with pytest.raises(ValueError, match="2 weights for 3 p-values"):
+        holm([0.1, 0.2, 0.3], [1.0, 1.0])
+    with pytest.raises(ValueError, match="positive and finite"):
+        holm([0.1, 0.2], [1.0, 0.0])
+
+
+def _closed_weighted_bonferroni(p_values: list[float], weights: list[float]) -> list[float]:
+    """Adjusted p-values by closed testing, every intersection by a weighted Bonferroni test.
+
+    H_J (all of J true) is rejected at alpha when some j in J has p_j <= alpha * w_j / W_J; H_i
+    is rejected when every H_J with i in J is. So the adjusted p of H_i is the largest, over the
+    J holding i, of min_{j in J} p_j * W_J / w_j: the definition weighted Holm shortcuts.
+    """
+    m = len(p_values)
+    adjusted = []
+    for i in range(m):
+        worst = 0.0
+        for size in range(1, m + 1):
+            for subset in combinations(range(m), size):
+                if i not in subset:
+                    continue
+                total = sum(weights[j] for j in subset)
+                worst = max(worst, min(p_values[j] * total / weights[j] for j in subset))
+        adjusted.append(min(1.0, worst))
+    return adjusted
+
+
+def test_weighted_holm_is_closed_testing_with_weighted_bonferroni() -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        m = rng.randint(1, 7)
+        p_values = [rng.random() ** 4 for _ in range(m)]
+        weights = [rng.choice([0.5, 1.0, 1.0, 2.0, 3.0]) * rng.random() + 0.01 for _ in range(m)]
+        expected = _closed_weighted_bonferroni(p_values, weights)
+        assert holm(p_values, weights) == pytest.approx(expected, rel=1e-12), (p_values, weights)
+
+
+def test_weighted_holm_with_equal_weights_is_holm() -> None:
+    rng = random.Random(12)
+    for size in range(1, 20):
+        p_values = [rng.random() ** 3 for _ in range(size)]
+        assert holm(p_values, [1.0] * size) == pytest.approx(holm(p_values), rel=1e-12)
+
+
+def test_weighted_holm_by_hand() -> None:
+    # Overall (weight 1/2) and two slices (1/4 each): p / w = 0.02, 0.04, 0.16.
+    # Step 1: 0.01 * 1 / 0.5 = 0.02; step 2: 0.01 * 0.5 / 0.25 = 0.02 -> max 0.02;
+    # step 3: 0.04 * 0.25 / 0.25 = 0.04.
+    assert holm([0.01, 0.01, 0.04], [0.5, 0.25, 0.25]) == pytest.approx([0.02, 0.02, 0.04])
 
 
 # --- seed_for --------------------------------------------------------------------------------

@@ -273,7 +273,7 @@ class TestBuild:
         assert pass_rate["candidate_interval"] == [0.722467, 1.0]
         # ... and Newcombe's interval of the change, in points like the change (3 decimals).
         assert pass_rate["change_interval"] == [-27.753, 27.753]
-        assert pass_rate["test"] == "mcnemar_exact+newcombe"
+        assert pass_rate["test"] == "mcnemar_mid_p+newcombe"
         assert (pass_rate["p_value"], pass_rate["p_adjusted"]) == (1.0, 1.0)
         # Points, like the change: half the interval is 27.8 points, so more than that.
         assert 27.753 < pass_rate["min_detectable_change"] < 100
