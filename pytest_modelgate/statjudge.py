@@ -410,6 +410,111 @@ def _unless_repeated(piece: _Slice, result: _Result, memo: _RunMemo) -> _Result:
     return result
 
 
+# --------------------------------------------------------------------------------------------
+# Ratio figures, one builder per shape of data
+
+# Candidate / stable on one resample, from the stable and the candidate case indexes.
+_RatioStatistic = Callable[[Sequence[int], Sequence[int]], float]
+
+
+@dataclass(frozen=True)
+class _RatioData:
+    """What a ratio comparison is judged from, whatever the shape of its data."""
+
+    stable: float
+    candidate: float
+    # The interval when it is already worked out, else the statistic to bootstrap it from.
+    interval: Interval | _RatioStatistic
+    # (stable, candidate) figure of each case, for the rank test.
+    per_case: list[tuple[float, float]]
+    samples: Samples
+    # Whether the rank test on ``per_case`` speaks for this ratio.
+    rank_test: bool
+    n: int
+
+
+def _latency_data(
+    s_lists: list[list[float]],
+    c_lists: list[list[float]],
+    q: float,
+    interval: Interval | _RatioStatistic,
+) -> _RatioData:
+    """Quantile ``q`` of the paired cases' call latencies, pooled per arm."""
+    everything = range(len(s_lists))
+    return _RatioData(
+        stable=_pooled_quantile(s_lists, everything, q),
+        candidate=_pooled_quantile(c_lists, everything, q),
+        interval=interval,
+        per_case=[(_median(s), _median(c)) for s, c in zip(s_lists, c_lists, strict=True)],
+        samples=Samples(sum(map(len, s_lists)), sum(map(len, c_lists))),
+        # A rank test on per-case medians speaks for the median only; a tail quantile's
+        # significance comes from its own bootstrap distribution.
+        rank_test=q == 0.5,
+        n=len(s_lists),
+    )
+
+
+def _pooled_latency(s_lists: list[list[float]], c_lists: list[list[float]], q: float) -> _RatioData:
+    """A latency quantile when a case made several calls: each resample pools its cases' calls."""
+    return _latency_data(
+        s_lists, c_lists, q, functools.partial(_pooled_quantile_ratio, s_lists, c_lists, q)
+    )
+
+
+def _pooled_quantile_ratio(
+    s_lists: Sequence[list[float]],
+    c_lists: Sequence[list[float]],
+    q: float,
+    si: Sequence[int],
+    ci: Sequence[int],
+) -> float:
+    base = _pooled_quantile(s_lists, si, q)
+    return _pooled_quantile(c_lists, ci, q) / base if base > 0 else math.nan
+
+
+def _ratio_of_sums(
+    sums: Sequence[tuple[tuple[float, int], tuple[float, int]]],
+) -> _RatioData | None:
+    """Cost or tokens per successful call from each case's (total, calls); None without calls."""
+    pairs = [(s, c) for s, c in sums if s[1] and c[1]]
+    if not pairs:
+        return None
+    s_tot = [s[0] for s, _ in pairs]
+    s_cnt = [s[1] for s, _ in pairs]
+    c_tot = [c[0] for _, c in pairs]
+    c_cnt = [c[1] for _, c in pairs]
+    # One successful call per case (the usual shape): the call count is the case count.
+    single = all(c == 1 for c in s_cnt) and all(c == 1 for c in c_cnt)
+    everything = range(len(pairs))
+    return _RatioData(
+        stable=_per_call(s_tot, s_cnt, single, everything),
+        candidate=_per_call(c_tot, c_cnt, single, everything),
+        interval=functools.partial(_per_call_ratio, s_tot, s_cnt, c_tot, c_cnt, single),
+        per_case=[(s[0] / s[1], c[0] / c[1]) for s, c in pairs],
+        samples=Samples(sum(s_cnt), sum(c_cnt)),
+        rank_test=True,
+        n=len(pairs),
+    )
+
+
+def _per_call(tot: Sequence[float], cnt: Sequence[int], single: bool, idx: Sequence[int]) -> float:
+    calls = len(idx) if single else sum(map(cnt.__getitem__, idx))
+    return sum(map(tot.__getitem__, idx)) / calls if calls else math.nan
+
+
+def _per_call_ratio(
+    s_tot: Sequence[float],
+    s_cnt: Sequence[int],
+    c_tot: Sequence[float],
+    c_cnt: Sequence[int],
+    single: bool,
+    si: Sequence[int],
+    ci: Sequence[int],
+) -> float:
+    base = _per_call(s_tot, s_cnt, single, si)
+    return _per_call(c_tot, c_cnt, single, ci) / base if base > 0 else math.nan
+
+
 class PairedJudge:
     """Paired non-inferiority judge (see the module docstring); implements ``Judge``.
 
@@ -759,107 +864,35 @@ class PairedJudge:
     def _ratio(
         self, spec: _Spec, piece: _Slice, margin: float | None, memo: _RunMemo
     ) -> _Result | None:
+        """Candidate / stable of a latency quantile, or of cost or tokens per call."""
         seed = seed_for(piece.scope, *_ids(piece))
         if spec.name in _QUANTILES:
-            q = _QUANTILES[spec.name]
-            rows = [
-                (c.stable.values(spec.name), c.candidate.values(spec.name)) for c in piece.cases
-            ]
-            rows = [(s, c) for s, c in rows if s and c]
-            if not rows:
-                return None
-            s_lists = [s for s, _ in rows]
-            c_lists = [c for _, c in rows]
-            if all(len(s) == 1 for s in s_lists) and all(len(c) == 1 for c in c_lists):
-                # One call per case (the usual shape): resample flat lists, no chaining.
-                s_flat = [s[0] for s in s_lists]
-                c_flat = [c[0] for c in c_lists]
-                # p50 and p95 of the same calls come from one pass: each resample sorted once.
-                key = (piece.scope, spec.name == "ttft_p95_ms", seed, len(rows))
-                if key not in memo.quantiles:
-                    memo.quantiles[key] = dict(
-                        zip(
-                            _QUANTILE_LEVELS,
-                            _bootstrap_many(
-                                len(rows),
-                                functools.partial(_quantile_ratios, s_flat, c_flat),
-                                len(_QUANTILE_LEVELS),
-                                seed=seed,
-                                resamples=self.resamples,
-                                confidence=self.confidence,
-                                paired=self.paired,
-                            ),
-                            strict=True,
-                        )
-                    )
-                precomputed: Interval | None = memo.quantiles[key][q]
-            else:
-                precomputed = None
-
-                def ratio(si: Sequence[int], ci: Sequence[int]) -> float:
-                    base = _pooled_quantile(s_lists, si, q)
-                    return _pooled_quantile(c_lists, ci, q) / base if base > 0 else math.nan
-
-            everything = range(len(rows))
-            s_value = _pooled_quantile(s_lists, everything, q)
-            c_value = _pooled_quantile(c_lists, everything, q)
-            per_case = [(_median(s), _median(c)) for s, c in rows]
-            samples = Samples(sum(map(len, s_lists)), sum(map(len, c_lists)))
-            # A rank test on per-case medians speaks for the median only; a tail quantile's
-            # significance comes from its own bootstrap distribution.
-            rank_test = q == 0.5
+            data = self._latency(spec, piece, seed, memo)
         else:
             sums = [(c.stable.sums(spec.name), c.candidate.sums(spec.name)) for c in piece.cases]
-            if any(s is None or c is None for s, c in sums):
+            known = [(s, c) for s, c in sums if s is not None and c is not None]
+            if len(known) < len(sums):
                 # A cost is unknown on an arm: never "ok", and a gated cost cannot pass.
                 return self._unknown(spec, piece, margin, sums)
-            pairs = [(s, c) for s, c in sums if s is not None and c is not None and s[1] and c[1]]
-            if not pairs:
-                return None
-            s_tot = [s[0] for s, _ in pairs]
-            s_cnt = [s[1] for s, _ in pairs]
-            c_tot = [c[0] for _, c in pairs]
-            c_cnt = [c[1] for _, c in pairs]
-
-            # One successful call per case (the usual shape): the call count is the case count.
-            single = all(c == 1 for c in s_cnt) and all(c == 1 for c in c_cnt)
-
-            def per_call(tot: Sequence[float], cnt: Sequence[int], idx: Sequence[int]) -> float:
-                calls = len(idx) if single else sum(map(cnt.__getitem__, idx))
-                return sum(map(tot.__getitem__, idx)) / calls if calls else math.nan
-
-            def ratio(si: Sequence[int], ci: Sequence[int]) -> float:
-                base = per_call(s_tot, s_cnt, si)
-                return per_call(c_tot, c_cnt, ci) / base if base > 0 else math.nan
-
-            everything = range(len(pairs))
-            s_value, c_value = (
-                per_call(s_tot, s_cnt, everything),
-                per_call(c_tot, c_cnt, everything),
-            )
-            per_case = [(s[0] / s[1], c[0] / c[1]) for s, c in pairs]
-            rows = pairs  # type: ignore[assignment]
-            samples = Samples(sum(s_cnt), sum(c_cnt))
-            rank_test = True
-            precomputed = None
-        n = len(rows)
-        if not (s_value > 0) or math.isnan(c_value):
+            data = _ratio_of_sums(known)
+        if data is None or not (data.stable > 0) or math.isnan(data.candidate):
             return None
-        change = c_value / s_value
+        n = data.n
+        change = data.candidate / data.stable
         interval = (
-            precomputed
-            if precomputed is not None
+            data.interval
+            if isinstance(data.interval, Interval)
             else _bootstrap(
                 n,
-                ratio,
+                data.interval,
                 seed=seed,
                 resamples=self.resamples,
                 confidence=self.confidence,
                 paired=self.paired,
             )
         )
-        if self.paired and rank_test:
-            log_ratios = [math.log(c / s) for s, c in per_case if s > 0 and c > 0]
+        if self.paired and data.rank_test:
+            log_ratios = [math.log(c / s) for s, c in data.per_case if s > 0 and c > 0]
             p_value = wilcoxon_signed_rank(log_ratios) if log_ratios else 1.0
         elif change > 0 and interval.low > 0:
             p_value = _p_from_interval(
@@ -881,11 +914,12 @@ class PairedJudge:
         needed = None
         if status == "inconclusive" and margin is not None and not math.isnan(log_half):
             needed = _cases_needed(n, log_half, abs(math.log(change) - math.log(margin)))
+        samples = data.samples
         comparison = MetricComparison(
             name=spec.name,
             unit=spec.unit,
-            stable=s_value,
-            candidate=c_value,
+            stable=data.stable,
+            candidate=data.candidate,
             change=change,
             change_kind="ratio",
             limit=None if margin is None else f"x{margin:.2f}",
@@ -897,7 +931,7 @@ class PairedJudge:
             n=n,
             change_interval=(interval.low, interval.high),
             test=(
-                ("wilcoxon+paired_bootstrap" if rank_test else "paired_bootstrap")
+                ("wilcoxon+paired_bootstrap" if data.rank_test else "paired_bootstrap")
                 if self.paired
                 else "bootstrap"
             ),
@@ -916,6 +950,43 @@ class PairedJudge:
                 "of values",
             )
         return _Result(comparison, piece.gated and margin is not None, worse_beyond)
+
+    def _latency(self, spec: _Spec, piece: _Slice, seed: int, memo: _RunMemo) -> _RatioData | None:
+        """A latency quantile's figures; None when no case has a latency on both arms."""
+        q = _QUANTILES[spec.name]
+        rows = [(c.stable.values(spec.name), c.candidate.values(spec.name)) for c in piece.cases]
+        rows = [(s, c) for s, c in rows if s and c]
+        if not rows:
+            return None
+        s_lists = [s for s, _ in rows]
+        c_lists = [c for _, c in rows]
+        if not (all(len(s) == 1 for s in s_lists) and all(len(c) == 1 for c in c_lists)):
+            return _pooled_latency(s_lists, c_lists, q)
+        key = (piece.scope, spec.name == "ttft_p95_ms", seed, len(rows))
+        if key not in memo.quantiles:
+            memo.quantiles[key] = self._one_call_intervals(s_lists, c_lists, seed)
+        return _latency_data(s_lists, c_lists, q, memo.quantiles[key][q])
+
+    def _one_call_intervals(
+        self, s_lists: list[list[float]], c_lists: list[list[float]], seed: int
+    ) -> dict[float, Interval]:
+        """Every level's quantile-ratio interval when each case made one call per arm.
+
+        One call per case (the usual shape): resample flat lists, no chaining.
+        """
+        s_flat = [s[0] for s in s_lists]
+        c_flat = [c[0] for c in c_lists]
+        # p50 and p95 of the same calls come from one pass: each resample sorted once.
+        intervals = _bootstrap_many(
+            len(s_flat),
+            functools.partial(_quantile_ratios, s_flat, c_flat),
+            len(_QUANTILE_LEVELS),
+            seed=seed,
+            resamples=self.resamples,
+            confidence=self.confidence,
+            paired=self.paired,
+        )
+        return dict(zip(_QUANTILE_LEVELS, intervals, strict=True))
 
     def _unknown(
         self,
