@@ -85,6 +85,12 @@ from pytest_modelgate.simulator.tasks import (
     parse_chat_request,
 )
 
+# The example project's package (support_desk, standard library only): the suite plays its prompts.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "example_project"))
+from support_desk import orders as _example_orders
+from support_desk import replies as _example_replies
+from support_desk import triage as _example_triage
+
 TARGET_FALSE_FAIL = 0.01
 TARGET_DETECTION = 0.95
 TARGET_ROW = ("json", 100)
@@ -274,49 +280,15 @@ def behaviour_for(hard: bool, injection: Injection | None) -> ModelBehaviour:
 
 
 # ------------------------------------------------------------------------------------------------
-# The suite: prompts like the example project's
+# The suite: the example project's own prompts and tool (imported, so they cannot drift apart)
 
-TRIAGE_SYSTEM = (
-    "You triage customer support tickets for an online shop.\n"
-    "Answer with one JSON object and nothing else (no code fences, no comments), with these keys:"
-    f'\n- "category": one of {", ".join(CATEGORIES)}\n- "priority": one of {", ".join(PRIORITIES)}'
-    '\n- "language": the ISO 639-1 code of the language the ticket is written in'
-    '\n- "summary": the gist of the ticket in at most 80 characters'
-)
-ORDERS_SYSTEM = (
-    "You are the order assistant of an online shop. To answer questions about an order, call the\n"
-    "lookup_order tool with the customer's order number, then tell the customer the order's "
-    "status.\nIf the customer gave no order number, ask for it. Always answer in the customer's "
-    "language."
-)
-REPLIES_SYSTEM = (
-    "You are a friendly customer-support agent of an online shop. Reply to the customer's "
-    "message in\nthe language the customer wrote in. Be brief and polite: two or three "
-    "sentences, no lists."
-)
-MAX_REPLY_TOKENS = 160
-ORDER_ID_PATTERN = r"[A-Z]{2,4}-[0-9]{4,8}"
-LOOKUP_ORDER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "lookup_order",
-        "description": "Look up an order by its order number and return its current status.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "order_id": {
-                    "type": "string",
-                    "pattern": f"^{ORDER_ID_PATTERN}$",
-                    "description": "The order number, for example SO-10423.",
-                }
-            },
-            "required": ["order_id"],
-            "additionalProperties": False,
-        },
-    },
-}
+TRIAGE_SYSTEM = _example_triage.SYSTEM_PROMPT
+ORDERS_SYSTEM = _example_orders.SYSTEM_PROMPT
+REPLIES_SYSTEM = _example_replies.SYSTEM_PROMPT
+MAX_REPLY_TOKENS = _example_replies.MAX_REPLY_TOKENS
+LOOKUP_ORDER_TOOL: dict[str, Any] = _example_orders.LOOKUP_ORDER_TOOL
+NOT_FOUND = _example_orders.NOT_FOUND
 ORDER_STATUSES = ("shipped", "delivered", "processing", "cancelled", "refunded")
-NOT_FOUND = "not found"
 
 # (language, ticket, the team's category or None for the classifier's own label). {n} and
 # {order} make every case distinct. A category given here disagrees with the simulated model's
