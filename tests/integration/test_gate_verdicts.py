@@ -401,7 +401,7 @@ def test_server_errors_that_surface_fail_tests_and_error_rate(gate_project: Make
     pass_rate = verdict["metrics"]["pass_rate"]
     assert error_rate["candidate"] == failures / ENOUGH_CASES
     assert pass_rate["candidate"] == (ENOUGH_CASES - failures) / ENOUGH_CASES
-    # One attempt per case on each arm: an exact McNemar test on the paired outcomes.
+    # One attempt per case on each arm: a (mid-p) McNemar test on the paired outcomes.
     for metric in (error_rate, pass_rate):
         assert metric["n"] == ENOUGH_CASES
         assert metric["test"] == "mcnemar_mid_p+newcombe"
