@@ -715,11 +715,17 @@ class PairedJudge:
                 confidence=self.confidence,
                 paired=self.paired,
             )
-            # A bootstrap cannot see beyond what happened: with no event on either arm it would
-            # claim [0, 0]. Newcombe's interval from the Wilson intervals keeps the rule of three.
-            constant = sum(s_events) in (0, sum(s_trials)) and sum(c_events) in (0, sum(c_trials))
-            if math.isnan(interval.low) or interval.width <= 0 or constant:
+            # A bootstrap cannot see beyond what happened: an arm with no event (or nothing but
+            # events) is the same in every resample, so its own uncertainty drops out (0 errors
+            # in 116 calls would count as a rate known to be 0). Newcombe's interval from the
+            # Wilson intervals keeps the rule of three for that arm; the wider of the two holds.
+            s_constant = sum(s_events) in (0, sum(s_trials))
+            c_constant = sum(c_events) in (0, sum(c_trials))
+            if math.isnan(interval.low) or interval.width <= 0 or (s_constant and c_constant):
                 interval = _newcombe_unpaired(change, s_rate, s_ci, c_rate, c_ci)
+            elif s_constant or c_constant:
+                score = _newcombe_unpaired(change, s_rate, s_ci, c_rate, c_ci)
+                interval = Interval(min(interval.low, score.low), max(interval.high, score.high))
             if self.paired:
                 differences = [
                     c / ct - s / st

@@ -343,6 +343,26 @@ def test_repeats_are_pooled_per_case_and_switch_to_the_cluster_bootstrap() -> No
     assert repeated.verdict == "fail"
 
 
+def test_an_arm_without_events_keeps_its_own_uncertainty_in_a_bootstrapped_rate() -> None:
+    # K = 2 (so the cluster bootstrap runs): no broken reply on the stable arm in 120, 6 on the
+    # candidate. The bootstrap alone would treat the stable rate as known to be exactly 0 and
+    # put the whole interval beyond a 1-point margin; 0 in 120 only shows a rate below ~3%.
+    stable = _repeated("stable", 60, 2, lambda i, r: False)
+    candidate = _repeated("candidate", 60, 2, lambda i, r: i < 6 and r == 0)
+    judgement = run_judge(stable, candidate)
+    json_validity = comparison(judgement, "json_validity")
+    assert json_validity.test == "wilcoxon+paired_bootstrap"
+    s_ci, c_ci = wilson_interval(120, 120), wilson_interval(114, 120)
+    change = 114 / 120 - 1.0
+    score_high = change + math.sqrt((c_ci.high - 114 / 120) ** 2 + (1.0 - s_ci.low) ** 2)
+    _low, high = json_validity.change_interval or (math.nan, math.nan)
+    # The interval reaches at least as far as Newcombe's from the two Wilson intervals.
+    assert high >= score_high * 100 - 1e-9
+    assert high > -1.0
+    assert json_validity.status == "inconclusive"
+    assert judgement.verdict != "fail"
+
+
 # --- rates -----------------------------------------------------------------------------------
 
 
