@@ -810,6 +810,9 @@ class Verdicted:
     key_status: str
     key_p: float | None
     key_p_adjusted: float | None
+    # Its measured change (points for a rate, candidate / stable for a ratio): what the
+    # injection came to in this run, sampling noise included.
+    key_change: float | None
     # Comparisons in the Holm family of the run.
     family: int
     # CPU seconds of the judgement.
@@ -882,6 +885,7 @@ def _outcome(row: str, task: Task, paired: bool, judgement: Any, elapsed: float)
         key_status="absent" if key is None else key.status,
         key_p=None if key is None else key.p_value,
         key_p_adjusted=None if key is None else key.p_adjusted,
+        key_change=None if key is None else key.change,
         family=sum(m.p_adjusted is not None for m in judgement.metrics),
         judge_s=elapsed,
     )
@@ -938,6 +942,7 @@ class Tally:
     key_statuses: Counter[str] = field(default_factory=Counter)
     key_p: list[float] = field(default_factory=list)
     key_p_adjusted: list[float] = field(default_factory=list)
+    key_changes: list[float] = field(default_factory=list)
     families: list[int] = field(default_factory=list)
 
     def add(self, outcome: Verdicted) -> None:
@@ -952,6 +957,8 @@ class Tally:
             self.key_p.append(outcome.key_p)
         if outcome.key_p_adjusted is not None:
             self.key_p_adjusted.append(outcome.key_p_adjusted)
+        if outcome.key_change is not None:
+            self.key_changes.append(outcome.key_change)
         self.families.append(outcome.family)
 
     @property
@@ -1030,6 +1037,10 @@ def _print_table(rows: list[list[str]], *, markdown: bool) -> None:
             print("  ".join("-" * width for width in widths))
 
 
+def _mean(values: Sequence[float]) -> str:
+    return f"{statistics.fmean(values):.3g}" if values else "-"
+
+
 def _median(values: Sequence[float]) -> str:
     return f"{statistics.median(values):.2g}" if values else "-"
 
@@ -1045,7 +1056,8 @@ def _print_details(tallies: Tallies) -> None:
     print()
     print(
         "the comparison that should catch each injection (status over the runs; median p-value "
-        "before and after Holm; comparisons in the Holm family):"
+        "before and after Holm; comparisons in the Holm family; its measured change, in points "
+        "or as a ratio):"
     )
     for row, n in _row_keys(tallies):
         if row == "aa":
@@ -1057,7 +1069,8 @@ def _print_details(tallies: Tallies) -> None:
                 f"  {injection.label:<24} n={n:<4} {'paired  ' if paired else 'unpaired'} "
                 f"{injection.metric}@{injection.scope}: "
                 f"{_shares(tally.key_statuses, tally.runs)}; p {_median(tally.key_p)}, "
-                f"Holm {_median(tally.key_p_adjusted)}; family {_median(tally.families)}"
+                f"Holm {_median(tally.key_p_adjusted)}; family {_median(tally.families)}; "
+                f"measured change: mean {_mean(tally.key_changes)}"
             )
     print("A/A: gated overall metrics left inconclusive (share of runs):")
     for row, n in _row_keys(tallies):
