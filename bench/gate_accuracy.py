@@ -69,6 +69,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+from pytest_modelgate.config import GateLimits
 from pytest_modelgate.contracts import applied_checks, check_reply
 from pytest_modelgate.langdetect import detect_language as _detect_language
 from pytest_modelgate.markers import ModelContract
@@ -1127,7 +1128,37 @@ def _print_targets(by_suite: Mapping[Suite, Tallies]) -> None:
             f"({target.fails}/{target.runs}); naming JSON {_percent(target.named, target.runs)} "
             f"(95% CI {100 * low:.1f}-{100 * high:.1f}%): {'MET' if met else 'NOT MET'}"
         )
+        _print_ceiling(target)
     print(f"targets: {'all met' if met_all else 'NOT all met'}")
+
+
+def _print_ceiling(target: Tally) -> None:
+    """The detection rate no valid test at the judge's confidence can beat on these runs.
+
+    Over the runs, the measured JSON validity change scatters around its mean with the true
+    standard error of one run's estimate. A one-sided z-test of "no worse than the margin" that
+    knew that standard error (no test does better at the same level against this alternative)
+    flags a run when its change is beyond ``margin + z * sd``: its detection rate is the ceiling
+    the judge, which must estimate the error from the run itself, is measured against.
+    """
+    changes = [change / 100 for change in target.key_changes]  # points -> fraction
+    if len(changes) < 3:
+        return
+    sd = statistics.stdev(changes)
+    margin = GateLimits().json_validity_max_drop or 0.0
+    z = statistics.NormalDist().inv_cdf(0.975)
+    threshold = -(margin + z * sd)
+    share = sum(change < threshold for change in changes) / len(changes)
+    mean = statistics.fmean(changes)
+    # Cases for 95% power at this effect: n scales the standard error by 1 / sqrt(n).
+    z_power = statistics.NormalDist().inv_cdf(TARGET_DETECTION)
+    needed = math.ceil(TARGET_ROW[1] * (sd * (z + z_power) / max(abs(mean) - margin, 1e-9)) ** 2)
+    print(
+        f"  ceiling: the measured change was {100 * mean:+.1f} pts on average with a standard "
+        f"error of {100 * sd:.1f} pts (its spread over the runs); a z-test knowing that error "
+        f"would flag {100 * share:.1f}% of these runs at the same 95% confidence, and 95% "
+        f"detection of this effect takes about {needed} cases"
+    )
 
 
 def _tasks(
