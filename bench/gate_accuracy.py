@@ -1244,10 +1244,12 @@ def _describe(
         total = sum(weight for _, weight in suite.mix)
         shares = ", ".join(f"{w} {100 * weight / total:.0f}%" for w, weight in suite.mix)
         per_injection = runs if suite.as_often_as_aa else regression_runs
-        print(
-            f"suite {suite.key}: {shares}; {suite.title}; {per_injection} runs per injection "
-            "and size"
+        played = (
+            f"{suite.title}; {per_injection} runs per injection and size"
+            if suite.injections
+            else "A/A runs only (--aa-only)"
         )
+        print(f"suite {suite.key}: {shares}; {played}")
     print("injected regressions (the candidate is the A/A twin plus one change):")
     for injection in INJECTIONS:
         print(f"  {injection.label:<24} {injection.size}")
