@@ -266,9 +266,16 @@ INJECTIONS: tuple[Injection, ...] = (
 INJECTION_BY_KEY = {injection.key: injection for injection in INJECTIONS}
 
 
-def behaviour_for(hard: bool, injection: Injection | None) -> ModelBehaviour:
-    """The simulated model for one kind of case, with the injection applied (None: none)."""
+def behaviour_for(
+    hard: bool, injection: Injection | None, json_breakage: float | None = None
+) -> ModelBehaviour:
+    """The simulated model for one kind of case, with the injection applied (None: none).
+
+    ``json_breakage`` replaces the stable rate of broken JSON on every case, easy or hard.
+    """
     update: dict[str, Any] = dict(QUALITY[hard])
+    if json_breakage is not None:
+        update["json_breakage"] = json_breakage
     if injection is not None:
         for name, delta in injection.add.items():
             current = update[name] if name in update else getattr(BASE, name)
@@ -446,12 +453,19 @@ class ArmPlayer:
     """
 
     def __init__(
-        self, *, arm: Arm, model: str, seed: int, injection: Injection | None = None
+        self,
+        *,
+        arm: Arm,
+        model: str,
+        seed: int,
+        injection: Injection | None = None,
+        json_breakage: float | None = None,
     ) -> None:
         self.arm: Arm = arm
         self.model = model
         self.seed = seed
         self.injection = injection
+        self.json_breakage = json_breakage
         self.price_factor = injection.price_factor if injection is not None else 1.0
         self._cores: dict[tuple[bool, bool], _Core] = {}
         self._clock = EPOCH
@@ -465,7 +479,9 @@ class ArmPlayer:
         key = (case.hard, injected)
         core = self._cores.get(key)
         if core is None:
-            behaviour = behaviour_for(case.hard, self.injection if injected else None)
+            behaviour = behaviour_for(
+                case.hard, self.injection if injected else None, self.json_breakage
+            )
             core = self._cores[key] = _Core(self.seed, self.model, behaviour)
         return core
 
@@ -757,6 +773,8 @@ class Suite:
     # Each injection runs as often as the A/A comparison (--runs) rather than --regression-runs:
     # a target is measured on it.
     as_often_as_aa: bool = False
+    # The stable rate of broken JSON on every case instead of QUALITY's (--json-baseline).
+    json_breakage: float | None = None
 
 
 SUITES: tuple[Suite, ...] = (
@@ -839,13 +857,20 @@ def _judge_classes() -> tuple[Any, Any]:
 def _arms(task: Task) -> Iterator[tuple[str, list[TestRecord], list[TestRecord]]]:
     """(row key, stable records, candidate records) for the task's comparisons."""
     cases = _suite(task.n, task.suite.mix, random.Random(f"cases\x1f{task.seed}"))
-    stable = ArmPlayer(arm="stable", model=STABLE_NAME, seed=task.seed).play(cases)
-    twin = ArmPlayer(arm="candidate", model=CANDIDATE_NAME, seed=task.seed)
+    baseline = task.suite.json_breakage
+    stable = ArmPlayer(
+        arm="stable", model=STABLE_NAME, seed=task.seed, json_breakage=baseline
+    ).play(cases)
+    twin = ArmPlayer(arm="candidate", model=CANDIDATE_NAME, seed=task.seed, json_breakage=baseline)
     yield "aa", stable, twin.play(cases)
     for key in task.injections:
         injection = INJECTION_BY_KEY[key]
         player = ArmPlayer(
-            arm="candidate", model=CANDIDATE_NAME, seed=task.seed, injection=injection
+            arm="candidate",
+            model=CANDIDATE_NAME,
+            seed=task.seed,
+            injection=injection,
+            json_breakage=baseline,
         )
         yield injection.key, stable, player.play(cases)
 
@@ -1249,10 +1274,18 @@ def _describe(
             if suite.injections
             else "A/A runs only (--aa-only)"
         )
+        if suite.json_breakage is not None:
+            played += f"; stable JSON breakage {suite.json_breakage} on every case"
         print(f"suite {suite.key}: {shares}; {played}")
     print("injected regressions (the candidate is the A/A twin plus one change):")
     for injection in INJECTIONS:
         print(f"  {injection.label:<24} {injection.size}")
+    for suite in suites:
+        if suite.json_breakage is not None:
+            print(
+                f"  (suite {suite.key}: JSON breakage {suite.json_breakage} -> "
+                f"{suite.json_breakage + 0.15:.3f} on every case, --json-baseline)"
+            )
 
 
 def run(
@@ -1386,6 +1419,15 @@ def main(argv: list[str] | None = None) -> int:
         help=f"suite sizes, comma-separated (default {','.join(map(str, SIZES))})",
     )
     parser.add_argument(
+        "--json-baseline",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="the stable model's rate of broken JSON on every case, easy or hard (default: "
+        f"{QUALITY[False]['json_breakage']} easy, {QUALITY[True]['json_breakage']} hard); the "
+        "injection adds 15 points to it",
+    )
+    parser.add_argument(
         "--aa-only",
         action="store_true",
         help="A/A runs only, no injection (to measure the false-fail rate over many runs)",
@@ -1415,6 +1457,10 @@ def main(argv: list[str] | None = None) -> int:
             suites = (Suite("custom", "the mix given", options.mix, tuple(INJECTION_BY_KEY)),)
         if options.aa_only:
             suites = tuple(replace(suite, injections=()) for suite in suites)
+        if options.json_baseline is not None:
+            if not 0 <= options.json_baseline <= 0.85:
+                parser.error("--json-baseline must be between 0 and 0.85")
+            suites = tuple(replace(suite, json_breakage=options.json_baseline) for suite in suites)
         return run(
             suites,
             options.sizes,
