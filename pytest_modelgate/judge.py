@@ -53,7 +53,9 @@ __all__ = [
     "VerdictKind",
     "failed_cases",
     "judge_stable_only",
+    "no_call_reasons",
     "paired_failures",
+    "regressions_of",
 ]
 
 VerdictKind = Literal["pass", "fail", "inconclusive", "error"]
@@ -200,6 +202,33 @@ def paired_failures(
     )
 
 
+def no_call_reasons(stable: ArmMetrics, candidate: ArmMetrics) -> tuple[str, ...]:
+    """Why a run cannot be judged for want of calls: one reason per arm that made no call."""
+    # Every metric would be "no data" or a pass-rate collapse; neither is a judgement.
+    # (A stable arm with no calls happens with `-k candidate`: nothing to compare with.)
+    return tuple(
+        f"the {arm} arm made no calls"
+        for arm, metrics in (("stable", stable), ("candidate", candidate))
+        if not metrics.attempts
+    )
+
+
+def regressions_of(comparisons: Sequence[MetricComparison]) -> tuple[Regression, ...]:
+    """The ``regressed`` comparisons, in order, as the verdict lists them."""
+    return tuple(
+        Regression(
+            metric=c.name,
+            scope=c.scope,
+            stable=c.stable,
+            candidate=c.candidate,
+            limit=c.limit or "",
+            message=c.message,
+        )
+        for c in comparisons
+        if c.status == "regressed"
+    )
+
+
 class FixedLimitJudge:
     """The first judge: compares point estimates of each metric against fixed limits.
 
@@ -227,15 +256,11 @@ class FixedLimitJudge:
         outcomes = [self._compare(spec, stable, candidate) for spec in METRICS]
         comparisons = tuple(comparison for comparison, _ in outcomes)
 
-        no_calls = [
-            arm for arm, m in (("stable", stable), ("candidate", candidate)) if not m.attempts
-        ]
+        no_calls = no_call_reasons(stable, candidate)
         if no_calls:
-            # Every metric would be "no data" or a pass-rate collapse; neither is a judgement.
-            # (A stable arm with no calls happens with `-k candidate`: nothing to compare with.)
             return Judgement(
                 verdict="error",
-                reasons=tuple(f"the {arm} arm made no calls" for arm in no_calls),
+                reasons=no_calls,
                 metrics=comparisons,
                 regressions=(),
                 stable=stable,
@@ -245,18 +270,7 @@ class FixedLimitJudge:
                 cases_failed_stable_only=failed_stable_only,
             )
 
-        regressions = tuple(
-            Regression(
-                metric=comparison.name,
-                scope="overall",
-                stable=comparison.stable,
-                candidate=comparison.candidate,
-                limit=comparison.limit or "",
-                message=comparison.message,
-            )
-            for comparison in comparisons
-            if comparison.status == "regressed"
-        )
+        regressions = regressions_of(comparisons)
         undecided = tuple(reason for _, reason in outcomes if reason is not None)
 
         verdict: VerdictKind

@@ -50,11 +50,12 @@ from pytest_modelgate.judge import (
     Judgement,
     MetricComparison,
     MetricStatus,
-    Regression,
     RunData,
     Samples,
     judge_stable_only,
+    no_call_reasons,
     paired_failures,
+    regressions_of,
 )
 from pytest_modelgate.metrics import Unit, call_tokens, compute_arm_metrics, format_value
 from pytest_modelgate.records import Budgets, CallRecord, TestRecord
@@ -569,35 +570,19 @@ class PairedJudge:
             cases_failed_candidate_only=candidate_only,
             cases_failed_stable_only=stable_only,
         )
-        no_calls = [
-            arm
-            for arm, m in (("stable", stable_metrics), ("candidate", candidate_metrics))
-            if not m.attempts
-        ]
+        no_calls = no_call_reasons(stable_metrics, candidate_metrics)
+        if no_calls:
+            return replace(base, reasons=no_calls)
         cases = _cases(run.stable, run.candidate)
-        if no_calls or not cases:
-            reasons = [f"the {arm} arm made no calls" for arm in no_calls]
-            if not cases and not no_calls:
-                reasons.append("no case ran on both arms: nothing can be paired")
-            return replace(base, reasons=tuple(reasons))
+        if not cases:
+            return replace(base, reasons=("no case ran on both arms: nothing can be paired",))
 
         memo = _RunMemo()
         results: list[_Result] = []
         for piece in self._slices(cases):
             results += self._judge_slice(piece, memo)
         comparisons = self._decide(results)
-        regressions = tuple(
-            Regression(
-                metric=c.name,
-                scope=c.scope,
-                stable=c.stable,
-                candidate=c.candidate,
-                limit=c.limit or "",
-                message=c.message,
-            )
-            for c in comparisons
-            if c.status == "regressed"
-        )
+        regressions = regressions_of(comparisons)
         gated = [c for c, r in zip(comparisons, results, strict=True) if r.gated]
         inconclusive = [c for c in gated if c.status == "inconclusive"]
         if regressions:
