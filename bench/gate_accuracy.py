@@ -1205,11 +1205,11 @@ def _tasks(
         per_injection = runs if suite.as_often_as_aa else regression_runs
         if not suite.injections:
             per_injection = 0
+        # Each suite has its own seeds (the mixed suite keeps the ones it always had), whichever
+        # suites run.
+        number = next((i for i, known in enumerate(SUITES) if known.key == suite.key), 0)
         for n in sizes:
             for index in range(max(runs, per_injection)):
-                # Each suite has its own seeds (the mixed suite keeps the ones it always had),
-                # whichever suites run.
-                number = next((i for i, known in enumerate(SUITES) if known.key == suite.key), 0)
                 unit = _unit_seed(seed, n, index) + 100_000 * number
                 tasks.append(
                     Task(

@@ -395,13 +395,8 @@ def holm(p_values: Sequence[float], weights: Sequence[float] | None = None) -> l
             raise ValueError(f"p-values must be between 0 and 1, got {p!r}")
     m = len(p_values)
     if weights is None:
-        order = sorted(range(m), key=p_values.__getitem__)
-        adjusted = [0.0] * m
-        running = 0.0
-        for rank, index in enumerate(order):
-            running = max(running, p_values[index] * (m - rank))
-            adjusted[index] = min(1.0, running)
-        return adjusted
+        # Weights of 1: W_j / w_(j) is m - j + 1 exactly, so the products are statsmodels' bits.
+        weights = [1.0] * m
     if len(weights) != m:
         raise ValueError(f"{len(weights)} weights for {m} p-values")
     for w in weights:
