@@ -438,7 +438,7 @@ def _latency_data(
     s_lists: list[list[float]],
     c_lists: list[list[float]],
     q: float,
-    interval: Interval | _RatioStatistic,
+    interval: Interval,
 ) -> _RatioData:
     """Quantile ``q`` of the paired cases' call latencies, pooled per arm."""
     everything = range(len(s_lists))
@@ -453,24 +453,6 @@ def _latency_data(
         rank_test=q == 0.5,
         n=len(s_lists),
     )
-
-
-def _pooled_latency(s_lists: list[list[float]], c_lists: list[list[float]], q: float) -> _RatioData:
-    """A latency quantile when a case made several calls: each resample pools its cases' calls."""
-    return _latency_data(
-        s_lists, c_lists, q, functools.partial(_pooled_quantile_ratio, s_lists, c_lists, q)
-    )
-
-
-def _pooled_quantile_ratio(
-    s_lists: Sequence[list[float]],
-    c_lists: Sequence[list[float]],
-    q: float,
-    si: Sequence[int],
-    ci: Sequence[int],
-) -> float:
-    base = _pooled_quantile(s_lists, si, q)
-    return _pooled_quantile(c_lists, ci, q) / base if base > 0 else math.nan
 
 
 def _ratio_of_sums(
@@ -951,26 +933,26 @@ class PairedJudge:
             return None
         s_lists = [s for s, _ in rows]
         c_lists = [c for _, c in rows]
-        if not (all(len(s) == 1 for s in s_lists) and all(len(c) == 1 for c in c_lists)):
-            return _pooled_latency(s_lists, c_lists, q)
         key = (piece.scope, spec.name == "ttft_p95_ms", seed, len(rows))
         if key not in memo.quantiles:
-            memo.quantiles[key] = self._one_call_intervals(s_lists, c_lists, seed)
+            memo.quantiles[key] = self._quantile_intervals(s_lists, c_lists, seed)
         return _latency_data(s_lists, c_lists, q, memo.quantiles[key][q])
 
-    def _one_call_intervals(
+    def _quantile_intervals(
         self, s_lists: list[list[float]], c_lists: list[list[float]], seed: int
     ) -> dict[float, Interval]:
-        """Every level's quantile-ratio interval when each case made one call per arm.
-
-        One call per case (the usual shape): resample flat lists, no chaining.
-        """
-        s_flat = [s[0] for s in s_lists]
-        c_flat = [c[0] for c in c_lists]
-        # p50 and p95 of the same calls come from one pass: each resample sorted once.
+        """Every level's quantile-ratio interval: p50 and p95 of the same calls from one pass."""
+        if all(len(s) == 1 for s in s_lists) and all(len(c) == 1 for c in c_lists):
+            # One call per case (the usual shape): resample flat lists, no chaining.
+            statistic = functools.partial(
+                _quantile_ratios, [s[0] for s in s_lists], [c[0] for c in c_lists]
+            )
+        else:
+            # Several calls in a case: each resample pools its cases' calls.
+            statistic = functools.partial(_pooled_quantile_ratios, s_lists, c_lists)
         intervals = _bootstrap_many(
-            len(s_flat),
-            functools.partial(_quantile_ratios, s_flat, c_flat),
+            len(s_lists),
+            statistic,
             len(_QUANTILE_LEVELS),
             seed=seed,
             resamples=self.resamples,
@@ -1310,8 +1292,24 @@ def _quantile_ratios(
     s_flat: Sequence[float], c_flat: Sequence[float], si: Sequence[int], ci: Sequence[int]
 ) -> list[float]:
     """Candidate / stable at every level of ``_QUANTILE_LEVELS``, each arm sorted once."""
-    stable = sorted(map(s_flat.__getitem__, si))
-    candidate = sorted(map(c_flat.__getitem__, ci))
+    return _sorted_ratios(sorted(map(s_flat.__getitem__, si)), sorted(map(c_flat.__getitem__, ci)))
+
+
+def _pooled_quantile_ratios(
+    s_lists: Sequence[list[float]],
+    c_lists: Sequence[list[float]],
+    si: Sequence[int],
+    ci: Sequence[int],
+) -> list[float]:
+    """:func:`_quantile_ratios` when a case holds several calls: the resampled cases pooled."""
+    return _sorted_ratios(
+        sorted(itertools.chain.from_iterable(map(s_lists.__getitem__, si))),
+        sorted(itertools.chain.from_iterable(map(c_lists.__getitem__, ci))),
+    )
+
+
+def _sorted_ratios(stable: Sequence[float], candidate: Sequence[float]) -> list[float]:
+    """Candidate / stable at every level of ``_QUANTILE_LEVELS``, from sorted values."""
     ratios = []
     for level in _QUANTILE_LEVELS:
         base = _sorted_quantile(stable, level)
