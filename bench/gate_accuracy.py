@@ -161,15 +161,23 @@ BASE = ModelBehaviour(
 # The simulator draws its faults per request, whatever the case; real models fail the same hard
 # cases on both arms, and that shared difficulty is what pairing by case removes. So a share of
 # the cases is hard, and each kind is played with its own fault rates, on both arms alike.
+# Triage asks for JSON mode (response_format json_object), in which providers constrain the
+# output to JSON: what still breaks is a reply cut at the token limit or a provider quirk
+# (DeepSeek's whitespace-only content), so the stable model breaks 0.5% of its JSON on average.
+# JSON_BREAKAGE_NOISY, a stable model breaking 2.4% (the bench's default before 2026-11-26),
+# is played by a suite of its own: the same drop is harder to see against a noisier baseline.
 HARD_SHARE = 0.25
+# A stable rate of broken JSON on (easy, hard) cases.
+JsonBreakage = tuple[float, float]
+JSON_BREAKAGE_NOISY: JsonBreakage = (0.005, 0.08)
 QUALITY: dict[bool, dict[str, float]] = {
     False: {
-        "json_breakage": 0.005,
+        "json_breakage": 0.001,
         "misclassify": 0.01,
         "tool_drift": 0.005,
         "language_drift": 0.005,
     },
-    True: {"json_breakage": 0.08, "misclassify": 0.12, "tool_drift": 0.08, "language_drift": 0.06},
+    True: {"json_breakage": 0.017, "misclassify": 0.12, "tool_drift": 0.08, "language_drift": 0.06},
 }
 
 
@@ -267,15 +275,15 @@ INJECTION_BY_KEY = {injection.key: injection for injection in INJECTIONS}
 
 
 def behaviour_for(
-    hard: bool, injection: Injection | None, json_breakage: float | None = None
+    hard: bool, injection: Injection | None, json_breakage: JsonBreakage | None = None
 ) -> ModelBehaviour:
     """The simulated model for one kind of case, with the injection applied (None: none).
 
-    ``json_breakage`` replaces the stable rate of broken JSON on every case, easy or hard.
+    ``json_breakage`` (easy, hard) replaces QUALITY's stable rates of broken JSON.
     """
     update: dict[str, Any] = dict(QUALITY[hard])
     if json_breakage is not None:
-        update["json_breakage"] = json_breakage
+        update["json_breakage"] = json_breakage[hard]
     if injection is not None:
         for name, delta in injection.add.items():
             current = update[name] if name in update else getattr(BASE, name)
@@ -459,7 +467,7 @@ class ArmPlayer:
         model: str,
         seed: int,
         injection: Injection | None = None,
-        json_breakage: float | None = None,
+        json_breakage: JsonBreakage | None = None,
     ) -> None:
         self.arm: Arm = arm
         self.model = model
@@ -773,8 +781,10 @@ class Suite:
     # Each injection runs as often as the A/A comparison (--runs) rather than --regression-runs:
     # a target is measured on it.
     as_often_as_aa: bool = False
-    # The stable rate of broken JSON on every case instead of QUALITY's (--json-baseline).
-    json_breakage: float | None = None
+    # The stable rates of broken JSON instead of QUALITY's (--json-baseline sets both).
+    json_breakage: JsonBreakage | None = None
+    # Suites with the same slot draw the same cases and random numbers: only their rates differ.
+    seed_slot: int = 0
 
 
 SUITES: tuple[Suite, ...] = (
@@ -793,6 +803,18 @@ SUITES: tuple[Suite, ...] = (
         JSON_ONLY_MIX,
         ("json",),
         as_often_as_aa=True,
+        seed_slot=1,
+    ),
+    # The same cases and draws against a stable model that breaks 2.4% of its JSON: how the
+    # target's figure depends on the stable model's own breakage, which no test can remove.
+    Suite(
+        "json-noisy",
+        "json-only against a stable model breaking 2.4% of its JSON (not the target's setting)",
+        JSON_ONLY_MIX,
+        ("json",),
+        as_often_as_aa=True,
+        json_breakage=JSON_BREAKAGE_NOISY,
+        seed_slot=1,
     ),
 )
 
@@ -1140,10 +1162,11 @@ def _print_targets(by_suite: Mapping[Suite, Tallies]) -> None:
                 f"{100 * low:.1f}-{100 * high:.1f}%): {'MET' if met else 'NOT MET'}"
             )
     key, n = TARGET_ROW
-    # Judged where every case is a JSON case when that suite ran (see SUITES), else on the one
-    # suite that ran, whose JSON cases may be fewer than n: the line says which.
+    # Judged where every case is a JSON case and the stable model is the default one when that
+    # suite ran (see SUITES), else on the first suite that ran, whose JSON cases may be fewer
+    # than n or whose stable model may differ: the line names the suite.
     targets = [(suite, t[(key, n, True)]) for suite, t in by_suite.items() if (key, n, True) in t]
-    targets.sort(key=lambda item: item[0].mix != JSON_ONLY_MIX)
+    targets.sort(key=lambda item: (item[0].mix != JSON_ONLY_MIX, item[0].json_breakage is not None))
     if targets:
         suite, target = targets[0]
         # A detection counts when the verdict fails *on JSON validity*, not on something else.
@@ -1157,6 +1180,17 @@ def _print_targets(by_suite: Mapping[Suite, Tallies]) -> None:
             f"(95% CI {100 * low:.1f}-{100 * high:.1f}%): {'MET' if met else 'NOT MET'}"
         )
         _print_ceiling(target)
+        # The other JSON-only suites: the same cases against another stable model.
+        for other_suite, other in targets[1:]:
+            if other_suite.mix != JSON_ONLY_MIX:
+                continue
+            low, high = wilson(other.named, other.runs)
+            print(
+                f"not the target's setting: the same drop at n={n} ({other_suite.key}) naming JSON "
+                f"{_percent(other.named, other.runs)} ({other.named}/{other.runs}, 95% CI "
+                f"{100 * low:.1f}-{100 * high:.1f}%)"
+            )
+            _print_ceiling(other)
     else:
         print(f"target detection of the 15-point JSON validity drop at n={n}: not measured here")
     scope = "all" if targets else "those measured here"
@@ -1205,12 +1239,11 @@ def _tasks(
         per_injection = runs if suite.as_often_as_aa else regression_runs
         if not suite.injections:
             per_injection = 0
-        # Each suite has its own seeds (the mixed suite keeps the ones it always had), whichever
-        # suites run.
-        number = next((i for i, known in enumerate(SUITES) if known.key == suite.key), 0)
+        # Seeds depend on the suite's slot, not on which suites run (the mixed suite keeps the
+        # ones it always had).
         for n in sizes:
             for index in range(max(runs, per_injection)):
-                unit = _unit_seed(seed, n, index) + 100_000 * number
+                unit = _unit_seed(seed, n, index) + 100_000 * suite.seed_slot
                 tasks.append(
                     Task(
                         n=n,
@@ -1275,17 +1308,26 @@ def _describe(
             else "A/A runs only (--aa-only)"
         )
         if suite.json_breakage is not None:
-            played += f"; stable JSON breakage {suite.json_breakage} on every case"
+            played += f"; stable JSON breakage {_breakage(suite.json_breakage)}"
         print(f"suite {suite.key}: {shares}; {played}")
     print("injected regressions (the candidate is the A/A twin plus one change):")
     for injection in INJECTIONS:
         print(f"  {injection.label:<24} {injection.size}")
     for suite in suites:
         if suite.json_breakage is not None:
+            easy, hard = suite.json_breakage
             print(
-                f"  (suite {suite.key}: JSON breakage {suite.json_breakage} -> "
-                f"{suite.json_breakage + 0.15:.3f} on every case, --json-baseline)"
+                f"  (suite {suite.key}: JSON breakage {_breakage(suite.json_breakage)} -> "
+                f"{_breakage((easy + 0.15, hard + 0.15))})"
             )
+
+
+def _breakage(rates: JsonBreakage) -> str:
+    easy, hard = rates
+    if easy == hard:
+        return f"{easy:.3f} on every case"
+    mean = (1 - HARD_SHARE) * easy + HARD_SHARE * hard
+    return f"{easy:.3f} easy, {hard:.3f} hard (mean {mean:.3f})"
 
 
 def run(
@@ -1460,7 +1502,8 @@ def main(argv: list[str] | None = None) -> int:
         if options.json_baseline is not None:
             if not 0 <= options.json_baseline <= 0.85:
                 parser.error("--json-baseline must be between 0 and 0.85")
-            suites = tuple(replace(suite, json_breakage=options.json_baseline) for suite in suites)
+            rates = (options.json_baseline, options.json_baseline)
+            suites = tuple(replace(suite, json_breakage=rates) for suite in suites)
         return run(
             suites,
             options.sizes,
