@@ -26,7 +26,7 @@ from jsonschema.exceptions import SchemaError, best_match
 
 from pytest_modelgate.langdetect import detect_language
 from pytest_modelgate.markers import ModelContract
-from pytest_modelgate.protocol import ParsedCompletion, ParsedToolCall, shorten
+from pytest_modelgate.protocol import ParsedCompletion, ParsedToolCall, content_text, shorten
 
 __all__ = ["ContractCheck", "applied_checks", "check_reply", "prompt_text"]
 
@@ -62,22 +62,6 @@ def _quote(text: str) -> str:
     return f'"{shorten(text, _QUOTE_LIMIT)}"'
 
 
-def _text_of(content: Any) -> str:
-    """The text of a message ``content``: a string or a list of ``{"type": "text"}`` parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Sequence):
-        parts = [
-            part["text"]
-            for part in content
-            if isinstance(part, Mapping)
-            and part.get("type") == "text"
-            and isinstance(part.get("text"), str)
-        ]
-        return "\n".join(parts)
-    return ""
-
-
 def prompt_text(request: Mapping[str, Any] | None) -> str:
     """The text of the request's last message with role ``user`` (``""`` when there is none)."""
     if request is None:
@@ -87,7 +71,7 @@ def prompt_text(request: Mapping[str, Any] | None) -> str:
         return ""
     for message in reversed(messages):
         if isinstance(message, Mapping) and message.get("role") == "user":
-            return _text_of(message.get("content"))
+            return content_text(message.get("content"))
     return ""
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import email.utils
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -111,6 +111,27 @@ def shorten(text: str, limit: int = 200) -> str:
     if len(flat) <= limit:
         return flat
     return flat[: max(limit - 1, 0)] + "…"
+
+
+def content_text(content: Any, joiner: str = "\n") -> str:
+    """The text of a message ``content``: a string, or the text parts of a list of parts.
+
+    A part counts when it is ``{"type": "text", "text": ...}`` (a part without ``type`` is read
+    as text too); image, audio, file and refusal parts carry no text of the message. Prompts
+    join their parts with a newline; replies pass ``joiner=""``, since a reply's parts are
+    pieces of one text (a JSON document may be split across them).
+    """
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
+        return joiner.join(
+            part["text"]
+            for part in content
+            if isinstance(part, Mapping)
+            and part.get("type", "text") == "text"
+            and isinstance(part.get("text"), str)
+        )
+    return ""
 
 
 def is_json_text(text: str | None) -> bool | None:
@@ -238,13 +259,8 @@ def parse_completion(body: Mapping[str, Any]) -> ParsedCompletion:
         raise CompletionFormatError("the body has no choices")
     choice = choices[0]
     message = _mapping(choice.get("message"))
-    content = message.get("content")
-    if isinstance(content, list):
-        # Content parts (rare in replies): keep the text parts in order.
-        content = "".join(
-            str(part.get("text", "")) for part in content if isinstance(part, Mapping)
-        )
-    text, think = split_think(content if isinstance(content, str) else "")
+    # Content parts are rare in replies; their text parts are kept in order.
+    text, think = split_think(content_text(message.get("content"), joiner=""))
     reasoning = _join_reasoning(
         _str(message.get("reasoning_content")) or _str(message.get("reasoning")), think
     )

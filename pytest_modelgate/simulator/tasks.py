@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pytest_modelgate.errors import ModelgateError
 from pytest_modelgate.langdetect import detect_language
+from pytest_modelgate.protocol import content_text
 
 __all__ = [
     "CATEGORIES",
@@ -396,20 +397,6 @@ def truncate_to_tokens(text: str, limit: int) -> str:
     return text
 
 
-def _content_text(content: object) -> str:
-    """Text of a message ``content``: a string, or the text parts of a list of content parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        ]
-        return "\n".join(parts)
-    return ""
-
-
 def _expect_int(body: Mapping[str, Any], key: str) -> int | None:
     value = body.get(key)
     if value is None:
@@ -554,13 +541,13 @@ def reply_text(
 def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
-            return _content_text(message.get("content"))
+            return content_text(message.get("content"))
     return ""
 
 
 def _system_text(messages: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(
-        _content_text(message.get("content"))
+        content_text(message.get("content"))
         for message in messages
         if message.get("role") in ("system", "developer")
     )
@@ -569,7 +556,7 @@ def _system_text(messages: Sequence[Mapping[str, Any]]) -> str:
 def _prompt_tokens(request: ChatRequest) -> int:
     total = 2  # priming of the assistant turn
     for message in request.messages:
-        text = _content_text(message.get("content"))
+        text = content_text(message.get("content"))
         if message.get("tool_calls"):
             text += json.dumps(message["tool_calls"], sort_keys=True)
         total += 4 + estimate_tokens(text)
@@ -673,7 +660,7 @@ def _tool_call_answer(
 def _tool_result(message: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """``(order_id, status)`` from a tool message whose content is a JSON object."""
     try:
-        data = json.loads(_content_text(message.get("content")))
+        data = json.loads(content_text(message.get("content")))
     except ValueError:
         return None, None
     if not isinstance(data, dict):

@@ -13,6 +13,7 @@ from pytest_modelgate.protocol import (
     ParsedToolCall,
     SSEAccumulator,
     classify_error,
+    content_text,
     embedded_error,
     is_json_text,
     looks_like_sse,
@@ -176,6 +177,34 @@ def test_parse_completion_content_parts() -> None:
         completion({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]})
     )
     assert parsed.text == "ab"
+
+
+def test_parse_completion_keeps_only_text_parts() -> None:
+    content = [
+        {"type": "text", "text": '{"a": '},
+        {"type": "refusal", "refusal": "no", "text": "not this"},
+        {"type": "text", "text": "1}"},
+    ]
+    assert parse_completion(completion({"content": content})).text == '{"a": 1}'
+
+
+@pytest.mark.parametrize(
+    ("content", "joiner", "expected"),
+    [
+        ("plain", "\n", "plain"),
+        (None, "\n", ""),
+        (42, "\n", ""),
+        (b"bytes", "\n", ""),
+        ([], "\n", ""),
+        ([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], "\n", "a\nb"),
+        ([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], "", "ab"),
+        # A part without a type is read as text; other kinds of part carry no text.
+        ([{"text": "a"}, {"type": "image_url", "image_url": {"url": "x"}}], "\n", "a"),
+        ([{"type": "input_audio", "text": "x"}, {"type": "text", "text": 3}, "s"], "\n", ""),
+    ],
+)
+def test_content_text(content: Any, joiner: str, expected: str) -> None:
+    assert content_text(content, joiner) == expected
 
 
 @pytest.mark.parametrize(

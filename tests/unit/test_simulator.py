@@ -238,6 +238,27 @@ def test_reply_in_user_language(sdk: openai.OpenAI, language: str, text: str) ->
     assert completion.choices[0].message.tool_calls is None
 
 
+def test_reply_reads_the_text_parts_of_a_user_message(sdk: openai.OpenAI) -> None:
+    # The language is the text parts' (Chinese); the image part's URL is English-like text
+    # that must not count.
+    completion = sdk.chat.completions.create(
+        model="sim-stable",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "https://example.com/the-order.png"},
+                    },
+                    {"type": "text", "text": "你好，我想咨询一下你们的服务。"},
+                ],
+            },
+        ],
+    )
+    assert completion.choices[0].message.content == reply_text("reply", "zh")
+
+
 def test_verbosity_adds_sentences(http: httpx.Client) -> None:
     stable = http.post(CHAT, json=body("sim-stable", "Hello there")).json()
     candidate = http.post(CHAT, json=body("sim-candidate", "Hello there")).json()
