@@ -1179,7 +1179,7 @@ def _print_targets(by_suite: Mapping[Suite, Tallies]) -> None:
             f"({target.fails}/{target.runs}); naming JSON {_percent(target.named, target.runs)} "
             f"(95% CI {100 * low:.1f}-{100 * high:.1f}%): {'MET' if met else 'NOT MET'}"
         )
-        _print_ceiling(target)
+        _print_reference(target)
         # The other JSON-only suites: the same cases against another stable model.
         for other_suite, other in targets[1:]:
             if other_suite.mix != JSON_ONLY_MIX:
@@ -1190,21 +1190,21 @@ def _print_targets(by_suite: Mapping[Suite, Tallies]) -> None:
                 f"{_percent(other.named, other.runs)} ({other.named}/{other.runs}, 95% CI "
                 f"{100 * low:.1f}-{100 * high:.1f}%)"
             )
-            _print_ceiling(other)
+            _print_reference(other)
     else:
         print(f"target detection of the 15-point JSON validity drop at n={n}: not measured here")
     scope = "all" if targets else "those measured here"
     print(f"targets ({scope}): {'met' if met_all else 'NOT all met'}")
 
 
-def _print_ceiling(target: Tally) -> None:
-    """The detection rate no valid test at the judge's confidence can beat on these runs.
+def _print_reference(target: Tally) -> None:
+    """What a z-test with the true run-to-run standard error would flag, for comparison.
 
-    Over the runs, the measured JSON validity change scatters around its mean with the true
-    standard error of one run's estimate. A one-sided z-test of "no worse than the margin" that
-    knew that standard error (no test does better at the same level against this alternative)
-    flags a run when its change is beyond ``margin + z * sd``: its detection rate is the ceiling
-    the judge, which must estimate the error from the run itself, is measured against.
+    Over the runs, the measured JSON validity change scatters around its mean; a one-sided
+    z-test of "no worse than the margin" with that spread as a fixed standard error flags a run
+    when its change is beyond ``margin + z * sd``. It is a yardstick, not a bound: the judge's
+    interval follows each run's own discordant pairs, which shrink with the change, so it can
+    flag runs this test does not (it does so on the default stable model).
     """
     changes = [change / 100 for change in target.key_changes]  # points -> fraction
     if len(changes) < 3:
@@ -1215,14 +1215,10 @@ def _print_ceiling(target: Tally) -> None:
     threshold = -(margin + z * sd)
     share = sum(change < threshold for change in changes) / len(changes)
     mean = statistics.fmean(changes)
-    # Cases for 95% power at this effect: n scales the standard error by 1 / sqrt(n).
-    z_power = statistics.NormalDist().inv_cdf(TARGET_DETECTION)
-    needed = math.ceil(TARGET_ROW[1] * (sd * (z + z_power) / max(abs(mean) - margin, 1e-9)) ** 2)
     print(
-        f"  ceiling: the measured change was {100 * mean:+.1f} pts on average with a standard "
-        f"error of {100 * sd:.1f} pts (its spread over the runs); a z-test knowing that error "
-        f"would flag {100 * share:.1f}% of these runs at the same 95% confidence, and 95% "
-        f"detection of this effect takes about {needed} cases"
+        f"  reference: the measured change was {100 * mean:+.1f} pts on average with a standard "
+        f"error of {100 * sd:.1f} pts (its spread over the runs); a z-test with that error fixed "
+        f"would flag {100 * share:.1f}% of these runs at the same 95% confidence"
     )
 
 
