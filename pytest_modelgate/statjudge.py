@@ -36,15 +36,17 @@ How a run is judged (see ``docs/statistics.md`` for the reasoning):
 from __future__ import annotations
 
 import array
+import bisect
 import functools
 import itertools
 import math
+import operator
 import random
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pytest_modelgate.judge import (
     Judgement,
@@ -93,6 +95,12 @@ _EPSILON = 1e-12
 # slice is one of many. Equal weights would charge the overall question for every slice a suite
 # happens to have (with four languages and three workflows it would be tested at alpha / 8).
 _OVERALL_ALPHA_SHARE = 0.5
+# How wide, in standard deviations of a resample's rank, the bands of values are that a
+# resampled quantile is looked for in (see _ArmQuantiles). Only speed depends on it: wider bands
+# sort more values per resample, narrower ones miss (and sort everything) more often.
+_BAND_SIGMAS = 3.0
+# Below this many values per arm, sorting a resample costs less than finding and counting bands.
+_MIN_BANDED_VALUES = 200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,22 +187,50 @@ _CHECKS = {
 # Per-case figures
 
 
+_Figure = TypeVar("_Figure")
+
+
+def _memoised(
+    figure: Callable[[_CaseArm, str], _Figure],
+) -> Callable[[_CaseArm, str], _Figure]:
+    """Work a case arm's figure out once per name (see _CaseArm)."""
+
+    @functools.wraps(figure)
+    def memoised(arm: _CaseArm, name: str) -> _Figure:
+        key = (figure.__name__, name)
+        if key not in arm.figures:
+            arm.figures[key] = figure(arm, name)
+        result: _Figure = arm.figures[key]
+        return result
+
+    return memoised
+
+
 @dataclass
 class _CaseArm:
-    """One case on one arm, its repeats pooled."""
+    """One case on one arm, its repeats pooled.
+
+    Built by ``_cases``, only read afterwards: a case is judged in several slices (overall, its
+    workflow, its language), so its figures are worked out once and kept. Callers must not
+    mutate what they get.
+    """
 
     tests: list[TestRecord] = field(default_factory=list)
+    figures: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @property
+    @functools.cached_property
     def ran(self) -> list[TestRecord]:
         return [t for t in self.tests if t.outcome != "skipped"]
 
+    @functools.cached_property
     def calls(self) -> list[CallRecord]:
         return [c for t in self.tests for c in t.calls]
 
+    @functools.cached_property
     def ok_calls(self) -> list[CallRecord]:
-        return [c for c in self.calls() if c.ok]
+        return [c for c in self.calls if c.ok]
 
+    @_memoised
     def counts(self, metric: str) -> tuple[int, int]:
         """(events, trials) of a rate; "events" are successes for higher-is-better rates."""
         if metric == "pass_rate":
@@ -204,35 +240,38 @@ class _CaseArm:
             ran = self.ran
             return sum(bool(t.fallbacks) for t in ran), len(ran)
         if metric == "error_rate":
-            calls = self.calls()
+            calls = self.calls
             return sum(not c.ok for c in calls), len(calls)
         check, attribute = _CHECKS[metric]
         values = [
             getattr(c, attribute)
-            for c in self.ok_calls()
+            for c in self.ok_calls
             if check in c.checks and getattr(c, attribute) is not None
         ]
         return sum(bool(v) for v in values), len(values)
 
+    @_memoised
     def values(self, metric: str) -> list[float]:
         """The call-level values behind a latency metric."""
-        ok = self.ok_calls()
+        ok = self.ok_calls
         if metric == "ttft_p95_ms":
             return [c.ttft_ms for c in ok if c.streamed and c.ttft_ms is not None]
         return [c.latency_ms for c in ok if c.latency_ms is not None]
 
+    @_memoised
     def sums(self, metric: str) -> tuple[float, int] | None:
         """(total, successful calls) for cost or tokens; None when a cost is unknown."""
-        ok = self.ok_calls()
+        ok = self.ok_calls
         if metric == "cost_per_call_usd":
             if any(c.cost_usd is None for c in ok):
                 return None
-            billed = [c.cost_usd for c in self.calls() if c.cost_usd is not None]
+            billed = [c.cost_usd for c in self.calls if c.cost_usd is not None]
             return math.fsum(billed), len(ok)
         tokens = [call_tokens(c) for c in ok]
         known = [t for t in tokens if t is not None]
         return float(sum(known)), len(known)
 
+    @_memoised
     def score(self, name: str) -> float | None:
         values = [v for t in self.tests for n, v in t.scores if n == name]
         return math.fsum(values) / len(values) if values else None
@@ -269,37 +308,40 @@ def _cases(stable: Sequence[TestRecord], candidate: Sequence[TestRecord]) -> lis
 # --------------------------------------------------------------------------------------------
 # Bootstrap over cases
 
+# One resample of one arm: ``gather(values)`` is ``tuple(values[i] for i in indexes)`` over the
+# resample's case indexes, in draw order. An ``operator.itemgetter`` does it in C, so per-case data
+# of any shape is resampled by one call; ``tuple`` is the gather of the full sample.
+_Gather = Callable[[Sequence[Any]], tuple[Any, ...]]
+# A statistic of one resample, from the stable and the candidate gathers.
+_Statistic = Callable[[_Gather, _Gather], float]
+_T = TypeVar("_T")
+
 
 def _bootstrap(
     n: int,
-    statistic: Callable[[Sequence[int], Sequence[int]], float],
+    statistic: _Statistic,
     *,
     seed: int,
     resamples: int,
     confidence: float,
     paired: bool,
 ) -> Interval:
-    """Percentile interval of ``statistic(stable_indexes, candidate_indexes)`` over resamples.
+    """Percentile interval of ``statistic(stable_gather, candidate_gather)`` over resamples.
 
-    Paired: the same case indexes for both arms; unpaired: independent draws per arm.
-    Resamples where the statistic is undefined (nan) are dropped. The resampled indexes depend
-    only on ``seed``, ``n`` and ``resamples``: every metric of a slice sees the same resamples.
+    Paired: the same case indexes (the same gather) for both arms; unpaired: independent draws
+    per arm. Resamples where the statistic is undefined (nan) are dropped. The resampled indexes
+    depend only on ``seed``, ``n`` and ``resamples``: every metric of a slice sees the same
+    resamples.
     """
-    (interval,) = _bootstrap_many(
-        n,
-        lambda si, ci: (statistic(si, ci),),
-        1,
-        seed=seed,
-        resamples=resamples,
-        confidence=confidence,
-        paired=paired,
-    )
-    return interval
+    values = _resampled(n, statistic, seed=seed, resamples=resamples, paired=paired)
+    if values is None:
+        return Interval(math.nan, math.nan)
+    return _percentile_interval(values, resamples, confidence)
 
 
 def _bootstrap_many(
     n: int,
-    statistics: Callable[[Sequence[int], Sequence[int]], Sequence[float]],
+    statistics: Callable[[_Gather, _Gather], Sequence[float]],
     count: int,
     *,
     seed: int,
@@ -308,27 +350,43 @@ def _bootstrap_many(
     paired: bool,
 ) -> list[Interval]:
     """:func:`_bootstrap` of ``count`` statistics computed together on each resample."""
+    rows = _resampled(n, statistics, seed=seed, resamples=resamples, paired=paired)
+    if rows is None:
+        return [Interval(math.nan, math.nan)] * count
+    columns = zip(*rows, strict=True)
+    return [_percentile_interval(column, resamples, confidence) for column in columns]
+
+
+def _resampled(
+    n: int,
+    statistic: Callable[[_Gather, _Gather], _T],
+    *,
+    seed: int,
+    resamples: int,
+    paired: bool,
+) -> list[_T] | None:
+    """``statistic`` on every resample, in draw order; None when there are too few cases."""
     if n < _MIN_BOOTSTRAP_CASES:
         # A handful of cases has a handful of resamples: a zero-width interval that would
         # "show" anything. Too few to tell.
-        return [Interval(math.nan, math.nan)] * count
+        return None
     draws = _draws(seed, n, resamples * (1 if paired else 2))
-    columns: list[list[float]] = [[] for _ in range(count)]
-    for r in range(resamples):
-        s_idx = draws[r]
-        c_idx = s_idx if paired else draws[resamples + r]
-        for column, value in zip(columns, statistics(s_idx, c_idx), strict=True):
-            if not math.isnan(value):
-                column.append(value)
+    # Each resample's gather is an itemgetter of its indexes (it shares the indexes' tuple; with
+    # n >= 2 of them it always returns a tuple).
+    if paired:
+        return [statistic(g, g) for g in itertools.starmap(operator.itemgetter, draws)]
+    stable = itertools.starmap(operator.itemgetter, draws[:resamples])
+    candidate = itertools.starmap(operator.itemgetter, draws[resamples:])
+    return list(map(statistic, stable, candidate))
+
+
+def _percentile_interval(values: Iterable[float], resamples: int, confidence: float) -> Interval:
+    """The percentile interval of resampled values; nan ones dropped, nan if over half were."""
+    defined = sorted(itertools.filterfalse(math.isnan, values))
+    if len(defined) * 2 < resamples:
+        return Interval(math.nan, math.nan)
     tail = (1 - confidence) / 2
-    intervals = []
-    for values in columns:
-        if len(values) * 2 < resamples:
-            intervals.append(Interval(math.nan, math.nan))
-            continue
-        values.sort()
-        intervals.append(Interval(quantile(values, tail), quantile(values, 1 - tail)))
-    return intervals
+    return Interval(quantile(defined, tail), quantile(defined, 1 - tail))
 
 
 @functools.lru_cache(maxsize=64)
@@ -339,27 +397,83 @@ def _draws(seed: int, n: int, count: int) -> tuple[tuple[int, ...], ...]:
     is far below anything a bootstrap can show), read little-endian on every platform, so the
     same seed gives the same indexes everywhere. About ten times faster than ``Random.choices``.
     """
-    rng = random.Random(seed)
-    out = []
-    reduce = n.__rmod__
-    for _ in range(count):
-        words = array.array("I", rng.randbytes(4 * n)) if _WORD_OK else None
-        if words is None:
-            out.append(tuple(int.from_bytes(rng.randbytes(4), "little") % n for _ in range(n)))
-            continue
+    # One call gives the bytes of ``count`` calls of 4 * n: getrandbits fills its number with
+    # the generator's 32-bit outputs in order, lowest first, on every platform.
+    data = random.Random(seed).randbytes(4 * n * count)
+    words: Iterable[int]
+    if _WORD_OK:
+        words = array.array("I", data)
         if _BIG_ENDIAN:
             words.byteswap()
-        out.append(tuple(map(reduce, words)))
-    return tuple(out)
+    else:
+        words = (int.from_bytes(data[i : i + 4], "little") for i in range(0, len(data), 4))
+    # operator.mod over a repeated n: a third faster than mapping n.__rmod__.
+    indexes = map(operator.mod, words, itertools.repeat(n))
+    # zip(*[iterator] * n) takes n indexes at a time: one resample each.
+    return tuple(zip(*[indexes] * n, strict=True))
 
 
 _WORD_OK = array.array("I").itemsize == 4
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
-def _pooled(events: Sequence[int], trials: Sequence[int], idx: Sequence[int]) -> float:
-    total = sum(map(trials.__getitem__, idx))
-    return sum(map(events.__getitem__, idx)) / total if total else math.nan
+class _IntSums:
+    """Sums over a resample of non-negative integer columns of each arm, from one C-level sum.
+
+    Each case's values are packed into one int, a field per column as wide as the largest sum
+    any resample of ``n`` cases can reach, so no field ever carries into the next; integer sums
+    are exact in any grouping, so each unpacked field is its column's own sum. One gather and
+    one ``sum`` per resample instead of one of each per column; a paired resample (one gather
+    for both arms) sums both arms' columns at once.
+    """
+
+    def __init__(self, stable: Sequence[Sequence[int]], candidate: Sequence[Sequence[int]]) -> None:
+        columns = (*stable, *candidate)
+        if any(min(column, default=0) < 0 for column in columns):
+            raise ValueError("packed sums need non-negative integers")
+        largest = max((len(column) * max(column, default=0) for column in columns), default=0)
+        width = max(1, largest.bit_length())
+        self._mask = (1 << width) - 1
+        self._both = self._pack(columns, width)
+        self._stable = self._pack(stable, width)
+        self._candidate = self._pack(candidate, width)
+
+    def __call__(self, s_gather: _Gather, c_gather: _Gather) -> list[int]:
+        """The sums of the stable columns, then of the candidate ones, over the resample."""
+        if s_gather is c_gather:
+            packed, shifts = self._both
+            total = sum(s_gather(packed))
+            return [(total >> shift) & self._mask for shift in shifts]
+        return self._sums(s_gather, self._stable) + self._sums(c_gather, self._candidate)
+
+    @staticmethod
+    def _pack(columns: Sequence[Sequence[int]], width: int) -> tuple[tuple[int, ...], range]:
+        """Each case's packed int, and the fields' shifts."""
+        shifts = range(0, width * len(columns), width)
+        packed: Iterable[int] = itertools.repeat(0, len(columns[0]) if columns else 0)
+        for column, shift in zip(columns, shifts, strict=True):
+            packed = map(
+                operator.add, packed, map(operator.lshift, column, itertools.repeat(shift))
+            )
+        return tuple(packed), shifts
+
+    def _sums(self, gather: _Gather, packing: tuple[tuple[int, ...], range]) -> list[int]:
+        packed, shifts = packing
+        if not shifts:
+            return []
+        total = sum(gather(packed))
+        mask = self._mask
+        return [(total >> shift) & mask for shift in shifts]
+
+
+def _rate_change(counts: _IntSums, s_gather: _Gather, c_gather: _Gather) -> float:
+    """Candidate minus stable pooled rate on a resample, from (events, trials) columns."""
+    s_events, s_trials, c_events, c_trials = counts(s_gather, c_gather)
+    return _share(c_events, c_trials) - _share(s_events, s_trials)
+
+
+def _share(part: float, whole: int) -> float:
+    return part / whole if whole else math.nan
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,6 +486,11 @@ class _Slice:
     cases: list[_Case]
     budgets: Budgets | None
     gated: bool
+
+    @functools.cached_property
+    def seed(self) -> int:
+        """Every bootstrap of the slice is seeded from its scope and its case ids."""
+        return seed_for(self.scope, *(c.case_id for c in self.cases))
 
 
 @dataclass(frozen=True)
@@ -414,9 +533,6 @@ def _unless_repeated(piece: _Slice, result: _Result, memo: _RunMemo) -> _Result:
 # --------------------------------------------------------------------------------------------
 # Ratio figures, one builder per shape of data
 
-# Candidate / stable on one resample, from the stable and the candidate case indexes.
-_RatioStatistic = Callable[[Sequence[int], Sequence[int]], float]
-
 
 @dataclass(frozen=True)
 class _RatioData:
@@ -425,7 +541,7 @@ class _RatioData:
     stable: float
     candidate: float
     # The interval when it is already worked out, else the statistic to bootstrap it from.
-    interval: Interval | _RatioStatistic
+    interval: Interval | _Statistic
     # (stable, candidate) figure of each case, for the rank test.
     per_case: list[tuple[float, float]]
     samples: Samples
@@ -441,10 +557,9 @@ def _latency_data(
     interval: Interval,
 ) -> _RatioData:
     """Quantile ``q`` of the paired cases' call latencies, pooled per arm."""
-    everything = range(len(s_lists))
     return _RatioData(
-        stable=_pooled_quantile(s_lists, everything, q),
-        candidate=_pooled_quantile(c_lists, everything, q),
+        stable=_pooled_quantile(s_lists, q),
+        candidate=_pooled_quantile(c_lists, q),
         interval=interval,
         per_case=[(_median(s), _median(c)) for s, c in zip(s_lists, c_lists, strict=True)],
         samples=Samples(sum(map(len, s_lists)), sum(map(len, c_lists))),
@@ -466,13 +581,10 @@ def _ratio_of_sums(
     s_cnt = [s[1] for s, _ in pairs]
     c_tot = [c[0] for _, c in pairs]
     c_cnt = [c[1] for _, c in pairs]
-    # One successful call per case (the usual shape): the call count is the case count.
-    single = all(c == 1 for c in s_cnt) and all(c == 1 for c in c_cnt)
-    everything = range(len(pairs))
     return _RatioData(
-        stable=_per_call(s_tot, s_cnt, single, everything),
-        candidate=_per_call(c_tot, c_cnt, single, everything),
-        interval=functools.partial(_per_call_ratio, s_tot, s_cnt, c_tot, c_cnt, single),
+        stable=_share(sum(s_tot), sum(s_cnt)),
+        candidate=_share(sum(c_tot), sum(c_cnt)),
+        interval=_per_call_statistic(s_tot, s_cnt, c_tot, c_cnt),
         per_case=[(s[0] / s[1], c[0] / c[1]) for s, c in pairs],
         samples=Samples(sum(s_cnt), sum(c_cnt)),
         rank_test=True,
@@ -480,22 +592,203 @@ def _ratio_of_sums(
     )
 
 
-def _per_call(tot: Sequence[float], cnt: Sequence[int], single: bool, idx: Sequence[int]) -> float:
-    calls = len(idx) if single else sum(map(cnt.__getitem__, idx))
-    return sum(map(tot.__getitem__, idx)) / calls if calls else math.nan
+def _per_call_statistic(
+    s_tot: Sequence[float], s_cnt: Sequence[int], c_tot: Sequence[float], c_cnt: Sequence[int]
+) -> _Statistic:
+    """Candidate / stable cost or tokens per successful call on a resample.
+
+    Whole-number totals (tokens, always) are summed as ints in one packed sum with the call
+    counts: summed left to right as floats they are the same integers (every partial sum stays
+    below 2**53), and int / int rounds like float / int. Other totals (prices) are summed as
+    floats, left to right in draw order: that order is part of the result.
+    """
+    cases = len(s_tot)
+    totals = (*s_tot, *c_tot)
+    if all(t.is_integer() and t >= 0 for t in totals) and cases * max(totals) < 2**53:
+        whole = ([int(t) for t in s_tot], s_cnt), ([int(t) for t in c_tot], c_cnt)
+        return functools.partial(_whole_per_call_ratio, _IntSums(*whole))
+    # One successful call per case (the usual shape): the call count is the case count.
+    counts = None if all(c == 1 for c in (*s_cnt, *c_cnt)) else _IntSums((s_cnt,), (c_cnt,))
+    return functools.partial(_float_per_call_ratio, tuple(s_tot), tuple(c_tot), counts, cases)
 
 
-def _per_call_ratio(
-    s_tot: Sequence[float],
-    s_cnt: Sequence[int],
-    c_tot: Sequence[float],
-    c_cnt: Sequence[int],
-    single: bool,
-    si: Sequence[int],
-    ci: Sequence[int],
+def _whole_per_call_ratio(sums: _IntSums, s_gather: _Gather, c_gather: _Gather) -> float:
+    s_total, s_calls, c_total, c_calls = sums(s_gather, c_gather)
+    base = _share(s_total, s_calls)
+    return _share(c_total, c_calls) / base if base > 0 else math.nan
+
+
+def _float_per_call_ratio(
+    s_tot: tuple[float, ...],
+    c_tot: tuple[float, ...],
+    counts: _IntSums | None,
+    cases: int,
+    s_gather: _Gather,
+    c_gather: _Gather,
 ) -> float:
-    base = _per_call(s_tot, s_cnt, single, si)
-    return _per_call(c_tot, c_cnt, single, ci) / base if base > 0 else math.nan
+    s_calls, c_calls = counts(s_gather, c_gather) if counts else (cases, cases)
+    base = _share(sum(s_gather(s_tot)), s_calls)
+    return _share(sum(c_gather(c_tot)), c_calls) / base if base > 0 else math.nan
+
+
+class _QuantileRatios:
+    """Candidate / stable at every level of ``_QUANTILE_LEVELS`` on a resample."""
+
+    def __init__(self, s_lists: Sequence[Sequence[float]], c_lists: Sequence[Sequence[float]]):
+        self._stable = _ArmQuantiles(s_lists)
+        self._candidate = _ArmQuantiles(c_lists)
+        self._split = len(self._stable.columns)
+        self._counts = (
+            _IntSums(self._stable.columns, self._candidate.columns)
+            if self._stable.columns or self._candidate.columns
+            else None
+        )
+
+    def __call__(self, s_gather: _Gather, c_gather: _Gather) -> list[float]:
+        counts = self._counts(s_gather, c_gather) if self._counts else []
+        stable = self._stable.quantiles(s_gather, counts[: self._split])
+        candidate = self._candidate.quantiles(c_gather, counts[self._split :])
+        return [c / s if s > 0 else math.nan for s, c in zip(stable, candidate, strict=True)]
+
+
+class _ArmQuantiles:
+    """One arm's call values per case, and their quantiles on a resample.
+
+    A quantile needs only the two order statistics around it, and in a resample those lie near
+    the full sample's. With enough calls, the values are split into bands around each level's
+    quantile, ``_BAND_SIGMAS`` standard deviations of a resample's rank wide, the last one up to
+    the largest value, and the rest: per resample only the values in a band are sorted, and
+    how many lie below each band is counted (a packed integer sum). An order statistic outside
+    every band (rare) sorts the whole resample. Either way it is the same value, so the
+    quantile is the same to the last bit.
+    """
+
+    def __init__(self, lists: Sequence[Sequence[float]]) -> None:
+        # One call per case (the usual shape): resample a flat tuple, always of n values; else
+        # each case's values as packed doubles (see _pooled).
+        flat = all(len(case) == 1 for case in lists)
+        self._flat = tuple(case[0] for case in lists) if flat else None
+        self._flat_interpolations = _level_interpolations(len(lists))
+        self._packed = () if flat else _packed(lists)
+        # The resample's quantiles, from its gather and its sums of ``columns``.
+        self.quantiles: Callable[[_Gather, Sequence[int]], list[float]] = self._sorted
+        # Per band: how many of each case's values lie below it.
+        self.columns: list[tuple[int, ...]] = []
+        self._bands = _bands(lists)
+        if not self._bands:
+            return
+        self.quantiles = self._banded
+        self.columns = [
+            tuple(sum(v < low for v in case) for case in lists) for low, _ in self._bands
+        ]
+        in_band = [tuple(v for v in case if _in_bands(v, self._bands)) for case in lists]
+        # A flat arm keeps bare values, None out of the bands: filter(None) drops those in C,
+        # which needs every kept value to be true (not 0.0).
+        self._kept_packed = not flat or not all(all(case) for case in in_band)
+        self._kept: tuple[Any, ...] = (
+            _packed(in_band)
+            if self._kept_packed
+            else tuple(case[0] if case else None for case in in_band)
+        )
+
+    def _sorted(self, gather: _Gather, counts: Sequence[int] = ()) -> list[float]:
+        """The quantiles from the whole resample, sorted."""
+        if self._flat is not None:
+            ordered = sorted(gather(self._flat))
+            interpolations = self._flat_interpolations
+        else:
+            ordered = _pooled(gather, self._packed)
+            ordered.sort()
+            interpolations = _level_interpolations(len(ordered))
+        return [
+            ordered[lower] + (ordered[upper] - ordered[lower]) * fraction
+            for lower, upper, fraction in interpolations
+        ]
+
+    def _banded(self, gather: _Gather, counts: Sequence[int]) -> list[float]:
+        """The quantiles from the values in the bands, else from the whole resample."""
+        if self._kept_packed:
+            kept = _pooled(gather, self._kept)
+            kept.sort()
+        else:
+            kept = sorted(filter(None, gather(self._kept)))
+        # Per band: how many resampled values lie below it, where it starts in ``kept``, and
+        # how many values it holds (the last one holds the rest of ``kept``).
+        spans = []
+        for (low, high), under in zip(self._bands, counts, strict=True):
+            first = bisect.bisect_left(kept, low)
+            spans.append((under, first, bisect.bisect_right(kept, high, first) - first))
+        under, first, count = spans[-1]
+        values = []
+        for lower, upper, fraction in _level_interpolations(under + count):
+            low_value = _order_statistic(kept, spans, lower)
+            high_value = _order_statistic(kept, spans, upper)
+            if low_value is None or high_value is None:
+                return self._sorted(gather)
+            # _sorted's interpolation, term for term.
+            values.append(low_value + (high_value - low_value) * fraction)
+        return values
+
+
+def _packed(lists: Iterable[Sequence[float]]) -> tuple[bytes, ...]:
+    """Each case's values as packed doubles, for :func:`_pooled`."""
+    return tuple(array.array("d", values).tobytes() for values in lists)
+
+
+def _pooled(gather: _Gather, packed: tuple[bytes, ...]) -> list[float]:
+    """The resampled cases' values pooled, in draw order and bit for bit.
+
+    Joining bytes and reading them back is a fifth faster than chaining tuples of floats.
+    """
+    return array.array("d", b"".join(gather(packed))).tolist()
+
+
+def _bands(lists: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
+    """Disjoint ascending value ranges around each level's quantile, the last one up to the
+    largest value; [] when sorting only them would not save much (or a value is nan, which has
+    no place in an order)."""
+    values = sorted(itertools.chain.from_iterable(lists))
+    total = len(values)
+    if total < _MIN_BANDED_VALUES or any(map(math.isnan, values)):
+        return []
+    bands: list[tuple[float, float]] = []
+    for level in _QUANTILE_LEVELS:
+        centre = (total - 1) * level
+        at = values[math.floor(centre)]
+        # A resample's rank of ``at`` strays from ``level`` of its size by a sum of one term per
+        # drawn case: the standard deviation is sqrt(n * variance of the terms).
+        terms = [sum(v < at for v in case) - level * len(case) for case in lists]
+        mean = math.fsum(terms) / len(terms)
+        reach = _BAND_SIGMAS * math.sqrt(math.fsum((t - mean) ** 2 for t in terms)) + 2
+        low = values[max(0, math.floor(centre - reach))]
+        high = values[min(total - 1, math.ceil(centre + reach))]
+        if bands and low <= bands[-1][1]:
+            bands[-1] = (bands[-1][0], max(bands[-1][1], high))  # overlapping bands merge
+        else:
+            bands.append((low, high))
+    # The last band runs to the largest value: the resample's size is then the values below it
+    # plus those in it, with no count of its own.
+    bands[-1] = (bands[-1][0], values[-1])
+    kept = sum(_in_bands(v, bands) for v in values)
+    # Sorting most values anyway gains nothing over sorting them all.
+    return bands if kept * 2 <= total else []
+
+
+def _in_bands(value: float, bands: Sequence[tuple[float, float]]) -> bool:
+    return any(low <= value <= high for low, high in bands)
+
+
+def _order_statistic(
+    kept: Sequence[float], spans: Sequence[tuple[int, int, int]], rank: int
+) -> float | None:
+    """The ``rank``-th smallest resampled value, if it lies in a band; else None."""
+    for under, first, count in spans:
+        offset = rank - under
+        if offset < 0:
+            return None  # between two bands
+        if offset < count:
+            return kept[first + offset]
+    return None
 
 
 class PairedJudge:
@@ -676,8 +969,10 @@ class PairedJudge:
         else:
             interval = _bootstrap(
                 n,
-                lambda si, ci: _pooled(c_events, c_trials, ci) - _pooled(s_events, s_trials, si),
-                seed=seed_for(piece.scope, *_ids(piece)),
+                functools.partial(
+                    _rate_change, _IntSums((s_events, s_trials), (c_events, c_trials))
+                ),
+                seed=piece.seed,
                 resamples=self.resamples,
                 confidence=self.confidence,
                 paired=self.paired,
@@ -838,7 +1133,7 @@ class PairedJudge:
         self, spec: _Spec, piece: _Slice, margin: float | None, memo: _RunMemo
     ) -> _Result | None:
         """Candidate / stable of a latency quantile, or of cost or tokens per call."""
-        seed = seed_for(piece.scope, *_ids(piece))
+        seed = piece.seed
         if spec.name in _QUANTILES:
             data = self._latency(spec, piece, seed, memo)
         else:
@@ -942,17 +1237,9 @@ class PairedJudge:
         self, s_lists: list[list[float]], c_lists: list[list[float]], seed: int
     ) -> dict[float, Interval]:
         """Every level's quantile-ratio interval: p50 and p95 of the same calls from one pass."""
-        if all(len(s) == 1 for s in s_lists) and all(len(c) == 1 for c in c_lists):
-            # One call per case (the usual shape): resample flat lists, no chaining.
-            statistic = functools.partial(
-                _quantile_ratios, [s[0] for s in s_lists], [c[0] for c in c_lists]
-            )
-        else:
-            # Several calls in a case: each resample pools its cases' calls.
-            statistic = functools.partial(_pooled_quantile_ratios, s_lists, c_lists)
         intervals = _bootstrap_many(
             len(s_lists),
-            statistic,
+            _QuantileRatios(s_lists, c_lists),
             len(_QUANTILE_LEVELS),
             seed=seed,
             resamples=self.resamples,
@@ -1029,11 +1316,10 @@ class PairedJudge:
         s_mean, c_mean = math.fsum(s_vals) / n, math.fsum(c_vals) / n
         interval = _bootstrap(
             n,
-            lambda si, ci: (
-                (math.fsum(map(c_vals.__getitem__, ci)) - math.fsum(map(s_vals.__getitem__, si)))
-                / n
+            lambda s_gather, c_gather: (
+                (math.fsum(c_gather(c_vals)) - math.fsum(s_gather(s_vals))) / n
             ),
-            seed=seed_for(piece.scope, *_ids(piece)),
+            seed=piece.seed,
             resamples=self.resamples,
             confidence=self.confidence,
             paired=self.paired,
@@ -1078,14 +1364,13 @@ class PairedJudge:
         results: list[_Result] = []
         cases = piece.cases
         n = len(cases)
-        seed_parts = _ids(piece)
-        checks: list[tuple[str, Unit, float | None, Callable[[Sequence[int]], float]]] = []
+        checks: list[tuple[str, Unit, float | None, Callable[[_Gather], float]]] = []
         latency_lists = [c.candidate.values("latency_p95_ms") for c in cases]
         ttft_lists = [c.candidate.values("ttft_p95_ms") for c in cases]
 
-        def q_of(lists: list[list[float]], q: float) -> Callable[[Sequence[int]], float]:
-            def statistic(idx: Sequence[int]) -> float:
-                values = list(itertools.chain.from_iterable(map(lists.__getitem__, idx)))
+        def q_of(lists: list[list[float]], q: float) -> Callable[[_Gather], float]:
+            def statistic(gather: _Gather) -> float:
+                values = list(itertools.chain.from_iterable(gather(lists)))
                 return quantile(values, q) if values else math.nan
 
             return statistic
@@ -1099,27 +1384,26 @@ class PairedJudge:
             counts = [s[1] if s is not None else 0 for s in sums]
             tests = [len(c.candidate.ran) for c in cases]
 
-            def cost_per_call(idx: Sequence[int]) -> float:
-                calls = sum(map(counts.__getitem__, idx))
-                return math.fsum(map(totals.__getitem__, idx)) / calls if calls else math.nan
+            def cost_per_call(gather: _Gather) -> float:
+                calls = sum(gather(counts))
+                return math.fsum(gather(totals)) / calls if calls else math.nan
 
-            def cost_per_test(idx: Sequence[int]) -> float:
-                ran = sum(map(tests.__getitem__, idx))
-                return math.fsum(map(totals.__getitem__, idx)) / ran if ran else math.nan
+            def cost_per_test(gather: _Gather) -> float:
+                ran = sum(gather(tests))
+                return math.fsum(gather(totals)) / ran if ran else math.nan
 
             checks.append(("cost_per_call_usd", "usd", budgets.cost_usd_per_call, cost_per_call))
             checks.append(("cost_per_test_usd", "usd", budgets.cost_usd_per_test, cost_per_test))
         for name, unit, bound, statistic in checks:
             if bound is None:
                 continue
-            everything = list(range(n))
-            value = statistic(everything)
+            value = statistic(tuple)
             if math.isnan(value):
                 continue
             interval = _bootstrap(
                 n,
-                lambda si, _ci, f=statistic: f(si),  # type: ignore[misc]
-                seed=seed_for(piece.scope, *seed_parts),
+                lambda s_gather, _c_gather, f=statistic: f(s_gather),  # type: ignore[misc]
+                seed=piece.seed,
                 resamples=self.resamples,
                 confidence=self.confidence,
                 paired=True,
@@ -1274,52 +1558,29 @@ def _cases_for_significance(n: int, p_value: float, alpha: float) -> int | None:
 # helpers
 
 
-def _ids(piece: _Slice) -> tuple[str, ...]:
-    return tuple(c.case_id for c in piece.cases)
-
-
 def _sorted_quantile(ordered: Sequence[float], q: float) -> float:
     """``quantile`` of values already sorted (linear interpolation, numpy's default)."""
     if not ordered:
         return math.nan
-    position = (len(ordered) - 1) * q
+    lower, upper, fraction = _interpolation(len(ordered), q)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * fraction
+
+
+def _interpolation(size: int, q: float) -> tuple[int, int, float]:
+    """Where quantile ``q`` of ``size`` sorted values lies: the indexes around it and how far."""
+    position = (size - 1) * q
     lower = math.floor(position)
-    upper = min(lower + 1, len(ordered) - 1)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+    return lower, min(lower + 1, size - 1), position - lower
 
 
-def _quantile_ratios(
-    s_flat: Sequence[float], c_flat: Sequence[float], si: Sequence[int], ci: Sequence[int]
-) -> list[float]:
-    """Candidate / stable at every level of ``_QUANTILE_LEVELS``, each arm sorted once."""
-    return _sorted_ratios(sorted(map(s_flat.__getitem__, si)), sorted(map(c_flat.__getitem__, ci)))
+@functools.lru_cache(maxsize=1024)
+def _level_interpolations(size: int) -> tuple[tuple[int, int, float], ...]:
+    """:func:`_interpolation` at every level of ``_QUANTILE_LEVELS`` (resamples share sizes)."""
+    return tuple(_interpolation(size, level) for level in _QUANTILE_LEVELS)
 
 
-def _pooled_quantile_ratios(
-    s_lists: Sequence[list[float]],
-    c_lists: Sequence[list[float]],
-    si: Sequence[int],
-    ci: Sequence[int],
-) -> list[float]:
-    """:func:`_quantile_ratios` when a case holds several calls: the resampled cases pooled."""
-    return _sorted_ratios(
-        sorted(itertools.chain.from_iterable(map(s_lists.__getitem__, si))),
-        sorted(itertools.chain.from_iterable(map(c_lists.__getitem__, ci))),
-    )
-
-
-def _sorted_ratios(stable: Sequence[float], candidate: Sequence[float]) -> list[float]:
-    """Candidate / stable at every level of ``_QUANTILE_LEVELS``, from sorted values."""
-    ratios = []
-    for level in _QUANTILE_LEVELS:
-        base = _sorted_quantile(stable, level)
-        ratios.append(_sorted_quantile(candidate, level) / base if base > 0 else math.nan)
-    return ratios
-
-
-def _pooled_quantile(lists: Sequence[list[float]], idx: Iterable[int], q: float) -> float:
-    values = sorted(itertools.chain.from_iterable(map(lists.__getitem__, idx)))
-    return _sorted_quantile(values, q)
+def _pooled_quantile(lists: Sequence[list[float]], q: float) -> float:
+    return _sorted_quantile(sorted(itertools.chain.from_iterable(lists)), q)
 
 
 def _median(values: Sequence[float]) -> float:

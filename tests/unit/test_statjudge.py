@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 
+from pytest_modelgate import statjudge
 from pytest_modelgate.config import GateLimits
 from pytest_modelgate.judge import Judge, Judgement, MetricComparison, RunData, Samples
 from pytest_modelgate.records import Budgets, CallRecord, TestRecord, Usage
@@ -914,3 +916,119 @@ def test_unpaired_scores_are_not_labelled_paired() -> None:
     unpaired = comparison(run_judge(*_scored(drop=0.0), paired=False), "score:faithfulness")
     assert unpaired.test is not None
     assert "paired" not in unpaired.test
+
+
+# --- resampling internals: the fast paths give the plain computation's bits --------------------
+
+
+def _bits(values: Sequence[float]) -> list[str]:
+    """Values compared bit for bit (0.0 and -0.0 differ, nan equals itself)."""
+    return [float(v).hex() for v in values]
+
+
+def _plain_quantiles(values: Sequence[float]) -> list[float]:
+    """Type-7 quantiles at p50 and p95 of the fully sorted values."""
+    ordered = sorted(values)
+    result = []
+    for q in (0.5, 0.95):
+        position = (len(ordered) - 1) * q
+        lower = math.floor(position)
+        upper = min(lower + 1, len(ordered) - 1)
+        result.append(ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower))
+    return result
+
+
+@pytest.mark.parametrize("n", [5, 17, 300, 1001])
+@pytest.mark.parametrize("word_ok", [True, False])
+def test_draws_are_little_endian_32_bit_words_modulo_n(
+    n: int, word_ok: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a 4-byte array("I") the words are read one by one, to the same indexes.
+    monkeypatch.setattr(statjudge, "_WORD_OK", word_ok)
+    rng = random.Random(42)
+    expected = []
+    for _ in range(3):
+        words = rng.randbytes(4 * n)
+        expected.append(
+            tuple(int.from_bytes(words[i : i + 4], "little") % n for i in range(0, 4 * n, 4))
+        )
+    assert list(statjudge._draws.__wrapped__(42, n, 3)) == expected
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_packed_integer_sums_are_the_column_sums(paired: bool) -> None:
+    rng = random.Random(7)
+    n = 50
+    stable = [[rng.randrange(4) for _ in range(n)], [rng.randrange(10**6) for _ in range(n)]]
+    candidate = [[0] * n, [rng.randrange(3) for _ in range(n)], [n] * n]
+    sums = statjudge._IntSums(stable, candidate)
+    for _ in range(20):
+        s_idx = [rng.randrange(n) for _ in range(n)]
+        c_idx = s_idx if paired else [rng.randrange(n) for _ in range(n)]
+        s_gather = operator.itemgetter(*s_idx)
+        c_gather = s_gather if paired else operator.itemgetter(*c_idx)
+        expected = [sum(col[i] for i in s_idx) for col in stable]
+        expected += [sum(col[i] for i in c_idx) for col in candidate]
+        assert sums(s_gather, c_gather) == expected
+    with pytest.raises(ValueError, match="non-negative"):
+        statjudge._IntSums([[1, -1]], [])
+
+
+def _quantile_arms() -> dict[str, list[list[float]]]:
+    rng = random.Random(3)
+    flat = [[rng.lognormvariate(6, 0.5)] for _ in range(400)]
+    ties = [[float(rng.randrange(40))] for _ in range(400)]
+    # Twenty values are 0.0 or -0.0, next to the median: its band holds them.
+    zeros = [
+        [(0.0, -0.0)[i % 40 // 20] if i % 20 == 0 else (-1) ** i * rng.random()] for i in range(400)
+    ]
+    pooled = [
+        [rng.lognormvariate(6, 0.5) for _ in range(1 + (i % 4 == 0) + (i % 9 == 0))]
+        for i in range(300)
+    ]
+    return {"flat": flat, "ties": ties, "zeros": zeros, "pooled": pooled}
+
+
+@pytest.mark.parametrize("shape", ["flat", "ties", "zeros", "pooled"])
+@pytest.mark.parametrize("sigmas", [None, 0.1])
+def test_banded_quantiles_are_the_fully_sorted_quantiles(
+    shape: str, sigmas: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if sigmas is not None:
+        # Narrow bands: resampled quantiles often fall at or past a band's edge.
+        monkeypatch.setattr(statjudge, "_BAND_SIGMAS", sigmas)
+    lists = _quantile_arms()[shape]
+    n = len(lists)
+    arm = statjudge._ArmQuantiles(lists)
+    assert arm.columns, "the arm is large enough to be banded"
+    counts = statjudge._IntSums(arm.columns, [])
+    rng = random.Random(11)
+    resamples = [[rng.randrange(n) for _ in range(n)] for _ in range(200)]
+    # Resamples whose quantiles lie far outside the bands: the whole resample is sorted.
+    resamples += [[0] * n, [n - 1] * n, sorted(rng.randrange(n) for _ in range(n))[: n // 2] * 2]
+    for indexes in resamples:
+        gather = operator.itemgetter(*indexes)
+        expected = _plain_quantiles([v for i in indexes for v in lists[i]])
+        assert _bits(arm.quantiles(gather, counts(gather, gather))) == _bits(expected)
+
+
+@pytest.mark.parametrize("whole", [True, False])
+@pytest.mark.parametrize("single", [True, False])
+def test_per_call_ratios_match_left_to_right_float_sums(whole: bool, single: bool) -> None:
+    rng = random.Random(5)
+    n = 60
+    s_cnt = [1 if single else rng.randrange(1, 4) for _ in range(n)]
+    c_cnt = [1 if single else rng.randrange(1, 4) for _ in range(n)]
+
+    def total(calls: int) -> float:
+        return float(rng.randrange(50, 900) * calls) if whole else rng.random() * 1e-3 * calls
+
+    s_tot = [total(c) for c in s_cnt]
+    c_tot = [total(c) for c in c_cnt]
+    statistic = statjudge._per_call_statistic(s_tot, s_cnt, c_tot, c_cnt)
+    for _ in range(50):
+        idx = [rng.randrange(n) for _ in range(n)]
+        gather = operator.itemgetter(*idx)
+        base = sum(s_tot[i] for i in idx) / sum(s_cnt[i] for i in idx)
+        expected = (sum(c_tot[i] for i in idx) / sum(c_cnt[i] for i in idx)) / base
+        assert _bits([statistic(gather, gather)]) == _bits([expected])
