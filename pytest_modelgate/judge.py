@@ -124,6 +124,10 @@ class MetricComparison:
     min_detectable_change: float | None = None
     # For an inconclusive comparison: about how many paired cases in all would decide it.
     cases_needed: int | None = None
+    # For an inconclusive comparison of a run with repeats: about how many repeats of each case
+    # would decide it with the same cases (None: no repeats to tell from, or repeats alone would
+    # not decide, since they shrink only the within-case part of the variance).
+    repeats_needed: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

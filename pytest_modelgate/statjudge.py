@@ -223,6 +223,11 @@ class _CaseArm:
         return [t for t in self.tests if t.outcome != "skipped"]
 
     @functools.cached_property
+    def repeats(self) -> list[_CaseArm]:
+        """Each repeat that ran, as a case arm of its own."""
+        return [_CaseArm(tests=[t]) for t in self.ran]
+
+    @functools.cached_property
     def calls(self) -> list[CallRecord]:
         return [c for t in self.tests for c in t.calls]
 
@@ -944,10 +949,14 @@ class PairedJudge:
     # -- rates -------------------------------------------------------------------------------
 
     def _rate(self, spec: _Spec, piece: _Slice, margin: float | None) -> _Result | None:
-        pairs = [(c.stable.counts(spec.name), c.candidate.counts(spec.name)) for c in piece.cases]
-        pairs = [(s, c) for s, c in pairs if s[1] and c[1]]
-        if not pairs:
+        kept = [
+            case
+            for case in piece.cases
+            if case.stable.counts(spec.name)[1] and case.candidate.counts(spec.name)[1]
+        ]
+        if not kept:
             return None
+        pairs = [(c.stable.counts(spec.name), c.candidate.counts(spec.name)) for c in kept]
         n = len(pairs)
         s_events = [s[0] for s, _ in pairs]
         s_trials = [s[1] for s, _ in pairs]
@@ -1026,7 +1035,18 @@ class PairedJudge:
             else None
         )
         needed = self._rate_cases_needed(spec, n, counts, paired_table, margin)
-        return replace(result, comparison=replace(result.comparison, cases_needed=needed))
+        repeats = _repeats_needed(
+            [
+                (_repeat_rates(c.stable, spec.name), _repeat_rates(c.candidate, spec.name))
+                for c in kept
+            ],
+            interval,
+            abs(change + (margin if spec.higher_is_better else -margin)),
+        )
+        return replace(
+            result,
+            comparison=replace(result.comparison, cases_needed=needed, repeats_needed=repeats),
+        )
 
     def _rate_cases_needed(
         self,
@@ -1355,6 +1375,19 @@ class PairedJudge:
                 if status == "inconclusive" and margin is not None
                 else None
             ),
+            repeats_needed=(
+                _repeats_needed(
+                    [
+                        (_repeat_scores(c.stable, name), _repeat_scores(c.candidate, name))
+                        for c in piece.cases
+                        if c.stable.score(name) is not None and c.candidate.score(name) is not None
+                    ],
+                    interval,
+                    abs(change + margin),
+                )
+                if status == "inconclusive" and margin is not None
+                else None
+            ),
         )
         return _Result(comparison, piece.gated and margin is not None, worse_beyond)
 
@@ -1500,6 +1533,8 @@ class PairedJudge:
             status = comparison.status
             p_adj = p_adjusted.get(i)
             needed = comparison.cases_needed
+            # Worked out from the interval: it says nothing about Holm's correction.
+            repeats = comparison.repeats_needed
             if status == "regressed" and p_adj is not None and p_adj >= alpha:
                 # Beyond the margin by the interval, yet not significant once every comparison
                 # of the run is accounted for: the data cannot tell yet.
@@ -1507,11 +1542,18 @@ class PairedJudge:
                 needed = _cases_for_significance(
                     comparison.n or 0, _p(comparison.p_value), alpha * alpha_share.get(i, 1.0)
                 )
+                repeats = None
             if not result.gated and status != "no_data":
-                status, needed = "not_gated", None
+                status, needed, repeats = "not_gated", None, None
             elif status != "inconclusive":
-                needed = None
-            comparison = replace(comparison, status=status, p_adjusted=p_adj, cases_needed=needed)
+                needed = repeats = None
+            comparison = replace(
+                comparison,
+                status=status,
+                p_adjusted=p_adj,
+                cases_needed=needed,
+                repeats_needed=repeats,
+            )
             message = _message(comparison, status, result, self.confidence)
             final.append(replace(comparison, message=message))
         return tuple(final)
@@ -1667,6 +1709,58 @@ def _mde(half_width: float, confidence: float) -> float | None:
     return (z + normal_quantile(_POWER)) * half_width / z
 
 
+def _repeat_rates(arm: _CaseArm, metric: str) -> list[float]:
+    """The rate of each repeat of a case on one arm (repeats with no trial left out)."""
+    return [events / trials for events, trials in (r.counts(metric) for r in arm.repeats) if trials]
+
+
+def _repeat_scores(arm: _CaseArm, name: str) -> list[float]:
+    """The score of each repeat of a case on one arm (repeats that recorded none left out)."""
+    return [score for score in (r.score(name) for r in arm.repeats) if score is not None]
+
+
+def _repeats_needed(
+    per_case: Sequence[tuple[Sequence[float], Sequence[float]]], interval: Interval, distance: float
+) -> int | None:
+    """About how many repeats of each case would decide, with the same cases.
+
+    ``per_case``: each case's per-repeat values on (stable, candidate). The variance of a case's
+    difference of means is a between-case part B, which repeats cannot shrink, plus a
+    within-case part W = s_s^2 / K_s + s_c^2 / K_c (each arm's variance over its repeats of
+    the case, averaged over cases), which K' repeats scale by K / K'. The interval's half-width
+    goes with the square root of B + W: it decides once it is below ``distance`` (from the change
+    to the margin). Needs at least two repeats of every case on both arms to tell W from B;
+    None when it cannot tell, or when even endless repeats would leave B too wide.
+    """
+    half = interval.width / 2
+    usable = [(s, c) for s, c in per_case if len(s) >= 2 and len(c) >= 2]
+    if (
+        len(usable) < _MIN_BOOTSTRAP_CASES
+        or len(usable) < len(per_case)
+        or distance <= _EPSILON
+        or not half > distance
+    ):
+        return None
+    differences = [math.fsum(c) / len(c) - math.fsum(s) / len(s) for s, c in usable]
+    mean = math.fsum(differences) / len(differences)
+    total = math.fsum((d - mean) ** 2 for d in differences) / (len(differences) - 1)
+    within = math.fsum(_variance(s) / len(s) + _variance(c) / len(c) for s, c in usable) / len(
+        usable
+    )
+    between = max(0.0, total - within)
+    target = total * (distance / half) ** 2
+    if within <= _EPSILON or target <= between:
+        return None
+    repeats = math.fsum(len(s) + len(c) for s, c in usable) / (2 * len(usable))
+    return max(math.floor(repeats) + 1, math.ceil(repeats * within / (target - between)))
+
+
+def _variance(values: Sequence[float]) -> float:
+    """Sample variance (n - 1)."""
+    mean = math.fsum(values) / len(values)
+    return math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+
+
 def _cases_needed(n: int, half_width: float, distance: float) -> int | None:
     """About how many paired cases would shrink the interval to decide (half-width ~ 1/sqrt(n))."""
     if distance <= _EPSILON or math.isnan(half_width) or half_width <= 0:
@@ -1767,11 +1861,14 @@ def _message(
     if status == "regressed":
         return f"{text}: worse than{limit}"
     if status == "inconclusive":
-        more = (
-            f"; about {comparison.cases_needed} cases would decide"
-            if comparison.cases_needed
-            else ""
-        )
+        more = ""
+        if comparison.cases_needed and comparison.repeats_needed:
+            more = (
+                f"; about {comparison.cases_needed} cases, or {comparison.repeats_needed} "
+                "repeats of each case, would decide"
+            )
+        elif comparison.cases_needed:
+            more = f"; about {comparison.cases_needed} cases would decide"
         if result.regressed_interval:
             return f"{text}: beyond{limit} but not significant after Holm's correction{more}"
         return f"{text}: cannot tell whether within{limit}{more}"

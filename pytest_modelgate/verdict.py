@@ -167,6 +167,7 @@ def _metric(comparison: MetricComparison) -> dict[str, Any]:
             comparison.change_kind, comparison.min_detectable_change
         ),
         "cases_needed": comparison.cases_needed,
+        "repeats_needed": comparison.repeats_needed,
     }
 
 

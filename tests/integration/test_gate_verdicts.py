@@ -681,6 +681,41 @@ def test_a_small_degradation_in_a_small_suite_is_inconclusive(gate_project: Make
     )
 
 
+def test_an_inconclusive_run_with_repeats_says_how_many_repeats_would_decide(
+    gate_project: MakeProject,
+) -> None:
+    # A small degradation (3 attempts in 100 fail, retried) over 20 cases run twice each: server
+    # errors strike attempts at random, so the spread is within cases, and more repeats of the
+    # same cases would decide as well as more cases.
+    cases = 20
+    models = {"sim-a": FAST, "sim-b": {**FAST, "server_error_rate": 0.03}}
+    options: dict[str, Any] = {
+        "gate": {**SMALL_SUITE, "error_rate_max_rise": 0.01},
+        "client": {"max_retries": 6},
+    }
+    project = gate_project(models, **options)
+    project.pytester.makepyfile(test_wf=replies(cases))
+
+    result = run_gate(project, "--modelgate-repeat", "2")
+
+    result.assert_outcomes(passed=2 * 2 * cases)
+    verdict = project.verdict()
+    assert verdict["verdict"] == "inconclusive"
+    error_rate = verdict["metrics"]["error_rate"]
+    assert error_rate["status"] == "inconclusive"
+    assert error_rate["n"] == cases
+    assert error_rate["test"] == "wilcoxon+paired_bootstrap"
+    assert error_rate["cases_needed"] > cases
+    assert error_rate["repeats_needed"] > 2
+    assert error_rate["message"].endswith(
+        f"; about {error_rate['cases_needed']} cases, or {error_rate['repeats_needed']} repeats "
+        "of each case, would decide"
+    )
+    # Decided comparisons carry neither figure.
+    assert verdict["metrics"]["pass_rate"]["status"] == "ok"
+    assert verdict["metrics"]["pass_rate"]["repeats_needed"] is None
+
+
 # --------------------------------------------------------------------------------------------
 # cases that fail on both arms, strict mode, unknown prices
 

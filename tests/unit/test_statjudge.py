@@ -1032,3 +1032,104 @@ def test_per_call_ratios_match_left_to_right_float_sums(whole: bool, single: boo
         base = sum(s_tot[i] for i in idx) / sum(s_cnt[i] for i in idx)
         expected = (sum(c_tot[i] for i in idx) / sum(c_cnt[i] for i in idx)) / base
         assert _bits([statistic(gather, gather)]) == _bits([expected])
+
+
+# --- repeats needed ------------------------------------------------------------------------
+
+
+def _repeated_scores(
+    n: int, repeats: int, *, within: float, between: float, drop: float, seed: int
+) -> tuple[list[TestRecord], list[TestRecord]]:
+    """Scores of ``n`` cases, ``repeats`` each: a case level shared by both arms, a candidate
+    effect of ``-drop`` that varies by case with standard deviation ``between``, and noise of
+    ``within`` on every repeat."""
+    traits = random.Random(77)
+    noise = random.Random(seed)
+    stable: list[TestRecord] = []
+    candidate: list[TestRecord] = []
+    for i in range(n):
+        case = f"case{i:03d}"
+        level = traits.uniform(0.3, 0.7)
+        effect = -drop + traits.gauss(0.0, between)
+        for r in range(repeats):
+            for arm, records, shift in (("stable", stable, 0.0), ("candidate", candidate, effect)):
+                score = level + shift + noise.gauss(0.0, within)
+                records.append(make_test(arm, case, repeat=r, scores=[("quality", score)]))
+    return stable, candidate
+
+
+SCORE_GATED = Margins(**{**vars(WIDE), "score_drop": 0.05})
+
+
+def test_repeats_needed_when_the_spread_is_within_cases() -> None:
+    # Noise on every repeat, the same effect on every case: more repeats decide, and about as
+    # many as predicted do.
+    stable, candidate = _repeated_scores(40, 2, within=0.25, between=0.0, drop=0.0, seed=1)
+    score = comparison(run_judge(stable, candidate, SCORE_GATED), "score:quality")
+    assert score.status == "inconclusive"
+    assert score.repeats_needed is not None
+    assert score.repeats_needed > 2
+    assert score.message.endswith(
+        f"; about {score.cases_needed} cases, or {score.repeats_needed} repeats of each case, "
+        "would decide"
+    )
+    decided = 0
+    for seed in range(2, 12):
+        more = _repeated_scores(
+            40, score.repeats_needed, within=0.25, between=0.0, drop=0.0, seed=seed
+        )
+        status = comparison(run_judge(*more, SCORE_GATED), "score:quality").status
+        decided += status == "ok"
+    # Sized to put the interval's edge on the margin for this run's estimate: most new runs at
+    # that size decide, few at the old size would.
+    assert decided >= 5
+
+
+def test_no_repeats_needed_when_the_spread_is_between_cases() -> None:
+    # The effect itself varies from case to case: repeats cannot shrink that, cases can.
+    stable, candidate = _repeated_scores(40, 2, within=0.01, between=0.3, drop=0.05, seed=1)
+    score = comparison(run_judge(stable, candidate, SCORE_GATED), "score:quality")
+    assert score.status == "inconclusive"
+    assert score.cases_needed is not None
+    assert score.repeats_needed is None
+    assert score.message.endswith(f"; about {score.cases_needed} cases would decide")
+
+
+def test_no_repeats_needed_without_repeats() -> None:
+    stable, candidate = _repeated_scores(40, 1, within=0.25, between=0.0, drop=0.0, seed=1)
+    score = comparison(run_judge(stable, candidate, SCORE_GATED), "score:quality")
+    assert score.status == "inconclusive"
+    assert score.repeats_needed is None
+
+
+def test_repeats_needed_for_a_rate_with_repeats() -> None:
+    # Pass or fail drawn afresh on every repeat (a flaky test): repeats decide a rate too.
+    noise = random.Random(2)
+    stable: list[TestRecord] = []
+    candidate: list[TestRecord] = []
+    for i in range(100):
+        for r in range(2):
+            for arm, records in (("stable", stable), ("candidate", candidate)):
+                outcome = "passed" if noise.random() < 0.9 else "failed"
+                records.append(make_test(arm, f"case{i:03d}", repeat=r, outcome=outcome))
+    pass_rate = comparison(run_judge(stable, candidate), "pass_rate")
+    assert pass_rate.status == "inconclusive"
+    assert pass_rate.test == "wilcoxon+paired_bootstrap"
+    assert pass_rate.repeats_needed is not None
+    assert pass_rate.cases_needed is not None
+    # All the spread is within cases, so K repeats and K cases' worth of calls shrink the
+    # interval alike (the split is estimated from the run, so only roughly).
+    by_cases = 2 * pass_rate.cases_needed / 100
+    assert by_cases / 2 < pass_rate.repeats_needed < by_cases * 2
+
+
+def test_repeats_needed_needs_every_case_repeated() -> None:
+    interval = statjudge.Interval(-0.2, 0.2)
+    noise = random.Random(5)
+    per_case = [
+        ([noise.random(), noise.random()], [noise.random(), noise.random()]) for _ in range(30)
+    ]
+    assert statjudge._repeats_needed(per_case, interval, 0.15) is not None
+    assert statjudge._repeats_needed([*per_case, ([0.3], [0.4, 0.5])], interval, 0.15) is None
+    # Already decided (the half-width is within the distance): nothing to add.
+    assert statjudge._repeats_needed(per_case, interval, 0.25) is None

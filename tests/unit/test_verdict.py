@@ -247,6 +247,7 @@ class TestBuild:
             "p_adjusted": None,
             "min_detectable_change": None,
             "cases_needed": None,
+            "repeats_needed": None,
         }
         assert data["metrics"]["pass_rate"]["limit_value"] == -2.0
         assert data["metrics"]["ttft_p95_ms"]["status"] == "no_data"
