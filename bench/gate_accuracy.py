@@ -38,6 +38,10 @@ The simulator draws faults per request, independently of the case. Real models f
 cases on both arms, which is what pairing removes, so a quarter of the cases are hard: played with
 higher fault rates (``QUALITY``) on both arms alike.
 
+Suites (``SUITES``): ``mixed`` (the mix above, every injection); ``json-only`` (every case a JSON
+triage case, the JSON target's setting: the stable model breaks 0.5% of its JSON, as in JSON
+mode); ``json-noisy`` (the same cases and draws against a stable model breaking 2.4%).
+
 The judge resamples 1000 times, as the gate does by default (``--resamples`` changes it).
 The exit status is 0 whatever the rates (this reports, it does not gate); 1 when a step fails.
 
