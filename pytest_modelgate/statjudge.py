@@ -101,6 +101,9 @@ _OVERALL_ALPHA_SHARE = 0.5
 _BAND_SIGMAS = 3.0
 # Below this many values per arm, sorting a resample costs less than finding and counting bands.
 _MIN_BANDED_VALUES = 200
+# An inconclusive comparison offers more repeats as a way to decide only when they take at most
+# this many times the test runs that more cases would (see _repeats_needed).
+_REPEATS_WORTH = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1042,6 +1045,7 @@ class PairedJudge:
             ],
             interval,
             abs(change + (margin if spec.higher_is_better else -margin)),
+            needed,
         )
         return replace(
             result,
@@ -1352,6 +1356,19 @@ class PairedJudge:
         status, worse_beyond = _non_inferiority(change, interval.low, interval.high, margin)
         half = (interval.high - interval.low) / 2
         mde = _mde(half, self.confidence)
+        needed = repeats = None
+        if status == "inconclusive" and margin is not None:
+            needed = _cases_needed(n, half, abs(change + margin))
+            repeats = _repeats_needed(
+                [
+                    (_repeat_scores(c.stable, name), _repeat_scores(c.candidate, name))
+                    for c in piece.cases
+                    if c.stable.score(name) is not None and c.candidate.score(name) is not None
+                ],
+                interval,
+                abs(change + margin),
+                needed,
+            )
         comparison = MetricComparison(
             name=f"score:{name}",
             unit="number",
@@ -1370,24 +1387,8 @@ class PairedJudge:
             test="wilcoxon+paired_bootstrap" if self.paired else "bootstrap",
             p_value=p_value,
             min_detectable_change=mde,
-            cases_needed=(
-                _cases_needed(n, half, abs(change + margin))
-                if status == "inconclusive" and margin is not None
-                else None
-            ),
-            repeats_needed=(
-                _repeats_needed(
-                    [
-                        (_repeat_scores(c.stable, name), _repeat_scores(c.candidate, name))
-                        for c in piece.cases
-                        if c.stable.score(name) is not None and c.candidate.score(name) is not None
-                    ],
-                    interval,
-                    abs(change + margin),
-                )
-                if status == "inconclusive" and margin is not None
-                else None
-            ),
+            cases_needed=needed,
+            repeats_needed=repeats,
         )
         return _Result(comparison, piece.gated and margin is not None, worse_beyond)
 
@@ -1720,7 +1721,10 @@ def _repeat_scores(arm: _CaseArm, name: str) -> list[float]:
 
 
 def _repeats_needed(
-    per_case: Sequence[tuple[Sequence[float], Sequence[float]]], interval: Interval, distance: float
+    per_case: Sequence[tuple[Sequence[float], Sequence[float]]],
+    interval: Interval,
+    distance: float,
+    cases_needed: int | None,
 ) -> int | None:
     """About how many repeats of each case would decide, with the same cases.
 
@@ -1730,7 +1734,9 @@ def _repeats_needed(
     the case, averaged over cases), which K' repeats scale by K / K'. The interval's half-width
     goes with the square root of B + W: it decides once it is below ``distance`` (from the change
     to the margin). Needs at least two repeats of every case on both arms to tell W from B;
-    None when it cannot tell, or when even endless repeats would leave B too wide.
+    None when it cannot tell, when even endless repeats would leave B too wide, or when the
+    repeats would take more than ``_REPEATS_WORTH`` times the test runs of ``cases_needed``
+    cases (repeats need no new case written, so they may cost more runs, but not that many).
     """
     half = interval.width / 2
     usable = [(s, c) for s, c in per_case if len(s) >= 2 and len(c) >= 2]
@@ -1752,7 +1758,10 @@ def _repeats_needed(
     if within <= _EPSILON or target <= between:
         return None
     repeats = math.fsum(len(s) + len(c) for s, c in usable) / (2 * len(usable))
-    return max(math.floor(repeats) + 1, math.ceil(repeats * within / (target - between)))
+    needed = max(math.floor(repeats) + 1, math.ceil(repeats * within / (target - between)))
+    if cases_needed is None or len(usable) * needed > _REPEATS_WORTH * cases_needed * repeats:
+        return None
+    return needed
 
 
 def _variance(values: Sequence[float]) -> float:

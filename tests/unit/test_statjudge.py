@@ -1129,7 +1129,12 @@ def test_repeats_needed_needs_every_case_repeated() -> None:
     per_case = [
         ([noise.random(), noise.random()], [noise.random(), noise.random()]) for _ in range(30)
     ]
-    assert statjudge._repeats_needed(per_case, interval, 0.15) is not None
-    assert statjudge._repeats_needed([*per_case, ([0.3], [0.4, 0.5])], interval, 0.15) is None
+    assert statjudge._repeats_needed(per_case, interval, 0.15, 60) is not None
+    assert statjudge._repeats_needed([*per_case, ([0.3], [0.4, 0.5])], interval, 0.15, 60) is None
     # Already decided (the half-width is within the distance): nothing to add.
-    assert statjudge._repeats_needed(per_case, interval, 0.25) is None
+    assert statjudge._repeats_needed(per_case, interval, 0.25, 60) is None
+    # Offered only while it takes at most four times the test runs of adding cases: 30 cases x 5
+    # repeats is within 4 x 31 cases x 2 repeats, not within 4 x 18 x 2.
+    assert statjudge._repeats_needed(per_case, interval, 0.15, 31) == 5
+    assert statjudge._repeats_needed(per_case, interval, 0.15, 18) is None
+    assert statjudge._repeats_needed(per_case, interval, 0.15, None) is None
