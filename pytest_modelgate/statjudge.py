@@ -69,6 +69,7 @@ from pytest_modelgate.stats import (
     newcombe_paired_interval,
     normal_quantile,
     quantile,
+    sample_variance,
     seed_for,
     wilcoxon_signed_rank,
     wilson_interval,
@@ -449,9 +450,7 @@ class _IntSums:
     def __call__(self, s_gather: _Gather, c_gather: _Gather) -> list[int]:
         """The sums of the stable columns, then of the candidate ones, over the resample."""
         if s_gather is c_gather:
-            packed, shifts = self._both
-            total = sum(s_gather(packed))
-            return [(total >> shift) & self._mask for shift in shifts]
+            return self._sums(s_gather, self._both)
         return self._sums(s_gather, self._stable) + self._sums(c_gather, self._candidate)
 
     @staticmethod
@@ -1039,10 +1038,10 @@ class PairedJudge:
         )
         needed = self._rate_cases_needed(spec, n, counts, paired_table, margin)
         repeats = _repeats_needed(
-            [
+            (
                 (_repeat_rates(c.stable, spec.name), _repeat_rates(c.candidate, spec.name))
                 for c in kept
-            ],
+            ),
             interval,
             abs(change + (margin if spec.higher_is_better else -margin)),
             needed,
@@ -1360,11 +1359,11 @@ class PairedJudge:
         if status == "inconclusive" and margin is not None:
             needed = _cases_needed(n, half, abs(change + margin))
             repeats = _repeats_needed(
-                [
+                (
                     (_repeat_scores(c.stable, name), _repeat_scores(c.candidate, name))
                     for c in piece.cases
                     if c.stable.score(name) is not None and c.candidate.score(name) is not None
-                ],
+                ),
                 interval,
                 abs(change + margin),
                 needed,
@@ -1721,14 +1720,15 @@ def _repeat_scores(arm: _CaseArm, name: str) -> list[float]:
 
 
 def _repeats_needed(
-    per_case: Sequence[tuple[Sequence[float], Sequence[float]]],
+    per_case: Iterable[tuple[Sequence[float], Sequence[float]]],
     interval: Interval,
     distance: float,
     cases_needed: int | None,
 ) -> int | None:
     """About how many repeats of each case would decide, with the same cases.
 
-    ``per_case``: each case's per-repeat values on (stable, candidate). The variance of a case's
+    ``per_case``: each case's per-repeat values on (stable, candidate), read lazily: a run
+    without repeats stops at its first case. The variance of a case's
     difference of means is a between-case part B, which repeats cannot shrink, plus a
     within-case part W = s_s^2 / K_s + s_c^2 / K_c (each arm's variance over its repeats of
     the case, averaged over cases), which K' repeats scale by K / K'. The interval's half-width
@@ -1739,20 +1739,21 @@ def _repeats_needed(
     cases (repeats need no new case written, so they may cost more runs, but not that many).
     """
     half = interval.width / 2
-    usable = [(s, c) for s, c in per_case if len(s) >= 2 and len(c) >= 2]
-    if (
-        len(usable) < _MIN_BOOTSTRAP_CASES
-        or len(usable) < len(per_case)
-        or distance <= _EPSILON
-        or not half > distance
-    ):
+    if distance <= _EPSILON or not half > distance:
+        return None
+    usable: list[tuple[Sequence[float], Sequence[float]]] = []
+    for stable, candidate in per_case:
+        if len(stable) < 2 or len(candidate) < 2:
+            return None
+        usable.append((stable, candidate))
+    if len(usable) < _MIN_BOOTSTRAP_CASES:
         return None
     differences = [math.fsum(c) / len(c) - math.fsum(s) / len(s) for s, c in usable]
     mean = math.fsum(differences) / len(differences)
     total = math.fsum((d - mean) ** 2 for d in differences) / (len(differences) - 1)
-    within = math.fsum(_variance(s) / len(s) + _variance(c) / len(c) for s, c in usable) / len(
-        usable
-    )
+    within = math.fsum(
+        sample_variance(s) / len(s) + sample_variance(c) / len(c) for s, c in usable
+    ) / len(usable)
     between = max(0.0, total - within)
     target = total * (distance / half) ** 2
     if within <= _EPSILON or target <= between:
@@ -1762,12 +1763,6 @@ def _repeats_needed(
     if cases_needed is None or len(usable) * needed > _REPEATS_WORTH * cases_needed * repeats:
         return None
     return needed
-
-
-def _variance(values: Sequence[float]) -> float:
-    """Sample variance (n - 1)."""
-    mean = math.fsum(values) / len(values)
-    return math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
 
 
 def _cases_needed(n: int, half_width: float, distance: float) -> int | None:

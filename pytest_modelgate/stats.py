@@ -14,7 +14,7 @@ What is here and why (see ``docs/`` and the statistics reference for the decisio
   ``mean_difference``, ``ratio_of_sums`` and ``quantile_ratio``;
 - many slices: ``holm``, optionally weighted (the overall scope may hold more of alpha than a
   slice); planning: ``required_cases``, ``minimum_detectable_effect``, ``rule_of_three``;
-  repeats: ``clustered_standard_error``.
+  repeats: ``clustered_standard_error`` (and ``sample_variance``, the within-case part).
 
 Conventions: an undefined statistic is ``math.nan`` (never an exception), impossible arguments
 raise ``ValueError``, and ``confidence`` is two-sided.
@@ -49,6 +49,7 @@ __all__ = [
     "ratio_of_sums",
     "required_cases",
     "rule_of_three",
+    "sample_variance",
     "seed_for",
     "wilcoxon_signed_rank",
     "wilson_interval",
@@ -584,12 +585,19 @@ def clustered_standard_error(case_scores: Sequence[Sequence[float]]) -> float:
         k = len(scores)
         mean = math.fsum(scores) / k
         means.append(mean)
-        within.append(math.fsum((x - mean) ** 2 for x in scores) / (k - 1) if k > 1 else 0.0)
-    grand = math.fsum(means) / n
-    between = math.fsum((x - grand) ** 2 for x in means) / (n - 1)
+        within.append(sample_variance(scores) if k > 1 else 0.0)
+    between = sample_variance(means)
     mean_within = math.fsum(within) / n
     mean_k = sum(len(scores) for scores in case_scores) / n
     return math.sqrt((between + mean_within / mean_k) / n)
+
+
+def sample_variance(values: Sequence[float]) -> float:
+    """The sample variance (``ddof = 1``); nan with fewer than two values."""
+    if len(values) < 2:
+        return math.nan
+    mean = math.fsum(values) / len(values)
+    return math.fsum((x - mean) ** 2 for x in values) / (len(values) - 1)
 
 
 def rule_of_three(n: int) -> float:

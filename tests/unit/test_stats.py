@@ -39,6 +39,7 @@ from pytest_modelgate.stats import (
     ratio_of_sums,
     required_cases,
     rule_of_three,
+    sample_variance,
     seed_for,
     wilcoxon_signed_rank,
     wilson_interval,
@@ -843,3 +844,13 @@ def test_rule_of_three() -> None:
     for n in (100, 1000, 10000):
         exact = 1 - 0.05 ** (1 / n)
         assert exact < rule_of_three(n) < exact * 1.02
+
+
+def test_sample_variance_matches_the_standard_library() -> None:
+    import statistics
+
+    values = [0.1, 0.5, 0.25, 0.9, 0.3]
+    assert sample_variance(values) == pytest.approx(statistics.variance(values), rel=1e-12)
+    assert sample_variance([2.0, 2.0]) == 0.0
+    assert math.isnan(sample_variance([1.0]))
+    assert math.isnan(sample_variance([]))
