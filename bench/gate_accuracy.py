@@ -790,6 +790,12 @@ class Suite:
     # Suites with the same slot draw the same cases and random numbers: only their rates differ.
     seed_slot: int = 0
 
+    def runs_per_injection(self, runs: int, regression_runs: int) -> int:
+        """How many runs each injection gets (0 when none is played)."""
+        if not self.injections:
+            return 0
+        return runs if self.as_often_as_aa else regression_runs
+
 
 SUITES: tuple[Suite, ...] = (
     Suite(
@@ -1236,9 +1242,7 @@ def _tasks(
 ) -> list[Task]:
     tasks = []
     for suite in suites:
-        per_injection = runs if suite.as_often_as_aa else regression_runs
-        if not suite.injections:
-            per_injection = 0
+        per_injection = suite.runs_per_injection(runs, regression_runs)
         # Seeds depend on the suite's slot, not on which suites run (the mixed suite keeps the
         # ones it always had).
         for n in sizes:
@@ -1301,9 +1305,9 @@ def _describe(
     for suite in suites:
         total = sum(weight for _, weight in suite.mix)
         shares = ", ".join(f"{w} {100 * weight / total:.0f}%" for w, weight in suite.mix)
-        per_injection = runs if suite.as_often_as_aa else regression_runs
         played = (
-            f"{suite.title}; {per_injection} runs per injection and size"
+            f"{suite.title}; {suite.runs_per_injection(runs, regression_runs)} runs per "
+            "injection and size"
             if suite.injections
             else "A/A runs only (--aa-only)"
         )

@@ -50,6 +50,12 @@ SMALL_SUITE: dict[str, Any] = {
     "error_rate_max_rise": 0.6,
     "fallback_rate_max_rise": 0.6,
 }
+# A small suite gated on the error rate alone, at its default +1.0 pts margin, with retries
+# enough that every test passes however often the candidate's attempts fail.
+ERROR_RATE_ONLY: dict[str, Any] = {
+    "gate": {**SMALL_SUITE, "error_rate_max_rise": 0.01},
+    "client": {"max_retries": 6},
+}
 # Fifty cases bound a no-event rate difference to about +-7 points. Regression tests keep the
 # default margin of the metric under test and give the other rates one that 50 cases can show,
 # so every metric but the injected one comes out `ok`.
@@ -603,11 +609,7 @@ def test_a_small_degradation_in_a_small_suite_is_inconclusive(gate_project: Make
     # rates get margins twelve cases can show (see SMALL_SUITE), so the error rate alone decides.
     cases = 12
     models = {"sim-a": FAST, "sim-b": {**FAST, "server_error_rate": 0.1}}
-    options: dict[str, Any] = {
-        "gate": {**SMALL_SUITE, "error_rate_max_rise": 0.01},
-        "client": {"max_retries": 6},
-    }
-    project = gate_project(models, **options)
+    project = gate_project(models, **ERROR_RATE_ONLY)
     project.pytester.makepyfile(test_wf=replies(cases))
 
     result = run_gate(project)
@@ -659,7 +661,7 @@ def test_a_small_degradation_in_a_small_suite_is_inconclusive(gate_project: Make
 
     # The same run (a fresh simulator with the same seed draws the same faults) under
     # --modelgate-strict: an inconclusive verdict fails it.
-    project = gate_project(models, **options)
+    project = gate_project(models, **ERROR_RATE_ONLY)
     strict = run_gate(project, "--modelgate-strict")
 
     strict.assert_outcomes(passed=2 * cases)
@@ -689,11 +691,7 @@ def test_an_inconclusive_run_with_repeats_says_how_many_repeats_would_decide(
     # same cases would decide as well as more cases.
     cases = 20
     models = {"sim-a": FAST, "sim-b": {**FAST, "server_error_rate": 0.03}}
-    options: dict[str, Any] = {
-        "gate": {**SMALL_SUITE, "error_rate_max_rise": 0.01},
-        "client": {"max_retries": 6},
-    }
-    project = gate_project(models, **options)
+    project = gate_project(models, **ERROR_RATE_ONLY)
     project.pytester.makepyfile(test_wf=replies(cases))
 
     result = run_gate(project, "--modelgate-repeat", "2")
