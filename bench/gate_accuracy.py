@@ -790,12 +790,6 @@ class Suite:
     # Suites with the same slot draw the same cases and random numbers: only their rates differ.
     seed_slot: int = 0
 
-    def runs_per_injection(self, runs: int, regression_runs: int) -> int:
-        """How many runs each injection gets (0 when none is played)."""
-        if not self.injections:
-            return 0
-        return runs if self.as_often_as_aa else regression_runs
-
 
 SUITES: tuple[Suite, ...] = (
     Suite(
@@ -1232,29 +1226,44 @@ def _print_reference(target: Tally) -> None:
     )
 
 
-def _tasks(
-    suites: Sequence[Suite],
-    sizes: Sequence[int],
-    runs: int,
-    regression_runs: int,
-    seed: int,
-    resamples: int | None,
-) -> list[Task]:
+@dataclass(frozen=True)
+class Plan:
+    """What one invocation measures: the suites, their sizes, how many runs, how judged."""
+
+    suites: Sequence[Suite]
+    sizes: Sequence[int]
+    # A/A runs per suite and size.
+    runs: int
+    # Runs per injection and size, for suites that are not measured as often as the A/A runs.
+    regression_runs: int
+    seed: int
+    # None: the judge's default.
+    resamples: int | None
+    workers: int
+
+    def runs_per_injection(self, suite: Suite) -> int:
+        """How many runs each of ``suite``'s injections gets (0 when none is played)."""
+        if not suite.injections:
+            return 0
+        return self.runs if suite.as_often_as_aa else self.regression_runs
+
+
+def _tasks(plan: Plan) -> list[Task]:
     tasks = []
-    for suite in suites:
-        per_injection = suite.runs_per_injection(runs, regression_runs)
+    for suite in plan.suites:
+        per_injection = plan.runs_per_injection(suite)
         # Seeds depend on the suite's slot, not on which suites run (the mixed suite keeps the
         # ones it always had).
-        for n in sizes:
-            for index in range(max(runs, per_injection)):
-                unit = _unit_seed(seed, n, index) + 100_000 * suite.seed_slot
+        for n in plan.sizes:
+            for index in range(max(plan.runs, per_injection)):
+                unit = _unit_seed(plan.seed, n, index) + 100_000 * suite.seed_slot
                 tasks.append(
                     Task(
                         n=n,
                         index=index,
                         seed=unit,
                         injections=suite.injections if index < per_injection else (),
-                        resamples=resamples,
+                        resamples=plan.resamples,
                         suite=suite,
                     )
                 )
@@ -1263,19 +1272,12 @@ def _tasks(
     return tasks
 
 
-def _describe(
-    suites: Sequence[Suite],
-    sizes: Sequence[int],
-    runs: int,
-    regression_runs: int,
-    seed: int,
-    resamples: int | None,
-    workers: int,
-) -> None:
+def _describe(plan: Plan) -> None:
+    resamples = plan.resamples
     shown = "the judge's default" if resamples is None else str(resamples)
     print(
-        f"gate accuracy: {runs} A/A runs at each of n = {', '.join(map(str, sizes))} cases per "
-        f"suite; seed {seed}; {workers} process(es)"
+        f"gate accuracy: {plan.runs} A/A runs at each of n = {', '.join(map(str, plan.sizes))} "
+        f"cases per suite; seed {plan.seed}; {plan.workers} process(es)"
     )
     if resamples is not None:
         print(
@@ -1302,12 +1304,11 @@ def _describe(
         f"{CASE_LATENCY_SIGMA}) shared by both arms; price {PRICE_INPUT}/{PRICE_OUTPUT} USD per "
         "M tokens in/out"
     )
-    for suite in suites:
+    for suite in plan.suites:
         total = sum(weight for _, weight in suite.mix)
         shares = ", ".join(f"{w} {100 * weight / total:.0f}%" for w, weight in suite.mix)
         played = (
-            f"{suite.title}; {suite.runs_per_injection(runs, regression_runs)} runs per "
-            "injection and size"
+            f"{suite.title}; {plan.runs_per_injection(suite)} runs per injection and size"
             if suite.injections
             else "A/A runs only (--aa-only)"
         )
@@ -1317,7 +1318,7 @@ def _describe(
     print("injected regressions (the candidate is the A/A twin plus one change):")
     for injection in INJECTIONS:
         print(f"  {injection.label:<24} {injection.size}")
-    for suite in suites:
+    for suite in plan.suites:
         if suite.json_breakage is not None:
             easy, hard = suite.json_breakage
             print(
@@ -1334,20 +1335,12 @@ def _breakage(rates: JsonBreakage) -> str:
     return f"{easy:.3f} easy, {hard:.3f} hard (mean {mean:.3f})"
 
 
-def run(
-    suites: Sequence[Suite],
-    sizes: Sequence[int],
-    runs: int,
-    regression_runs: int,
-    seed: int,
-    resamples: int | None,
-    workers: int,
-    *,
-    markdown: bool,
-) -> int:
+def run(plan: Plan, *, markdown: bool) -> int:
     _judge_classes()
-    _describe(suites, sizes, runs, regression_runs, seed, resamples, workers)
-    tasks = _tasks(suites, sizes, runs, regression_runs, seed, resamples)
+    _describe(plan)
+    tasks = _tasks(plan)
+    workers = plan.workers
+    suites = plan.suites
     started = time.perf_counter()
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -1508,16 +1501,16 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--json-baseline must be between 0 and 0.85")
             rates = (options.json_baseline, options.json_baseline)
             suites = tuple(replace(suite, json_breakage=rates) for suite in suites)
-        return run(
-            suites,
-            options.sizes,
-            runs,
-            regression_runs,
-            options.seed,
-            resamples,
-            options.workers,
-            markdown=options.markdown,
+        plan = Plan(
+            suites=suites,
+            sizes=options.sizes,
+            runs=runs,
+            regression_runs=regression_runs,
+            seed=options.seed,
+            resamples=resamples,
+            workers=options.workers,
         )
+        return run(plan, markdown=options.markdown)
     except BenchError as exc:
         print(f"gate accuracy: FAILED: {exc}", file=sys.stderr)
         return 1
