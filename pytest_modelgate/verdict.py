@@ -25,12 +25,15 @@ from jsonschema.exceptions import ValidationError
 from pytest_modelgate.errors import ModelgateError
 from pytest_modelgate.judge import CaseRef, Judgement, MetricComparison, Regression
 from pytest_modelgate.metrics import ArmMetrics
+from pytest_modelgate.provenance import empty_provenance
 from pytest_modelgate.records import ModelIdentity
 
 __all__ = [
+    "KINDS",
     "SCHEMA_VERSION",
     "VerdictValidationError",
     "build_verdict",
+    "discard_verdict",
     "dump_verdict",
     "error_verdict",
     "load_schema",
@@ -41,6 +44,9 @@ __all__ = [
 
 SCHEMA_VERSION = "2"
 _SCHEMA_RESOURCE = "data/verdict.schema.json"
+# What kind of run wrote the verdict. gate: a candidate was compared with the stable model; smoke:
+# the stable model alone (never a deployment approval). Kept in step with the schema's enum.
+KINDS: tuple[str, ...] = ("gate", "smoke")
 
 
 class VerdictValidationError(ModelgateError, ValueError):
@@ -230,13 +236,19 @@ def _envelope(
     finished_at: datetime | float,
     plugin_version: str,
     complete: bool,
+    kind: str | None,
+    provenance: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
+    if kind is None:
+        # Without a candidate nothing was compared: a smoke run, whatever its verdict.
+        kind = "smoke" if candidate is None else "gate"
     # This order is the order people read the file in: what was decided and why, about what,
     # with which evidence, then bookkeeping.
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "verdict": verdict,
+        "kind": kind,
         "complete": complete,
         "reasons": list(reasons),
         "stable": _identity(stable),
@@ -250,6 +262,7 @@ def _envelope(
         "exit_status": exit_status,
         "started_at": _timestamp(started_at),
         "finished_at": _timestamp(finished_at),
+        "provenance": {**empty_provenance(), **dict(provenance or {})},
         "plugin_version": plugin_version,
         "records_file": None,
         "slices": {},
@@ -271,12 +284,15 @@ def build_verdict(
     exit_status: int,
     plugin_version: str,
     complete: bool = True,
+    kind: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The verdict dict for a judged run (not validated here: ``write_verdict_atomic`` does).
 
     ``started_at``/``finished_at`` are aware datetimes or seconds since the epoch. Floats are
     rounded for reading: rates to 6 decimals, ms and tokens to 0.1, USD to 8 significant digits,
-    point changes to 0.001 and ratios to 0.0001.
+    point changes to 0.001 and ratios to 0.0001. ``kind`` defaults to ``gate`` with a candidate
+    and ``smoke`` without; ``provenance`` (see ``pytest_modelgate.provenance``) to all nulls.
     """
     units = {comparison.name: comparison.unit for comparison in judgement.metrics}
     tests = {
@@ -307,6 +323,8 @@ def build_verdict(
         finished_at=finished_at,
         plugin_version=plugin_version,
         complete=complete,
+        kind=kind,
+        provenance=provenance,
     )
     slices: dict[str, dict[str, Any]] = {}
     for comparison in judgement.metrics:
@@ -331,6 +349,8 @@ def error_verdict(
     exit_status: int,
     plugin_version: str,
     complete: bool = True,
+    kind: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A verdict of ``error``: the gate could not judge (no metrics, no test summary)."""
     return _envelope(
@@ -350,6 +370,8 @@ def error_verdict(
         finished_at=finished_at,
         plugin_version=plugin_version,
         complete=complete,
+        kind=kind,
+        provenance=provenance,
     )
 
 
@@ -396,6 +418,35 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.unlink(handle.name)
         raise
     _fsync_directory(path.parent)
+
+
+def discard_verdict(path: Path) -> tuple[bool, str]:
+    """Make sure a file at ``path`` can no longer be read as a verdict; (done, what happened).
+
+    Tried in order: remove it; empty it in place (a read-only directory may still hold a
+    writable file, and an empty file is no verdict). ``done`` is False when a file that may be an
+    earlier run's verdict is still there as it was.
+    """
+    path = Path(path)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return True, "there is no earlier verdict there"
+    except OSError:
+        pass
+    else:
+        return True, "the earlier verdict there was removed"
+    if path.is_dir():
+        return True, "it is a directory, so there is no earlier verdict there either"
+    try:
+        with open(path, "w", encoding="utf-8"):
+            pass
+    except OSError:
+        return False, (
+            "the earlier verdict there could not be removed or emptied either: it is NOT this "
+            "run's verdict"
+        )
+    return True, "the earlier verdict there was emptied (it could not be removed)"
 
 
 def _fsync_directory(directory: Path) -> None:
