@@ -1,4 +1,4 @@
-"""The ``modelgate`` console script: run the simulator, list the catalog, show a verdict."""
+"""The ``modelgate`` script: run the simulator, list the catalog, show or check a verdict."""
 
 from __future__ import annotations
 
@@ -42,6 +42,35 @@ def _build_parser() -> argparse.ArgumentParser:
         help="print a verdict file as a table; exit 0 for pass/inconclusive, 1 fail, 3 error",
     )
     show.add_argument("verdict", type=Path, nargs="?", default=Path("modelgate-verdict.json"))
+
+    check = commands.add_parser(
+        "check",
+        help="the deploy step's go/no-go: exit 0 only for a complete gate `pass`",
+        description="Decide whether a verdict file approves a deployment, in one line. Exit 0 "
+        "go (a complete, schema-valid gate verdict `pass` meeting every --expect-*); 1 no-go "
+        "(fail, error, inconclusive, a smoke run, another model or commit, too old); 2 bad "
+        "arguments; 3 no verdict to judge (missing, unreadable, invalid, or incomplete: the run "
+        "has not finished or was killed).",
+    )
+    check.add_argument("verdict", type=Path, metavar="VERDICT", help="the verdict file")
+    check.add_argument(
+        "--allow-inconclusive",
+        action="store_true",
+        help="also go on `inconclusive` (the plan then starts with a shadow phase)",
+    )
+    check.add_argument("--expect-candidate", metavar="NAME", help="the candidate model to deploy")
+    check.add_argument("--expect-stable", metavar="NAME", help="the stable model it replaces")
+    check.add_argument(
+        "--expect-commit",
+        metavar="SHA",
+        help="the commit being deployed (7+ hex digits, or HEAD: `git rev-parse HEAD` here); a "
+        "verdict of another commit, or of a dirty tree, is refused",
+    )
+    check.add_argument(
+        "--max-age",
+        metavar="AGE",
+        help="refuse a verdict that finished longer ago than AGE: SECONDS, or 30m, 2h, 1d",
+    )
     return parser
 
 
@@ -54,7 +83,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         return main_simulate(args.port, args.scenario)
     if args.command == "models":
         return _models(args.provider)
+    if args.command == "check":
+        return _check(args)
     return _show(args.verdict)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from pytest_modelgate.check import (
+        EXIT_USAGE,
+        PREFIX,
+        Expectations,
+        check_file,
+        parse_age,
+        parse_commit,
+    )
+
+    commit: str | None = None
+    max_age: float | None = None
+    try:
+        if args.expect_commit is not None:
+            if args.expect_commit.strip().upper() == "HEAD":
+                from pytest_modelgate.provenance import head_commit
+
+                commit = head_commit(Path.cwd())
+                if commit is None:
+                    raise ValueError(
+                        f"--expect-commit HEAD: {Path.cwd()} is not in a git repository "
+                        "(or git is not installed); pass the commit id"
+                    )
+            else:
+                commit = parse_commit(args.expect_commit)
+        if args.max_age is not None:
+            max_age = parse_age(args.max_age)
+        for flag, value in (
+            ("--expect-candidate", args.expect_candidate),
+            ("--expect-stable", args.expect_stable),
+        ):
+            if value is not None and not value.strip():
+                raise ValueError(f"{flag} is empty (an unset CI variable?)")
+    except ValueError as exc:
+        print(f"{PREFIX}usage: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    expectations = Expectations(
+        allow_inconclusive=args.allow_inconclusive,
+        candidate=None if args.expect_candidate is None else args.expect_candidate.strip(),
+        stable=None if args.expect_stable is None else args.expect_stable.strip(),
+        commit=commit,
+        max_age_s=max_age,
+    )
+    decision = check_file(args.verdict, expectations)
+    print(decision.line, file=sys.stdout if decision.go else sys.stderr)
+    return decision.exit_code
 
 
 def _models(provider: str | None) -> int:
@@ -92,11 +171,25 @@ def _show(path: Path) -> int:
     from pytest_modelgate.report import summary_lines
     from pytest_modelgate.verdict import VerdictValidationError, validate_verdict
 
+    # Every way a file can fail to be a verdict is one line and exit 3, never a traceback.
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        validate_verdict(data)
+        raw = path.read_bytes()
     except FileNotFoundError:
         print(f"modelgate: no verdict file at {path}", file=sys.stderr)
+        return 3
+    except IsADirectoryError:
+        print(f"modelgate: {path} is a directory, not a verdict file", file=sys.stderr)
+        return 3
+    except OSError as exc:
+        print(f"modelgate: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 3
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise VerdictValidationError([f"$: expected a JSON object, got {type(data).__name__}"])
+        validate_verdict(data)
+    except UnicodeDecodeError as exc:
+        print(f"modelgate: {path} is not UTF-8 text (byte {exc.start})", file=sys.stderr)
         return 3
     except (json.JSONDecodeError, VerdictValidationError) as exc:
         print(f"modelgate: {path} is not a valid verdict: {exc}", file=sys.stderr)
