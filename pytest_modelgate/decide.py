@@ -44,7 +44,8 @@ def finish(
         # Nothing was gated: an ordinary pytest run. Drop the placeholder we put over an old
         # verdict at start, so no stale verdict is left behind as if it were this run's.
         if gate.provisional_written:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink()
         return None
 
     stable, candidate = gate.test_records()
@@ -73,12 +74,20 @@ def finish(
             )
             verdict["records_file"] = records.name
         write_verdict_atomic(path, verdict)
+        gate.verdict_written = True
     except Exception as exc:
         exit_status = EXIT_ERROR
         verdict = _error(gate, [f"the verdict could not be written to {path}: {exc}"], exit_status)
-        # If even that fails, the terminal summary still says error and the exit is non-zero.
-        with contextlib.suppress(Exception):
+        # If even that fails, the terminal summary still says error (and not "verdict written
+        # to"), the exit is non-zero and no earlier verdict is left to be read as this run's.
+        try:
             write_verdict_atomic(path, verdict)
+            gate.verdict_written = True
+        except Exception:
+            from pytest_modelgate.verdict import discard_verdict
+
+            _done, happened = discard_verdict(path)
+            verdict["reasons"].append(f"the error verdict could not be written either; {happened}")
     gate.verdict = verdict
     return exit_status
 

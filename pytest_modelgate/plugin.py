@@ -19,12 +19,14 @@ from pytest_modelgate import hooks
 
 if TYPE_CHECKING:
     from pytest_modelgate.client import LLM
+    from pytest_modelgate.lock import VerdictLock
     from pytest_modelgate.markers import MarkerSet
     from pytest_modelgate.session import ArmParam, GateSession, GateSettings
 
 GATE_KEY = pytest.StashKey["GateSession"]()
 _ITEM_KEY = pytest.StashKey["_ItemCalls"]()
 _MARKERS_KEY: pytest.StashKey[MarkerSet] = pytest.StashKey()
+_LOCK_KEY: pytest.StashKey[VerdictLock] = pytest.StashKey()
 
 # For `pytest --markers`; the arguments are validated at collection (pytest_modelgate.markers).
 _MARKER_LINES = (
@@ -128,12 +130,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also fail the run on any failed case, even one that fails on both arms. "
         "ini: modelgate_strict",
     )
-    parser.addini("modelgate_stable_model", "stable model name (--stable-model)")
-    parser.addini("modelgate_candidate_model", "candidate model name (--candidate-model)")
-    parser.addini("modelgate_config", "path of modelgate.yaml (--modelgate-config)")
-    parser.addini("modelgate_verdict", "path of the verdict file (--modelgate-verdict)")
-    parser.addini("modelgate_repeat", "runs per test and arm (--modelgate-repeat)")
-    parser.addini("modelgate_mode", "call mode (--modelgate-mode)")
+    # default=None tells "not set" (None) from "set to nothing" (""): a blank value is an error.
+    parser.addini("modelgate_stable_model", "stable model name (--stable-model)", default=None)
+    parser.addini(
+        "modelgate_candidate_model", "candidate model name (--candidate-model)", default=None
+    )
+    parser.addini("modelgate_config", "path of modelgate.yaml (--modelgate-config)", default=None)
+    parser.addini(
+        "modelgate_verdict", "path of the verdict file (--modelgate-verdict)", default=None
+    )
+    parser.addini("modelgate_repeat", "runs per test and arm (--modelgate-repeat)", default=None)
+    parser.addini("modelgate_mode", "call mode (--modelgate-mode)", default=None)
     group.addoption(
         "--modelgate-prune",
         action="store_true",
@@ -152,9 +159,29 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def _ini_str(config: pytest.Config, name: str) -> str | None:
     value = config.getini(name)
+    if value is None:
+        return None
     if isinstance(value, str) and value.strip():
         return value.strip()
-    return None
+    from pytest_modelgate.errors import ConfigError
+
+    # An ini value that is present but blank is a mistake (a template or variable that was never
+    # filled in), not "use the default".
+    raise ConfigError(f"ini option {name} is set but empty: give a value or remove the line")
+
+
+def _option_str(config: pytest.Config, name: str, flag: str) -> str | None:
+    """A string option from the command line; a blank one (an unset CI variable) is an error."""
+    value: str | None = config.getoption(name)
+    if value is None:
+        return None
+    if not value.strip():
+        from pytest_modelgate.errors import ConfigError
+
+        raise ConfigError(
+            f"{flag} is empty (an unset CI variable?): give a name or leave the option out"
+        )
+    return value.strip()
 
 
 def _ini_path(config: pytest.Config, name: str) -> Path | None:
@@ -168,7 +195,7 @@ def _ini_path(config: pytest.Config, name: str) -> Path | None:
 
 def _verdict_path(config: pytest.Config) -> Path:
     # Precedence: command line (relative to the invocation directory), ini, rootdir default.
-    option: str | None = config.getoption("modelgate_verdict")
+    option = _option_str(config, "modelgate_verdict", "--modelgate-verdict")
     if option:
         return (config.invocation_params.dir / option).resolve()
     return _ini_path(config, "modelgate_verdict") or config.rootpath / DEFAULT_VERDICT
@@ -179,7 +206,7 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
     from pytest_modelgate.errors import ConfigError
     from pytest_modelgate.session import GateSettings
 
-    explicit: str | None = config.getoption("modelgate_config")
+    explicit = _option_str(config, "modelgate_config", "--modelgate-config")
     explicit_path = (
         (config.invocation_params.dir / explicit).resolve()
         if explicit
@@ -187,6 +214,12 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
     )
     config_path = find_config(config.rootpath, explicit_path)
     file_config = load_config(config_path) if config_path else ModelgateConfig()
+    # A blank name at any level is a usage error, never "no candidate": `--candidate-model
+    # "$CANDIDATE"` with the variable unset would otherwise be a stable-only run that passes.
+    for key in ("stable", "candidate"):
+        value = getattr(file_config, key)
+        if value is not None and not value.strip():
+            raise ConfigError(f"{file_config.label}: `{key}:` is empty: give a model name")
     if config_path is not None:
         from pytest_modelgate.catalog import load_catalog
         from pytest_modelgate.config import check_config
@@ -207,12 +240,12 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
     strict = bool(config.getoption("modelgate_strict") or config.getini("modelgate_strict"))
     # Precedence for the model names: command line, ini, modelgate.yaml.
     stable = (
-        config.getoption("stable_model")
+        _option_str(config, "stable_model", "--stable-model")
         or _ini_str(config, "modelgate_stable_model")
         or file_config.stable
     )
     candidate = (
-        config.getoption("candidate_model")
+        _option_str(config, "candidate_model", "--candidate-model")
         or _ini_str(config, "modelgate_candidate_model")
         or file_config.candidate
     )
@@ -260,8 +293,12 @@ def _checked(
 
     raw: str | None = config.getoption(name)
     source = flag
-    if raw is None and env is not None and os.environ.get(env, "").strip():
+    if raw is None and env is not None and env in os.environ:
         raw, source = os.environ[env].strip(), f"environment variable {env}"
+        if not raw:
+            raise ConfigError(
+                f"{source} is set but empty (an unset CI variable?): give a value or unset it"
+            )
     if raw is None:
         raw, source = _ini_str(config, name), f"ini option {name}"
     if raw is None:
@@ -294,40 +331,127 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_modelgate.errors import ModelgateError
     from pytest_modelgate.session import NETWORK_MODES, GateSession, resolve_models
 
-    verdict_path = _verdict_path(config)
     worker = _is_worker(config)
+    try:
+        verdict_path = _verdict_path(config)
+    except ModelgateError as exc:
+        # No path to write an error verdict to: writing the default one could clobber another.
+        raise pytest.UsageError(f"modelgate: {exc}") from None
     try:
         settings = _build_settings(config, verdict_path)
         stable, candidate = resolve_models(settings)
-        gate = GateSession(settings=settings, stable=stable, candidate=candidate, is_worker=worker)
+        gate = GateSession(
+            settings=settings,
+            stable=stable,
+            candidate=candidate,
+            is_worker=worker,
+            rootdir=config.rootpath,
+        )
         # A gate run (a candidate was named) must have its keys before any test runs.
         if candidate is not None and settings.mode in NETWORK_MODES:
             gate.check_api_keys()
     except ModelgateError as exc:
+        message = f"modelgate: {exc}"
         if not worker:
-            _write_error_verdict_early(verdict_path, f"configuration error: {exc}")
-        raise pytest.UsageError(f"modelgate: {exc}") from None
+            lock = _lock_verdict(config, verdict_path)
+            problem = _write_error_verdict_early(
+                verdict_path, f"configuration error: {exc}", gate=_requested_gate(config)
+            )
+            if lock is not None:
+                lock.release()
+            if problem:
+                message += f"\nmodelgate: {problem}"
+        raise pytest.UsageError(message) from None
     config.stash[GATE_KEY] = gate
 
     # Replace any verdict left by an earlier run at once, so that a run that dies before the end
     # can never be mistaken for a pass.
-    replace_old = candidate is not None or verdict_path.exists()
+    replace_old = candidate is not None or verdict_path.exists() or verdict_path.is_symlink()
     if not worker and not config.option.collectonly and replace_old:
-        _write_provisional(gate)
+        # The lock first: a second run on this path must not touch the first one's verdict.
+        lock = _lock_verdict(config, verdict_path)
+        gate.git = _git_state(gate)
+        problem = _write_provisional(gate)
+        if problem is not None:
+            if lock is not None:
+                lock.release()
+            raise pytest.UsageError(f"modelgate: {problem}")
     config.pluginmanager.register(_GateHooks(config, gate), "modelgate-gate")
     if config.pluginmanager.hasplugin("xdist") and not worker:
         config.pluginmanager.register(_XdistController(gate), "modelgate-xdist")
 
 
-def _write_error_verdict_early(path: Path, reason: str) -> None:
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Release the verdict lock (the controller took it at configure or at the end)."""
+    lock = config.stash.get(_LOCK_KEY, None)
+    if lock is not None:
+        lock.release()
+        del config.stash[_LOCK_KEY]
+
+
+def _lock_verdict(config: pytest.Config, verdict_path: Path) -> VerdictLock | None:
+    """Lock the verdict path for this run; a run already holding it is a usage error.
+
+    None when the lock file cannot be created (a read-only directory): the verdict write that
+    follows fails too and says so, which is the clearer message.
+    """
+    from pytest_modelgate.lock import LockBusyError, VerdictLock
+
+    held = config.stash.get(_LOCK_KEY, None)
+    if held is not None:
+        return held
+    try:
+        lock = VerdictLock.acquire(verdict_path)
+    except LockBusyError as exc:
+        owner = f"pid {exc.pid}" if exc.pid is not None else "another process"
+        raise pytest.UsageError(
+            f"modelgate: another run ({owner}) is writing the verdict {verdict_path}: wait for "
+            "it to finish, or give this run its own --modelgate-verdict PATH"
+        ) from None
+    except OSError:
+        return None
+    config.stash[_LOCK_KEY] = lock
+    return lock
+
+
+def _git_state(gate: GateSession) -> dict[str, Any] | None:
+    """The repository state of the rootdir, ignoring the gate's own output files."""
+    from pytest_modelgate.lock import lock_path_for
+    from pytest_modelgate.provenance import git_state
+
+    verdict = gate.settings.verdict_path
+    ignore = (verdict, gate.settings.records_path, lock_path_for(verdict))
+    return git_state(gate.rootdir or verdict.parent, ignore=ignore)
+
+
+def _requested_gate(config: pytest.Config) -> bool:
+    """Whether the command line or ini asked for a candidate (for an early error's ``kind``)."""
+    with contextlib.suppress(Exception):
+        return (
+            config.getoption("candidate_model") is not None
+            or config.getini("modelgate_candidate_model") is not None
+        )
+    return True
+
+
+def _cannot_write(path: Path, exc: OSError, what: str) -> str:
+    """The one-line usage error for a verdict that cannot be written, after discarding the old."""
+    from pytest_modelgate.verdict import discard_verdict
+
+    _done, happened = discard_verdict(path)
+    reason = exc.strerror or exc.__class__.__name__
+    return f"cannot write the {what} {path}: {reason}; {happened}"
+
+
+def _write_error_verdict_early(path: Path, reason: str, *, gate: bool) -> str | None:
+    """Write a configuration error's verdict; a one-line problem when it cannot be written."""
+    import uuid
     from datetime import datetime, timezone
 
     from pytest_modelgate import __version__
     from pytest_modelgate.verdict import error_verdict, write_verdict_atomic
 
     now = datetime.now(timezone.utc)
-    import uuid
-
     data = error_verdict(
         reason,
         run_id=uuid.uuid4().hex,
@@ -341,13 +465,17 @@ def _write_error_verdict_early(path: Path, reason: str) -> None:
         exit_status=4,
         plugin_version=__version__,
         complete=True,
+        kind="gate" if gate else "smoke",
     )
-    # Best effort: the usage error that follows says what is wrong.
-    with contextlib.suppress(OSError):
+    try:
         write_verdict_atomic(path, data)
+    except OSError as exc:
+        return _cannot_write(path, exc, "error verdict")
+    return None
 
 
-def _write_provisional(gate: GateSession) -> None:
+def _write_provisional(gate: GateSession) -> str | None:
+    """Put a provisional `error` over any earlier verdict; a one-line problem when impossible."""
     from pytest_modelgate.session import EXIT_ERROR as EXIT_PROVISIONAL
     from pytest_modelgate.verdict import error_verdict, write_verdict_atomic
 
@@ -359,12 +487,22 @@ def _write_provisional(gate: GateSession) -> None:
         finished_at=gate.started_at,
         exit_status=EXIT_PROVISIONAL,
         complete=False,
-        **gate.verdict_common(),
+        **gate.verdict_common(final=False),
     )
-    write_verdict_atomic(gate.settings.verdict_path, data)
-    # Records of an earlier run must not sit next to this run's verdict either.
-    gate.settings.records_path.unlink(missing_ok=True)
+    path = gate.settings.verdict_path
+    try:
+        write_verdict_atomic(path, data)
+    except OSError as exc:
+        # No traceback: the run could not record its verdict, so it must not run at all.
+        return _cannot_write(path, exc, "verdict")
     gate.provisional_written = True
+    # Records of an earlier run must not sit next to this run's verdict either.
+    records = gate.settings.records_path
+    try:
+        records.unlink(missing_ok=True)
+    except OSError as exc:
+        return f"cannot remove an earlier run's records {records}: {exc.strerror or exc}"
+    return None
 
 
 @pytest.hookimpl(trylast=True)
@@ -395,6 +533,9 @@ def pytest_collection_modifyitems(
     if gate is None:
         return
     gated = [item for item in items if LLM_FIXTURE in getattr(item, "fixturenames", ())]
+    # The verdict's tests_digest: what was selected to be judged (the final selection).
+    gate.gated_test_ids = {item.nodeid for item in gated}
+    gate.tests_known = True
     if not gated:
         return
     gate.used = True
@@ -768,10 +909,25 @@ class _GateHooks:
                 "cassettes_expected": sorted(self.gate.cassettes_expected),
                 "cassette_roots": sorted(self.gate.cassette_roots),
                 "full_selection": self.gate.full_selection,
+                "gated_test_ids": sorted(self.gate.gated_test_ids),
+                "tests_known": self.gate.tests_known,
             }
             return
         if self.config.option.collectonly:
             return
+        if not self.gate.provisional_written and (
+            self.gate.used or self.gate.config_errors or self.gate.candidate is not None
+        ):
+            # A run that wrote nothing at configure (a smoke run, no earlier verdict) locks the
+            # path now, before it writes; if another run holds it, this one writes nothing.
+            try:
+                _lock_verdict(self.config, self.gate.settings.verdict_path)
+            except pytest.UsageError as exc:
+                self.gate.lock_problem = str(exc)
+                session.exitstatus = pytest.ExitCode.USAGE_ERROR
+                return
+            if self.gate.git is None:
+                self.gate.git = _git_state(self.gate)
         from pytest_modelgate.decide import finish
 
         outcome = finish(
@@ -799,12 +955,21 @@ class _GateHooks:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Print the comparison table, the verdict and where it was written."""
+        if self.gate.lock_problem is not None:
+            terminalreporter.section("modelgate")
+            terminalreporter.write_line(f"{self.gate.lock_problem}; no verdict written")
+            return
         if self.gate.verdict is None:
             return
         from pytest_modelgate.report import summary_lines
 
         terminalreporter.section("modelgate")
-        for line in summary_lines(self.gate.verdict, verdict_path=self.gate.settings.verdict_path):
+        lines = summary_lines(
+            self.gate.verdict,
+            verdict_path=self.gate.settings.verdict_path,
+            written=self.gate.verdict_written,
+        )
+        for line in lines:
             terminalreporter.write_line(line)
         if self.gate.inventory_lines:
             terminalreporter.write_line("recordings:")
@@ -869,6 +1034,9 @@ class _XdistController:
             self.gate.cassette_roots.update(facts.get("cassette_roots", ()))
             if not facts.get("full_selection", True):
                 self.gate.full_selection = False
+            # Every worker collects the whole selection: the union is the selection.
+            self.gate.gated_test_ids.update(facts.get("gated_test_ids", ()))
+            self.gate.tests_known = self.gate.tests_known or bool(facts.get("tests_known"))
         if error is not None:
             gateway = getattr(node, "gateway", None)
             name = getattr(gateway, "id", None) or str(node)

@@ -154,8 +154,13 @@ def _latency_timing_line(verdict: Mapping[str, Any]) -> str | None:
     return "latency: partly replayed from recordings and partly measured live (mixed sources)"
 
 
-def summary_lines(verdict: Mapping[str, Any], *, verdict_path: Path | str) -> list[str]:
-    """The terminal summary of a verdict, one string per line, verdict line last but one."""
+def summary_lines(
+    verdict: Mapping[str, Any], *, verdict_path: Path | str, written: bool = True
+) -> list[str]:
+    """The terminal summary of a verdict, one string per line, verdict line last but one.
+
+    ``written``: whether the verdict reached ``verdict_path``; the last line says which.
+    """
     lines: list[str] = []
     kind = str(verdict.get("verdict", "error"))
     reasons = [str(reason) for reason in verdict.get("reasons", [])]
@@ -222,6 +227,11 @@ def summary_lines(verdict: Mapping[str, Any], *, verdict_path: Path | str) -> li
 
     if verdict.get("complete") is False:
         lines.append("this verdict is incomplete: the run was interrupted or is still going")
+    if verdict.get("kind") == "smoke" and kind != "error":
+        lines.append("smoke run: no candidate was compared, this verdict approves no deployment")
     lines.append(f"modelgate verdict: {kind.upper()} ({_arms(verdict)})")
-    lines.append(f"verdict written to {verdict_path}")
+    if written:
+        lines.append(f"verdict written to {verdict_path}")
+    else:
+        lines.append(f"verdict NOT written: {verdict_path} could not be written (see above)")
     return lines

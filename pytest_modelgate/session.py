@@ -140,8 +140,19 @@ class GateSession:
     # Set once a test that uses `llm` was collected or reported: the gate has something to say.
     used: bool = False
     provisional_written: bool = False
-    # The verdict written at the end of the run, for the terminal summary.
+    # The verdict decided at the end of the run, for the terminal summary, and whether it reached
+    # the disk (the summary says "verdict written to" only then).
     verdict: dict[str, Any] | None = None
+    verdict_written: bool = False
+    # Provenance (see pytest_modelgate.provenance): the directory cassette paths are relative to,
+    # the repository state at the start (read once, on the controller), and the collected gated
+    # test ids (from collection here, or from every worker's workeroutput under xdist).
+    rootdir: Path | None = None
+    git: dict[str, Any] | None = None
+    gated_test_ids: set[str] = field(default_factory=set)
+    tests_known: bool = False
+    # Set when the end-of-run lock was held by another run: nothing was written.
+    lock_problem: str | None = None
 
     def arms(self) -> list[tuple[Arm, str]]:
         """The arms this run plays, stable first, with the model name each uses."""
@@ -256,16 +267,61 @@ class GateSession:
                     values.append(value)
         return tuple(values)
 
-    def verdict_common(self) -> dict[str, Any]:
+    @property
+    def kind(self) -> str:
+        """``gate`` when a candidate is compared, ``smoke`` for the stable model alone."""
+        return "smoke" if self.candidate is None else "gate"
+
+    def config_digest(self) -> str:
+        """Digest of every resolved setting that affects judging (key *names*, never values)."""
+        from pytest_modelgate.provenance import config_digest
+
+        settings = self.settings
+        return config_digest(
+            {
+                "config": settings.config.model_dump(mode="json"),
+                "stable": None if self.stable is None else self.stable.model_dump(mode="json"),
+                "candidate": None
+                if self.candidate is None
+                else self.candidate.model_dump(mode="json"),
+                "mode": settings.mode,
+                "repeat": settings.repeat,
+                "strict": settings.strict,
+            }
+        )
+
+    def provenance(self, *, final: bool) -> dict[str, Any]:
+        """The verdict's ``provenance``; ``final`` adds what is known only at the end."""
+        from pytest_modelgate.provenance import cassettes_digest, tests_digest
+
+        data: dict[str, Any] = {
+            "git": None if self.git is None else dict(self.git),
+            "config_digest": self.config_digest(),
+            "cassettes_digest": None,
+            "tests_digest": None,
+            "tests_collected": None,
+        }
+        if final and self.settings.mode != "live":
+            root = self.rootdir or self.settings.verdict_path.parent
+            paths = {Path(c["path"]) for c in self.cassettes_played}
+            data["cassettes_digest"] = cassettes_digest(paths, root)
+        if final and self.tests_known:
+            data["tests_digest"] = tests_digest(self.gated_test_ids)
+            data["tests_collected"] = len(self.gated_test_ids)
+        return data
+
+    def verdict_common(self, *, final: bool = True) -> dict[str, Any]:
         """Identity fields every verdict of this run carries."""
         return {
             "run_id": self.run_id,
+            "kind": self.kind,
             "stable": self.identity("stable"),
             "candidate": self.identity("candidate"),
             "mode": self.settings.mode,
             "repeat": self.settings.repeat,
             "strict": self.settings.strict,
             "plugin_version": __version__,
+            "provenance": self.provenance(final=final),
         }
 
 
