@@ -206,6 +206,9 @@ def decide(
             "a smoke run (stable model only, no candidate was compared): it approves no "
             "deployment; run the gate with --candidate-model"
         )
+    if data.get("kind") != "gate":
+        # Kinds added later (shadow analyses) approve nothing until this check learns them.
+        return no_go(f"a {data.get('kind')} verdict, not a gate run: it approves no deployment")
     if verdict == "inconclusive" and not expectations.allow_inconclusive:
         return no_go(
             "verdict inconclusive: the data cannot show the candidate is within the margins "

@@ -106,6 +106,13 @@ def test_smoke_run_is_refused_saying_so() -> None:
     assert "a smoke run" in no_go(data)
 
 
+def test_a_kind_this_check_does_not_know_is_refused() -> None:
+    # Within schema version 2 new kinds may appear (shadow); only `gate` approves a deployment.
+    data = a_verdict()
+    data["kind"] = "shadow"
+    assert "a shadow verdict, not a gate run" in no_go(data)
+
+
 @pytest.mark.parametrize("verdict", ["fail", "error"])
 def test_fail_and_error_are_no_go_with_the_first_reason(verdict: str) -> None:
     line = no_go(a_verdict(verdict=verdict, reasons=["p95 latency rose\nbeyond x1.2"]))
