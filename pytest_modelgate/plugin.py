@@ -357,8 +357,9 @@ def pytest_configure(config: pytest.Config) -> None:
             problem = _write_error_verdict_early(
                 verdict_path, f"configuration error: {exc}", gate=_requested_gate(config)
             )
-            if lock is not None:
+            if not isinstance(lock, OSError):
                 lock.release()
+                del config.stash[_LOCK_KEY]
             if problem:
                 message += f"\nmodelgate: {problem}"
         raise pytest.UsageError(message) from None
@@ -372,9 +373,13 @@ def pytest_configure(config: pytest.Config) -> None:
         lock = _lock_verdict(config, verdict_path)
         gate.git = _git_state(gate)
         problem = _write_provisional(gate)
+        if problem is None and isinstance(lock, OSError):
+            # The provisional `error` is on disk; without the lock another run could race it.
+            problem = _lock_failure(verdict_path, lock)
         if problem is not None:
-            if lock is not None:
+            if not isinstance(lock, OSError):
                 lock.release()
+                del config.stash[_LOCK_KEY]
             raise pytest.UsageError(f"modelgate: {problem}")
     config.pluginmanager.register(_GateHooks(config, gate), "modelgate-gate")
     if config.pluginmanager.hasplugin("xdist") and not worker:
@@ -389,11 +394,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[_LOCK_KEY]
 
 
-def _lock_verdict(config: pytest.Config, verdict_path: Path) -> VerdictLock | None:
+def _lock_verdict(config: pytest.Config, verdict_path: Path) -> VerdictLock | OSError:
     """Lock the verdict path for this run; a run already holding it is a usage error.
 
-    None when the lock file cannot be created (a read-only directory): the verdict write that
-    follows fails too and says so, which is the clearer message.
+    Returns the OS error when the lock file cannot be created (a read-only directory): the
+    caller first tries the verdict write, whose failure message is the clearer one, and refuses
+    to run unlocked if that write succeeds.
     """
     from pytest_modelgate.lock import LockBusyError, VerdictLock
 
@@ -408,10 +414,19 @@ def _lock_verdict(config: pytest.Config, verdict_path: Path) -> VerdictLock | No
             f"modelgate: another run ({owner}) is writing the verdict {verdict_path}: wait for "
             "it to finish, or give this run its own --modelgate-verdict PATH"
         ) from None
-    except OSError:
-        return None
+    except OSError as exc:
+        return exc
     config.stash[_LOCK_KEY] = lock
     return lock
+
+
+def _lock_failure(verdict_path: Path, exc: OSError) -> str:
+    from pytest_modelgate.lock import lock_path_for
+
+    return (
+        f"cannot create the lock file {lock_path_for(verdict_path)} for the verdict "
+        f"{verdict_path}: {exc.strerror or exc}"
+    )
 
 
 def _git_state(gate: GateSession) -> dict[str, Any] | None:
@@ -920,10 +935,15 @@ class _GateHooks:
         ):
             # A run that wrote nothing at configure (a smoke run, no earlier verdict) locks the
             # path now, before it writes; if another run holds it, this one writes nothing.
+            path = self.gate.settings.verdict_path
             try:
-                _lock_verdict(self.config, self.gate.settings.verdict_path)
+                lock = _lock_verdict(self.config, path)
             except pytest.UsageError as exc:
                 self.gate.lock_problem = str(exc)
+                session.exitstatus = pytest.ExitCode.USAGE_ERROR
+                return
+            if isinstance(lock, OSError):
+                self.gate.lock_problem = f"modelgate: {_lock_failure(path, lock)}"
                 session.exitstatus = pytest.ExitCode.USAGE_ERROR
                 return
             if self.gate.git is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -503,3 +504,58 @@ def git_toplevel(directory: Path) -> str | None:
         check=False,
     )
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def test_item5_a_lock_that_cannot_be_created_stops_the_run(project: GateProject) -> None:
+    """Item 5: without the lock two runs could race; a run that cannot lock does not run."""
+    project.pytester.makepyfile(test_workflow=WORKFLOW)
+    (project.pytester.path / "modelgate-verdict.json.lock" / "blocked").mkdir(parents=True)
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    assert_one_line_usage_error(result, "cannot create the lock file", "modelgate-verdict.json")
+    # What is on disk is the provisional `error`, never a pass.
+    verdict = project.verdict()
+    assert (verdict["verdict"], verdict["complete"]) == ("error", False)
+
+
+LOCK_TAKEN_DURING_THE_RUN = """
+    import pathlib
+    import subprocess
+    import sys
+
+    import pytest
+
+    VERDICT = pathlib.Path(__file__).parent / "modelgate-verdict.json"
+    HOLDER = (
+        "import sys, time; from pathlib import Path; from pytest_modelgate.lock import VerdictLock;"
+        f"VerdictLock.acquire(Path({str(VERDICT)!r})); print('held', flush=True); time.sleep(120)"
+    )
+
+    def test_reply(llm):
+        assert llm.chat([{"role": "user", "content": "hello"}]).text
+        # Another run takes the verdict path while this smoke run (which had nothing to
+        # replace at its start) is still going.
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "held"
+        (pathlib.Path(__file__).parent / "holder.pid").write_text(str(holder.pid))
+"""
+
+
+def test_item5_smoke_run_writes_nothing_when_another_run_took_the_path(
+    project: GateProject,
+) -> None:
+    """Item 5: a run that writes only at its end locks then, and writes nothing if it cannot."""
+    project.pytester.makepyfile(test_workflow=LOCK_TAKEN_DURING_THE_RUN)
+
+    result = project.pytester.runpytest_subprocess()
+
+    holder = int((project.pytester.path / "holder.pid").read_text())
+    try:
+        assert result.ret == 4
+        result.stdout.fnmatch_lines(
+            [f"modelgate: another run (pid {holder}) is writing the verdict *; no verdict written"]
+        )
+        assert not project.verdict_path.exists()
+    finally:
+        os.kill(holder, signal.SIGKILL)
