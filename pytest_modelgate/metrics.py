@@ -297,7 +297,10 @@ MISSING = "-"
 
 
 def format_value(unit: str, value: float | None) -> str:
-    """A metric value for people: ``96.0%``, ``410 ms``, ``$0.000123``, ``512.5`` tokens; ``-``."""
+    """A metric value for people: ``96.0%``, ``410 ms``, ``$0.000123``, ``512.5`` tokens; ``-``.
+
+    Amounts below $0.00001 keep two significant digits: ``$0.0000012``.
+    """
     if value is None:
         return MISSING
     if unit == "rate":
@@ -310,7 +313,13 @@ def format_value(unit: str, value: float | None) -> str:
         value = round(value, 1)
         return f"{math.floor(value + 0.5):,d} ms" if abs(value) >= 10 else f"{value:.1f} ms"
     if unit == "usd":
-        return f"${value:.6f}"
+        # Six decimals read a typical call ($0.000039); a smaller amount keeps two significant
+        # digits, so a budget of $0.0000001 never prints as $0.000000.
+        magnitude = abs(value)
+        decimals = 6
+        if 0 < magnitude < 1e-5:
+            decimals = max(6, 1 - math.floor(math.log10(magnitude)))
+        return f"${value:.{decimals}f}"
     if unit == "tokens":
         return f"{value:,.1f}"
     return f"{value:g}"
