@@ -10,8 +10,8 @@ import functools
 import math
 import operator
 import random
-from dataclasses import replace
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
