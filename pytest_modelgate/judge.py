@@ -374,9 +374,25 @@ class FixedLimitJudge:
             unknown = candidate_arm.cost_unknown_calls
             if unknown:
                 total = unknown + candidate_arm.cost_known_calls
+                no_usage = candidate_arm.usage_missing_calls
+                streamed = candidate_arm.usage_missing_streamed_calls
+                why = "have no price"
+                if no_usage:
+                    # Not a missing price: the provider reported no usage to price.
+                    why = (
+                        f"have no cost ({no_usage} reported no usage"
+                        + (
+                            f", {streamed} of them streams: the server did not honour "
+                            "stream_options.include_usage"
+                            if streamed
+                            else ""
+                        )
+                        + (f"; {unknown - no_usage} have no price" if unknown > no_usage else "")
+                        + ")"
+                    )
                 message = (
                     f"cost per call is unknown on the candidate arm: {unknown} of {total} "
-                    f"successful calls have no price, so the {limit_text} limit cannot be checked"
+                    f"successful calls {why}, so the {limit_text} limit cannot be checked"
                 )
                 return comparison("no_data", message), message
 

@@ -79,6 +79,10 @@ class ArmMetrics:
     total_cost_usd: float | None
     cost_known_calls: int
     cost_unknown_calls: int
+    # Of the unknown: successful attempts that reported no usage at all (so no cost), and how
+    # many of those were streams (a server that ignores stream_options.include_usage).
+    usage_missing_calls: int = 0
+    usage_missing_streamed_calls: int = 0
     tokens_per_call: Measurement
     # (error_kind, failed attempts), sorted by kind so equal runs compare equal.
     error_kinds: tuple[tuple[str, int], ...]
@@ -173,6 +177,7 @@ def compute_arm_metrics(records: Sequence[TestRecord]) -> ArmMetrics:
             cost_per_call = total_cost / len(successful)
 
     tokens = [count for count in map(call_tokens, successful) if count is not None]
+    no_usage = [call for call in successful if call.cost_usd is None and call.usage is None]
 
     kinds = Counter(call.error_kind for call in failed_calls if call.error_kind is not None)
 
@@ -196,6 +201,8 @@ def compute_arm_metrics(records: Sequence[TestRecord]) -> ArmMetrics:
         total_cost_usd=total_cost,
         cost_known_calls=len(known_costs),
         cost_unknown_calls=cost_unknown,
+        usage_missing_calls=len(no_usage),
+        usage_missing_streamed_calls=sum(call.streamed for call in no_usage),
         tokens_per_call=Measurement(
             math.fsum(tokens) / len(tokens) if tokens else None, len(tokens)
         ),

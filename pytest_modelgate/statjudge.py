@@ -511,6 +511,8 @@ class _Result:
     not_gated_because: str | None = None
     # A clause the message adds: which arm lacks data and why, what a figure was judged on.
     note: str | None = None
+    # Judged on part of the paired cases only (the note says which and why).
+    partial: bool = False
 
 
 @dataclass
@@ -908,6 +910,13 @@ class PairedJudge:
                 f"non-inferiority shown for all {shown} gated comparisons "
                 f"({len(cases)} paired cases, {self.confidence:.0%} intervals)"
             ]
+        # A figure judged on part of the cases (cost without usage on some streams) says so in
+        # the summary whatever the verdict: never a silent mix.
+        reasons += [
+            c.message
+            for c, r in zip(comparisons, results, strict=True)
+            if r.partial and c.scope == "overall" and c.message not in reasons
+        ]
         judgement = replace(
             base,
             verdict=verdict,
@@ -1273,7 +1282,8 @@ class PairedJudge:
                 "of values",
                 note,
             )
-        return _Result(comparison, piece.gated and margin is not None, worse_beyond, note=note)
+        gated = piece.gated and margin is not None
+        return _Result(comparison, gated, worse_beyond, note=note, partial=note is not None)
 
     def _latency(self, spec: _Spec, piece: _Slice, seed: int, memo: _RunMemo) -> _RatioData | None:
         """A latency quantile's figures; None when no case has a latency on both arms."""

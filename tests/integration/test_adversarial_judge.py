@@ -354,3 +354,7 @@ def test_streamed(llm, n):
     assert "judged on the 10 of 13 cases with a cost on both arms" in cost["message"]
     assert verdict["verdict"] == "pass", verdict["reasons"]
     assert result.ret == EXIT_OK
+    assert cost["message"] in verdict["reasons"]
+    result.stdout.fnmatch_lines(
+        ["note: cost per call: * (judged on the 10 of 13 cases with a cost on both arms; *"]
+    )

@@ -413,6 +413,19 @@ class TestNoData:
         assert judgement.verdict == "inconclusive"
         assert "1 of 10 successful calls have no price" in judgement.reasons[0]
 
+    def test_streams_without_usage_are_not_called_a_missing_price(self) -> None:
+        # The real server: streamed calls carry no usage, though a price is configured.
+        candidate = make_arm("candidate", 10, streamed=True, usage=None, cost_usd=None)
+        judgement = judge(make_arm("stable", 10), candidate)
+        assert judgement.verdict == "inconclusive"
+        assert judgement.reasons == (
+            "cost per call is unknown on the candidate arm: 10 of 10 successful calls have no "
+            "cost (10 reported no usage, 10 of them streams: the server did not honour "
+            "stream_options.include_usage), so the x1.15 limit cannot be checked",
+        )
+        assert judgement.candidate is not None
+        assert judgement.candidate.usage_missing_streamed_calls == 10
+
     def test_unknown_price_on_both_arms_is_still_inconclusive(self) -> None:
         judgement = judge(make_arm("stable", cost_usd=None), make_arm("candidate", cost_usd=None))
         assert judgement.verdict == "inconclusive"

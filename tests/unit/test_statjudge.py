@@ -1265,6 +1265,8 @@ def test_streams_without_usage_are_named_and_cost_is_judged_on_the_cases_that_ha
     )
     assert "a price is missing" not in cost.message
     assert judgement.verdict == "pass"
+    # Said in the summary too, not only in the verdict's metric entry.
+    assert judgement.reasons[1:] == (cost.message,)
     assert judgement.rollout is not None
     triggers = {t["metric"]: t for t in judgement.rollout["rollback_triggers"]}
     assert triggers["cost_per_call_usd"]["threshold"] == 0.0015
