@@ -28,9 +28,14 @@ How a run is judged (see ``docs/statistics.md`` for the reasoning):
 5. **Scopes.** Overall, per workflow and per prompt language. A slice with fewer than
    ``min_cases`` paired cases is reported but not gated, and so is a p95 over fewer than 100
    calls per arm (a handful of slowest calls). Absolute budgets from markers bind the
-   candidate of their workflow and are judged the same way against their bound.
+   candidate of their workflow whatever its size: every case beyond the bound, or the whole
+   interval, fails; too few cases to tell is inconclusive.
 6. **Verdict.** ``fail`` if a gated comparison regressed, else ``inconclusive`` if one is
-   inconclusive, else ``pass``. ``error`` when an arm made no calls.
+   inconclusive or has data on one arm only, else ``pass``. ``error`` when an arm made no
+   call or none that succeeded, or the stable arm passed fewer than ``min_stable_pass_rate``
+   of its tests. No data never counts for the candidate.
+7. **Rollout.** ``pass``: a canary; ``inconclusive``: shadow traffic only; rollback triggers
+   from figures the judge gated, clamped to each metric's range.
 """
 
 from __future__ import annotations

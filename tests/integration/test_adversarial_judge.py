@@ -134,12 +134,18 @@ def test_a_gated_metric_with_no_data_on_the_candidate_blocks_and_names_the_arm(
     result.stdout.no_fnmatch_line("*no data on either arm*")
 
 
-def test_a_suite_that_fails_everywhere_is_an_error(gate_project: MakeProject) -> None:
+@pytest.mark.parametrize("workers", [None, 2], ids=["serial", "xdist"])
+def test_a_suite_that_fails_everywhere_is_an_error(
+    gate_project: MakeProject, workers: int | None
+) -> None:
     """Item 7: every test failing on both arms read "pass rate 0.0% -> 0.0% ok" and `pass`."""
     project = gate_project({"sim-a": FAST, "sim-b": FAST}, gate=SMALL_SUITE)
     project.pytester.makepyfile(test_wf=triage(12, expected='"no such category"'))
 
-    result = project.pytester.runpytest(*GATE)
+    if workers:
+        result = project.pytester.runpytest_subprocess(*GATE, "-n", str(workers))
+    else:
+        result = project.pytester.runpytest(*GATE)
 
     assert result.ret == EXIT_ERROR
     verdict = verdict_of(project)

@@ -645,7 +645,8 @@ def test_a_small_degradation_in_a_small_suite_is_inconclusive(gate_project: Make
     result.stdout.fnmatch_lines(
         [
             f"inconclusive: {message}",
-            "rollout: shadow -> 1% -> 5% -> 25% -> 50% -> 100% (at least * requests per step)",
+            "rollout: shadow only: mirror at least * requests, the candidate serves no traffic "
+            "until the gate passes",
             "modelgate: INCONCLUSIVE: the data cannot show the candidate is within the margins; "
             "exit 0, but add cases or repeats (or --modelgate-strict to fail)",
             "modelgate verdict: INCONCLUSIVE (stable sim-a vs candidate sim-b)",
