@@ -184,6 +184,18 @@ _RATIOS = (
 _CORE = frozenset({"pass_rate", "error_rate", "fallback_rate"})
 _QUANTILE_LEVELS = (0.5, 0.95)
 _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "ttft_p95_ms": 0.95}
+# What a metric's samples are, for messages ("the stable arm has 30 streamed calls with a first
+# token"); the contract rates count checked replies.
+_SAMPLE_NOUNS = {
+    "pass_rate": "decided tests",
+    "error_rate": "attempts",
+    "fallback_rate": "tests that ran",
+    "latency_p50_ms": "successful calls with a latency",
+    "latency_p95_ms": "successful calls with a latency",
+    "ttft_p95_ms": "streamed calls with a first token",
+    "cost_per_call_usd": "successful calls",
+    "tokens_per_call": "calls with usage",
+}
 # Which call-level check feeds which rate.
 _CHECKS = {
     "json_validity": ("json", "json_valid"),
@@ -1389,10 +1401,11 @@ class PairedJudge:
                 n=0,
             )
             return _Result(comparison, False, False)
+        what = _SAMPLE_NOUNS.get(spec.name, "checked replies")
         if not c_n:
-            note = f"no data on the candidate arm (the stable arm has {s_n})"
+            note = f"no data on the candidate arm (the stable arm has {s_n} {what})"
         elif not s_n:
-            note = f"no data on the stable arm (the candidate arm has {c_n})"
+            note = f"no data on the stable arm (the candidate arm has {c_n} {what})"
         elif spec.kind != "rate" and s_value == 0:
             note = "the stable figure is 0, so there is no ratio to judge"
         else:

@@ -125,7 +125,8 @@ def test_a_gated_metric_with_no_data_on_the_candidate_blocks_and_names_the_arm(
     assert ttft["samples"] == {"stable": 10, "candidate": 0}
     assert ttft["stable"] is not None
     message = (
-        "p95 time to first token: no data on the candidate arm (the stable arm has 10), "
+        "p95 time to first token: no data on the candidate arm (the stable arm has 10 "
+        "streamed calls with a first token), "
         "so it cannot be checked against x5.00"
     )
     assert ttft["message"] == message

@@ -1229,7 +1229,8 @@ def test_a_gated_metric_on_one_arm_only_names_that_arm_and_blocks_a_pass() -> No
     assert ttft.stable == 50.0
     assert ttft.samples == Samples(30, 0)
     assert ttft.message == (
-        "p95 time to first token: no data on the candidate arm (the stable arm has 30), "
+        "p95 time to first token: no data on the candidate arm (the stable arm has 30 "
+        "streamed calls with a first token), "
         "so it cannot be checked against x1.50"
     )
     assert judgement.verdict == "inconclusive"
@@ -1238,11 +1239,13 @@ def test_a_gated_metric_on_one_arm_only_names_that_arm_and_blocks_a_pass() -> No
     loose = run_judge(stable, candidate, replace(WIDE, ttft_p95_ratio=None))
     assert loose.verdict == "pass"
     assert comparison(loose, "ttft_p95_ms").message == (
-        "p95 time to first token: no data on the candidate arm (the stable arm has 30)"
+        "p95 time to first token: no data on the candidate arm (the stable arm has 30 "
+        "streamed calls with a first token)"
     )
     reverse = run_judge(candidate, stable, WIDE)
-    assert "no data on the stable arm (the candidate arm has 30)" in (
-        comparison(reverse, "ttft_p95_ms").message
+    assert (
+        "no data on the stable arm (the candidate arm has 30 streamed calls with a first token)"
+        in (comparison(reverse, "ttft_p95_ms").message)
     )
 
 
