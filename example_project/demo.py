@@ -66,7 +66,7 @@ class GateRun:
 RUNS = (
     GateRun("simulated-candidate-good", expected_verdict="pass", expected_exit=0),
     # The same recordings judged with the library's default margins (1-2 points): 95 cases
-    # cannot show that, so the honest answer is "inconclusive" (exit 0, a shadow phase first).
+    # cannot show that, so the honest answer is "inconclusive" (exit 0, shadow traffic only).
     GateRun(
         "simulated-candidate-good",
         expected_verdict="inconclusive",

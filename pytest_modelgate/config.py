@@ -88,6 +88,9 @@ class GateLimits(_Settings):
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     resamples: int = Field(default=1000, ge=100, le=100_000)
     min_cases: int = Field(default=20, ge=1)
+    # A stable arm passing fewer of its tests than this cannot vouch for a candidate (a suite
+    # that fails everywhere shows "no change"): the verdict is `error`. None: no floor.
+    min_stable_pass_rate: float | None = Field(default=0.5, ge=0, le=1)
 
 
 class ClientSettings(_Settings):

@@ -184,6 +184,7 @@ def default_judge(limits: GateLimits) -> Judge:
         confidence=limits.confidence,
         resamples=limits.resamples,
         min_cases=limits.min_cases,
+        min_stable_pass_rate=limits.min_stable_pass_rate,
     )
 
 

@@ -8,11 +8,14 @@ a statistical judge implements the same protocol and returns the same ``Judgemen
 Verdict rules of the fixed-limit judge, first match wins:
 
 1. no candidate arm: the run is a stable-only smoke run and passes when no stable test failed;
-2. a candidate arm that made no HTTP attempt: ``error`` (there is nothing to judge);
-3. any gated metric beyond its limit: ``fail``;
-4. a gated metric with data on the stable arm but none on the candidate arm, or a candidate cost
-   that is unknown while a cost limit is set: ``inconclusive``;
-5. otherwise ``pass``.
+2. an arm that made no HTTP attempt, or none that succeeded: ``error`` (there is nothing to
+   judge);
+3. a stable arm whose pass rate is below ``min_stable_pass_rate``: ``error`` (the suite cannot
+   vouch for anything);
+4. any gated metric beyond its limit: ``fail``;
+5. a gated metric with data on one arm but none on the other, or a candidate cost that is
+   unknown while a cost limit is set: ``inconclusive``;
+6. otherwise ``pass``.
 
 A metric with no data on either arm is ``no_data``: not gated, and never counted as passing.
 """
@@ -56,6 +59,7 @@ __all__ = [
     "no_call_reasons",
     "paired_failures",
     "regressions_of",
+    "stable_floor_reason",
 ]
 
 VerdictKind = Literal["pass", "fail", "inconclusive", "error"]
@@ -207,13 +211,41 @@ def paired_failures(
 
 
 def no_call_reasons(stable: ArmMetrics, candidate: ArmMetrics) -> tuple[str, ...]:
-    """Why a run cannot be judged for want of calls: one reason per arm that made no call."""
-    # Every metric would be "no data" or a pass-rate collapse; neither is a judgement.
-    # (A stable arm with no calls happens with `-k candidate`: nothing to compare with.)
-    return tuple(
-        f"the {arm} arm made no calls"
-        for arm, metrics in (("stable", stable), ("candidate", candidate))
-        if not metrics.attempts
+    """Why a run cannot be judged for want of calls: one reason per arm that made no call, or
+    whose every attempt failed.
+
+    An arm with no successful attempt has no latency, no cost and no answer to check: every
+    figure it gives is "no data" or a collapse, and neither is a judgement (Kayenta's rule: no
+    data counts against, never for). A stable arm with no calls happens with `-k candidate`.
+    """
+    reasons: list[str] = []
+    for arm, metrics in (("stable", stable), ("candidate", candidate)):
+        if not metrics.attempts:
+            reasons.append(f"the {arm} arm made no calls")
+        elif metrics.failed_attempts >= metrics.attempts:
+            kinds = ", ".join(f"{kind} x{count}" for kind, count in metrics.error_kinds)
+            reasons.append(
+                f"no call on the {arm} arm succeeded: all {metrics.attempts} attempts failed"
+                + (f" ({kinds})" if kinds else "")
+                + ", so there is nothing to compare"
+            )
+    return tuple(reasons)
+
+
+def stable_floor_reason(stable: ArmMetrics, floor: float | None) -> str | None:
+    """Why a stable arm that fails most of its tests cannot vouch for a candidate; None: it can.
+
+    ``floor`` is ``GateLimits.min_stable_pass_rate`` (None: no floor). A suite that fails on the
+    model in use measures the suite, not the models: 0% -> 0% is "no change", not a pass.
+    """
+    rate = stable.pass_rate.value
+    if floor is None or rate is None or rate >= floor:
+        return None
+    decided = stable.passed + stable.failed + stable.error
+    return (
+        f"the stable arm passed only {stable.passed} of {decided} tests ({rate:.1%}), below "
+        f"the {floor:.0%} floor (gate.min_stable_pass_rate): a suite that fails on the model "
+        "in use cannot vouch for the candidate; fix the tests or their expectations"
     )
 
 
@@ -261,10 +293,11 @@ class FixedLimitJudge:
         comparisons = tuple(comparison for comparison, _ in outcomes)
 
         no_calls = no_call_reasons(stable, candidate)
-        if no_calls:
+        floor = stable_floor_reason(stable, getattr(self.limits, "min_stable_pass_rate", None))
+        if no_calls or floor:
             return Judgement(
                 verdict="error",
-                reasons=no_calls,
+                reasons=no_calls or (floor or "",),
                 metrics=comparisons,
                 regressions=(),
                 stable=stable,
@@ -341,9 +374,25 @@ class FixedLimitJudge:
             unknown = candidate_arm.cost_unknown_calls
             if unknown:
                 total = unknown + candidate_arm.cost_known_calls
+                no_usage = candidate_arm.usage_missing_calls
+                streamed = candidate_arm.usage_missing_streamed_calls
+                why = "have no price"
+                if no_usage:
+                    # Not a missing price: the provider reported no usage to price.
+                    why = (
+                        f"have no cost ({no_usage} reported no usage"
+                        + (
+                            f", {streamed} of them streams: the server did not honour "
+                            "stream_options.include_usage"
+                            if streamed
+                            else ""
+                        )
+                        + (f"; {unknown - no_usage} have no price" if unknown > no_usage else "")
+                        + ")"
+                    )
                 message = (
                     f"cost per call is unknown on the candidate arm: {unknown} of {total} "
-                    f"successful calls have no price, so the {limit_text} limit cannot be checked"
+                    f"successful calls {why}, so the {limit_text} limit cannot be checked"
                 )
                 return comparison("no_data", message), message
 
@@ -356,7 +405,8 @@ class FixedLimitJudge:
                 where = "the stable arm"
             message = f"{spec.label} has no data on {where}"
             undecided = None
-            if limit is not None and stable.value is not None:
+            if limit is not None and (stable.value is not None or candidate.value is not None):
+                # Data on one arm only: no data counts against, never for.
                 message += f", so the {limit_text} limit cannot be checked"
                 undecided = message
             return comparison("no_data", message), undecided

@@ -79,6 +79,10 @@ class ArmMetrics:
     total_cost_usd: float | None
     cost_known_calls: int
     cost_unknown_calls: int
+    # Of the unknown: successful attempts that reported no usage at all (so no cost), and how
+    # many of those were streams (a server that ignores stream_options.include_usage).
+    usage_missing_calls: int = 0
+    usage_missing_streamed_calls: int = 0
     tokens_per_call: Measurement
     # (error_kind, failed attempts), sorted by kind so equal runs compare equal.
     error_kinds: tuple[tuple[str, int], ...]
@@ -173,6 +177,7 @@ def compute_arm_metrics(records: Sequence[TestRecord]) -> ArmMetrics:
             cost_per_call = total_cost / len(successful)
 
     tokens = [count for count in map(call_tokens, successful) if count is not None]
+    no_usage = [call for call in successful if call.cost_usd is None and call.usage is None]
 
     kinds = Counter(call.error_kind for call in failed_calls if call.error_kind is not None)
 
@@ -196,6 +201,8 @@ def compute_arm_metrics(records: Sequence[TestRecord]) -> ArmMetrics:
         total_cost_usd=total_cost,
         cost_known_calls=len(known_costs),
         cost_unknown_calls=cost_unknown,
+        usage_missing_calls=len(no_usage),
+        usage_missing_streamed_calls=sum(call.streamed for call in no_usage),
         tokens_per_call=Measurement(
             math.fsum(tokens) / len(tokens) if tokens else None, len(tokens)
         ),
@@ -297,7 +304,10 @@ MISSING = "-"
 
 
 def format_value(unit: str, value: float | None) -> str:
-    """A metric value for people: ``96.0%``, ``410 ms``, ``$0.000123``, ``512.5`` tokens; ``-``."""
+    """A metric value for people: ``96.0%``, ``410 ms``, ``$0.000123``, ``512.5`` tokens; ``-``.
+
+    Amounts below $0.00001 keep two significant digits: ``$0.0000012``.
+    """
     if value is None:
         return MISSING
     if unit == "rate":
@@ -310,7 +320,13 @@ def format_value(unit: str, value: float | None) -> str:
         value = round(value, 1)
         return f"{math.floor(value + 0.5):,d} ms" if abs(value) >= 10 else f"{value:.1f} ms"
     if unit == "usd":
-        return f"${value:.6f}"
+        # Six decimals read a typical call ($0.000039); a smaller amount keeps two significant
+        # digits, so a budget of $0.0000001 never prints as $0.000000.
+        magnitude = abs(value)
+        decimals = 6
+        if 0 < magnitude < 1e-5:
+            decimals = max(6, 1 - math.floor(math.log10(magnitude)))
+        return f"${value:.{decimals}f}"
     if unit == "tokens":
         return f"{value:,.1f}"
     return f"{value:g}"

@@ -97,18 +97,32 @@ def _rollout_lines(verdict: Mapping[str, Any]) -> list[str]:
         return []
     if not rollout["allowed"]:
         return [f"rollout: none ({rollout['reason']})"]
-    steps = " -> ".join(
-        "shadow" if step["phase"] == "shadow" else f"{step['traffic_percent']:g}%"
-        for step in rollout["plan"]
-    )
-    least = min(step["min_requests"] for step in rollout["plan"])
-    lines = [f"rollout: {steps} (at least {least} requests per step)"]
+    plan = rollout["plan"]
+    least = min(step["min_requests"] for step in plan)
+    if all(step["phase"] == "shadow" for step in plan):
+        lines = [
+            f"rollout: shadow only: mirror at least {least} requests, the candidate serves "
+            "no traffic until the gate passes"
+        ]
+    else:
+        steps = " -> ".join(
+            "shadow" if step["phase"] == "shadow" else f"{step['traffic_percent']:g}%"
+            for step in plan
+        )
+        lines = [f"rollout: {steps} (at least {least} requests per step)"]
     triggers = [
         f"{t['metric']} {t['op']} {format_value(t['unit'], t['threshold'])}"
         for t in rollout["rollback_triggers"]
     ]
     if triggers:
         lines.append("rollback if: " + "; ".join(triggers))
+    left_out = [t["metric"] for t in rollout.get("triggers_left_out") or []]
+    if left_out:
+        lines.append(
+            "no rollback trigger from: "
+            + ", ".join(left_out)
+            + " (too little data or out of range; see rollout.triggers_left_out)"
+        )
     kill = rollout["kill_switch"]
     lines.append(f"kill switch: {kill['action']} ({kill['route_to'] or 'stable'})")
     return lines

@@ -28,9 +28,14 @@ How a run is judged (see ``docs/statistics.md`` for the reasoning):
 5. **Scopes.** Overall, per workflow and per prompt language. A slice with fewer than
    ``min_cases`` paired cases is reported but not gated, and so is a p95 over fewer than 100
    calls per arm (a handful of slowest calls). Absolute budgets from markers bind the
-   candidate of their workflow and are judged the same way against their bound.
+   candidate of their workflow whatever its size: every case beyond the bound, or the whole
+   interval, fails; too few cases to tell is inconclusive.
 6. **Verdict.** ``fail`` if a gated comparison regressed, else ``inconclusive`` if one is
-   inconclusive, else ``pass``. ``error`` when an arm made no calls.
+   inconclusive or has data on one arm only, else ``pass``. ``error`` when an arm made no
+   call or none that succeeded, or the stable arm passed fewer than ``min_stable_pass_rate``
+   of its tests. No data never counts for the candidate.
+7. **Rollout.** ``pass``: a canary; ``inconclusive``: shadow traffic only; rollback triggers
+   from figures the judge gated, clamped to each metric's range.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from pytest_modelgate.judge import (
     no_call_reasons,
     paired_failures,
     regressions_of,
+    stable_floor_reason,
 )
 from pytest_modelgate.metrics import Unit, call_tokens, compute_arm_metrics, format_value
 from pytest_modelgate.records import Budgets, CallRecord, TestRecord
@@ -178,6 +184,18 @@ _RATIOS = (
 _CORE = frozenset({"pass_rate", "error_rate", "fallback_rate"})
 _QUANTILE_LEVELS = (0.5, 0.95)
 _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "ttft_p95_ms": 0.95}
+# What a metric's samples are, for messages ("the stable arm has 30 streamed calls with a first
+# token"); the contract rates count checked replies.
+_SAMPLE_NOUNS = {
+    "pass_rate": "decided tests",
+    "error_rate": "attempts",
+    "fallback_rate": "tests that ran",
+    "latency_p50_ms": "successful calls with a latency",
+    "latency_p95_ms": "successful calls with a latency",
+    "ttft_p95_ms": "streamed calls with a first token",
+    "cost_per_call_usd": "successful calls",
+    "tokens_per_call": "calls with usage",
+}
 # Which call-level check feeds which rate.
 _CHECKS = {
     "json_validity": ("json", "json_valid"),
@@ -508,6 +526,10 @@ class _Result:
     regressed_interval: bool
     # Why a comparison with a margin is not gated (None: the slice is below min_cases).
     not_gated_because: str | None = None
+    # A clause the message adds: which arm lacks data and why, what a figure was judged on.
+    note: str | None = None
+    # Judged on part of the paired cases only (the note says which and why).
+    partial: bool = False
 
 
 @dataclass
@@ -805,6 +827,8 @@ class PairedJudge:
     family-wise error of "regressed" after Holm. ``resamples``: bootstrap resamples.
     ``min_cases``: paired cases below which a workflow or language slice is reported, not gated.
     ``paired=False`` ignores the pairing (for comparison in ``bench/gate_accuracy.py``).
+    ``min_stable_pass_rate``: a stable arm passing fewer of its tests makes the verdict
+    ``error`` (None: no floor).
     """
 
     def __init__(
@@ -815,6 +839,7 @@ class PairedJudge:
         resamples: int = 1000,
         min_cases: int = 20,
         paired: bool = True,
+        min_stable_pass_rate: float | None = 0.5,
     ) -> None:
         if not 0.5 < confidence < 1:
             raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
@@ -825,6 +850,7 @@ class PairedJudge:
         self.resamples = resamples
         self.min_cases = min_cases
         self.paired = paired
+        self.min_stable_pass_rate = min_stable_pass_rate
 
     def __repr__(self) -> str:
         return (
@@ -864,15 +890,27 @@ class PairedJudge:
         for piece in self._slices(cases):
             results += self._judge_slice(piece, memo)
         comparisons = self._decide(results)
+        floor = stable_floor_reason(stable_metrics, self.min_stable_pass_rate)
+        if floor:
+            # Whatever the comparisons say, a suite failing on the model in use measured the
+            # suite: they are kept for diagnosis, the verdict is an error.
+            return replace(base, reasons=(floor,), metrics=comparisons)
         regressions = regressions_of(comparisons)
         gated = [c for c, r in zip(comparisons, results, strict=True) if r.gated]
-        inconclusive = [c for c in gated if c.status == "inconclusive"]
+        # A gated comparison with no data on an arm blocks a pass as an inconclusive one does:
+        # no data counts against, never for.
+        inconclusive = [c for c in gated if c.status in ("inconclusive", "no_data")]
         if regressions:
             verdict: Literal["pass", "fail", "inconclusive"] = "fail"
             reasons = [r.message for r in regressions]
         elif inconclusive:
             verdict = "inconclusive"
-            reasons = [c.message for c in inconclusive if c.scope == "overall"]
+            # Budgets are what a user wrote for one workflow: each says why on its own line.
+            reasons = [
+                c.message
+                for c in inconclusive
+                if c.scope == "overall" or c.name.endswith(":budget")
+            ]
             sliced = len(inconclusive) - len(reasons)
             if sliced:
                 reasons.append(
@@ -889,6 +927,13 @@ class PairedJudge:
                 f"non-inferiority shown for all {shown} gated comparisons "
                 f"({len(cases)} paired cases, {self.confidence:.0%} intervals)"
             ]
+        # A figure judged on part of the cases (cost without usage on some streams) says so in
+        # the summary whatever the verdict: never a silent mix.
+        reasons += [
+            c.message
+            for c, r in zip(comparisons, results, strict=True)
+            if r.partial and c.scope == "overall" and c.message not in reasons
+        ]
         judgement = replace(
             base,
             verdict=verdict,
@@ -928,15 +973,19 @@ class PairedJudge:
         results: list[_Result] = []
         margins = _slice_margins(self.margins, piece.budgets)
         for spec in _RATES:
-            result = self._rate(spec, piece, getattr(margins, spec.margin))
-            if result is None and piece.scope == "overall" and spec.name in _CORE:
-                result = self._no_data(spec, piece)
+            margin = getattr(margins, spec.margin)
+            result = self._rate(spec, piece, margin)
+            if result is None:
+                result = self._no_data(
+                    spec, piece, margin, piece.scope == "overall" and spec.name in _CORE
+                )
             if result is not None:
                 results.append(result)
         for spec in _RATIOS:
-            result = self._ratio(spec, piece, getattr(margins, spec.margin), memo)
-            if result is None and piece.scope == "overall":
-                result = self._no_data(spec, piece)
+            margin = getattr(margins, spec.margin)
+            result = self._ratio(spec, piece, margin, memo)
+            if result is None:
+                result = self._no_data(spec, piece, margin, piece.scope == "overall")
             if result is not None:
                 results.append(result)
         names = sorted({n for c in piece.cases for t in c.stable.tests for n, _ in t.scores})
@@ -1157,14 +1206,23 @@ class PairedJudge:
     ) -> _Result | None:
         """Candidate / stable of a latency quantile, or of cost or tokens per call."""
         seed = piece.seed
+        note: str | None = None
         if spec.name in _QUANTILES:
             data = self._latency(spec, piece, seed, memo)
         else:
             sums = [(c.stable.sums(spec.name), c.candidate.sums(spec.name)) for c in piece.cases]
             known = [(s, c) for s, c in sums if s is not None and c is not None]
             if len(known) < len(sums):
-                # A cost is unknown on an arm: never "ok", and a gated cost cannot pass.
-                return self._unknown(spec, piece, margin, sums)
+                gaps, price_missing = _cost_gaps(piece.cases)
+                if price_missing or not known:
+                    # A cost is unknown on an arm: never "ok", and a gated cost cannot pass.
+                    return self._unknown(spec, piece, margin, sums, gaps)
+                # Only usage is missing (a server that sends none on streams): judge the cases
+                # whose every call has a cost on both arms, and say so. Never a mix within a case.
+                note = (
+                    f"judged on the {len(known)} of {len(sums)} cases with a cost on both arms; "
+                    + gaps
+                )
             data = _ratio_of_sums(known)
         if data is None or not (data.stable > 0) or math.isnan(data.candidate):
             return None
@@ -1239,8 +1297,10 @@ class PairedJudge:
                 False,
                 f"a p95 over fewer than {_MIN_TAIL_SAMPLES} calls per arm rests on a handful "
                 "of values",
+                note,
             )
-        return _Result(comparison, piece.gated and margin is not None, worse_beyond)
+        gated = piece.gated and margin is not None
+        return _Result(comparison, gated, worse_beyond, note=note, partial=note is not None)
 
     def _latency(self, spec: _Spec, piece: _Slice, seed: int, memo: _RunMemo) -> _RatioData | None:
         """A latency quantile's figures; None when no case has a latency on both arms."""
@@ -1277,8 +1337,12 @@ class PairedJudge:
         piece: _Slice,
         margin: float | None,
         sums: Sequence[tuple[tuple[float, int] | None, tuple[float, int] | None]],
+        gaps: str,
     ) -> _Result:
-        """A figure unknown on at least one arm (a missing price): reported, never ok."""
+        """A figure unknown on at least one arm (a missing price or usage): reported, never ok.
+
+        ``gaps`` says, per arm, which calls lack a cost and why (see ``_cost_gaps``).
+        """
 
         def arm_value(index: int) -> tuple[float | None, int]:
             known = [pair[index] for pair in sums]
@@ -1288,7 +1352,6 @@ class PairedJudge:
             return math.fsum(k[0] for k in known if k is not None) / calls, calls
 
         (stable, s_calls), (candidate, c_calls) = arm_value(0), arm_value(1)
-        missing = [arm for arm, v in (("stable", stable), ("candidate", candidate)) if v is None]
         comparison = MetricComparison(
             name=spec.name,
             unit=spec.unit,
@@ -1300,31 +1363,81 @@ class PairedJudge:
             limit_value=margin,
             status="inconclusive" if margin is not None else "not_gated",
             samples=Samples(s_calls, c_calls),
-            message=" and ".join(missing),  # the arms without a figure, for _message
+            message="",
             scope=piece.scope,
             n=len(piece.cases),
             test=None,
         )
-        return _Result(comparison, piece.gated and margin is not None, False)
+        return _Result(comparison, piece.gated and margin is not None, False, note=gaps)
 
-    def _no_data(self, spec: _Spec, piece: _Slice) -> _Result:
-        """A core metric neither arm has data for (no streamed call: no TTFT)."""
+    def _no_data(
+        self, spec: _Spec, piece: _Slice, margin: float | None, always: bool
+    ) -> _Result | None:
+        """A metric no case has on both arms: which arm lacks it, and whether that blocks.
+
+        Data on one arm only (no first token on the candidate's streams, no checked reply on
+        the stable arm) counts against a pass wherever the metric is gated. With data on
+        neither arm the metric does not apply here (no streamed call: no TTFT): reported when
+        ``always``, else left out.
+        """
+        s_value, s_n = _arm_figure(spec, piece.cases, "stable")
+        c_value, c_n = _arm_figure(spec, piece.cases, "candidate")
+        if not s_n and not c_n:
+            if not always:
+                return None
+            comparison = MetricComparison(
+                name=spec.name,
+                unit=spec.unit,
+                stable=None,
+                candidate=None,
+                change=None,
+                change_kind="points" if spec.kind == "rate" else "ratio",
+                limit=None,
+                limit_value=None,
+                status="no_data",
+                samples=Samples(0, 0),
+                message="",
+                scope=piece.scope,
+                n=0,
+            )
+            return _Result(comparison, False, False)
+        what = _SAMPLE_NOUNS.get(spec.name, "checked replies")
+        if not c_n:
+            note = f"no data on the candidate arm (the stable arm has {s_n} {what})"
+        elif not s_n:
+            note = f"no data on the stable arm (the candidate arm has {c_n} {what})"
+        elif spec.kind != "rate" and s_value == 0:
+            note = "the stable figure is 0, so there is no ratio to judge"
+        else:
+            note = "no case has data on both arms"
+        # A zero stable figure blocks only when the candidate's is not zero too.
+        blocks = margin is not None and not (s_value == 0 and c_value == 0)
+        if spec.kind == "rate":
+            limit = (
+                None if margin is None else _points(-margin if spec.higher_is_better else margin)
+            )
+            limit_value = (
+                None if margin is None else (1 if spec.higher_is_better else -1) * -margin * 100
+            )
+        else:
+            limit = None if margin is None else f"x{margin:.2f}"
+            limit_value = margin
         comparison = MetricComparison(
             name=spec.name,
             unit=spec.unit,
-            stable=None,
-            candidate=None,
+            stable=s_value,
+            candidate=c_value,
             change=None,
             change_kind="points" if spec.kind == "rate" else "ratio",
-            limit=None,
-            limit_value=None,
+            limit=limit,
+            limit_value=limit_value,
             status="no_data",
-            samples=Samples(0, 0),
+            samples=Samples(s_n, c_n),
             message="",
             scope=piece.scope,
-            n=0,
+            n=len(piece.cases),
         )
-        return _Result(comparison, False, False)
+        return _Result(comparison, piece.gated and blocks, False, note=note)
 
     # -- quality scores ---------------------------------------------------------------------
 
@@ -1394,10 +1507,19 @@ class PairedJudge:
     # -- absolute budgets --------------------------------------------------------------------
 
     def _budgets(self, piece: _Slice, budgets: Budgets) -> list[_Result]:
+        """The workflow's absolute budgets on the candidate.
+
+        A budget the user wrote binds whatever the slice's size (``min_cases`` does not apply):
+        a clear breach (every case beyond the bound, or the whole interval) fails; a figure too
+        few cases cannot place is inconclusive, saying why; a figure with no data blocks.
+        """
         results: list[_Result] = []
         cases = piece.cases
         n = len(cases)
-        checks: list[tuple[str, Unit, float | None, Callable[[_Gather], float]]] = []
+        # (name, unit, bound, statistic, each case's own figure or None).
+        checks: list[
+            tuple[str, Unit, float | None, Callable[[_Gather], float], list[float | None]]
+        ] = []
         latency_lists = [c.candidate.values("latency_p95_ms") for c in cases]
         ttft_lists = [c.candidate.values("ttft_p95_ms") for c in cases]
 
@@ -1408,9 +1530,19 @@ class PairedJudge:
 
             return statistic
 
-        checks.append(("latency_p50_ms", "ms", budgets.latency_p50_ms, q_of(latency_lists, 0.5)))
-        checks.append(("latency_p95_ms", "ms", budgets.latency_p95_ms, q_of(latency_lists, 0.95)))
-        checks.append(("ttft_p95_ms", "ms", budgets.ttft_p95_ms, q_of(ttft_lists, 0.95)))
+        # A latency quantile is beyond a maximum for sure when every call is: a case "counts" by
+        # its fastest call.
+        fastest = [min(v) if v else None for v in latency_lists]
+        first_tokens = [min(v) if v else None for v in ttft_lists]
+        checks.append(
+            ("latency_p50_ms", "ms", budgets.latency_p50_ms, q_of(latency_lists, 0.5), fastest)
+        )
+        checks.append(
+            ("latency_p95_ms", "ms", budgets.latency_p95_ms, q_of(latency_lists, 0.95), fastest)
+        )
+        checks.append(
+            ("ttft_p95_ms", "ms", budgets.ttft_p95_ms, q_of(ttft_lists, 0.95), first_tokens)
+        )
         sums = [c.candidate.sums("cost_per_call_usd") for c in cases]
         if all(s is not None for s in sums):
             totals = [s[0] if s is not None else 0.0 for s in sums]
@@ -1425,13 +1557,36 @@ class PairedJudge:
                 ran = sum(gather(tests))
                 return math.fsum(gather(totals)) / ran if ran else math.nan
 
-            checks.append(("cost_per_call_usd", "usd", budgets.cost_usd_per_call, cost_per_call))
-            checks.append(("cost_per_test_usd", "usd", budgets.cost_usd_per_test, cost_per_test))
-        for name, unit, bound, statistic in checks:
+            # A pooled per-call (per-test) cost lies between the cases' own: beyond a maximum
+            # for sure when every case's is.
+            per_call = [t / c if c else None for t, c in zip(totals, counts, strict=True)]
+            per_test = [t / r if r else None for t, r in zip(totals, tests, strict=True)]
+            checks.append(
+                ("cost_per_call_usd", "usd", budgets.cost_usd_per_call, cost_per_call, per_call)
+            )
+            checks.append(
+                ("cost_per_test_usd", "usd", budgets.cost_usd_per_test, cost_per_test, per_test)
+            )
+        else:
+            gaps, _ = _cost_gaps(cases)
+            for name, bound in (
+                ("cost_per_call_usd", budgets.cost_usd_per_call),
+                ("cost_per_test_usd", budgets.cost_usd_per_test),
+            ):
+                if bound is not None:
+                    results.append(
+                        self._budget_no_data(f"{name}:budget", "usd", piece, bound, True, gaps)
+                    )
+        for name, unit, bound, statistic, per_case in checks:
             if bound is None:
                 continue
             value = statistic(tuple)
             if math.isnan(value):
+                results.append(
+                    self._budget_no_data(
+                        f"{name}:budget", unit, piece, bound, True, "no data on the candidate arm"
+                    )
+                )
                 continue
             interval = _bootstrap(
                 n,
@@ -1441,8 +1596,12 @@ class PairedJudge:
                 confidence=self.confidence,
                 paired=True,
             )
+            figures = [f for f in per_case if f is not None]
+            every = bool(figures) and all(f > bound for f in figures)
             results.append(
-                self._budget_result(f"{name}:budget", unit, piece, n, value, interval, bound, True)
+                self._budget_result(
+                    f"{name}:budget", unit, piece, n, value, interval, bound, True, every
+                )
             )
         if budgets.min_pass_rate is not None:
             passed = sum(sum(t.outcome == "passed" for t in c.candidate.ran) for c in cases)
@@ -1459,6 +1618,7 @@ class PairedJudge:
                         ci,
                         budgets.min_pass_rate,
                         False,
+                        passed == 0 and budgets.min_pass_rate > 0,
                     )
                 )
         return results
@@ -1473,11 +1633,25 @@ class PairedJudge:
         interval: Interval,
         bound: float,
         upper: bool,
+        every_case_beyond: bool = False,
     ) -> _Result:
-        """A candidate figure against an absolute bound: a maximum (``upper``) or a minimum."""
-        if math.isnan(interval.low):
-            status: MetricStatus = "inconclusive"
+        """A candidate figure against an absolute bound: a maximum (``upper``) or a minimum.
+
+        ``every_case_beyond``: each case's own figure is beyond the bound, so the pooled one is
+        too, however few the cases.
+        """
+        note = None
+        if every_case_beyond:
+            status: MetricStatus = "regressed"
+            beyond = True
+            note = "every case is beyond the bound"
+        elif math.isnan(interval.low):
+            status = "inconclusive"
             beyond = False
+            note = (
+                f"too few cases for an interval ({n}, at least {_MIN_BOOTSTRAP_CASES}) and not "
+                "every case is beyond the bound"
+            )
         elif upper:
             beyond = interval.low > bound
             status = "regressed" if beyond else ("ok" if interval.high <= bound else "inconclusive")
@@ -1504,7 +1678,31 @@ class PairedJudge:
             # the Holm family (its interval alone decides).
             p_value=None,
         )
-        return _Result(comparison, piece.gated, beyond)
+        # A budget binds whatever the slice's size: the user wrote it for this workflow.
+        return _Result(comparison, True, beyond, note=note)
+
+    def _budget_no_data(
+        self, name: str, unit: Unit, piece: _Slice, bound: float, upper: bool, why: str
+    ) -> _Result:
+        """A budget whose figure the candidate has no data for: it cannot be checked, so it
+        blocks a pass."""
+        comparison = MetricComparison(
+            name=name,
+            unit=unit,
+            stable=None,
+            candidate=None,
+            change=None,
+            change_kind="points" if unit == "rate" else "ratio",
+            limit=("<= " if upper else ">= ") + format_value(unit, bound),
+            limit_value=bound,
+            status="no_data",
+            samples=Samples(0, 0),
+            message="",
+            scope=piece.scope,
+            n=len(piece.cases),
+            test=None,
+        )
+        return _Result(comparison, True, False, note=why)
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -1627,6 +1825,71 @@ def _pooled_quantile(lists: Sequence[list[float]], q: float) -> float:
 
 def _median(values: Sequence[float]) -> float:
     return quantile(values, 0.5)
+
+
+def _arm_figure(spec: _Spec, cases: Sequence[_Case], arm: str) -> tuple[float | None, int]:
+    """One arm's figure of a metric over ``cases``, unpaired, and how many values it rests on.
+
+    Only for comparisons that could not be paired (see ``PairedJudge._no_data``).
+    """
+    arms: list[_CaseArm] = [getattr(case, arm) for case in cases]
+    if spec.kind == "rate":
+        counts = [a.counts(spec.name) for a in arms]
+        trials = sum(t for _, t in counts)
+        return (sum(e for e, _ in counts) / trials if trials else None), trials
+    if spec.name in _QUANTILES:
+        values = sorted(itertools.chain.from_iterable(a.values(spec.name) for a in arms))
+        figure = _sorted_quantile(values, _QUANTILES[spec.name]) if values else None
+        return figure, len(values)
+    sums = [a.sums(spec.name) for a in arms]
+    if any(part is None for part in sums):
+        return None, sum(len(a.ok_calls) for a in arms)
+    total = math.fsum(part[0] for part in sums if part is not None)
+    calls = sum(part[1] for part in sums if part is not None)
+    return (total / calls if calls else None), calls
+
+
+def _cost_gaps(cases: Sequence[_Case]) -> tuple[str, bool]:
+    """Which successful calls have no cost, per arm and why; and whether a price is missing.
+
+    A call with usage but no cost lacks a price; a call without usage was never billed as far
+    as we can tell, typically a stream from a server that ignores
+    ``stream_options.include_usage`` (llama.cpp's server).
+    """
+    parts: list[str] = []
+    price_missing = False
+    for arm in ("stable", "candidate"):
+        streamed = plain = unpriced = 0
+        for case in cases:
+            for call in getattr(case, arm).ok_calls:
+                if call.cost_usd is not None:
+                    continue
+                if call.usage is not None:
+                    unpriced += 1
+                elif call.streamed:
+                    streamed += 1
+                else:
+                    plain += 1
+        reasons = []
+        if streamed:
+            reasons.append(
+                f"{_count(streamed, 'streamed call')} reported no usage (the server did not "
+                "honour stream_options.include_usage), so no cost"
+            )
+        if plain:
+            reasons.append(f"{_count(plain, 'call')} reported no usage, so no cost")
+        if unpriced:
+            reasons.append(
+                f"{_count(unpriced, 'call')} with usage but no price (a price is missing)"
+            )
+            price_missing = True
+        if reasons:
+            parts.append(f"on the {arm} arm " + " and ".join(reasons))
+    return "; ".join(parts), price_missing
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _has_budgets(cases: Sequence[_Case]) -> bool:
@@ -1820,16 +2083,33 @@ def _message(
     comparison: MetricComparison, status: MetricStatus, result: _Result, confidence: float = 0.95
 ) -> str:
     """One line a person understands."""
+    text = _message_text(comparison, status, result, confidence)
+    # A no-data or unknown-cost message is made of the note; any other one adds it.
+    budget = comparison.name.endswith(":budget")
+    if result.note and status != "no_data" and (comparison.change is not None or budget):
+        text += f" ({result.note})"
+    return text
+
+
+def _message_text(
+    comparison: MetricComparison, status: MetricStatus, result: _Result, confidence: float
+) -> str:
     label = metric_label(comparison.name)
     where = "" if comparison.scope == "overall" else f" [{comparison.scope}]"
     n = comparison.n or 0
     if status == "no_data":
-        return f"{label}{where}: no data on either arm"
+        if not result.note:
+            return f"{label}{where}: no data on either arm"
+        against = ""
+        if comparison.limit:
+            against = f", so it cannot be checked against {comparison.limit}"
+            if not result.gated:
+                against += " (reported, not gated)"
+        return f"{label}{where}: {result.note}{against}"
     if comparison.change is None and not comparison.name.endswith(":budget"):
-        arms = comparison.message or "an arm"
-        return (
-            f"{label}{where}: unknown on the {arms} arm (a price is missing), so it cannot be "
-            f"judged" + (f" against {comparison.limit}" if comparison.limit else "")
+        gaps = result.note or "on an arm"
+        return f"{label}{where}: unknown {gaps}, so it cannot be judged" + (
+            f" against {comparison.limit}" if comparison.limit else ""
         )
     if comparison.name.endswith(":budget"):
         value = format_value(comparison.unit, comparison.candidate)
@@ -1891,7 +2171,6 @@ def _message(
 
 
 _CANARY_STEPS = (5, 25, 50, 100)
-_CAUTIOUS_STEPS = (1, 5, 25, 50, 100)
 
 
 def rollout_plan(
@@ -1899,15 +2178,17 @@ def rollout_plan(
 ) -> dict[str, Any]:
     """The rollout a verdict allows: canary steps, rollback triggers and the kill switch.
 
-    ``pass``: canary 5 -> 25 -> 50 -> 100 %; ``inconclusive``: a shadow phase first, then
-    1 -> 5 -> 25 -> 50 -> 100 %; ``fail``: no rollout. Each step needs enough requests to see an
-    error-rate rise of the margin (one-sided 5%, 80% power) before traffic grows. Rollback
-    triggers are the stable arm's measured values moved by the margins.
+    ``pass``: canary 5 -> 25 -> 50 -> 100 %; ``inconclusive``: shadow traffic only (mirror
+    requests, serve the stable answers): the data did not show the candidate is fit for any live
+    traffic, so a canary waits for a gate that passes; ``fail``: no rollout. Each step needs
+    enough requests to see an error-rate rise of the margin (one-sided 5%, 80% power). Rollback
+    triggers are the stable arm's measured values moved by the margins, clamped to each metric's
+    range, from figures the judge could gate; the others are listed in ``triggers_left_out``.
     """
     stable = judgement.stable
     error_rate = stable.error_rate.value or 0.0
     min_requests = _min_requests(error_rate, margins.error_rate)
-    triggers = _rollback_triggers(judgement, margins)
+    triggers, left_out = _rollback_triggers(judgement, margins)
     if judgement.verdict == "pass":
         steps = [
             {"phase": "canary", "traffic_percent": p, "min_requests": min_requests}
@@ -1922,12 +2203,11 @@ def rollout_plan(
                 "min_requests": 2 * min_requests,
                 "note": "mirror live requests to the candidate, serve the stable model's answers",
             },
-            *(
-                {"phase": "canary", "traffic_percent": p, "min_requests": min_requests}
-                for p in _CAUTIOUS_STEPS
-            ),
         ]
-        reason = "the data could not show non-inferiority: shadow first, then a slow canary"
+        reason = (
+            "the data could not show non-inferiority: shadow traffic only, no live traffic "
+            "until the gate passes"
+        )
     else:
         steps = []
         reason = "the candidate regressed: no rollout"
@@ -1936,6 +2216,7 @@ def rollout_plan(
         "reason": reason,
         "plan": steps,
         "rollback_triggers": triggers,
+        "triggers_left_out": left_out,
         "kill_switch": {
             "action": "route 100% of traffic to the stable model",
             "route_to": stable_model,
@@ -1952,17 +2233,48 @@ def _min_requests(base_rate: float, margin: float | None) -> int:
     return max(200, math.ceil(z * z * 2 * p * (1 - p) / (margin * margin)))
 
 
-def _rollback_triggers(judgement: Judgement, margins: Margins) -> list[dict[str, Any]]:
+# The overall statuses of a comparison the judge gated on data from both arms.
+_JUDGED = frozenset({"ok", "improved", "regressed", "inconclusive"})
+
+
+def _rollback_triggers(
+    judgement: Judgement, margins: Margins
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The triggers, and the ones left out with why (``{metric, reason}``).
+
+    A trigger comes only from a figure the judge gated overall (a p95 over a dozen calls is
+    reported, not gated, and so is no basis for live traffic), and its threshold is clamped to
+    the metric's range: a rate in [0, 1], ms and USD >= 0. A threshold that, clamped, could
+    never be crossed (a validity below 0%, an error rate above 100%) is left out too.
+    """
     stable = judgement.stable
     overall = {c.name: c for c in judgement.metrics if c.scope == "overall"}
     triggers: list[dict[str, Any]] = []
+    left_out: list[dict[str, str]] = []
 
     def add(metric: str, op: str, threshold: float, unit: str, basis: str) -> None:
+        comparison = overall.get(metric)
+        if comparison is None or comparison.status not in _JUDGED:
+            why = "not judged" if comparison is None else comparison.status.replace("_", " ")
+            left_out.append(
+                {"metric": metric, "reason": f"its figure was {why}: {_why(comparison)}"}
+            )
+            return
+        low, high = (0.0, 1.0) if unit == "rate" else (0.0, math.inf)
+        clamped = min(max(threshold, low), high)
+        if (op == "<" and clamped <= low) or (op == ">" and clamped >= high):
+            left_out.append(
+                {
+                    "metric": metric,
+                    "reason": f"{basis} is outside the metric's range: it could never fire",
+                }
+            )
+            return
         triggers.append(
             {
                 "metric": metric,
                 "op": op,
-                "threshold": _round_threshold(threshold, unit),
+                "threshold": _round_threshold(clamped, unit),
                 "unit": unit,
                 "basis": basis,
             }
@@ -1981,12 +2293,22 @@ def _rollback_triggers(judgement: Judgement, margins: Margins) -> list[dict[str,
         ("ttft_p95_ms", margins.ttft_p95_ratio),
         ("cost_per_call_usd", margins.cost_per_call_ratio),
     ):
+        if margin is None:
+            continue
         value = stable.measurement(name).value
-        if value is not None and margin is not None:
-            unit = "usd" if name.endswith("usd") else "ms"
-            add(
-                name, ">", value * margin, unit, f"stable {format_value(unit, value)} x{margin:.2f}"
-            )
+        comparison = overall.get(name)
+        if value is None and comparison is not None and comparison.status in _JUDGED:
+            # Judged on the cases with a cost on both arms (no usage on some streams).
+            value = comparison.stable
+        unit = "usd" if name.endswith("usd") else "ms"
+        if value is None:
+            # A figure neither arm has (no stream: no TTFT) does not apply; one arm's does.
+            if comparison is not None and (
+                comparison.samples.stable or comparison.samples.candidate
+            ):
+                left_out.append({"metric": name, "reason": f"no stable figure: {_why(comparison)}"})
+            continue
+        add(name, ">", value * margin, unit, f"stable {format_value(unit, value)} x{margin:.2f}")
     for name in ("json_validity", "schema_validity", "tool_call_accuracy", "language_match"):
         comparison = overall.get(name)
         margin = getattr(margins, name)
@@ -1998,7 +2320,12 @@ def _rollback_triggers(judgement: Judgement, margins: Margins) -> list[dict[str,
                 "rate",
                 f"stable {comparison.stable:.2%} - {margin * 100:.1f} pts",
             )
-    return triggers
+    return triggers, left_out
+
+
+def _why(comparison: MetricComparison | None) -> str:
+    """The judge's sentence about a comparison, for a trigger left out."""
+    return "no comparison" if comparison is None else comparison.message
 
 
 def _round_threshold(value: float, unit: str) -> float:

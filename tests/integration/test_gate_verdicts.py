@@ -636,23 +636,17 @@ def test_a_small_degradation_in_a_small_suite_is_inconclusive(gate_project: Make
     assert verdict["reasons"] == [message]
     for name in ("pass_rate", "fallback_rate", "cost_per_call_usd"):
         assert verdict["metrics"][name]["status"] == "ok", name
-    # Neither a go nor a no-go: mirror traffic first, then a slow canary.
+    # Neither a go nor a no-go: shadow traffic only (issue 10 item 11: no canary steps until
+    # a gate passes).
     rollout = verdict["rollout"]
     assert rollout["allowed"] is True
-    assert rollout["plan"][0]["phase"] == "shadow"
-    assert rollout["plan"][0]["traffic_percent"] == 0
-    assert [(step["phase"], step["traffic_percent"]) for step in rollout["plan"][1:]] == [
-        ("canary", 1),
-        ("canary", 5),
-        ("canary", 25),
-        ("canary", 50),
-        ("canary", 100),
-    ]
+    assert [(step["phase"], step["traffic_percent"]) for step in rollout["plan"]] == [("shadow", 0)]
     assert table(result)["error rate"][4] == "INCONCLUSIVE"
     result.stdout.fnmatch_lines(
         [
             f"inconclusive: {message}",
-            "rollout: shadow -> 1% -> 5% -> 25% -> 50% -> 100% (at least * requests per step)",
+            "rollout: shadow only: mirror at least * requests, the candidate serves no traffic "
+            "until the gate passes",
             "modelgate: INCONCLUSIVE: the data cannot show the candidate is within the margins; "
             "exit 0, but add cases or repeats (or --modelgate-strict to fail)",
             "modelgate verdict: INCONCLUSIVE (stable sim-a vs candidate sim-b)",

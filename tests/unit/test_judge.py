@@ -373,10 +373,20 @@ class TestNoData:
         )
         assert metric(judgement, "ttft_p95_ms").status == "no_data"
 
-    def test_metric_missing_on_the_stable_only_is_no_data(self) -> None:
+    def test_gated_metric_missing_on_the_stable_only_is_inconclusive(self) -> None:
+        # Issue 10 item 2: no data on an arm counts against, never for (it used to pass).
         candidate = make_arm("candidate", streamed=True, ttft_ms=200.0)
         judgement = judge(make_arm("stable"), candidate)
         assert metric(judgement, "ttft_p95_ms").status == "no_data"
+        assert metric(judgement, "ttft_p95_ms").message == (
+            "p95 time to first token has no data on the stable arm, "
+            "so the x1.20 limit cannot be checked"
+        )
+        assert judgement.verdict == "inconclusive"
+
+    def test_metric_missing_on_one_arm_without_a_limit_does_not_block(self) -> None:
+        candidate = make_arm("candidate", streamed=True, ttft_ms=200.0)
+        judgement = judge(make_arm("stable"), candidate, GateLimits(ttft_p95_max_ratio=None))
         assert metric(judgement, "ttft_p95_ms").message == (
             "p95 time to first token has no data on the stable arm"
         )
@@ -402,6 +412,19 @@ class TestNoData:
         judgement = judge(make_arm("stable", 10), candidate)
         assert judgement.verdict == "inconclusive"
         assert "1 of 10 successful calls have no price" in judgement.reasons[0]
+
+    def test_streams_without_usage_are_not_called_a_missing_price(self) -> None:
+        # The real server: streamed calls carry no usage, though a price is configured.
+        candidate = make_arm("candidate", 10, streamed=True, usage=None, cost_usd=None)
+        judgement = judge(make_arm("stable", 10), candidate)
+        assert judgement.verdict == "inconclusive"
+        assert judgement.reasons == (
+            "cost per call is unknown on the candidate arm: 10 of 10 successful calls have no "
+            "cost (10 reported no usage, 10 of them streams: the server did not honour "
+            "stream_options.include_usage), so the x1.15 limit cannot be checked",
+        )
+        assert judgement.candidate is not None
+        assert judgement.candidate.usage_missing_streamed_calls == 10
 
     def test_unknown_price_on_both_arms_is_still_inconclusive(self) -> None:
         judgement = judge(make_arm("stable", cost_usd=None), make_arm("candidate", cost_usd=None))
@@ -458,6 +481,36 @@ class TestArms:
         assert judgement.regressions == ()
         assert judgement.candidate is not None
         assert judgement.candidate.attempts == 0
+
+    def test_candidate_whose_every_call_failed_is_an_error(self) -> None:
+        # Issue 10 item 2: 402 on every candidate call used to pass on latency and cost no_data.
+        candidate = make_arm(
+            "candidate", 5, failed=5, status=402, error_kind="quota", latency_ms=None
+        )
+        judgement = judge(make_arm("stable", 5), candidate)
+        assert judgement.verdict == "error"
+        assert judgement.reasons == (
+            "no call on the candidate arm succeeded: all 5 attempts failed (quota x5), "
+            "so there is nothing to compare",
+        )
+        assert judgement.regressions == ()
+
+    def test_stable_arm_whose_every_call_failed_is_an_error(self) -> None:
+        stable = make_arm("stable", 4, failed=4, status=500, error_kind="server_error")
+        judgement = judge(stable, make_arm("candidate", 4))
+        assert judgement.verdict == "error"
+        assert judgement.reasons[0].startswith("no call on the stable arm succeeded: all 4")
+
+    def test_stable_arm_below_the_pass_rate_floor_is_an_error(self) -> None:
+        # Issue 10 item 7: 0% -> 0% is "no change", and used to pass.
+        judgement = judge(make_arm("stable", 10, failed=10), make_arm("candidate", 10, failed=10))
+        assert judgement.verdict == "error"
+        assert judgement.reasons[0].startswith(
+            "the stable arm passed only 0 of 10 tests (0.0%), below the 50% floor"
+        )
+        off = GateLimits(min_stable_pass_rate=None)
+        judged = judge(make_arm("stable", 10, failed=10), make_arm("candidate", 10, failed=10), off)
+        assert judged.verdict == "pass"
 
     def test_empty_candidate_arm_is_an_error(self) -> None:
         assert judge(make_arm("stable", 5), []).verdict == "error"

@@ -284,3 +284,53 @@ def test_replayed_latency_is_said_and_the_timing_validates() -> None:
     data["metrics"]["latency_p95_ms"]["timing"] = {"stable": "guessed", "candidate": None}
     with pytest.raises(ValueError, match="timing"):
         validate_verdict(data)
+
+
+def _with_rollout(rollout: dict[str, Any]) -> dict[str, Any]:
+    data = verdict()
+    data["rollout"] = rollout
+    validate_verdict(data)
+    return data
+
+
+def _rollout(plan: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {
+        "allowed": bool(plan),
+        "reason": "why",
+        "plan": plan,
+        "rollback_triggers": [
+            {"metric": "error_rate", "op": ">", "threshold": 0.01, "unit": "rate", "basis": "b"}
+        ],
+        "kill_switch": {
+            "action": "route 100% of traffic to the stable model",
+            "route_to": "deepseek-chat",
+            "weights": {"stable": 100, "candidate": 0},
+            "when": "any rollback trigger fires, or by hand",
+        },
+        **extra,
+    }
+
+
+def test_a_shadow_only_rollout_says_the_candidate_serves_nothing() -> None:
+    # Issue 10 item 11: an inconclusive verdict allows shadow traffic only.
+    shadow = [{"phase": "shadow", "traffic_percent": 0, "min_requests": 400}]
+    left_out = [{"metric": "ttft_p95_ms", "reason": "its figure was not gated: ..."}]
+    lines = summary_lines(
+        _with_rollout(_rollout(shadow, triggers_left_out=left_out)), verdict_path=PATH
+    )
+    assert (
+        "rollout: shadow only: mirror at least 400 requests, the candidate serves no traffic "
+        "until the gate passes"
+    ) in lines
+    assert "rollback if: error_rate > 1.0%" in lines
+    assert (
+        "no rollback trigger from: ttft_p95_ms (too little data or out of range; see "
+        "rollout.triggers_left_out)"
+    ) in lines
+
+
+def test_a_canary_rollout_lists_its_steps_and_a_verdict_without_left_out_triggers_reads() -> None:
+    canary = [{"phase": "canary", "traffic_percent": p, "min_requests": 200} for p in (5, 100)]
+    lines = summary_lines(_with_rollout(_rollout(canary)), verdict_path=PATH)
+    assert "rollout: 5% -> 100% (at least 200 requests per step)" in lines
+    assert not [line for line in lines if line.startswith("no rollback trigger")]

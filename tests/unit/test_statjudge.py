@@ -11,6 +11,7 @@ import math
 import operator
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -436,15 +437,9 @@ def test_a_tiny_run_is_inconclusive_and_says_how_many_cases_would_decide() -> No
     rollout = judgement.rollout
     assert rollout is not None
     assert rollout["allowed"] is True
+    # Issue 10 item 11: an inconclusive verdict allows shadow traffic only, no canary steps.
     phases = [(step["phase"], step["traffic_percent"]) for step in rollout["plan"]]
-    assert phases == [
-        ("shadow", 0),
-        ("canary", 1),
-        ("canary", 5),
-        ("canary", 25),
-        ("canary", 50),
-        ("canary", 100),
-    ]
+    assert phases == [("shadow", 0)]
 
 
 def test_wide_enough_margins_pass_with_a_canary_and_rollback_triggers() -> None:
@@ -771,7 +766,8 @@ def test_a_min_pass_rate_budget(failing: Sequence[int], status: str) -> None:
     assert budget.candidate_interval == (ci.low, ci.high)
 
 
-def test_a_budget_in_a_workflow_below_min_cases_is_not_gated() -> None:
+def test_a_budget_binds_in_a_workflow_below_min_cases() -> None:
+    # Issue 10 item 8: a budget the user wrote used to be "reported, not gated" below min_cases.
     # Both arms are slow in the small workflow: the absolute budget alone is broken.
     slow: dict[str, Any] = {
         "workflow": "small",
@@ -780,14 +776,55 @@ def test_a_budget_in_a_workflow_below_min_cases_is_not_gated() -> None:
     }
     stable = make_arm("stable", 40) + make_arm("stable", 5, prefix="s", **slow)
     candidate = make_arm("candidate", 40) + make_arm("candidate", 5, prefix="s", **slow)
-    judgement = run_judge(stable, candidate)
-    budget = comparison(judgement, "latency_p95_ms:budget", "workflow:small")
-    assert budget.status == "not_gated"
-    assert budget.candidate == 3000.0
-    assert not [r for r in judgement.regressions if r.metric.endswith(":budget")]
-    gated = run_judge(stable, candidate, min_cases=5)
-    assert comparison(gated, "latency_p95_ms:budget", "workflow:small").status == "regressed"
-    assert gated.verdict == "fail"
+    for min_cases in (20, 5):
+        judgement = run_judge(stable, candidate, min_cases=min_cases)
+        budget = comparison(judgement, "latency_p95_ms:budget", "workflow:small")
+        assert budget.status == "regressed"
+        assert budget.candidate == 3000.0
+        assert judgement.verdict == "fail"
+        assert [r.metric for r in judgement.regressions] == ["latency_p95_ms:budget"]
+
+
+def test_a_budget_over_too_few_cases_breached_by_every_case_fails() -> None:
+    slow: dict[str, Any] = {"latency_ms": 60.0, "budgets": Budgets(latency_p50_ms=20.0)}
+    judgement = run_judge(make_arm("stable", 3, **slow), make_arm("candidate", 3, **slow), WIDE)
+    budget = comparison(judgement, "latency_p50_ms:budget", "workflow:flow")
+    assert budget.status == "regressed"
+    assert judgement.verdict == "fail"
+    assert budget.message == (
+        "p50 latency budget [workflow:flow]: candidate 60 ms against <= 20 ms (n=3): "
+        "worse than allowed <= 20 ms (every case is beyond the bound)"
+    )
+
+
+def test_a_budget_over_too_few_cases_not_clearly_breached_is_inconclusive() -> None:
+    budgets = Budgets(latency_p50_ms=20.0)
+    stable = make_arm("stable", 3, latency_ms=10.0, budgets=budgets)
+    candidate = make_arm(
+        "candidate", 3, lambda i: {"latency_ms": 10.0 if i == 0 else 60.0}, budgets=budgets
+    )
+    judgement = run_judge(stable, candidate, WIDE)
+    budget = comparison(judgement, "latency_p50_ms:budget", "workflow:flow")
+    assert budget.status == "inconclusive"
+    assert judgement.verdict == "inconclusive"
+    assert budget.message in judgement.reasons
+    assert budget.message.endswith(
+        "(too few cases for an interval (3, at least 5) and not every case is beyond the bound)"
+    )
+
+
+def test_a_budget_with_no_data_on_the_candidate_blocks_a_pass() -> None:
+    budgets = Budgets(cost_usd_per_call=0.01)
+    stable = make_arm("stable", 30, budgets=budgets)
+    candidate = make_arm("candidate", 30, budgets=budgets, cost_usd=None)
+    judgement = run_judge(stable, candidate, replace(WIDE, cost_per_call_ratio=None))
+    budget = comparison(judgement, "cost_per_call_usd:budget", "workflow:flow")
+    assert budget.status == "no_data"
+    assert judgement.verdict == "inconclusive"
+    assert budget.message == (
+        "cost per call budget [workflow:flow]: on the candidate arm 30 calls with usage but "
+        "no price (a price is missing), so it cannot be checked against <= $0.010000"
+    )
 
 
 def test_markers_replace_the_run_margins_for_their_workflow() -> None:
@@ -1138,3 +1175,147 @@ def test_repeats_needed_needs_every_case_repeated() -> None:
     assert statjudge._repeats_needed(per_case, interval, 0.15, 31) == 5
     assert statjudge._repeats_needed(per_case, interval, 0.15, 18) is None
     assert statjudge._repeats_needed(per_case, interval, 0.15, None) is None
+
+
+# --- issue 10: the gate never says pass without evidence --------------------------------------
+
+
+def test_an_arm_with_no_successful_call_is_an_error() -> None:
+    # Item 2: stable 500 on every call, candidate 402 on every call used to `pass`.
+    failing = {"error_kind": "server_error", "status": 500, "latency_ms": None, "cost_usd": None}
+    stable = make_arm("stable", 20, outcome="failed", **failing)
+    broke = {**failing, "error_kind": "quota", "status": 402}
+    candidate = make_arm("candidate", 20, outcome="failed", **broke)
+    judgement = run_judge(stable, candidate, WIDE, min_stable_pass_rate=None)
+    assert judgement.verdict == "error"
+    assert judgement.reasons == (
+        "no call on the stable arm succeeded: all 20 attempts failed (server_error x20), "
+        "so there is nothing to compare",
+        "no call on the candidate arm succeeded: all 20 attempts failed (quota x20), "
+        "so there is nothing to compare",
+    )
+    assert judgement.rollout is None
+    healthy = run_judge(make_arm("stable", 20), candidate, WIDE)
+    assert healthy.verdict == "error"
+    assert healthy.reasons[0].startswith("no call on the candidate arm succeeded")
+
+
+def test_a_stable_arm_below_the_pass_rate_floor_is_an_error() -> None:
+    # Item 7: 400 cases failing on both arms used to read "0.0% -> 0.0% ok" and `pass`.
+    stable = make_arm("stable", 40, outcome="failed")
+    candidate = make_arm("candidate", 40, outcome="failed")
+    judgement = run_judge(stable, candidate, WIDE)
+    assert judgement.verdict == "error"
+    assert judgement.reasons == (
+        "the stable arm passed only 0 of 40 tests (0.0%), below the 50% floor "
+        "(gate.min_stable_pass_rate): a suite that fails on the model in use cannot vouch for "
+        "the candidate; fix the tests or their expectations",
+    )
+    assert judgement.rollout is None
+    assert comparison(judgement, "pass_rate").stable == 0.0  # kept for diagnosis
+    assert run_judge(stable, candidate, WIDE, min_stable_pass_rate=None).verdict == "pass"
+    # At the floor it judges as before.
+    half = make_arm("stable", 40, lambda i: {"outcome": "failed" if i % 2 else "passed"})
+    assert run_judge(half, half, WIDE).verdict != "error"
+
+
+def test_a_gated_metric_on_one_arm_only_names_that_arm_and_blocks_a_pass() -> None:
+    # The real server: empty replies have no first token; the row used to say "either arm".
+    stable = make_arm("stable", 30, streamed=True, ttft_ms=50.0)
+    candidate = make_arm("candidate", 30, streamed=True, ttft_ms=None)
+    judgement = run_judge(stable, candidate, WIDE)
+    ttft = comparison(judgement, "ttft_p95_ms")
+    assert ttft.status == "no_data"
+    assert ttft.stable == 50.0
+    assert ttft.samples == Samples(30, 0)
+    assert ttft.message == (
+        "p95 time to first token: no data on the candidate arm (the stable arm has 30 "
+        "streamed calls with a first token), "
+        "so it cannot be checked against x1.50"
+    )
+    assert judgement.verdict == "inconclusive"
+    assert ttft.message in judgement.reasons
+    # Without a margin it is reported and does not block.
+    loose = run_judge(stable, candidate, replace(WIDE, ttft_p95_ratio=None))
+    assert loose.verdict == "pass"
+    assert comparison(loose, "ttft_p95_ms").message == (
+        "p95 time to first token: no data on the candidate arm (the stable arm has 30 "
+        "streamed calls with a first token)"
+    )
+    reverse = run_judge(candidate, stable, WIDE)
+    assert (
+        "no data on the stable arm (the candidate arm has 30 streamed calls with a first token)"
+        in (comparison(reverse, "ttft_p95_ms").message)
+    )
+
+
+def test_streams_without_usage_are_named_and_cost_is_judged_on_the_cases_that_have_it() -> None:
+    # The real server ignores stream_options.include_usage: streamed calls have no cost.
+    def arm(name: str) -> list[TestRecord]:
+        plain = make_arm(name, 30)
+        streams = make_arm(name, 10, prefix="s", streamed=True, usage=None, cost_usd=None)
+        return plain + streams
+
+    judgement = run_judge(arm("stable"), arm("candidate"), WIDE)
+    cost = comparison(judgement, "cost_per_call_usd")
+    assert cost.status == "ok"
+    assert cost.n == 30
+    assert cost.message.endswith(
+        "(judged on the 30 of 40 cases with a cost on both arms; on the stable arm 10 streamed "
+        "calls reported no usage (the server did not honour stream_options.include_usage), so "
+        "no cost; on the candidate arm 10 streamed calls reported no usage (the server did not "
+        "honour stream_options.include_usage), so no cost)"
+    )
+    assert "a price is missing" not in cost.message
+    assert judgement.verdict == "pass"
+    # Said in the summary too, not only in the verdict's metric entry.
+    assert judgement.reasons[1:] == (cost.message,)
+    assert judgement.rollout is not None
+    triggers = {t["metric"]: t for t in judgement.rollout["rollback_triggers"]}
+    assert triggers["cost_per_call_usd"]["threshold"] == 0.0015
+
+
+def test_a_missing_price_is_still_unknown_and_says_so() -> None:
+    candidate = [without_cost(r) for r in make_arm("candidate", 30)]
+    judgement = run_judge(make_arm("stable", 30), candidate, WIDE)
+    cost = comparison(judgement, "cost_per_call_usd")
+    assert cost.status == "inconclusive"
+    assert cost.message == (
+        "cost per call: unknown on the candidate arm 30 calls with usage but no price "
+        "(a price is missing), so it cannot be judged against x1.50"
+    )
+
+
+def test_rollback_triggers_are_clamped_and_come_only_from_gated_figures() -> None:
+    # Item 10: schema validity at 0% gave `schema_validity < -1.0%`; a p95 over 30 calls, a
+    # trigger it was never gated on.
+    stable = make_arm("stable", 30, checks=("json", "schema"), schema_valid=False)
+    candidate = make_arm("candidate", 30, checks=("json", "schema"), schema_valid=False)
+    judgement = run_judge(stable, candidate, WIDE)
+    assert judgement.verdict == "pass", judgement.reasons
+    rollout = judgement.rollout
+    assert rollout is not None
+    metrics = [t["metric"] for t in rollout["rollback_triggers"]]
+    assert "schema_validity" not in metrics
+    assert "latency_p95_ms" not in metrics
+    assert "latency_p50_ms" in metrics
+    assert all(
+        0 <= t["threshold"] <= 1 for t in rollout["rollback_triggers"] if t["unit"] == "rate"
+    )
+    left_out = {t["metric"]: t["reason"] for t in rollout["triggers_left_out"]}
+    assert set(left_out) == {"schema_validity", "latency_p95_ms"}
+    assert left_out["schema_validity"] == (
+        "stable 0.00% - 20.0 pts is outside the metric's range: it could never fire"
+    )
+    assert left_out["latency_p95_ms"].startswith("its figure was not gated: p95 latency")
+
+
+def test_an_inconclusive_rollout_is_shadow_only() -> None:
+    # Item 11: 3 cases used to carry canary steps up to 100%.
+    judgement = run_judge(make_arm("stable", 3), make_arm("candidate", 3, outcome="failed"))
+    assert judgement.verdict == "inconclusive"
+    rollout = judgement.rollout
+    assert rollout is not None
+    assert rollout["allowed"] is True
+    assert [(s["phase"], s["traffic_percent"]) for s in rollout["plan"]] == [("shadow", 0)]
+    assert "shadow traffic only" in rollout["reason"]

@@ -314,13 +314,13 @@ class TestBuild:
         )
         assert rollout["kill_switch"]["weights"] == {"stable": 100, "candidate": 0}
 
-    def test_rollout_of_an_inconclusive_verdict_starts_in_shadow(self) -> None:
+    def test_rollout_of_an_inconclusive_verdict_is_shadow_only(self) -> None:
         data = verdict_for(paired())
         validate_verdict(data)
         assert data["verdict"] == "inconclusive"
         plan = data["rollout"]["plan"]
-        assert (plan[0]["phase"], plan[0]["traffic_percent"]) == ("shadow", 0)
-        assert [s["traffic_percent"] for s in plan[1:]] == [1, 5, 25, 50, 100]
+        # Issue 10 item 11: shadow traffic only, no canary steps after it.
+        assert [(s["phase"], s["traffic_percent"]) for s in plan] == [("shadow", 0)]
         assert data["rollout"]["allowed"] is True
 
     def test_rollout_of_a_fail_allows_nothing(self) -> None:
