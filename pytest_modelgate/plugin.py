@@ -607,7 +607,7 @@ def _cassette(
         repeat=param.repeat,
         repeats=param.repeats,
     )
-    return recorded_calls(path=path, mode=mode, secrets=secrets)
+    return recorded_calls(path=path, mode=mode, secrets=secrets, test_id=request.node.nodeid)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,209 @@
+"""Issue 10, recordings: tampered cassettes, replay pricing by recorded time, safe pruning.
+
+Every test records real cassettes from the simulator on loopback (``--modelgate-mode=record``),
+then edits or replays them the way the issue describes, and checks the verdict on disk and the
+exit status. The product under test catches every exception (``try: llm.chat(...) except
+Exception: pass``), as a product with a fallback path does: a cassette that cannot be played must
+still make the run an ``error``, never a quiet pass.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+if TYPE_CHECKING:
+    from conftest import GateProject
+
+STABLE = "sim-stable"
+CANDIDATE = "sim-candidate"
+GATE = ("--stable-model", STABLE, "--candidate-model", CANDIDATE)
+FAST: dict[str, Any] = {"latency_ms": 4}
+SMALL_RUN_GATE: dict[str, Any] = {
+    "cost_per_call_max_ratio": None,
+    "pass_rate_max_drop": 0.7,
+    "error_rate_max_rise": 0.7,
+    "fallback_rate_max_rise": 0.7,
+    "latency_p50_max_ratio": None,
+    "latency_p95_max_ratio": None,
+    "ttft_p95_max_ratio": None,
+}
+RERECORD = "--modelgate-mode=rerecord"
+
+MakeProject = Callable[..., "GateProject"]
+
+# A product that survives any failure of the model call: what the gate must not be fooled by.
+CATCHING = """
+    import pytest
+
+    @pytest.mark.parametrize("ticket", ["refund", "parcel", "invoice"])
+    def test_triage(llm, ticket):
+        try:
+            llm.chat([{"role": "user", "content": f"Help me with my {ticket}, please."}])
+        except Exception as exc:
+            print(f"FALLBACK AFTER {type(exc).__name__}: {exc}")
+"""
+
+
+def _cassette(project: GateProject, case: str, model: str, suffix: str = "") -> Path:
+    return project.pytester.path / "cassettes" / "test_wf" / f"{case}--{model}{suffix}.yaml"
+
+
+def _cassettes(project: GateProject) -> list[str]:
+    root = project.pytester.path / "cassettes"
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
+
+
+def _go_offline(project: GateProject, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.sim.stop()
+    monkeypatch.delenv(project.key_env)
+
+
+def _recorded(project: GateProject, *args: str, passed: int = 6) -> None:
+    project.pytester.makepyfile(test_wf=CATCHING)
+    result = project.pytester.runpytest("--modelgate-mode=record", *GATE, *args)
+    result.assert_outcomes(passed=passed)
+
+
+def _edit(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Change the parsed cassette and write it back as YAML (as a person or a script would)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def _response_headers(data: dict[str, Any]) -> dict[str, Any]:
+    headers: dict[str, Any] = data["interactions"][0]["response"]["headers"]
+    return headers
+
+
+def _assert_error_naming(project: GateProject, result: pytest.RunResult, path: Path) -> None:
+    verdict = project.verdict()
+    assert verdict["verdict"] == "error", verdict["reasons"]
+    assert result.ret == 3
+    reasons = [r for r in verdict["reasons"] if str(path) in r]
+    assert reasons, verdict["reasons"]
+    assert any(RERECORD in r for r in reasons), reasons
+
+
+# -- item 3: recordings without timing -------------------------------------------------------------
+
+
+def _drop_timing(data: dict[str, Any]) -> None:
+    del _response_headers(data)["x-modelgate-timing"]
+
+
+def _garble_timing(data: dict[str, Any]) -> None:
+    _response_headers(data)["x-modelgate-timing"] = ["{not json"]
+
+
+def _negative_timing(data: dict[str, Any]) -> None:
+    _response_headers(data)["x-modelgate-timing"] = [
+        '{"v":1,"headers_ms":-5,"ttft_ms":null,"total_ms":-5,"chunks_ms":[],"cut":false}'
+    ]
+
+
+@pytest.mark.parametrize(
+    "tamper", [_drop_timing, _garble_timing, _negative_timing], ids=["dropped", "garbled", "neg"]
+)
+def test_item3_a_replayed_call_without_its_recorded_timing_is_an_error(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch, tamper: Callable[..., None]
+) -> None:
+    """Item 3: missing or invalid timing never turns into the replay clock's 0.4 ms latency."""
+    project = gate_project(
+        {STABLE: FAST, CANDIDATE: {"latency_ms": 60}}, stable=STABLE, gate=SMALL_RUN_GATE
+    )
+    _recorded(project)
+    tampered = _cassette(project, "test_triage[refund]", CANDIDATE)
+    _edit(tampered, tamper)
+
+    _go_offline(project, monkeypatch)
+    result = project.pytester.runpytest("--modelgate-mode=replay", *GATE)
+
+    _assert_error_naming(project, result, tampered)
+    assert "x-modelgate-timing" in result.stdout.str()
+
+
+# -- item 4: malformed cassettes -------------------------------------------------------------------
+
+
+def _header_list(data: dict[str, Any]) -> None:
+    _response_headers(data)["content-type"] = [["application/json"]]
+
+
+def _header_int(data: dict[str, Any]) -> None:
+    _response_headers(data)["x-request-id"] = [12345]
+
+
+def _negative_status(data: dict[str, Any]) -> None:
+    data["interactions"][0]["response"]["status"]["code"] = -1
+
+
+def _binary_body(data: dict[str, Any]) -> None:
+    data["interactions"][0]["response"]["body"]["string"] = b"\x89PNG\r\n\x1a\n\xff\xfe"
+
+
+def _request_header_int(data: dict[str, Any]) -> None:
+    data["interactions"][0]["request"]["headers"]["content-type"] = [7]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [_header_list, _header_int, _negative_status, _binary_body, _request_header_int],
+    ids=["header-list", "header-int", "status-1", "binary-body", "request-header-int"],
+)
+def test_item4_a_cassette_that_cannot_be_played_is_an_error(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch, tamper: Callable[..., None]
+) -> None:
+    """Item 4: a malformed interaction is refused on load, even if the product catches errors."""
+    project = gate_project({STABLE: FAST, CANDIDATE: FAST}, stable=STABLE, gate=SMALL_RUN_GATE)
+    _recorded(project)
+    tampered = _cassette(project, "test_triage[parcel]", CANDIDATE)
+    _edit(tampered, tamper)
+    before = tampered.read_bytes()
+
+    _go_offline(project, monkeypatch)
+    result = project.pytester.runpytest("--modelgate-mode=replay", *GATE)
+
+    _assert_error_naming(project, result, tampered)
+    assert "interaction 1" in result.stdout.str()
+    assert tampered.read_bytes() == before
+
+
+def _alias_bomb(levels: int) -> str:
+    """A YAML billion-laughs: each level repeats the previous one ten times."""
+    lines = ['  l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels + 1):
+        refs = ", ".join([f"*l{level - 1}"] * 10)
+        lines.append(f"  l{level}: &l{level} [{refs}]")
+    return "\n".join(lines)
+
+
+def test_item4_a_cassette_with_yaml_aliases_is_refused_before_expanding(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 4: vcrpy never writes aliases; a cassette with one is refused, quickly."""
+    project = gate_project({STABLE: FAST, CANDIDATE: FAST}, stable=STABLE, gate=SMALL_RUN_GATE)
+    _recorded(project)
+    tampered = _cassette(project, "test_triage[invoice]", CANDIDATE)
+    text = tampered.read_text(encoding="utf-8")
+    # The bomb sits in the metadata, and one response header refers to it.
+    text = text.replace("interactions:\n", f"metadata:\n{_alias_bomb(6)}\ninteractions:\n", 1)
+    text = re.sub(r"(\n      x-request-id:\n)      - \S+", r"\1      - *l6", text, count=1)
+    assert "*l6" in text
+    tampered.write_text(text, encoding="utf-8")
+
+    _go_offline(project, monkeypatch)
+    started = time.perf_counter()
+    result = project.pytester.runpytest("--modelgate-mode=replay", *GATE)
+    elapsed = time.perf_counter() - started
+
+    _assert_error_naming(project, result, tampered)
+    result.stdout.fnmatch_lines(["*YAML alias*"])
+    assert elapsed < 10, elapsed
