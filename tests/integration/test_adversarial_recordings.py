@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,3 +208,103 @@ def test_item4_a_cassette_with_yaml_aliases_is_refused_before_expanding(
     _assert_error_naming(project, result, tampered)
     result.stdout.fnmatch_lines(["*YAML alias*"])
     assert elapsed < 10, elapsed
+
+
+# -- item 6: replay prices a call by the time it was recorded --------------------------------------
+
+# A Tuesday: 12:00 UTC is off-peak for DeepSeek, 07:00 UTC is peak (2x).
+OFF_PEAK = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc).timestamp()
+PEAK = datetime(2026, 12, 1, 7, 0, tzinfo=timezone.utc).timestamp()
+PRICED_CASES = 8
+# deepseek-flash's off-peak list price, without a peak rule: what deepseek-chat costs off-peak.
+FLASH_OFF_PEAK = {"input": 0.15, "cached_input": 0.003, "output": 0.60}
+
+
+def _wall_clock_at(monkeypatch: pytest.MonkeyPatch, at: float) -> None:
+    """Make the wall clock read ``at`` (and run on from there) for the in-process run."""
+    real = time.time
+    offset = at - real()
+    monkeypatch.setattr(time, "time", lambda: real() + offset)
+
+
+def test_item6_replay_prices_calls_by_their_recording_time(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 6: the same cassettes give the same cost and verdict at peak and off-peak."""
+    project = gate_project(
+        {STABLE: FAST, "deepseek-chat": FAST},
+        stable=STABLE,
+        gate={**SMALL_RUN_GATE, "cost_per_call_max_ratio": 1.5},
+        prices={STABLE: FLASH_OFF_PEAK},
+    )
+    config = yaml.safe_load((project.pytester.path / "modelgate.yaml").read_text("utf-8"))
+    # The catalog's deepseek-chat: billed as deepseek-flash, 2x at peak; only the URL is ours.
+    del config["models"]["deepseek-chat"]["price"]
+    (project.pytester.path / "modelgate.yaml").write_text(yaml.safe_dump(config), "utf-8")
+    project.pytester.makepyfile(
+        test_wf=f"""
+        import pytest
+
+        @pytest.mark.parametrize("n", range({PRICED_CASES}))
+        def test_ask(llm, n):
+            assert llm.chat([{{"role": "user", "content": f"Question {{n}}, please."}}]).text
+        """
+    )
+    gate = ("--stable-model", STABLE, "--candidate-model", "deepseek-chat")
+    with monkeypatch.context() as clock:
+        _wall_clock_at(clock, OFF_PEAK)
+        recorded = project.pytester.runpytest("--modelgate-mode=record", *gate)
+    recorded.assert_outcomes(passed=2 * PRICED_CASES)
+    assert project.verdict()["verdict"] == "pass", project.verdict()["reasons"]
+
+    _go_offline(project, monkeypatch)
+    costs = {}
+    for name, at in (("off-peak", OFF_PEAK), ("peak", PEAK)):
+        with monkeypatch.context() as clock:
+            _wall_clock_at(clock, at)
+            result = project.pytester.runpytest("--modelgate-mode=replay", *gate)
+        verdict = project.verdict()
+        assert verdict["verdict"] == "pass", (name, verdict["reasons"])
+        assert result.ret == 0, name
+        costs[name] = verdict["metrics"]["cost_per_call_usd"]
+    assert costs["peak"] == costs["off-peak"]
+    assert costs["peak"]["candidate"] == pytest.approx(costs["peak"]["stable"])
+
+
+def test_item6_a_call_recorded_at_peak_replays_at_the_peak_price(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 6: the recording time is what counts, whatever the time of the replay."""
+    project = gate_project(
+        {STABLE: FAST, "deepseek-chat": FAST},
+        stable=STABLE,
+        gate={**SMALL_RUN_GATE, "cost_per_call_max_ratio": 1.5},
+        prices={STABLE: FLASH_OFF_PEAK},
+    )
+    config = yaml.safe_load((project.pytester.path / "modelgate.yaml").read_text("utf-8"))
+    del config["models"]["deepseek-chat"]["price"]
+    (project.pytester.path / "modelgate.yaml").write_text(yaml.safe_dump(config), "utf-8")
+    project.pytester.makepyfile(
+        test_wf=f"""
+        import pytest
+
+        @pytest.mark.parametrize("n", range({PRICED_CASES}))
+        def test_ask(llm, n):
+            assert llm.chat([{{"role": "user", "content": f"Question {{n}}, please."}}]).text
+        """
+    )
+    gate = ("--stable-model", STABLE, "--candidate-model", "deepseek-chat")
+    with monkeypatch.context() as clock:
+        _wall_clock_at(clock, PEAK)
+        project.pytester.runpytest("--modelgate-mode=record", *gate)
+    live = project.verdict()
+    assert live["verdict"] == "fail", live["reasons"]
+
+    _go_offline(project, monkeypatch)
+    with monkeypatch.context() as clock:
+        _wall_clock_at(clock, OFF_PEAK)
+        result = project.pytester.runpytest("--modelgate-mode=replay", *gate)
+    verdict = project.verdict()
+    assert verdict["verdict"] == "fail", verdict["reasons"]
+    assert result.ret == 1
+    assert verdict["metrics"]["cost_per_call_usd"] == live["metrics"]["cost_per_call_usd"]
