@@ -52,6 +52,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import string
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -82,6 +83,7 @@ __all__ = [
     "CassetteError",
     "RecordMode",
     "Scrubber",
+    "cassette_owner",
     "cassette_path",
     "explain_mismatch",
     "make_vcr",
@@ -200,6 +202,29 @@ def cassette_path(
         name += f"--rep{repeat + 1}"
     folder = test_path.parent / CASSETTE_DIR / _name_part(test_path.stem, _MAX_CASE_NAME)
     return folder / f"{name}.yaml"
+
+
+def cassette_owner(file_name: str, models: Iterable[str]) -> tuple[str, int] | None:
+    """The model (one of ``models``) and 0-based repeat a cassette file name belongs to, if any.
+
+    The inverse of :func:`cassette_path` for the model and repeat parts:
+    ``test_a[p]--qwen-max--rep2.yaml`` -> ``("qwen-max", 1)``. When several models match (``b``
+    and ``a--b``), the longest name wins. ``None`` for a name of none of ``models``.
+    """
+    stem = file_name.removesuffix(".yaml")
+    found: tuple[str, int] | None = None
+    for model in models:
+        if not model:
+            continue
+        encoded = _name_part(model, _MAX_MODEL_NAME)
+        match = re.fullmatch(rf".+--{re.escape(encoded)}(?:--rep([1-9][0-9]*))?", stem)
+        if match is None or (found is not None and len(found[0]) >= len(model)):
+            continue
+        number = int(match.group(1)) if match.group(1) else 1
+        if number == 1 and match.group(1):
+            continue  # repeat 0 never has a suffix: "--rep1" is not ours
+        found = (model, number - 1)
+    return found
 
 
 def _case_name(case_id_name: str) -> str:

@@ -308,3 +308,134 @@ def test_item6_a_call_recorded_at_peak_replays_at_the_peak_price(
     assert verdict["verdict"] == "fail", verdict["reasons"]
     assert result.ret == 1
     assert verdict["metrics"]["cost_per_call_usd"] == live["metrics"]["cost_per_call_usd"]
+
+
+# -- item 9: pruning -------------------------------------------------------------------------------
+
+
+def _prune_project(gate_project: MakeProject) -> GateProject:
+    return gate_project(
+        {STABLE: FAST, CANDIDATE: FAST, "sim-other": FAST},
+        stable=STABLE,
+        gate=SMALL_RUN_GATE,
+    )
+
+
+def _forget_model(project: GateProject, model: str) -> None:
+    """Drop ``model`` from modelgate.yaml, as if it was named on the command line once."""
+    path = project.pytester.path / "modelgate.yaml"
+    config = yaml.safe_load(path.read_text("utf-8"))
+    del config["models"][model]
+    path.write_text(yaml.safe_dump(config), "utf-8")
+
+
+def test_item9_plain_prune_keeps_repeats_and_other_models(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 9: --modelgate-prune on a plain run keeps -rep2 and another model's cassettes."""
+    project = _prune_project(gate_project)
+    _recorded(project, "--modelgate-repeat=2", passed=12)
+    other = ("--stable-model", STABLE, "--candidate-model", "sim-other")
+    project.pytester.runpytest("--modelgate-mode=record", *other).assert_outcomes(passed=6)
+    # A retired test of this run's models: the only thing a plain prune may delete.
+    retired = _cassette(project, "test_retired", CANDIDATE)
+    retired.write_bytes(_cassette(project, "test_triage[refund]", CANDIDATE).read_bytes())
+    _forget_model(project, "sim-other")
+    everything = _cassettes(project)
+    # 3 cases x 2 models x 2 repeats, 3 cases of sim-other, the retired test.
+    assert len(everything) == 12 + 3 + 1
+
+    _go_offline(project, monkeypatch)
+    dry = project.pytester.runpytest("--modelgate-mode=replay", *GATE, "--modelgate-prune=dry-run")
+    dry.assert_outcomes(passed=6)
+    assert dry.ret == 0
+    dry.stdout.fnmatch_lines(["*test_retired--sim-candidate.yaml*would be deleted*"])
+    assert _cassettes(project) == everything
+
+    result = project.pytester.runpytest("--modelgate-mode=replay", *GATE, "--modelgate-prune")
+
+    result.assert_outcomes(passed=6)
+    assert result.ret == 0
+    remaining = _cassettes(project)
+    assert sorted(set(everything) - set(remaining)) == ["test_wf/test_retired--sim-candidate.yaml"]
+    assert sum("--rep2" in name for name in remaining) == 6
+    assert sum("--sim-other" in name for name in remaining) == 3
+    result.stdout.fnmatch_lines(["*--modelgate-prune=all*"])
+
+    everything = remaining
+    result = project.pytester.runpytest("--modelgate-mode=replay", *GATE, "--modelgate-prune=all")
+    result.assert_outcomes(passed=6)
+    remaining = _cassettes(project)
+    assert len(remaining) == 6
+    assert not any("--rep2" in name or "sim-other" in name for name in remaining)
+
+
+def test_item9_no_prune_after_an_error_verdict(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 9: a run whose verdict is `error` prunes nothing."""
+    project = _prune_project(gate_project)
+    _recorded(project)
+    retired = _cassette(project, "test_retired", CANDIDATE)
+    retired.write_bytes(_cassette(project, "test_triage[refund]", CANDIDATE).read_bytes())
+    # One broken cassette makes the verdict `error`.
+    _cassette(project, "test_triage[parcel]", STABLE).write_text("::: not yaml", "utf-8")
+
+    _go_offline(project, monkeypatch)
+    result = project.pytester.runpytest("--modelgate-mode=replay", *GATE, "--modelgate-prune")
+
+    assert project.verdict()["verdict"] == "error"
+    assert result.ret == 3
+    assert retired.exists()
+    result.stdout.fnmatch_lines(["*nothing removed*error*"])
+
+
+def test_item9_a_full_run_summarises_unused_recordings_in_one_line(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 9: the inventory is one summary line, not one line per file."""
+    project = _prune_project(gate_project)
+    _recorded(project)
+    for name in ("test_old_a", "test_old_b", "test_old_c"):
+        _cassette(project, name, CANDIDATE).write_bytes(
+            _cassette(project, "test_triage[refund]", CANDIDATE).read_bytes()
+        )
+
+    _go_offline(project, monkeypatch)
+    result = project.pytester.runpytest("--modelgate-mode=replay", *GATE)
+
+    assert result.ret == 0
+    out = result.stdout.str()
+    assert "test_old_a" not in out
+    result.stdout.fnmatch_lines(["recordings:", "*3 recordings unused: 3 cassettes*"])
+
+
+@pytest.mark.parametrize("value", ["sometimes", "tests"])
+def test_item9_a_bad_prune_value_is_a_usage_error(gate_project: MakeProject, value: str) -> None:
+    """Item 9: --modelgate-prune takes all or dry-run; anything else is refused, naming it."""
+    project = _prune_project(gate_project)
+    project.pytester.makepyfile(test_wf=CATCHING)
+
+    result = project.pytester.runpytest(*GATE, f"--modelgate-prune={value}")
+
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([f"*--modelgate-prune*{value}*all*dry-run*"])
+    assert project.verdict()["verdict"] == "error"
+
+
+@pytest.mark.parametrize("value", ["true", "dry-run", "all", "false"])
+def test_item9_the_ini_twin_accepts_the_same_values(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Item 9: modelgate_prune in the ini file keeps working (true/false/all/dry-run)."""
+    project = _prune_project(gate_project)
+    _recorded(project)
+    retired = _cassette(project, "test_retired", CANDIDATE)
+    retired.write_bytes(_cassette(project, "test_triage[refund]", CANDIDATE).read_bytes())
+    project.pytester.makeini(f"[pytest]\nmodelgate_prune = {value}\n")
+
+    _go_offline(project, monkeypatch)
+    result = project.pytester.runpytest("--modelgate-mode=replay", *GATE)
+
+    assert result.ret == 0
+    assert retired.exists() == (value in ("dry-run", "false"))
