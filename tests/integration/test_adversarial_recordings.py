@@ -131,6 +131,19 @@ def test_item3_a_replayed_call_without_its_recorded_timing_is_an_error(
     assert "x-modelgate-timing" in result.stdout.str()
 
 
+def test_item3_under_xdist_too(gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 3 with two xdist workers: the refusal on a worker reaches the controller's verdict."""
+    project = gate_project({STABLE: FAST, CANDIDATE: FAST}, stable=STABLE, gate=SMALL_RUN_GATE)
+    _recorded(project)
+    tampered = _cassette(project, "test_triage[invoice]", STABLE)
+    _edit(tampered, _drop_timing)
+
+    _go_offline(project, monkeypatch)
+    result = project.pytester.runpytest("--modelgate-mode=replay", *GATE, "-n", "2")
+
+    _assert_error_naming(project, result, tampered)
+
+
 # -- item 4: malformed cassettes -------------------------------------------------------------------
 
 
