@@ -143,13 +143,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("modelgate_mode", "call mode (--modelgate-mode)", default=None)
     group.addoption(
         "--modelgate-prune",
-        action="store_true",
+        nargs="?",
+        const="true",
         default=None,
-        help="after a full run (no -k/-m/paths), delete recorded interactions no test played "
-        "and cassettes no collected test uses. ini: modelgate_prune",
+        metavar="all|dry-run",
+        help="after a full run (no -k/-m/paths, not stopped early) whose verdict is not error, "
+        "delete recorded interactions no test played and cassettes of this run's models and "
+        "repeats no collected test uses; =all also deletes other models' and repeats' "
+        "cassettes; =dry-run only lists what would go. ini: modelgate_prune "
+        "(true, false, all, dry-run)",
     )
     parser.addini("modelgate_strict", "fail on any failed case", type="bool", default=False)
-    parser.addini("modelgate_prune", "prune unused recordings", type="bool", default=False)
+    parser.addini(
+        "modelgate_prune", "prune unused recordings: true, false, all, dry-run (--modelgate-prune)"
+    )
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -238,6 +245,7 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
     )
 
     strict = bool(config.getoption("modelgate_strict") or config.getini("modelgate_strict"))
+    prune = _checked(config, "modelgate_prune", "--modelgate-prune", _prune_mode, "off")
     # Precedence for the model names: command line, ini, modelgate.yaml.
     stable = (
         _option_str(config, "stable_model", "--stable-model")
@@ -260,6 +268,7 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
         mode=mode,  # type: ignore[arg-type]  # checked against MODES above
         repeat=repeat,
         strict=strict,
+        prune=prune,  # type: ignore[arg-type]  # checked by _prune_mode
         verdict_path=verdict_path,
         config_path=config_path,
         config=file_config,
@@ -272,6 +281,31 @@ def _mode(value: str) -> str:
     if value not in MODES:
         raise ValueError(f"{value!r} is not one of {', '.join(MODES)}")
     return value
+
+
+_PRUNE_VALUES = {
+    "true": "safe",
+    "yes": "safe",
+    "on": "safe",
+    "1": "safe",
+    "false": "off",
+    "no": "off",
+    "off": "off",
+    "0": "off",
+    "all": "all",
+    "dry-run": "dry-run",
+}
+
+
+def _prune_mode(value: str) -> str:
+    mode = _PRUNE_VALUES.get(value.strip().lower())
+    if mode is None:
+        # nargs="?" reads a path written after a bare --modelgate-prune as its value.
+        raise ValueError(
+            f"{value!r} is not one of all, dry-run (or true/false in the ini file); write the "
+            "value as --modelgate-prune=VALUE, and a bare --modelgate-prune after the paths"
+        )
+    return mode
 
 
 _T = TypeVar("_T")
@@ -763,7 +797,7 @@ def _cassette(
         repeat=param.repeat,
         repeats=param.repeats,
     )
-    return recorded_calls(path=path, mode=mode, secrets=secrets)
+    return recorded_calls(path=path, mode=mode, secrets=secrets, test_id=request.node.nodeid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -963,13 +997,11 @@ class _GateHooks:
             session.exitstatus = outcome
         if self.gate.settings.mode != "live" and self.gate.cassettes_played:
             complete = int(exitstatus) in (0, 1) and not (session.shouldstop or session.shouldfail)
+            verdict = self.gate.verdict.get("verdict") if self.gate.verdict else None
             self.gate.inventory_lines = _recordings_inventory(
                 self.gate,
                 full=complete and self.gate.full_selection,
-                prune=bool(
-                    self.config.getoption("modelgate_prune")
-                    or self.config.getini("modelgate_prune")
-                ),
+                judged=verdict not in (None, "error"),
                 rootdir=self.config.rootpath,
             )
 
@@ -998,13 +1030,18 @@ class _GateHooks:
 
 
 def _recordings_inventory(
-    gate: GateSession, *, full: bool, prune: bool, rootdir: Path
+    gate: GateSession, *, full: bool, judged: bool, rootdir: Path
 ) -> list[str]:
-    """Report recordings this run did not use (and prune them when asked, after a full run)."""
+    """Summarise recordings this run did not use; prune them when asked and the run allows it.
+
+    A prune needs a full run (only it shows what is unused) that the gate judged (``judged``:
+    the verdict is not ``error``, so the tests ran as they were meant to).
+    """
     from pytest_modelgate.errors import ModelgateError
-    from pytest_modelgate.recording.inventory import PlayedCassette, take_inventory
+    from pytest_modelgate.recording.inventory import PlayedCassette, PruneScope, take_inventory
     from pytest_modelgate.recording.inventory import prune as prune_recordings
 
+    mode = gate.settings.prune
     played = [
         PlayedCassette(
             path=Path(c["path"]),
@@ -1017,19 +1054,33 @@ def _recordings_inventory(
     # Only a full run can say a cassette is an orphan; otherwise judge just what was opened.
     expected = [Path(p) for p in gate.cassettes_expected] if full else [c.path for c in played]
     roots = [Path(r) for r in gate.cassette_roots] if full else []
+    # A plain prune never deletes another model's recordings or a larger repeat count's.
+    scope = (
+        PruneScope.everything()
+        if mode == "all"
+        else PruneScope(
+            models=frozenset(name for _, name in gate.arms()), repeats=gate.settings.repeat
+        )
+    )
     try:
         inventory = take_inventory(played, expected=expected, roots=roots)
-        lines = inventory.lines(rootdir)
-        if prune and not inventory.clean:
-            if full:
-                lines += prune_recordings(inventory).lines(rootdir)
-            else:
+        lines = inventory.summary(scope, rootdir, can_prune=full)
+        if mode == "dry-run":
+            lines += inventory.dry_run_lines(scope, rootdir)
+            lines.append("--modelgate-prune=dry-run: nothing was removed")
+        elif mode != "off" and not inventory.within(scope).clean:
+            if not full:
                 lines.append(
                     "--modelgate-prune: nothing removed, only a full run (no -k/-m/paths, not "
                     "stopped early) shows which recordings are unused"
                 )
-        elif not inventory.clean:
-            lines.append("--modelgate-prune removes these after a full run")
+            elif not judged:
+                lines.append(
+                    "--modelgate-prune: nothing removed, the verdict is error: recordings are "
+                    "pruned only after a run the gate could judge"
+                )
+            else:
+                lines += prune_recordings(inventory, scope).lines(rootdir)
     except ModelgateError as exc:
         lines = [f"could not take the inventory of recordings: {exc}"]
     return lines

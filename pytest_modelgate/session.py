@@ -34,6 +34,7 @@ from pytest_modelgate.records import (
 
 Mode = Literal["live", "replay", "record", "rerecord"]
 MODES: tuple[str, ...] = ("live", "replay", "record", "rerecord")
+PruneMode = Literal["off", "safe", "all", "dry-run"]
 # Modes in which calls may reach the models (and so need API keys).
 NETWORK_MODES: frozenset[str] = frozenset({"live", "record", "rerecord"})
 
@@ -59,6 +60,8 @@ class GateSettings:
     verdict_path: Path
     config_path: Path | None
     config: ModelgateConfig
+    # --modelgate-prune: off, safe (this run's models and repeats), all, or dry-run.
+    prune: PruneMode = "off"
 
     @property
     def records_path(self) -> Path:

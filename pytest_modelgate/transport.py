@@ -117,11 +117,27 @@ class Attempt:
     timing: TimingSource = "live"
     # The request body as sent, parsed (for the contract checks and the prompt's language).
     request: Mapping[str, Any] | None = None
+    # When a replayed attempt was recorded (``timing="recorded"``): its timing's ``recorded_at``,
+    # else the recorded response's Date header; None when the recording says neither.
+    recorded_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
         """True when the attempt returned a usable completion."""
         return self.error_kind is None
+
+    @property
+    def billed_at(self) -> datetime | None:
+        """The time a provider bills this attempt at (peak-hour rates depend on it).
+
+        A live attempt is billed when it started (``started_at``, the wall clock of the call). A
+        replayed one is billed when it was recorded, so the same cassettes cost the same at any
+        hour; one whose recording does not say when (``None``) is priced at the list price
+        without a time-of-day surcharge. Never the wall clock of the replay.
+        """
+        if self.timing == "recorded":
+            return self.recorded_at
+        return datetime.fromtimestamp(self.started_at, tz=timezone.utc)
 
 
 AttemptSink = Callable[[Attempt], "CallRecord | None"]
@@ -220,8 +236,7 @@ class CallLog:
         usage = attempt.completion.usage if attempt.completion is not None else None
         cost = None
         if price is not None:
-            at = datetime.fromtimestamp(attempt.started_at, tz=timezone.utc)
-            cost = price.cost_usd(usage, at=at)
+            cost = price.cost_usd(usage, at=attempt.billed_at)
         checked = _check(self.contract, attempt.request, answer)
         with self._lock:
             call_index, number = self._number(attempt)
@@ -374,6 +389,7 @@ class _AttemptContext:
         # Set when the figures measured here are not the real ones (see the module docstring).
         self.timing: RecordedTiming | None = None
         self.timing_source: TimingSource = "live"
+        self.recorded_at: datetime | None = None
         self.started_at = time.time()
         self.started = time.perf_counter()
 
@@ -382,6 +398,8 @@ class _AttemptContext:
         recorded = pop_timing_header(response_headers)
         if recorded is not None:
             self.timing, self.timing_source = recorded, "recorded"
+            # Cassettes recorded before recorded_at was stored: the server's Date header.
+            self.recorded_at = recorded.recorded_at or _http_date(response_headers.get("date"))
             return
         # A timing complete before the response is handed on means a layer beneath this one
         # (vcrpy recording) read the whole body: the clock here has not seen it arrive.
@@ -439,6 +457,7 @@ class _AttemptContext:
             streamed=sse or self.asked_stream,
             timing=self.timing_source,
             request=self.request_json,
+            recorded_at=self.recorded_at,
         )
         record = self.transport.sink(attempt)
         if self.handle is not None:
@@ -682,6 +701,21 @@ class _MeasuringTransport:
         # Responses nobody read to the end would otherwise never be recorded.
         self.abandon_open()
         self.inner.close()
+
+
+def _http_date(value: object) -> datetime | None:
+    """An HTTP ``Date`` header value as an aware UTC datetime; None if absent or unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    from email.utils import parsedate_to_datetime
+
+    try:
+        at = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if at.tzinfo is None:
+        return None  # RFC 9110: a Date without a zone cannot be trusted as GMT
+    return at.astimezone(timezone.utc)
 
 
 def _narrow_accept_encoding(headers: Any) -> None:

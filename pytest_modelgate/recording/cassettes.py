@@ -34,7 +34,12 @@ Secrets (:class:`Scrubber`)
 File format (:class:`CassetteError` for anything else)
     vcrpy's cassette (``version: 1``, ``interactions``) plus a ``modelgate_cassette`` format mark,
     written with libyaml when available, UTF-8, atomically; bodies are text when they decode as
-    UTF-8 and multi-line bodies (SSE streams) are block literals, one event per line.
+    UTF-8 and multi-line bodies (SSE streams) are block literals, one event per line. Every
+    interaction is checked on load against what vcrpy and httpx can play (text header names and
+    values, an HTTP status code from 100 to 599, an ASCII reason phrase, a text body for chat
+    completions), so a hand-edited cassette fails naming the file and interaction instead of
+    raising ``TypeError`` inside vcrpy, where a product that catches exceptions would hide it.
+    YAML aliases are refused before they are expanded (our writer never emits them).
 
 vcrpy is imported only inside the functions that need it; PyYAML is already a dependency of the
 configuration loader.
@@ -47,6 +52,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import string
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -77,6 +83,7 @@ __all__ = [
     "CassetteError",
     "RecordMode",
     "Scrubber",
+    "cassette_owner",
     "cassette_path",
     "explain_mismatch",
     "make_vcr",
@@ -195,6 +202,29 @@ def cassette_path(
         name += f"--rep{repeat + 1}"
     folder = test_path.parent / CASSETTE_DIR / _name_part(test_path.stem, _MAX_CASE_NAME)
     return folder / f"{name}.yaml"
+
+
+def cassette_owner(file_name: str, models: Iterable[str]) -> tuple[str, int] | None:
+    """The model (one of ``models``) and 0-based repeat a cassette file name belongs to, if any.
+
+    The inverse of :func:`cassette_path` for the model and repeat parts:
+    ``test_a[p]--qwen-max--rep2.yaml`` -> ``("qwen-max", 1)``. When several models match (``b``
+    and ``a--b``), the longest name wins. ``None`` for a name of none of ``models``.
+    """
+    stem = file_name.removesuffix(".yaml")
+    found: tuple[str, int] | None = None
+    for model in models:
+        if not model:
+            continue
+        encoded = _name_part(model, _MAX_MODEL_NAME)
+        match = re.fullmatch(rf".+--{re.escape(encoded)}(?:--rep([1-9][0-9]*))?", stem)
+        if match is None or (found is not None and len(found[0]) >= len(model)):
+            continue
+        number = int(match.group(1)) if match.group(1) else 1
+        if number == 1 and match.group(1):
+            continue  # repeat 0 never has a suffix: "--rep1" is not ours
+        found = (model, number - 1)
+    return found
 
 
 def _case_name(case_id_name: str) -> str:
@@ -539,8 +569,7 @@ class _YamlSerializer:
     @staticmethod
     def deserialize(text: str) -> dict[str, Any]:
         try:
-            # Safe: a (C)SafeLoader builds only plain data.
-            data = yaml.load(text, Loader=_BaseSafeLoader)
+            data = _load_without_aliases(text)
         except yaml.YAMLError as exc:
             where = yaml_error_location(exc).lstrip(":")
             at = f" at line {where}" if where else ""
@@ -553,6 +582,51 @@ class _YamlSerializer:
 
 
 _SERIALIZER = _YamlSerializer()
+
+
+def _load_without_aliases(text: str) -> Any:
+    """The YAML document in ``text``, refusing aliases before anything is built from them.
+
+    Safe: a (C)SafeLoader builds only plain data. Our writer (and vcrpy's) never emits anchors
+    or aliases, and a document of nested aliases (a "billion laughs") is tiny on disk but grows
+    exponentially in whatever walks or copies it. Composing keeps an alias as a second reference
+    to the anchored node, so the composed graph stays as small as the text; it is checked for a
+    node reached twice before any Python object is constructed.
+    """
+    loader = _BaseSafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        line = _aliased_line(node)
+        if line is None:
+            return loader.construct_document(node)
+    finally:
+        loader.dispose()
+    # Raised here, not in the walk: a traceback renderer (pytest's) shows the arguments of every
+    # frame, and the repr of an aliased node expands it.
+    raise _CassetteFormatError(
+        f"uses a YAML alias (the node anchored at line {line} is referred to again); "
+        "cassettes never contain aliases, and expanding them can take unbounded time "
+        "and memory, so the file is refused unread"
+    )
+
+
+def _aliased_line(root: yaml.Node) -> int | str | None:
+    """The line of the first node reached twice in the composed graph (an alias), or None."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return node.start_mark.line + 1 if node.start_mark is not None else "?"
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack += (key, value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+    return None
 
 
 def _check_cassette(data: object) -> None:
@@ -610,19 +684,91 @@ def _interaction_problem(interaction: object) -> str | None:
             return f"request.{key} is missing or not a {kind.__name__}"
     if "body" not in request or not isinstance(request["body"], (str, bytes, type(None))):
         return "request.body is missing or not text"
+    problem = _headers_problem(request["headers"], "request.headers", lists_only=False)
+    if problem:
+        return problem
     if not isinstance(response, dict):
         return "'response' is missing or not a mapping"
     status, headers, body = response.get("status"), response.get("headers"), response.get("body")
     if (
         not isinstance(status, dict)
         or not isinstance(status.get("code"), int)
+        or isinstance(status.get("code"), bool)
         or not isinstance(status.get("message"), (str, type(None)))
     ):
         return "response.status is not a mapping with a numeric code and a text message"
-    if not isinstance(headers, dict) or not all(isinstance(v, list) for v in headers.values()):
+    code, message = status["code"], status["message"]
+    if not _MIN_STATUS <= code <= _MAX_STATUS:
+        return f"response.status.code {code} is not an HTTP status ({_MIN_STATUS}-{_MAX_STATUS})"
+    if message is not None and not message.isascii():
+        # vcrpy hands the reason phrase to httpx encoded as ASCII.
+        return f"response.status.message {_shorten_repr(message)} is not ASCII text"
+    if not isinstance(headers, dict):
         return "response.headers is missing or not a mapping of lists"
+    problem = _headers_problem(headers, "response.headers", lists_only=True)
+    if problem:
+        return problem
     if not isinstance(body, dict) or not isinstance(body.get("string"), (str, bytes)):
         return "response.body.string is missing or not text"
+    if isinstance(body["string"], bytes) and _is_chat_call(request):
+        # Chat completions are JSON or an SSE stream, text that our writer stores as text.
+        return "response.body.string is binary (!!binary), not the text of a chat completion"
+    return None
+
+
+_MIN_STATUS, _MAX_STATUS = 100, 599
+_SHOWN_VALUE = 60
+
+
+def _shorten_repr(value: object) -> str:
+    """``repr(value)``, cut to a length a message can quote."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_VALUE else f"{text[: _SHOWN_VALUE - 3]}..."
+
+
+def _headers_problem(headers: dict[Any, Any], where: str, *, lists_only: bool) -> str | None:
+    """Why ``headers`` cannot be replayed: names are text, values lists of text (or text)."""
+    for name, values in headers.items():
+        if not isinstance(name, str):
+            return f"{where} has a header name that is not text: {_shorten_repr(name)}"
+        if isinstance(values, str) and not lists_only:
+            continue
+        if not isinstance(values, list):
+            return f"{where}.{name} is not a list of values: {_shorten_repr(values)}"
+        for value in values:
+            if not isinstance(value, str):
+                return f"{where}.{name} has a value that is not text: {_shorten_repr(value)}"
+    return None
+
+
+def _is_chat_call(request: dict[str, Any]) -> bool:
+    """Whether a recorded request is one the gate measures: ``POST .../chat/completions``."""
+    path = urlsplit(str(request.get("uri", ""))).path
+    return str(request.get("method", "")).upper() == "POST" and path.rstrip("/").endswith(
+        "/chat/completions"
+    )
+
+
+def _timing_problem(request: Any, response: Any) -> str | None:
+    """Why a loaded chat-completions interaction has no usable recorded timing, if it has not.
+
+    Without it a replay would report the replay's own clock (well under a millisecond) as the
+    call's latency, and a slow model would look fast.
+    """
+    from pytest_modelgate.recording.timing import TIMING_HEADER, RecordedTiming
+
+    if not _is_chat_call({"method": request.method, "uri": request.uri}):
+        return None
+    headers = response.get("headers") or {}
+    values = [v for name, v in headers.items() if str(name).lower() == TIMING_HEADER]
+    if not values or not values[0]:
+        return f"the response has no {TIMING_HEADER} header, so its recorded latency is unknown"
+    if len(values) > 1 or len(values[0]) > 1:
+        return f"the response has more than one {TIMING_HEADER} header"
+    try:
+        RecordedTiming.from_header(values[0][0])
+    except ValueError as exc:
+        return f"unusable recorded latency: {exc}"
     return None
 
 
@@ -667,8 +813,9 @@ class _Persister:
     turn a corrupt recording into a confusing "not recorded" or a silent overwrite.
     """
 
-    def __init__(self, scrubber: Scrubber) -> None:
+    def __init__(self, scrubber: Scrubber, *, require_timing: bool = False) -> None:
         self._scrubber = scrubber
+        self._require_timing = require_timing
 
     def load_cassette(
         self, cassette_path: str | os.PathLike[str], serializer: Any
@@ -688,6 +835,12 @@ class _Persister:
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             # A shape the checks above missed: still the file's fault, so still name the file.
             raise CassetteError(path, f"malformed cassette ({type(exc).__name__}: {exc})") from exc
+        if self._require_timing:
+            pairs = zip(loaded[0], loaded[1], strict=True)
+            for number, (request, response) in enumerate(pairs, start=1):
+                problem = _timing_problem(request, response)
+                if problem:
+                    raise CassetteError(path, f"interaction {number}: {problem}")
         return loaded
 
     def save_cassette(
@@ -759,6 +912,7 @@ def make_vcr(
     secrets: Iterable[str],
     extra_before_record_response: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     skip_absent_libraries: bool = False,
+    require_timing: bool = False,
 ) -> vcr.VCR:
     """A ``vcr.VCR`` for modelgate cassettes: our serializer, matcher, persister and scrubbing.
 
@@ -771,6 +925,9 @@ def make_vcr(
     on every interaction it loads from a cassette, so hooks must be idempotent.
     Compressed response bodies are stored decompressed. ``skip_absent_libraries`` tells vcrpy (9.4
     and later) not to look for HTTP libraries that are not installed (see :func:`absent_patchers`).
+    ``require_timing`` refuses (with :class:`CassetteError`) a cassette in which a chat-completions
+    interaction lacks a valid recorded timing (:mod:`~pytest_modelgate.recording.timing`): what
+    the gate replays must report the latency it was recorded with.
     """
     import vcr as vcrpy
 
@@ -795,7 +952,7 @@ def make_vcr(
     )
     recorder.register_serializer(SERIALIZER_NAME, _SERIALIZER)
     recorder.register_matcher(BODY_MATCHER_NAME, modelgate_body)
-    recorder.register_persister(_Persister(scrubber))
+    recorder.register_persister(_Persister(scrubber, require_timing=require_timing))
     return recorder
 
 

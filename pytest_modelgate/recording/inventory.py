@@ -23,6 +23,12 @@ What is an orphan
     that is not a valid cassette raises :class:`~pytest_modelgate.recording.cassettes.CassetteError`
     naming it: damage is reported, never deleted silently.
 
+What a prune may delete
+    Unused interactions of this run's cassettes, and the orphans a :class:`PruneScope` covers:
+    by default only those named for one of this run's models and a repeat below its repeat
+    count. Another model's recordings, or a larger ``--modelgate-repeat``'s, are paid for and
+    may serve another run, so only :meth:`PruneScope.everything` deletes them.
+
 Indexes
     ``played`` and :attr:`UnusedInteraction.index` are 0-based positions in the file's
     ``interactions`` list, as vcrpy's ``Cassette.play_counts`` counts them; messages number
@@ -42,6 +48,7 @@ from urllib.parse import urlsplit
 from pytest_modelgate.recording.cassettes import (
     FORMAT_KEY,
     SERIALIZER_NAME,
+    cassette_owner,
     make_vcr,
     read_cassette,
 )
@@ -50,6 +57,7 @@ __all__ = [
     "Inventory",
     "PlayedCassette",
     "PruneResult",
+    "PruneScope",
     "UnusedInteraction",
     "prune",
     "take_inventory",
@@ -112,6 +120,35 @@ class UnusedInteraction:
 
 
 @dataclass(frozen=True)
+class PruneScope:
+    """Which orphan cassettes a prune may delete: those of this run's models and repeats.
+
+    ``models`` are the models the run played (its arms); ``repeats`` its ``--modelgate-repeat``.
+    An orphan is covered when its file name says it is the cassette of one of ``models`` for a
+    repeat below ``repeats``: its test is gone. Other orphans (another model's, or a repeat of a
+    larger ``--modelgate-repeat``) may still be wanted by another run and cost money to record
+    again, so they are kept unless the scope is :meth:`everything` (``--modelgate-prune=all``).
+    Unused interactions are always in scope: only this run's cassettes are judged for them.
+    """
+
+    models: frozenset[str] = frozenset()
+    repeats: int = 1
+    all: bool = False
+
+    @classmethod
+    def everything(cls) -> PruneScope:
+        """Every orphan, whichever model or repeat it belongs to."""
+        return cls(all=True)
+
+    def covers(self, path: Path) -> bool:
+        """Whether the orphan cassette ``path`` may be deleted under this scope."""
+        if self.all:
+            return True
+        owner = cassette_owner(path.name, self.models)
+        return owner is not None and owner[1] < self.repeats
+
+
+@dataclass(frozen=True)
 class Inventory:
     """What :func:`take_inventory` found, and the roots :func:`prune` may change files under.
 
@@ -131,6 +168,66 @@ class Inventory:
     def clean(self) -> bool:
         """Whether there is nothing to prune."""
         return not self.unused and not self.orphans
+
+    def within(self, scope: PruneScope) -> Inventory:
+        """This inventory with only the orphans ``scope`` covers: what a prune would remove."""
+        return Inventory(
+            unused=self.unused,
+            orphans=tuple(path for path in self.orphans if scope.covers(path)),
+            changed=self.changed,
+            roots=self.roots,
+        )
+
+    def summary(
+        self, scope: PruneScope, relative_to: Path | None = None, *, can_prune: bool = True
+    ) -> list[str]:
+        """One line on what is unused, one on what only ``=all`` removes, then changed files.
+
+        ``can_prune`` false (a partial run) says that only a full run can remove them.
+        """
+        pruned = self.within(scope)
+        kept = len(self.orphans) - len(pruned.orphans)
+        out: list[str] = []
+        if not pruned.clean:
+            files = len({item.path for item in pruned.unused})
+            parts = []
+            if pruned.orphans:
+                parts.append(f"{_count(len(pruned.orphans), 'cassette')} no collected test uses")
+            if pruned.unused:
+                parts.append(
+                    f"{_count(len(pruned.unused), 'interaction')} no test played "
+                    f"(in {_count(files, 'cassette')})"
+                )
+            total = len(pruned.orphans) + len(pruned.unused)
+            how = (
+                "--modelgate-prune removes them, --modelgate-prune=dry-run lists them"
+                if can_prune
+                else "a full run (no -k/-m/paths, not stopped early) with --modelgate-prune "
+                "removes them"
+            )
+            out.append(f"{_count(total, 'recording')} unused: {', '.join(parts)}; {how}")
+        if kept:
+            out.append(
+                f"{_count(kept, 'cassette')} of other models or repeats no test of this run "
+                "uses: kept, only --modelgate-prune=all removes them"
+            )
+        out += [
+            f"{_shown(path, relative_to)}: changed while this run used it; "
+            "not checked for unused interactions"
+            for path in self.changed
+        ]
+        return out
+
+    def dry_run_lines(self, scope: PruneScope, relative_to: Path | None = None) -> list[str]:
+        """What a prune under ``scope`` would remove, one line per interaction and file."""
+        pruned = self.within(scope)
+        out = [
+            f"{_shown(item.path, relative_to)}: interaction {item.index + 1} of "
+            f"{item.interactions} ({item.request_line}) would be removed"
+            for item in pruned.unused
+        ]
+        out += [f"{_shown(path, relative_to)}: would be deleted" for path in pruned.orphans]
+        return out
 
     def lines(self, relative_to: Path | None = None) -> list[str]:
         """One line per finding, paths relative to ``relative_to`` (the rootdir) when under it."""
@@ -328,8 +425,11 @@ def _locator() -> Callable[[Path], Path]:
 # -- pruning ---------------------------------------------------------------------------------------
 
 
-def prune(inventory: Inventory) -> PruneResult:
+def prune(inventory: Inventory, scope: PruneScope | None = None) -> PruneResult:
     """Remove what ``inventory`` found: unused interactions, then orphan files, then empty dirs.
+
+    With ``scope``, only the orphans it covers are deleted (see :class:`PruneScope`); without,
+    every orphan is.
 
     Each cassette is loaded and saved with the persister and serializer of
     :func:`~pytest_modelgate.recording.cassettes.make_vcr`, so it keeps the format mark and the
@@ -339,6 +439,8 @@ def prune(inventory: Inventory) -> PruneResult:
     no longer match the inventory, are left alone and listed in ``skipped``. Raises
     ``CassetteError`` for a cassette that became unreadable since the inventory was taken.
     """
+    if scope is not None:
+        inventory = inventory.within(scope)
     # Located again, as a hand-made inventory may hold paths with ``..`` or links in them.
     locate = _locator()
     roots = tuple(Path(root).resolve() for root in inventory.roots)

@@ -12,6 +12,8 @@ while recording nor any real latency on replay. So the clock sits *beneath* vcrp
    :class:`~pytest_modelgate.protocol.SSEAccumulator`), the end, and whether the body was cut.
 2. :func:`before_record_response`, given to vcrpy, stores that :class:`RecordedTiming` in the
    recorded response as the header :data:`TIMING_HEADER`, so cassettes need no format change.
+   It includes the wall-clock time the request was sent (``recorded_at``): a replay prices the
+   call at that time, never at the time of the replay.
 3. On replay the measuring transport finds the header (:func:`pop_timing_header`), reports the
    recorded figures as the attempt's latency and removes the header. Nothing sleeps.
 
@@ -49,6 +51,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Final, Literal
 
 from pytest_modelgate.protocol import SSEAccumulator, looks_like_sse
@@ -88,7 +91,9 @@ class RecordedTiming:
     SSE event carrying content, reasoning or a tool-call delta (``None`` for plain bodies and
     streams without one); ``total_ms``: the last body byte; ``chunks_ms``: when each body chunk
     arrived, in order; ``cut``: the body broke off or was closed early, or an SSE stream ended
-    before ``[DONE]`` or a ``finish_reason``.
+    before ``[DONE]`` or a ``finish_reason``; ``recorded_at``: the wall-clock time (UTC) the
+    request was sent, so that a replay prices the call at the time it was made (peak-hour rates),
+    ``None`` in timings recorded before it was stored.
     """
 
     headers_ms: float
@@ -96,10 +101,11 @@ class RecordedTiming:
     ttft_ms: float | None = None
     chunks_ms: tuple[float, ...] = ()
     cut: bool = False
+    recorded_at: datetime | None = None
 
     def to_header(self) -> str:
         """The compact JSON stored as the value of :data:`TIMING_HEADER`."""
-        data = {
+        data: dict[str, object] = {
             "v": _FORMAT_VERSION,
             "headers_ms": _round(self.headers_ms),
             "ttft_ms": None if self.ttft_ms is None else _round(self.ttft_ms),
@@ -107,6 +113,10 @@ class RecordedTiming:
             "chunks_ms": [_round(offset) for offset in self.chunks_ms],
             "cut": self.cut,
         }
+        if self.recorded_at is not None:
+            # An optional field: readers of format 1 that predate it ignore it.
+            at = self.recorded_at.astimezone(timezone.utc)
+            data["recorded_at"] = at.isoformat(timespec="milliseconds")
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -127,12 +137,14 @@ class RecordedTiming:
         cut = data.get("cut", False)
         if not isinstance(cut, bool):
             raise ValueError(f"{TIMING_HEADER}: cut is not a boolean")
+        recorded_at = data.get("recorded_at")
         return cls(
             headers_ms=_milliseconds(data.get("headers_ms"), "headers_ms"),
             total_ms=_milliseconds(data.get("total_ms"), "total_ms"),
             ttft_ms=None if ttft is None else _milliseconds(ttft, "ttft_ms"),
             chunks_ms=tuple(_milliseconds(offset, "chunks_ms") for offset in chunks),
             cut=cut,
+            recorded_at=None if recorded_at is None else _instant(recorded_at),
         )
 
 
@@ -147,6 +159,20 @@ def _milliseconds(value: object, name: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{TIMING_HEADER}: {name} is not a duration: {value!r}")
     return float(value)
+
+
+def _instant(value: object) -> datetime:
+    if isinstance(value, str):
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if at.tzinfo is not None:
+                return at.astimezone(timezone.utc)
+    raise ValueError(
+        f"{TIMING_HEADER}: recorded_at is not an ISO 8601 time with a UTC offset: {value!r}"
+    )
 
 
 def pop_timing_header(headers: Any) -> RecordedTiming | None:
@@ -303,6 +329,7 @@ class TimingRegistry:
         self._begin()
         body = _DigestingStream(request.stream)
         request.stream = body
+        sent_at = datetime.fromtimestamp(time.time(), tz=timezone.utc)
         started = time.perf_counter()
         # A request that fails before its response headers has no timing to keep.
         response = send(pool, request)
@@ -310,7 +337,7 @@ class TimingRegistry:
         url = request.url
         # httpcore sends the whole request body before it returns the response headers.
         key = timing_key(request.method, url.scheme, url.host, url.port, url.target, body.digest())
-        clock = _ExchangeClock(self, key, slot, started, headers_at, response)
+        clock = _ExchangeClock(self, key, slot, started, headers_at, response, sent_at)
         response.stream = _TimedStream(response.stream, clock)
         return response
 
@@ -343,8 +370,10 @@ class _ExchangeClock:
         started: float,
         headers_at: float,
         response: Any,
+        sent_at: datetime | None = None,
     ) -> None:
         self._registry = registry
+        self._sent_at = sent_at
         self._key = key
         self._slot = slot
         self._started = started
@@ -423,6 +452,7 @@ class _ExchangeClock:
             ttft_ms=None if self._ttft is None else _offset_ms(self._ttft, self._started),
             chunks_ms=tuple(_offset_ms(at, self._started) for at in self._chunks),
             cut=cut,
+            recorded_at=self._sent_at,
         )
         entry = _Completed(self._key, self._status, self._started, timing)
         self._registry._complete(entry, self._slot)

@@ -19,6 +19,7 @@ from pytest_modelgate.errors import ModelgateError
 VCR_RECORD_MODES = {"replay": "none", "record": "new_episodes", "rerecord": "all"}
 
 RECORD_HINT = "--modelgate-mode=record"
+RERECORD_HINT = "--modelgate-mode=rerecord"
 
 
 class MissingRecordingError(ModelgateError):
@@ -36,14 +37,18 @@ class Recording:
 
 
 @contextlib.contextmanager
-def recorded_calls(*, path: Path, mode: str, secrets: Iterable[str]) -> Iterator[Recording]:
+def recorded_calls(
+    *, path: Path, mode: str, secrets: Iterable[str], test_id: str | None = None
+) -> Iterator[Recording]:
     """Open ``path`` for the duration of one test in ``mode`` (replay, record or rerecord).
 
-    Raises ``CassetteError`` (naming the file) for a corrupt or foreign cassette, before the test
-    runs. ``rerecord`` starts from an empty cassette: the file is replaced by what this test
-    records, so requests the test no longer makes do not linger in it.
+    Raises ``CassetteError`` (naming the file and saying how to re-record ``test_id``) for a
+    cassette that cannot be played: corrupt, foreign, malformed, or a chat-completions
+    interaction without its recorded timing. It is raised before the test runs. ``rerecord``
+    starts from an empty cassette: the file is replaced by what this test records, so requests
+    the test no longer makes do not linger in it.
     """
-    from pytest_modelgate.recording.cassettes import Scrubber
+    from pytest_modelgate.recording.cassettes import CassetteError, Scrubber
     from pytest_modelgate.recording.timing import capture_timing
 
     secrets = tuple(secrets)
@@ -53,7 +58,17 @@ def recorded_calls(*, path: Path, mode: str, secrets: Iterable[str]) -> Iterator
     vcr = _recorder(mode, secrets)
     # Replay reaches no network: there is no exchange to time (the timings are in the cassette).
     timing = capture_timing() if mode != "replay" else contextlib.nullcontext()
-    with timing, vcr.use_cassette(str(path)) as cassette:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(timing)
+        try:
+            cassette = stack.enter_context(vcr.use_cassette(str(path)))
+        except CassetteError as exc:
+            which = f" ({test_id})" if test_id else ""
+            raise CassetteError(
+                exc.path,
+                f"{exc.reason}; the file is left as it is: re-record this test{which} with "
+                f"{RERECORD_HINT}, or delete the file and record it with {RECORD_HINT}",
+            ) from exc
         recording = Recording(path=path, cassette=cassette)
         can_play = cassette.can_play_response_for
         scrub = Scrubber(secrets).scrub_url
@@ -85,6 +100,8 @@ def _recorder(mode: str, secrets: tuple[str, ...]) -> Any:
         # Replay records nothing, so there is no timing to store.
         extra_before_record_response=before_record_response if mode != "replay" else None,
         skip_absent_libraries=True,
+        # What the gate plays must carry the latency it was recorded with.
+        require_timing=True,
     )
 
 

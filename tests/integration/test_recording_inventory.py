@@ -64,14 +64,25 @@ def test_unused_recordings_are_reported_after_a_full_run(project: GateProject) -
 
     result.assert_outcomes(passed=6)
     assert result.ret == 0
+    # One summary line, not one line per file (issue 10 item 9).
     result.stdout.fnmatch_lines(
         [
             "recordings:",
+            "  4 recordings unused: 2 cassettes no collected test uses, 2 interactions no test "
+            "played (in 2 cassettes); --modelgate-prune removes them, --modelgate-prune=dry-run "
+            "lists them",
+        ]
+    )
+    assert "test_retired" not in result.stdout.str()
+    # A dry run names each of them.
+    dry = project.pytester.runpytest(*GATE, "--modelgate-mode=replay", "--modelgate-prune=dry-run")
+    dry.stdout.fnmatch_lines(
+        [
             "*test_wf/test_second_call--sim-*.yaml: interaction 2 of 2 (POST /v1/chat/completions)"
-            " was not played",
-            "*test_wf/test_retired--sim-candidate.yaml: no collected test uses this cassette",
-            "*test_wf/test_retired--sim-stable.yaml: no collected test uses this cassette",
-            "*--modelgate-prune removes these after a full run",
+            " would be removed",
+            "*test_wf/test_retired--sim-candidate.yaml: would be deleted",
+            "*test_wf/test_retired--sim-stable.yaml: would be deleted",
+            "*--modelgate-prune=dry-run: nothing was removed",
         ]
     )
     # Reporting changes nothing.

@@ -9,6 +9,8 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -329,6 +331,26 @@ def test_make_vcr_rejects_an_unknown_record_mode() -> None:
 
 HEADER = "modelgate_cassette: 1\nversion: 1\n"
 REQUEST = "method: GET, uri: 'http://h/', body: null, headers: {}"
+TIMING = '{"v":1,"headers_ms":5.0,"ttft_ms":null,"total_ms":6.0,"chunks_ms":[6.0],"cut":false}'
+
+
+def _interaction(change: str, *, request_headers: str = "{}") -> bytes:
+    """A one-interaction chat-completions cassette with one field of the response replaced."""
+    fields = {
+        "status": "status: {code: 200, message: OK}",
+        "headers": f"headers: {{x-modelgate-timing: ['{TIMING}']}}",
+        "body": "body: {string: '{}'}",
+    }
+    if change:
+        fields[change.split(":", 1)[0]] = change
+    request = (
+        f"method: POST, uri: 'http://h/v1/chat/completions', body: '{{}}', "
+        f"headers: {request_headers}"
+    )
+    return (
+        f"{HEADER}interactions:\n- request: {{{request}}}\n"
+        f"  response: {{{', '.join(fields.values())}}}\n"
+    ).encode()
 
 
 @pytest.mark.parametrize(
@@ -363,6 +385,59 @@ REQUEST = "method: GET, uri: 'http://h/', body: null, headers: {}"
             "interaction 1: response.body.string",
             id="response-body",
         ),
+        # Issue 10 item 4: what vcrpy or httpx would choke on (a TypeError inside vcrpy, which a
+        # product that catches exceptions hides) is refused on load, naming the interaction.
+        pytest.param(
+            _interaction("status: {code: -1, message: OK}"),
+            "interaction 1: response.status.code -1 is not an HTTP status",
+            id="status-negative",
+        ),
+        pytest.param(
+            _interaction("status: {code: 1000, message: OK}"),
+            "response.status.code 1000",
+            id="status-large",
+        ),
+        pytest.param(
+            _interaction("status: {code: true, message: OK}"), "response.status", id="status-bool"
+        ),
+        pytest.param(
+            _interaction("status: {code: 200, message: 'D\u00e9j\u00e0'}"),
+            "not ASCII",
+            id="status-message",
+        ),
+        pytest.param(
+            _interaction("headers: {content-type: [[application/json]]}"),
+            "response.headers.content-type has a value that is not text",
+            id="header-list",
+        ),
+        pytest.param(
+            _interaction("headers: {x-id: [12345]}"),
+            "response.headers.x-id has a value that is not text: 12345",
+            id="header-int",
+        ),
+        pytest.param(
+            _interaction("headers: {x-id: text}"),
+            "response.headers.x-id is not a list",
+            id="header-not-list",
+        ),
+        pytest.param(
+            _interaction("headers: {7: [a]}"), "header name that is not text", id="header-name"
+        ),
+        pytest.param(
+            _interaction("body: {string: !!binary iVBORw0KGgo=}"),
+            "binary (!!binary), not the text of a chat completion",
+            id="binary-body",
+        ),
+        pytest.param(
+            _interaction("", request_headers="{content-type: [7]}"),
+            "request.headers.content-type has a value that is not text",
+            id="request-header",
+        ),
+        pytest.param(
+            (HEADER + "metadata: {a: &a [x, x], b: [*a, *a]}\ninteractions: []\n").encode(),
+            "uses a YAML alias (the node anchored at line 3",
+            id="alias",
+        ),
     ],
 )
 @pytest.mark.parametrize("mode", ["none", "new_episodes"])
@@ -377,7 +452,7 @@ def test_an_unreadable_cassette_names_the_file(
     assert str(path) in str(info.value)
     assert reason in info.value.reason
     assert info.value.path == path
-    with pytest.raises(CassetteError, match=reason):
+    with pytest.raises(CassetteError, match=re.escape(reason)):
         read_cassette(path)
     assert path.read_bytes() == content  # never overwritten
 
@@ -545,3 +620,67 @@ def test_body_matcher_compares_json_by_value_and_other_bodies_by_bytes() -> None
     ):
         with pytest.raises(AssertionError):
             modelgate_body(request(new), request(recorded))
+
+
+def test_a_valid_hand_written_interaction_loads(tmp_path: Path) -> None:
+    """The cassettes the parametrized refusals above are made from are valid themselves."""
+    path = tmp_path / "c.yaml"
+    path.write_bytes(_interaction(""))
+    assert read_cassette(path)["interactions"][0]["response"]["status"]["code"] == 200
+    with recorder("none", require_timing=True).use_cassette(path) as cassette:
+        assert len(cassette) == 1
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    """Issue 10 item 4: a billion laughs (10**9 leaves) is refused before it is expanded."""
+    lines = ["  l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"  l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 10)}]" for n in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text(HEADER + "metadata:\n" + "\n".join(lines) + "\ninteractions: []\n")
+    started = time.perf_counter()
+    with pytest.raises(CassetteError, match="YAML alias"):
+        read_cassette(path)
+    with pytest.raises(CassetteError, match="YAML alias"), recorder("none").use_cassette(path):
+        pass
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("timing", "reason"),
+    [
+        (None, "interaction 1: the response has no x-modelgate-timing header"),
+        ("'{not json'", "interaction 1: unusable recorded latency: x-modelgate-timing is not JSON"),
+        (
+            '\'{"v":1,"headers_ms":1,"total_ms":-3}\'',
+            "x-modelgate-timing: total_ms is not a duration",
+        ),
+        ("'{\"v\":9}'", "unknown version"),
+    ],
+    ids=["missing", "garbled", "negative", "version"],
+)
+def test_require_timing_refuses_a_chat_interaction_without_recorded_timing(
+    tmp_path: Path, timing: str | None, reason: str
+) -> None:
+    """Issue 10 item 3: the gate's recorder refuses what would replay with the replay clock."""
+    headers = "headers: {}" if timing is None else f"headers: {{x-modelgate-timing: [{timing}]}}"
+    path = tmp_path / "c.yaml"
+    path.write_bytes(_interaction(headers))
+    replaying = recorder("none", require_timing=True)
+    with pytest.raises(CassetteError) as info, replaying.use_cassette(path):
+        pass
+    assert reason in info.value.reason
+    assert info.value.path == path
+    # The storage layer alone reads it: the inventory and diffs need no timing.
+    assert read_cassette(path)["interactions"]
+    with recorder("none").use_cassette(path) as cassette:
+        assert len(cassette) == 1
+
+
+def test_require_timing_ignores_requests_the_gate_does_not_measure(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        HEADER + "interactions:\n- request: {" + REQUEST + "}\n"
+        "  response: {status: {code: 200, message: OK}, headers: {}, body: {string: ok}}\n"
+    )
+    with recorder("none", require_timing=True).use_cassette(path) as cassette:
+        assert len(cassette) == 1

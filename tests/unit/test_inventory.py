@@ -23,6 +23,7 @@ from pytest_modelgate.recording.cassettes import (
     FORMAT_KEY,
     CassetteError,
     RecordMode,
+    cassette_owner,
     cassette_path,
     make_vcr,
     read_cassette,
@@ -30,6 +31,7 @@ from pytest_modelgate.recording.cassettes import (
 from pytest_modelgate.recording.inventory import (
     Inventory,
     PlayedCassette,
+    PruneScope,
     UnusedInteraction,
     prune,
     take_inventory,
@@ -446,3 +448,77 @@ def test_prune_leaves_a_cassette_that_changed_since_the_inventory(project: Proje
     assert result.skipped == ((path, "changed since it was checked"),)
     assert result.interactions_removed == 0
     assert questions(path) == ["q1", "q2", "q3"]
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 10 item 9: a plain prune keeps other models' and repeats' recordings
+
+
+@pytest.mark.parametrize(
+    ("name", "owner"),
+    [
+        ("test_a--sim-a.yaml", ("sim-a", 0)),
+        ("test_a[p--q]--sim-a--rep2.yaml", ("sim-a", 1)),
+        ("test_a--sim-a--rep12.yaml", ("sim-a", 11)),
+        ("test_a--sim-b.yaml", None),
+        ("test_a--sim-a--rep1.yaml", None),  # repeat 0 has no suffix
+        ("test_a--x--sim-a.yaml", ("x--sim-a", 0)),  # the longest model name wins
+        ("--sim-a.yaml", None),
+        ("test_a--org%2Fmodel.yaml", ("org/model", 0)),
+    ],
+)
+def test_cassette_owner_inverts_the_model_and_repeat_of_cassette_path(
+    name: str, owner: tuple[str, int] | None
+) -> None:
+    assert cassette_owner(name, ["sim-a", "x--sim-a", "org/model"]) == owner
+
+
+def test_cassette_owner_agrees_with_cassette_path() -> None:
+    for model in ("qwen-max", "deepseek/chat v2", "a" * 120):
+        for repeat in range(3):
+            path = cassette_path(Path("t/test_x.py"), "test_x[1]", model, repeat=repeat, repeats=3)
+            assert cassette_owner(path.name, [model, "other"]) == (model, repeat)
+
+
+def test_a_scoped_prune_deletes_only_orphans_of_this_runs_models_and_repeats(
+    project: Project,
+) -> None:
+    used = project.path("test_triage[refund]")
+    other_model = project.path("test_triage[refund]", "sim-b")
+    second_repeat = project.path("test_triage[refund]", repeat=1, repeats=2)
+    gone = project.path("test_gone")
+    for path, model in ((used, "sim-a"), (other_model, "sim-b"), (second_repeat, "sim-a")):
+        project.record(path, model, "q1")
+    project.record(gone, "sim-a", "q1", "q2")
+    played: list[PlayedCassette] = []
+    with opened(used, "none", played):
+        project.ask("sim-a", "q1")
+    inventory = take_inventory(played, expected=[used], roots=[project.cassettes])
+    assert inventory.orphans == tuple(sorted([other_model, second_repeat, gone]))
+    scope = PruneScope(models=frozenset({"sim-a"}), repeats=1)
+
+    assert inventory.within(scope).orphans == (gone,)
+    assert inventory.within(PruneScope.everything()) == inventory
+    assert inventory.summary(scope, project.tests) == [
+        "1 recording unused: 1 cassette no collected test uses; --modelgate-prune removes "
+        "them, --modelgate-prune=dry-run lists them",
+        "2 cassettes of other models or repeats no test of this run uses: kept, only "
+        "--modelgate-prune=all removes them",
+    ]
+    assert inventory.dry_run_lines(scope, project.tests) == [
+        "cassettes/test_wf/test_gone--sim-a.yaml: would be deleted"
+    ]
+    # With two repeats the -rep2 file is this run's too.
+    two_repeats = PruneScope(models=frozenset({"sim-a"}), repeats=2)
+    assert inventory.within(two_repeats).orphans == (gone, second_repeat)
+
+    result = prune(inventory, scope)
+
+    assert result.orphans_deleted == (gone,)
+    assert not gone.exists()
+    assert other_model.is_file()
+    assert second_repeat.is_file()
+    again = take_inventory(played, expected=[used], roots=[project.cassettes])
+    assert prune(again, PruneScope.everything()).orphans_deleted == (second_repeat, other_model)
+    assert not other_model.exists()
+    assert not second_repeat.exists()

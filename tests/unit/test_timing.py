@@ -27,9 +27,11 @@ from pytest_modelgate.client import LLM
 from pytest_modelgate.endpoints import ResolvedModel
 from pytest_modelgate.errors import ModelAPIError
 from pytest_modelgate.recording.timing import (
+    TIMING_EXTENSION,
     TIMING_HEADER,
     RecordedTiming,
     TimingRegistry,
+    TimingSlot,
     _Completed,
     active_registry,
     before_record_response,
@@ -578,3 +580,47 @@ def test_registry_keys_real_requests_in_order(h: Harness) -> None:
     assert within(first.total_ms, walls[0]), (first, walls)
     assert at_least(last.total_ms, 40), (last, walls)
     assert within(last.total_ms, walls[2]), (last, walls)
+
+
+def test_recorded_at_round_trips_in_utc_and_is_optional() -> None:
+    """Issue 10 item 6: the header keeps when the call was made; older headers lack it."""
+    from datetime import datetime, timedelta, timezone
+
+    local = datetime(2026, 12, 1, 15, 0, 0, 123456, tzinfo=timezone(timedelta(hours=8)))
+    value = RecordedTiming(headers_ms=1, total_ms=2, recorded_at=local).to_header()
+    assert json.loads(value)["recorded_at"] == "2026-12-01T07:00:00.123+00:00"
+    parsed = RecordedTiming.from_header(value)
+    assert parsed.recorded_at == datetime(2026, 12, 1, 7, 0, 0, 123000, tzinfo=timezone.utc)
+    assert "recorded_at" not in json.loads(RecordedTiming(1, 2).to_header())
+    assert (
+        RecordedTiming.from_header('{"v": 1, "headers_ms": 1, "total_ms": 2}').recorded_at is None
+    )
+    for bad in ('"yesterday"', '"2026-12-01T07:00:00"', "1764572400"):
+        with pytest.raises(ValueError, match="recorded_at is not an ISO 8601 time"):
+            RecordedTiming.from_header(
+                f'{{"v": 1, "headers_ms": 1, "total_ms": 2, "recorded_at": {bad}}}'
+            )
+
+
+def test_a_captured_exchange_stamps_the_wall_clock_it_was_sent_at(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from pytest_modelgate.simulator import Scenario
+
+    scenario = Scenario.model_validate({"api_key": None, "seed": 1, "models": {"m": {}}})
+    with SimulatorServer(scenario, port=0) as server, capture_timing() as registry:
+        before = datetime.now(timezone.utc)
+        slot = TimingSlot()
+        with httpx.Client() as http:
+            request = http.build_request(
+                "POST",
+                f"{server.base_url}/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                extensions={TIMING_EXTENSION: slot},
+            )
+            http.send(request).read()
+        after = datetime.now(timezone.utc)
+    assert registry is not None
+    assert slot.timing is not None
+    assert slot.timing.recorded_at is not None
+    assert before <= slot.timing.recorded_at <= after

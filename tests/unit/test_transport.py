@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from loopback import ScriptedServer, Step, sse_events
 
 from pytest_modelgate.endpoints import PeakPricing, Price, ResolvedModel
 from pytest_modelgate.protocol import ParsedCompletion
+from pytest_modelgate.recording.timing import TIMING_HEADER, RecordedTiming
 from pytest_modelgate.records import CallRecord, Usage
 from pytest_modelgate.transport import (
     ATTEMPT_EXTENSION,
@@ -548,3 +550,97 @@ def test_nested_uses_measure_into_the_innermost_log(server: ScriptedServer) -> N
         post(http, server)
     assert len(outer.records()) == 1
     assert len(inner.records()) == 1
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 10 item 6: a replayed call is billed when it was recorded, never at the replay's hour
+
+# A Tuesday: 07:00 UTC is a DeepSeek peak hour (2x), 12:00 UTC is not.
+PEAK_AT = datetime(2026, 12, 1, 7, 0, tzinfo=timezone.utc)
+OFF_PEAK_AT = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+DEEPSEEK_PEAK = PeakPricing(multiplier=2.0, utc_hours=((1, 4), (6, 10)), weekdays_only=True)
+
+
+def priced_attempt(*, started: datetime, timing: str, recorded_at: datetime | None) -> Attempt:
+    usage = Usage(prompt_tokens=1000, completion_tokens=100, cached_tokens=400)
+    return Attempt(
+        client="modelgate",
+        method="POST",
+        endpoint="http://x/v1/chat/completions",
+        request_key="k",
+        started_at=started.timestamp(),
+        started_monotonic=0.0,
+        ended_monotonic=1.0,
+        latency_ms=1000.0,
+        status=200,
+        completion=ParsedCompletion(text="x", usage=usage),
+        timing=timing,  # type: ignore[arg-type]
+        recorded_at=recorded_at,
+    )
+
+
+@pytest.mark.parametrize("recorded_at", [OFF_PEAK_AT, PEAK_AT, None], ids=str)
+def test_a_replayed_call_costs_the_same_at_any_replay_time(recorded_at: datetime | None) -> None:
+    costs = []
+    for replayed_at in (OFF_PEAK_AT, PEAK_AT):
+        log = make_log(price=PRICE.model_copy(update={"peak": DEEPSEEK_PEAK}))
+        replayed = priced_attempt(started=replayed_at, timing="recorded", recorded_at=recorded_at)
+        assert replayed.billed_at == recorded_at
+        costs.append(log.add(replayed).cost_usd)
+    expected = 2 * COST if recorded_at == PEAK_AT else COST
+    assert costs == [pytest.approx(expected)] * 2
+
+
+def test_a_live_call_is_billed_when_it_started() -> None:
+    log = make_log(price=PRICE.model_copy(update={"peak": DEEPSEEK_PEAK}))
+    # recorded_at means nothing for a live attempt.
+    at_peak = priced_attempt(started=PEAK_AT, timing="live", recorded_at=OFF_PEAK_AT)
+    off_peak = priced_attempt(started=OFF_PEAK_AT, timing="live", recorded_at=PEAK_AT)
+    assert at_peak.billed_at == PEAK_AT
+    assert log.add(at_peak).cost_usd == pytest.approx(2 * COST)
+    assert log.add(off_peak).cost_usd == pytest.approx(COST)
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["recorded_at", "date-header"])
+def test_a_replayed_response_carries_its_recording_time(
+    server: ScriptedServer, stored: bool
+) -> None:
+    """Over loopback: a response with a timing header is what vcrpy hands back on replay.
+
+    The loopback server sends its own Date header (now); recorded_at, when stored, wins over it.
+    """
+    timing = RecordedTiming(1, 2, recorded_at=PEAK_AT if stored else None)
+    server.script.append(Step(body=completion(), headers={TIMING_HEADER: timing.to_header()}))
+    handle = AttemptHandle()
+    log = make_log(price=PRICE.model_copy(update={"peak": DEEPSEEK_PEAK}))
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    with httpx.Client(transport=measuring_transport(httpx.HTTPTransport(), log.add)) as http:
+        request = http.build_request("POST", f"{server.base_url}/chat/completions", json={"q": 1})
+        request.extensions[ATTEMPT_EXTENSION] = handle
+        http.send(request).read()
+    assert handle.attempt is not None
+    assert handle.attempt.timing == "recorded"
+    billed = handle.attempt.recorded_at
+    if stored:
+        assert billed == PEAK_AT
+        assert only(log).cost_usd == pytest.approx(2 * COST)
+    else:
+        assert billed is not None
+        assert before <= billed <= datetime.now(timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Tue, 01 Dec 2026 07:00:00 GMT", PEAK_AT),
+        ("Tue, 01 Dec 2026 08:00:00 +0100", PEAK_AT),
+        ("Tue, 01 Dec 2026 07:00:00 -0000", None),  # RFC 5322: zone unknown
+        ("not a date", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_http_date_reads_only_dates_with_a_zone(value: str | None, expected: object) -> None:
+    from pytest_modelgate.transport import _http_date
+
+    assert _http_date(value) == expected
