@@ -155,7 +155,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("modelgate_strict", "fail on any failed case", type="bool", default=False)
     parser.addini(
-        "modelgate_prune", "prune unused recordings: true, false, all, dry-run (--modelgate-prune)"
+        "modelgate_prune",
+        "prune unused recordings: true, false, all, dry-run (--modelgate-prune)",
+        default=None,
     )
 
 
