@@ -22,12 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_modelgate.errors import ModelAPIError, ReplyFormatError
+from pytest_modelgate.errors import CallDeadlineError, ModelAPIError, ReplyFormatError
 from pytest_modelgate.protocol import SSEAccumulator, looks_like_sse, shorten
 from pytest_modelgate.records import RETRYABLE_ERROR_KINDS, Arm, CallRecord, Usage
 from pytest_modelgate.transport import (
     ATTEMPT_EXTENSION,
     AttemptHandle,
+    CallBounds,
     CallLog,
     measuring_httpx2_transport,
     measuring_transport,
@@ -135,7 +136,12 @@ class LLM:
     streams are retried up to ``max_retries`` times with exponential backoff and jitter
     (``backoff_base_s`` · 2^n, also capped at ``retry_after_cap_s``); anything else raises
     :class:`~pytest_modelgate.errors.ModelAPIError` at once. ``timeout_s`` applies to connecting
-    and to each read. ``sleep`` is how the client waits between attempts (tests inject a fake).
+    and to each read; ``deadline_s`` to the whole logical call of ``chat``, every attempt, body
+    and retry wait included (a retry that could not start before it is not made), and to each
+    attempt of the openai SDK (whose own retries stop at a deadline too: the error is not an
+    httpx one); see :class:`~pytest_modelgate.transport.CallBounds`. A body beyond
+    ``max_response_bytes`` ends the call. ``sleep`` is how the client waits between attempts
+    (tests inject a fake).
     """
 
     def __init__(
@@ -147,6 +153,8 @@ class LLM:
         log: CallLog,
         max_retries: int = 2,
         timeout_s: float = 60.0,
+        deadline_s: float = 300.0,
+        max_response_bytes: int = 16 * 1024 * 1024,
         retry_after_cap_s: float = 30.0,
         backoff_base_s: float = 0.5,
         sleep: Callable[[float], object] = time.sleep,
@@ -154,10 +162,14 @@ class LLM:
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-        if retry_after_cap_s < 0 or backoff_base_s < 0:
-            raise ValueError("retry_after_cap_s and backoff_base_s must be >= 0")
+        if not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s}")
+        if not (math.isfinite(deadline_s) and deadline_s > 0):
+            raise ValueError(f"deadline_s must be a finite number > 0, got {deadline_s}")
+        if max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be >= 1, got {max_response_bytes}")
+        if not all(math.isfinite(v) and v >= 0 for v in (retry_after_cap_s, backoff_base_s)):
+            raise ValueError("retry_after_cap_s and backoff_base_s must be finite and >= 0")
         self.model: str = model.name
         self.arm: Arm = arm
         self.base_url: str = model.base_url
@@ -166,6 +178,11 @@ class LLM:
         self.log = log
         self.max_retries = max_retries
         self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
+        self.max_response_bytes = max_response_bytes
+        self.bounds = CallBounds(
+            deadline_s=deadline_s, max_response_bytes=max_response_bytes, model=model.name
+        )
         self.retry_after_cap_s = retry_after_cap_s
         self.backoff_base_s = backoff_base_s
         self._api_key = api_key
@@ -230,6 +247,7 @@ class LLM:
                         self.log.add,
                         client="modelgate",
                         translate_error=self.log.translate_error,
+                        bounds=self.bounds,
                     ),
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout_s),
@@ -241,9 +259,11 @@ class LLM:
 
         http = self._client()
         attempts = 0
+        # One deadline for the logical call: every attempt, body and retry wait (CallBounds).
+        deadline = time.perf_counter() + self.deadline_s
         while True:
             attempts += 1
-            handle = AttemptHandle()
+            handle = AttemptHandle(deadline=deadline)
             request = http.build_request(
                 "POST",
                 self.chat_url,
@@ -263,6 +283,16 @@ class LLM:
                     response.close()
             except httpx.TransportError as exc:
                 failure = exc
+            except ModelAPIError as exc:
+                # The transport's bounds (deadline, size) end the call: never retried.
+                raise type(exc)(
+                    self.model,
+                    exc.status,
+                    exc.error_kind,
+                    exc.provider_message,
+                    attempts,
+                    exc.retryable,
+                ) from None
             record, attempt = handle.record, handle.attempt
             if record is None or attempt is None:  # pragma: no cover - the transport always reports
                 raise RuntimeError("the measuring transport did not report the attempt")
@@ -279,7 +309,18 @@ class LLM:
                     attempts,
                     retryable,
                 ) from failure
-            self._sleep(self._delay(attempts, attempt.retry_after_s))
+            delay = self._delay(attempts, attempt.retry_after_s)
+            if time.perf_counter() + delay >= deadline:
+                raise CallDeadlineError(
+                    self.model,
+                    record.status,
+                    kind,
+                    f"{record.error_message or kind}; not retried: the next attempt could not "
+                    f"start within client.deadline_s={self.deadline_s:g} s",
+                    attempts,
+                    retryable,
+                ) from failure
+            self._sleep(delay)
 
     def _delay(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
@@ -351,6 +392,7 @@ class LLM:
                         self.log.add,
                         client="openai",
                         translate_error=self.log.translate_error,
+                        bounds=self.bounds,
                     ),
                     timeout=self.timeout_s,
                     follow_redirects=True,

@@ -526,12 +526,16 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
         log=log,
         max_retries=client_settings.max_retries,
         timeout_s=client_settings.timeout_s,
+        deadline_s=client_settings.deadline_s,
+        max_response_bytes=client_settings.max_response_bytes,
         retry_after_cap_s=client_settings.retry_after_cap_s,
         backoff_base_s=client_settings.backoff_base_s,
         # Replay must not wait: a recorded 429 or 5xx is retried at once.
         sleep=_no_sleep if mode == "replay" else time.sleep,
         mode=mode,
     )
+    # The product's own httpx / httpx2 clients, measured too, are held to the same bounds.
+    log.bounds = client.bounds
     state = _ItemCalls(client)
     request.node.stash[_ITEM_KEY] = state
     with contextlib.ExitStack() as stack:
