@@ -30,6 +30,8 @@ from pytest_modelgate.transport import (
     AttemptHandle,
     CallBounds,
     CallLog,
+    call_deadline,
+    current_call_deadline,
     measuring_httpx2_transport,
     measuring_transport,
 )
@@ -136,11 +138,11 @@ class LLM:
     streams are retried up to ``max_retries`` times with exponential backoff and jitter
     (``backoff_base_s`` · 2^n, also capped at ``retry_after_cap_s``); anything else raises
     :class:`~pytest_modelgate.errors.ModelAPIError` at once. ``timeout_s`` applies to connecting
-    and to each read; ``deadline_s`` to the whole logical call of ``chat``, every attempt, body
-    and retry wait included (a retry that could not start before it is not made), and to each
-    attempt of the openai SDK (whose own retries stop at a deadline too: the error is not an
-    httpx one); see :class:`~pytest_modelgate.transport.CallBounds`. A body beyond
-    ``max_response_bytes`` ends the call. ``sleep`` is how the client waits between attempts
+    and to each read; ``deadline_s`` to the whole logical call, of ``chat`` and of the openai SDK
+    alike: every attempt, body and retry wait included (a retry that could not start before it
+    is not made, and the deadline error is not an httpx one, so the SDK does not retry it); see
+    :class:`~pytest_modelgate.transport.CallBounds`. A body beyond ``max_response_bytes`` ends
+    the call. ``sleep`` is how the client waits between attempts
     (tests inject a fake).
     """
 
@@ -255,15 +257,18 @@ class LLM:
             return self._http
 
     def _send(self, content: bytes) -> Reply:
+        # One deadline for the logical call: every attempt, body and retry wait (CallBounds).
+        with call_deadline(self.deadline_s) as deadline:
+            return self._attempts(content, deadline)
+
+    def _attempts(self, content: bytes, deadline: float) -> Reply:
         import httpx
 
         http = self._client()
         attempts = 0
-        # One deadline for the logical call: every attempt, body and retry wait (CallBounds).
-        deadline = time.perf_counter() + self.deadline_s
         while True:
             attempts += 1
-            handle = AttemptHandle(deadline=deadline)
+            handle = AttemptHandle()
             request = http.build_request(
                 "POST",
                 self.chat_url,
@@ -311,16 +316,21 @@ class LLM:
                 ) from failure
             delay = self._delay(attempts, attempt.retry_after_s)
             if time.perf_counter() + delay >= deadline:
-                raise CallDeadlineError(
-                    self.model,
-                    record.status,
-                    kind,
-                    f"{record.error_message or kind}; not retried: the next attempt could not "
-                    f"start within client.deadline_s={self.deadline_s:g} s",
-                    attempts,
-                    retryable,
-                ) from failure
+                raise self._no_retry_error(record, attempts) from failure
             self._sleep(delay)
+
+    def _no_retry_error(self, record: CallRecord, attempts: int) -> CallDeadlineError:
+        """The error of a call whose next retry could not start before its deadline."""
+        kind = record.error_kind or "invalid_response"
+        return CallDeadlineError(
+            self.model,
+            record.status,
+            kind,
+            f"{record.error_message or kind}; not retried: the next attempt could not start "
+            f"within client.deadline_s={self.deadline_s:g} s",
+            attempts,
+            True,
+        )
 
     def _delay(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
@@ -397,11 +407,7 @@ class LLM:
                     timeout=self.timeout_s,
                     follow_redirects=True,
                 )
-                # Replay retries a recorded 429/5xx at once, as llm.chat does: the SDK's own
-                # wait (a private method, hence the guard) is skipped; recorded latency is kept.
-                client_class = (
-                    _no_wait_openai(openai.OpenAI) if self.mode == "replay" else openai.OpenAI
-                )
+                client_class = _gate_openai(openai.OpenAI, self, wait=self.mode != "replay")
                 self._openai = client_class(
                     base_url=self.base_url,
                     api_key=self._api_key or "not-needed",
@@ -468,16 +474,54 @@ class LLM:
             sdk.close()
 
 
-def _no_wait_openai(base: type[openai.OpenAI]) -> type[openai.OpenAI]:
-    """An ``openai.OpenAI`` whose retries do not sleep (for replay), when the SDK allows it."""
+def _gate_openai(base: type[openai.OpenAI], llm: LLM, *, wait: bool) -> type[openai.OpenAI]:
+    """An ``openai.OpenAI`` whose calls keep ``llm``'s deadline, retries included.
+
+    ``request`` (the SDK's retry loop) runs inside one :func:`call_deadline`, so the SDK's retries
+    share the call's deadline as ``llm.chat``'s do. Its retry wait (a private method, hence the
+    guards) is skipped in replay (``wait=False``: a recorded 429/5xx is retried at once, as
+    ``llm.chat`` does, recorded latency kept) and refused when it would pass the deadline. A
+    future SDK without these methods still gets a deadline per attempt from the transport.
+    """
+    deadline_s = llm.deadline_s
+
+    class GateOpenAI(base):  # type: ignore[valid-type, misc]
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            with call_deadline(deadline_s):
+                return super().request(*args, **kwargs)
+
+        def _sleep_for_retry(self, **kwargs: Any) -> None:
+            if not wait:
+                return None
+            wait_s = _sdk_retry_wait(self, kwargs)
+            deadline = current_call_deadline()
+            records = llm.log.records()
+            if (
+                wait_s is not None
+                and deadline is not None
+                and time.perf_counter() + wait_s >= deadline
+                and records
+            ):
+                # The failed attempt the SDK would retry is the latest record.
+                raise llm._no_retry_error(records[-1], records[-1].attempt)
+            return super()._sleep_for_retry(**kwargs)  # type: ignore[no-any-return]
+
     if not hasattr(base, "_sleep_for_retry"):
-        return base  # a future SDK: its retries will wait, which is slower but still correct
+        del GateOpenAI._sleep_for_retry
+    return GateOpenAI
 
-    class NoWaitOpenAI(base):  # type: ignore[valid-type, misc]
-        def _sleep_for_retry(self, **_: Any) -> None:
-            return None
 
-    return NoWaitOpenAI
+def _sdk_retry_wait(client: Any, kwargs: dict[str, Any]) -> float | None:
+    """How long the SDK is about to wait before a retry, or ``None`` if it cannot be told."""
+    calculate = getattr(client, "_calculate_retry_timeout", None)
+    try:
+        response = kwargs.get("response")
+        remaining = kwargs["max_retries"] - kwargs["retries_taken"]
+        headers = response.headers if response is not None else None
+        wait: float = calculate(remaining, kwargs["options"], headers)  # type: ignore[misc]
+    except Exception:
+        return None
+    return wait
 
 
 @functools.cache

@@ -33,6 +33,7 @@ httpx and httpx2 are imported only when a transport for them is made.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import hashlib
 import importlib
@@ -81,6 +82,8 @@ __all__ = [
     "CallBounds",
     "CallLog",
     "ClientName",
+    "call_deadline",
+    "current_call_deadline",
     "is_chat_completions",
     "measuring_every_client",
     "measuring_httpx2_transport",
@@ -140,15 +143,40 @@ ErrorTranslator = Callable[[BaseException], "BaseException | None"]
 class AttemptHandle:
     """Put under :data:`ATTEMPT_EXTENSION` in a request's extensions to learn how it went.
 
-    The transport fills ``attempt`` and ``record`` when the attempt finishes (after the body was
-    read or failed). ``deadline`` (a ``time.perf_counter()`` instant) is set by a sender whose
-    logical call started earlier (``llm.chat`` retrying): the attempt must end by then, instead
-    of ``deadline_s`` after it started.
+    The transport fills both fields when the attempt finishes (after the body was read or failed).
     """
 
     attempt: Attempt | None = None
     record: CallRecord | None = None
-    deadline: float | None = None
+
+
+# The deadline (a time.perf_counter() instant) of the logical call being made in this context.
+_CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "pytest_modelgate_call_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def call_deadline(deadline_s: float) -> Iterator[float]:
+    """One logical call, retries included: attempts sent inside must end ``deadline_s`` from now.
+
+    Yields the deadline (a ``time.perf_counter()`` instant); a nested use keeps the earlier one.
+    Without it, each attempt's deadline is ``CallBounds.deadline_s`` after it was sent.
+    """
+    deadline = time.perf_counter() + deadline_s
+    enclosing = _CALL_DEADLINE.get()
+    if enclosing is not None:
+        deadline = min(deadline, enclosing)
+    token = _CALL_DEADLINE.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _CALL_DEADLINE.reset(token)
+
+
+def current_call_deadline() -> float | None:
+    """The deadline of the enclosing :func:`call_deadline` (``time.perf_counter()``), or None."""
+    return _CALL_DEADLINE.get()
 
 
 @dataclass(frozen=True)
@@ -156,11 +184,12 @@ class CallBounds:
     """What a measuring transport enforces on every attempt (``client:`` in modelgate.yaml).
 
     ``deadline_s``: an attempt ends, with a :class:`~pytest_modelgate.errors.CallDeadlineError`,
-    once this long has passed since it was sent (or at its :attr:`AttemptHandle.deadline`),
-    however slowly bytes still trickle in; every connect and read timeout is shortened to the
-    time left, so a silent server is cut at the deadline too, and a trickling one at the first
-    byte after it. ``max_response_bytes``: a body (plain or streamed, counted on the wire and
-    after decompression) that grows beyond it stops with a
+    once this long has passed since it was sent (or at the deadline of the enclosing
+    :func:`call_deadline`, which bounds a call and its retries), however slowly bytes still
+    trickle in; an attempt that would start after that deadline is not sent. Every connect and
+    read timeout is shortened to the time left, so a silent server is cut at the deadline too,
+    and a trickling one at the first byte after it. ``max_response_bytes``: a body (plain or
+    streamed, counted on the wire and after decompression) that grows beyond it stops with a
     :class:`~pytest_modelgate.errors.ResponseTooLargeError`; no more than that is buffered.
     ``model`` names the model in those errors. ``None``: no bound.
     """
@@ -461,9 +490,7 @@ class _AttemptContext:
         self.timing_source: TimingSource = "live"
         self.started_at = time.time()
         self.started = time.perf_counter()
-        self.limits = _AttemptLimits(
-            transport.bounds, self.started, self.handle.deadline if self.handle else None
-        )
+        self.limits = _AttemptLimits(transport.bounds, self.started, _CALL_DEADLINE.get())
 
     def adopt_timing(self, response_headers: Any, slot: TimingSlot) -> None:
         """Take the real timing, if any, once the inner transport returned its response."""

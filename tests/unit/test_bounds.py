@@ -162,6 +162,43 @@ def test_openai_sdk_stream_ends_at_the_deadline(server: ScriptedServer, make_llm
     assert only_record(llm.log).error_kind == "timeout"
 
 
+def test_openai_sdk_retries_share_the_calls_deadline(server: ScriptedServer, make_llm: Any) -> None:
+    """A quick 500, the SDK's own wait (~0.5 s), a trickle: cut 3 s after the *first* attempt."""
+    server.script.append(Step(500, {"error": {"message": "boom"}}))
+    server.script.append(Step(body=padded_completion(500), trickle=TRICKLE))
+    llm = make_llm(deadline_s=3.0, max_retries=3)
+
+    started = time.perf_counter()
+    with pytest.raises(CallDeadlineError):
+        llm.openai().chat.completions.create(model="m-1", messages=MESSAGES)
+    elapsed = time.perf_counter() - started
+
+    assert elapsed < UPPER_S
+    assert len(server.requests) == 2
+    first, second = llm.log.records()
+    assert (first.error_kind, second.error_kind) == ("server_error", "timeout")
+    assert (second.call_index, second.attempt) == (0, 2)
+    # A deadline per attempt would have given the retry the full 3 s.
+    assert second.latency_ms < 2900
+
+
+def test_openai_sdk_does_not_wait_past_the_deadline(server: ScriptedServer, make_llm: Any) -> None:
+    server.script.append(Step(429, {"error": {"message": "slow down"}}, {"Retry-After": "5"}))
+    server.script.append(Step(body=completion()))
+    llm = make_llm(timeout_s=1, deadline_s=2, max_retries=2)
+
+    started = time.perf_counter()
+    with pytest.raises(CallDeadlineError) as info:
+        llm.openai().chat.completions.create(model="m-1", messages=MESSAGES)
+
+    assert time.perf_counter() - started < 1.5
+    assert len(server.requests) == 1
+    assert info.value.error_kind == "rate_limit"
+    assert "not retried: the next attempt could not start within client.deadline_s=2 s" in str(
+        info.value
+    )
+
+
 def test_a_silent_server_is_cut_at_the_deadline_not_the_read_timeout(
     server: ScriptedServer, make_llm: Any
 ) -> None:
