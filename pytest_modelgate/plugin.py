@@ -65,6 +65,10 @@ class _ItemCalls:
 # options
 
 
+# More repeats than this is a typo, not a plan: 1000 already makes every case a thousand calls.
+_MAX_REPEAT = 1000
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -72,6 +76,8 @@ def _positive_int(value: str) -> int:
         raise ValueError(f"expected a whole number, got {value!r}") from None
     if number < 1:
         raise ValueError(f"must be at least 1, got {number}")
+    if number > _MAX_REPEAT:
+        raise ValueError(f"must be at most {_MAX_REPEAT}, got {number}")
     return number
 
 

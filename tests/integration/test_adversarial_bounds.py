@@ -110,6 +110,19 @@ def test_non_finite_or_out_of_range_settings_are_config_errors(
     assert any(f"{path}: {field}: " in reason for reason in verdict["reasons"])
 
 
+@pytest.mark.parametrize("value", ["1000000", "0"])
+def test_repeat_out_of_range_is_a_usage_error(project: GateProject, value: str) -> None:
+    """Bounds: ``--modelgate-repeat`` is a number of runs per case; a million is a typo."""
+    result = project.pytester.runpytest(f"--modelgate-repeat={value}")
+
+    assert result.ret == 4
+    assert "--modelgate-repeat" in result.stderr.str()
+    assert project.sim.requests == []
+    verdict = project.verdict()
+    assert verdict["verdict"] == "error"
+    assert any("--modelgate-repeat" in reason for reason in verdict["reasons"])
+
+
 # --------------------------------------------------------------------------------------------
 # A hostile provider: trickles its answer a byte at a time, or sends far too much
 
