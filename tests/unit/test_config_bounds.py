@@ -149,3 +149,28 @@ def test_marker_numbers_are_finite_and_in_range(
         parse_markers("t.py::t", Path("t.py"), [(marker, (), kwargs)])
     assert problem in str(info.value)
     assert str(info.value).startswith(f"t.py::t: @pytest.mark.{marker}(")
+
+
+# --------------------------------------------------------------------------------------------
+# Simulator scenarios: finite numbers too
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("models:\n  a: {latency_ms: .inf}\n", "models.a.latency_ms.median: Input should be a fin"),
+        ("models:\n  a: {retry_after_s: .nan}\n", "models.a.retry_after_s: Input should be a fin"),
+        ("models:\n  a: {latency_ms: 1e3}\n", None),
+    ],
+)
+def test_scenario_numbers_are_finite(tmp_path: Path, text: str, fragment: str | None) -> None:
+    from pytest_modelgate.simulator import ScenarioError, load_scenario
+
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text, encoding="utf-8")
+    if fragment is None:
+        assert load_scenario(path).models["a"].latency_ms.median == 1000.0
+        return
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert f"{path}: {fragment}" in str(info.value)
