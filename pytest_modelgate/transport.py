@@ -436,11 +436,24 @@ class _AttemptLimits:
     def past_deadline(self, now: float) -> bool:
         return self.deadline is not None and now >= self.deadline
 
-    def deadline_failure(self, now: float, what: str) -> tuple[ErrorKind, str]:
+    def guard(self, status: int, received: int) -> None:
+        """Raise the bound's error once ``received`` body bytes, or the time now, exceed one.
+
+        Installed beneath vcrpy while recording (:attr:`TimingSlot.guard`), where the body is
+        read before the measuring stream sees it.
+        """
+        now = time.perf_counter()
+        failure = self.size_failure(received)
+        if failure is None and self.past_deadline(now):
+            failure = self.deadline_failure(now, "the body was still arriving")
+        if failure is not None:
+            raise self.error(status, failure)
+
+    def deadline_failure(self, now: float | None, what: str) -> tuple[ErrorKind, str]:
+        when = f"; {now - self.started:.1f} s into this attempt" if now is not None else ""
         return (
             "timeout",
-            f"the call exceeded client.deadline_s={self.bounds.deadline_s or 0:g} s "
-            f"({what}; {now - self.started:.1f} s into this attempt)",
+            f"the call exceeded client.deadline_s={self.bounds.deadline_s or 0:g} s ({what}{when})",
         )
 
     def size_failure(self, size: int) -> tuple[ErrorKind, str] | None:
@@ -808,10 +821,19 @@ class _MeasuringTransport:
         limits.clamp_timeouts(request)
         # httpx hands the request's extensions dict on to httpcore, where capture_timing() fills
         # the slot; harmless when nothing captures.
-        slot = TimingSlot()
+        slot = TimingSlot(guard=limits.guard)
         request.extensions[TIMING_EXTENSION] = slot
         try:
             response = self.inner.handle_request(request)
+        except ModelAPIError as exc:
+            # A bound enforced beneath vcrpy while it recorded (the slot's guard).
+            context.finish(
+                ended=time.perf_counter(),
+                status=exc.status,
+                error_kind=exc.error_kind,  # type: ignore[arg-type]  # one of ours
+                error_message=exc.provider_message,
+            )
+            raise
         except Exception as exc:
             replacement = self.translate_error(exc) if self.translate_error is not None else None
             if replacement is not None:
@@ -835,19 +857,17 @@ class _MeasuringTransport:
         finally:
             request.extensions.pop(TIMING_EXTENSION, None)
         context.adopt_timing(response.headers, slot)
-        now = time.perf_counter()
-        if limits.past_deadline(now):
-            # Headers that trickled in past the deadline: the body is not waited for.
+        late = _late(context)
+        if late is not None:
             with contextlib.suppress(Exception):
                 response.stream.close()
-            failure = limits.deadline_failure(now, "the response headers arrived too late")
             context.finish(
-                ended=now,
+                ended=time.perf_counter(),
                 status=response.status_code,
-                error_kind=failure[0],
-                error_message=failure[1],
+                error_kind=late[0],
+                error_message=late[1],
             )
-            raise limits.error(response.status_code, failure)
+            raise limits.error(response.status_code, late)
         stream = self.stream_class(response.stream, context, response.status_code, response.headers)
         with self._lock:
             self._open.add(stream)
@@ -869,6 +889,25 @@ class _MeasuringTransport:
         # Responses nobody read to the end would otherwise never be recorded.
         self.abandon_open()
         self.inner.close()
+
+
+def _late(context: _AttemptContext) -> tuple[ErrorKind, str] | None:
+    """Why an attempt whose response headers just arrived is already past its deadline, or None."""
+    limits = context.limits
+    if limits.deadline is None:
+        return None
+    recorded = context.timing if context.timing_source == "recorded" else None
+    # Replay judges what the live call would have done: a reply recorded as slower than the
+    # deadline allows would have been cut (and recording cuts it now).
+    if recorded is not None and recorded.total_ms / 1000 > limits.deadline - context.started:
+        return limits.deadline_failure(
+            None, f"the recorded reply took {recorded.total_ms / 1000:.1f} s"
+        )
+    now = time.perf_counter()
+    if limits.past_deadline(now):
+        # Headers that trickled in past the deadline (or a body vcrpy read while recording).
+        return limits.deadline_failure(now, "the response headers arrived too late")
+    return None
 
 
 def _narrow_accept_encoding(headers: Any) -> None:

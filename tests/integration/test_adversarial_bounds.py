@@ -143,8 +143,8 @@ class _HostileHandler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Connection", "close")
         self.send_header("Content-Type", "text/event-stream" if stream else "application/json")
-        size = 1024 * 1024 if self.server.behaviour == "huge" else 400
-        pause = 0.0 if self.server.behaviour == "huge" else 0.05
+        behaviour = self.server.behaviour
+        size = 1024 * 1024 if behaviour == "huge" else 400
         text = "x" * size
         if stream:
             chunk = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
@@ -157,10 +157,13 @@ class _HostileHandler(BaseHTTPRequestHandler):
             ).encode()
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        piece = 1 if pause else 16384
+        # trickle: a byte every 50 ms; slow: half, a 2 s pause, the rest; huge: 16 KiB pieces.
+        piece, pause = {"trickle": (1, 0.05), "slow": (len(body) // 2 + 1, 1.0)}.get(
+            behaviour, (16384, 0.0)
+        )
         try:
             for i in range(0, len(body), piece):
-                time.sleep(pause)
+                time.sleep(pause if i or behaviour != "slow" else 0.0)
                 data = body[i : i + piece]
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if stream else data)
                 self.wfile.flush()
@@ -171,7 +174,8 @@ class _HostileHandler(BaseHTTPRequestHandler):
 
 
 class HostileServer(ThreadingHTTPServer):
-    """``trickle``: a byte every 50 ms (never a 0.5 s silence); ``huge``: a 1 MB answer."""
+    """``trickle``: a byte every 50 ms (never a 0.5 s silence); ``huge``: a 1 MB answer;
+    ``slow``: half the answer, a 1 s pause, the rest."""
 
     daemon_threads = True
     block_on_close = False
@@ -210,19 +214,18 @@ CALLS = {
 }
 
 
+BOUNDED = {"timeout_s": 0.5, "deadline_s": 1.5, "max_retries": 2, "max_response_bytes": 65536}
+
+
 def _hostile_project(
-    gate_project: Callable[..., GateProject], server: HostileServer, how: str
+    gate_project: Callable[..., GateProject],
+    server: HostileServer,
+    how: str,
+    client: dict[str, Any] = BOUNDED,
 ) -> GateProject:
     project = gate_project({STABLE: FAST}, stable=STABLE)
     project.write_config(
-        {STABLE: None, HOSTILE: {"base_url": server.base_url}},
-        stable=STABLE,
-        client={
-            "timeout_s": 0.5,
-            "deadline_s": 1.5,
-            "max_retries": 2,
-            "max_response_bytes": 65536,
-        },
+        {STABLE: None, HOSTILE: {"base_url": server.base_url}}, stable=STABLE, client=client
     )
     project.pytester.makepyfile(
         f"""
@@ -322,4 +325,63 @@ def test_a_trickling_provider_is_cut_at_the_deadline_under_xdist(
     assert call["error_kind"] == "timeout"
     assert "client.deadline_s=1.5 s" in call["error_message"]
     assert call["latency_ms"] < 6000
+    assert project.verdict()["verdict"] != "pass"
+
+
+def test_a_trickling_provider_is_cut_at_the_deadline_while_recording(
+    gate_project: Callable[..., GateProject],
+    hostile: Callable[[str], HostileServer],
+) -> None:
+    """Bounds, ``deadline_s`` in record mode: vcrpy reads the whole body beneath the measuring
+    transport, so the bound is enforced beneath vcrpy too; nothing is recorded for the cut call.
+    """
+    server = hostile("trickle")
+    project = _hostile_project(gate_project, server, "chat")
+
+    started = time.perf_counter()
+    result = project.pytester.runpytest(f"--candidate-model={HOSTILE}", "--modelgate-mode=record")
+    elapsed = time.perf_counter() - started
+
+    result.assert_outcomes(passed=1, failed=1)
+    assert elapsed < 15, f"the run took {elapsed:.1f} s"
+    (call,) = _candidate_calls(project)
+    assert call["error_kind"] == "timeout"
+    assert "client.deadline_s=1.5 s" in call["error_message"]
+    assert call["latency_ms"] < 6000
+    cassettes = list((project.pytester.path / "cassettes").rglob(f"*--{HOSTILE}.yaml"))
+    for cassette in cassettes:
+        assert not (yaml.safe_load(cassette.read_text(encoding="utf-8")) or {}).get(
+            "interactions"
+        ), cassette
+    assert project.verdict()["verdict"] != "pass"
+
+
+def test_replay_cuts_a_reply_recorded_slower_than_the_deadline(
+    gate_project: Callable[..., GateProject],
+    hostile: Callable[[str], HostileServer],
+) -> None:
+    """Bounds, ``deadline_s`` in replay: a reply recorded as taking ~1 s, replayed with
+    ``deadline_s: 0.5``, fails as the live call would have, though replay itself is instant.
+    """
+    server = hostile("slow")
+    relaxed = {**BOUNDED, "timeout_s": 5, "deadline_s": 10}
+    project = _hostile_project(gate_project, server, "chat", client=relaxed)
+    recorded = project.pytester.runpytest(f"--candidate-model={HOSTILE}", "--modelgate-mode=record")
+    recorded.assert_outcomes(passed=2)
+
+    project.write_config(
+        {STABLE: None, HOSTILE: {"base_url": server.base_url}},
+        stable=STABLE,
+        client={**BOUNDED, "timeout_s": 0.5, "deadline_s": 0.5},
+    )
+    started = time.perf_counter()
+    result = project.pytester.runpytest(f"--candidate-model={HOSTILE}", "--modelgate-mode=replay")
+    elapsed = time.perf_counter() - started
+
+    result.assert_outcomes(passed=1, failed=1)
+    assert elapsed < 10
+    assert server.requests == 1  # replay made no call
+    (call,) = _candidate_calls(project)
+    assert call["error_kind"] == "timeout"
+    assert "client.deadline_s=0.5 s (the recorded reply took 1.0 s)" in call["error_message"]
     assert project.verdict()["verdict"] != "pass"
