@@ -626,6 +626,11 @@ class _MeasuredStream:
                 if bound is not None:
                     break
                 yield chunk
+        except ModelAPIError as exc:
+            # A bound the guard beneath us enforced (TimingSlot.guard): keep its reason.
+            self._bound_failure = (exc.error_kind, exc.provider_message)  # type: ignore[assignment]
+            self._finish(failure=self._bound_failure)
+            raise
         except Exception as exc:
             if isinstance(exc, self.timeout_errors) and limits.clamped:
                 # The read timeout was shortened to the deadline: the deadline fired.

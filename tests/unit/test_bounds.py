@@ -374,3 +374,24 @@ def test_a_products_own_client_is_bounded_too(server: ScriptedServer, log: CallL
         http.post(server.base_url + "/chat/completions", json={"model": "m-1"})
     record = only_record(log)
     assert (record.client, record.error_kind) == ("other", "response_too_large")
+
+
+def test_a_bound_enforced_beneath_the_transport_keeps_its_reason(
+    server: ScriptedServer, log: CallLog
+) -> None:
+    """While timings are captured (record mode) the guard beneath httpx may fire first."""
+    from pytest_modelgate.recording.timing import capture_timing
+    from pytest_modelgate.transport import measuring_transport
+
+    server.script.append(Step(body=padded_completion(1024 * 1024)))
+    bounds = CallBounds(max_response_bytes=LIMIT, model="sim")
+    transport = measuring_transport(httpx.HTTPTransport(), log.add, bounds=bounds)
+    with (
+        capture_timing(),
+        httpx.Client(transport=transport, timeout=5) as http,
+        pytest.raises(ResponseTooLargeError),
+    ):
+        http.post(server.base_url + "/chat/completions", json={"model": "m-1"})
+    record = only_record(log)
+    assert record.error_kind == "response_too_large"
+    assert f"client.max_response_bytes={LIMIT}" in (record.error_message or "")
