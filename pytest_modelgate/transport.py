@@ -12,12 +12,13 @@ A measuring transport wraps the real transport of an ``httpx.Client`` (our own `
    (normally :meth:`CallLog.add`, which numbers it and turns it into a ``CallRecord``).
 
 Request errors (connect errors, timeouts) are recorded too and re-raised unchanged. Other requests
-(``GET /models``...) pass through unmeasured. The transport also holds every measured attempt to
-its :class:`CallBounds` (``client.deadline_s`` and ``client.max_response_bytes``): because the
-bound is enforced here, as bytes arrive, it holds alike for ``llm.chat``, streams, the openai SDK
-and a product's own clients, and the error it raises is not an httpx one, so no client retries
-it. Because the measurement sits below the client, the
+(``GET /models``...) pass through unmeasured. Because the measurement sits below the client, the
 openai SDK's own retries are recorded attempt by attempt exactly like ours.
+
+Every measured attempt is also held to :class:`CallBounds` (``client.deadline_s`` and
+``client.max_response_bytes``): enforced here, as bytes arrive, they hold alike for ``llm.chat``,
+streams, the openai SDK and a product's own clients, and the error raised is not an httpx one, so
+no client retries it. :func:`call_deadline` makes one deadline cover a call and its retries.
 
 Under vcrpy (which sits beneath this transport) the clock here is wrong: a recording vcrpy reads
 the whole body before returning, a replay returns at once. So the latency figures then come from
