@@ -22,13 +22,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_modelgate.errors import ModelAPIError, ReplyFormatError
+from pytest_modelgate.errors import CallDeadlineError, ModelAPIError, ReplyFormatError
 from pytest_modelgate.protocol import SSEAccumulator, looks_like_sse, shorten
 from pytest_modelgate.records import RETRYABLE_ERROR_KINDS, Arm, CallRecord, Usage
 from pytest_modelgate.transport import (
     ATTEMPT_EXTENSION,
     AttemptHandle,
+    CallBounds,
     CallLog,
+    call_deadline,
+    current_call_deadline,
     measuring_httpx2_transport,
     measuring_transport,
 )
@@ -135,7 +138,12 @@ class LLM:
     streams are retried up to ``max_retries`` times with exponential backoff and jitter
     (``backoff_base_s`` · 2^n, also capped at ``retry_after_cap_s``); anything else raises
     :class:`~pytest_modelgate.errors.ModelAPIError` at once. ``timeout_s`` applies to connecting
-    and to each read. ``sleep`` is how the client waits between attempts (tests inject a fake).
+    and to each read; ``deadline_s`` to the whole logical call, of ``chat`` and of the openai SDK
+    alike: every attempt, body and retry wait included (a retry that could not start before it
+    is not made, and the deadline error is not an httpx one, so the SDK does not retry it); see
+    :class:`~pytest_modelgate.transport.CallBounds`. A body beyond ``max_response_bytes`` ends
+    the call. ``sleep`` is how the client waits between attempts
+    (tests inject a fake).
     """
 
     def __init__(
@@ -147,6 +155,8 @@ class LLM:
         log: CallLog,
         max_retries: int = 2,
         timeout_s: float = 60.0,
+        deadline_s: float = 300.0,
+        max_response_bytes: int = 16 * 1024 * 1024,
         retry_after_cap_s: float = 30.0,
         backoff_base_s: float = 0.5,
         sleep: Callable[[float], object] = time.sleep,
@@ -154,10 +164,14 @@ class LLM:
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-        if retry_after_cap_s < 0 or backoff_base_s < 0:
-            raise ValueError("retry_after_cap_s and backoff_base_s must be >= 0")
+        if not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s}")
+        if not (math.isfinite(deadline_s) and deadline_s > 0):
+            raise ValueError(f"deadline_s must be a finite number > 0, got {deadline_s}")
+        if max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be >= 1, got {max_response_bytes}")
+        if not all(math.isfinite(v) and v >= 0 for v in (retry_after_cap_s, backoff_base_s)):
+            raise ValueError("retry_after_cap_s and backoff_base_s must be finite and >= 0")
         self.model: str = model.name
         self.arm: Arm = arm
         self.base_url: str = model.base_url
@@ -166,6 +180,11 @@ class LLM:
         self.log = log
         self.max_retries = max_retries
         self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
+        self.max_response_bytes = max_response_bytes
+        self.bounds = CallBounds(
+            deadline_s=deadline_s, max_response_bytes=max_response_bytes, model=model.name
+        )
         self.retry_after_cap_s = retry_after_cap_s
         self.backoff_base_s = backoff_base_s
         self._api_key = api_key
@@ -230,6 +249,7 @@ class LLM:
                         self.log.add,
                         client="modelgate",
                         translate_error=self.log.translate_error,
+                        bounds=self.bounds,
                     ),
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout_s),
@@ -237,6 +257,11 @@ class LLM:
             return self._http
 
     def _send(self, content: bytes) -> Reply:
+        # One deadline for the logical call: every attempt, body and retry wait (CallBounds).
+        with call_deadline(self.deadline_s) as deadline:
+            return self._attempts(content, deadline)
+
+    def _attempts(self, content: bytes, deadline: float) -> Reply:
         import httpx
 
         http = self._client()
@@ -263,6 +288,16 @@ class LLM:
                     response.close()
             except httpx.TransportError as exc:
                 failure = exc
+            except ModelAPIError as exc:
+                # The transport's bounds (deadline, size) end the call: never retried.
+                raise type(exc)(
+                    self.model,
+                    exc.status,
+                    exc.error_kind,
+                    exc.provider_message,
+                    attempts,
+                    exc.retryable,
+                ) from None
             record, attempt = handle.record, handle.attempt
             if record is None or attempt is None:  # pragma: no cover - the transport always reports
                 raise RuntimeError("the measuring transport did not report the attempt")
@@ -279,7 +314,23 @@ class LLM:
                     attempts,
                     retryable,
                 ) from failure
-            self._sleep(self._delay(attempts, attempt.retry_after_s))
+            delay = self._delay(attempts, attempt.retry_after_s)
+            if time.perf_counter() + delay >= deadline:
+                raise self._no_retry_error(record, attempts) from failure
+            self._sleep(delay)
+
+    def _no_retry_error(self, record: CallRecord, attempts: int) -> CallDeadlineError:
+        """The error of a call whose next retry could not start before its deadline."""
+        kind = record.error_kind or "invalid_response"
+        return CallDeadlineError(
+            self.model,
+            record.status,
+            kind,
+            f"{record.error_message or kind}; not retried: the next attempt could not start "
+            f"within client.deadline_s={self.deadline_s:g} s",
+            attempts,
+            True,
+        )
 
     def _delay(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
@@ -351,15 +402,12 @@ class LLM:
                         self.log.add,
                         client="openai",
                         translate_error=self.log.translate_error,
+                        bounds=self.bounds,
                     ),
                     timeout=self.timeout_s,
                     follow_redirects=True,
                 )
-                # Replay retries a recorded 429/5xx at once, as llm.chat does: the SDK's own
-                # wait (a private method, hence the guard) is skipped; recorded latency is kept.
-                client_class = (
-                    _no_wait_openai(openai.OpenAI) if self.mode == "replay" else openai.OpenAI
-                )
+                client_class = _gate_openai(openai.OpenAI, self, wait=self.mode != "replay")
                 self._openai = client_class(
                     base_url=self.base_url,
                     api_key=self._api_key or "not-needed",
@@ -426,16 +474,54 @@ class LLM:
             sdk.close()
 
 
-def _no_wait_openai(base: type[openai.OpenAI]) -> type[openai.OpenAI]:
-    """An ``openai.OpenAI`` whose retries do not sleep (for replay), when the SDK allows it."""
+def _gate_openai(base: type[openai.OpenAI], llm: LLM, *, wait: bool) -> type[openai.OpenAI]:
+    """An ``openai.OpenAI`` whose calls keep ``llm``'s deadline, retries included.
+
+    ``request`` (the SDK's retry loop) runs inside one :func:`call_deadline`, so the SDK's retries
+    share the call's deadline as ``llm.chat``'s do. Its retry wait (a private method, hence the
+    guards) is skipped in replay (``wait=False``: a recorded 429/5xx is retried at once, as
+    ``llm.chat`` does, recorded latency kept) and refused when it would pass the deadline. A
+    future SDK without these methods still gets a deadline per attempt from the transport.
+    """
+    deadline_s = llm.deadline_s
+
+    class GateOpenAI(base):  # type: ignore[valid-type, misc]
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            with call_deadline(deadline_s):
+                return super().request(*args, **kwargs)
+
+        def _sleep_for_retry(self, **kwargs: Any) -> None:
+            if not wait:
+                return None
+            wait_s = _sdk_retry_wait(self, kwargs)
+            deadline = current_call_deadline()
+            records = llm.log.records()
+            if (
+                wait_s is not None
+                and deadline is not None
+                and time.perf_counter() + wait_s >= deadline
+                and records
+            ):
+                # The failed attempt the SDK would retry is the latest record.
+                raise llm._no_retry_error(records[-1], records[-1].attempt)
+            return super()._sleep_for_retry(**kwargs)  # type: ignore[no-any-return]
+
     if not hasattr(base, "_sleep_for_retry"):
-        return base  # a future SDK: its retries will wait, which is slower but still correct
+        del GateOpenAI._sleep_for_retry
+    return GateOpenAI
 
-    class NoWaitOpenAI(base):  # type: ignore[valid-type, misc]
-        def _sleep_for_retry(self, **_: Any) -> None:
-            return None
 
-    return NoWaitOpenAI
+def _sdk_retry_wait(client: Any, kwargs: dict[str, Any]) -> float | None:
+    """How long the SDK is about to wait before a retry, or ``None`` if it cannot be told."""
+    calculate = getattr(client, "_calculate_retry_timeout", None)
+    try:
+        response = kwargs.get("response")
+        remaining = kwargs["max_retries"] - kwargs["retries_taken"]
+        headers = response.headers if response is not None else None
+        wait: float = calculate(remaining, kwargs["options"], headers)  # type: ignore[misc]
+    except Exception:
+        return None
+    return wait
 
 
 @functools.cache

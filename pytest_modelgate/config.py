@@ -20,7 +20,10 @@ Example::
       cost_per_call_max_ratio: 1.15
       tokens_per_call_max_ratio: null   # reported, not gated
     client:
-      max_retries: 2
+      max_retries: 2                # 0..10
+      timeout_s: 60                 # per connect / read
+      deadline_s: 300               # the whole call, retries included
+      max_response_bytes: 16777216  # 16 MiB
 """
 
 from __future__ import annotations
@@ -30,7 +33,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pytest_modelgate.catalog import Catalog, CatalogMatch
 from pytest_modelgate.endpoints import Price, ResolvedModel
@@ -55,10 +66,15 @@ CONFIG_FILENAME = "modelgate.yaml"
 
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
+# Upper bounds that no sensible margin reaches; beyond them a value is a typo (or 1e300).
+_MAX_RATIO = 1000.0
+_MAX_SCORE_DROP = 1e6
+
 
 class _Settings(BaseModel):
     # Strict: "60" is not a number and `yes` is not a count; YAML already gives real types.
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    # Finite: `.inf` or `.nan` is never a usable margin, count or duration.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class GateLimits(_Settings):
@@ -72,37 +88,56 @@ class GateLimits(_Settings):
     pass_rate_max_drop: float | None = Field(default=0.02, ge=0, le=1)
     error_rate_max_rise: float | None = Field(default=0.01, ge=0, le=1)
     fallback_rate_max_rise: float | None = Field(default=0.02, ge=0, le=1)
-    latency_p50_max_ratio: float | None = Field(default=1.2, gt=0)
-    latency_p95_max_ratio: float | None = Field(default=1.2, gt=0)
-    ttft_p95_max_ratio: float | None = Field(default=1.2, gt=0)
-    cost_per_call_max_ratio: float | None = Field(default=1.15, gt=0)
-    tokens_per_call_max_ratio: float | None = Field(default=None, gt=0)
+    # A ratio below 1 would fail a candidate exactly as good as stable: never a margin.
+    latency_p50_max_ratio: float | None = Field(default=1.2, ge=1, le=_MAX_RATIO)
+    latency_p95_max_ratio: float | None = Field(default=1.2, ge=1, le=_MAX_RATIO)
+    ttft_p95_max_ratio: float | None = Field(default=1.2, ge=1, le=_MAX_RATIO)
+    cost_per_call_max_ratio: float | None = Field(default=1.15, ge=1, le=_MAX_RATIO)
+    tokens_per_call_max_ratio: float | None = Field(default=None, ge=1, le=_MAX_RATIO)
     json_validity_max_drop: float | None = Field(default=0.01, ge=0, le=1)
     schema_validity_max_drop: float | None = Field(default=0.01, ge=0, le=1)
     tool_call_accuracy_max_drop: float | None = Field(default=0.02, ge=0, le=1)
     language_match_max_drop: float | None = Field(default=0.02, ge=0, le=1)
     # Quality scores recorded with llm.score(); reported, and gated when set (absolute drop).
-    score_max_drop: float | None = Field(default=None, ge=0)
+    score_max_drop: float | None = Field(default=None, ge=0, le=_MAX_SCORE_DROP)
     # The statistical judge: interval confidence (1 - family-wise alpha), bootstrap resamples,
     # and the paired cases below which a workflow or language slice is reported but not gated.
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     resamples: int = Field(default=1000, ge=100, le=100_000)
-    min_cases: int = Field(default=20, ge=1)
+    min_cases: int = Field(default=20, ge=1, le=100_000)
     # A stable arm passing fewer of its tests than this cannot vouch for a candidate (a suite
     # that fails everywhere shows "no change"): the verdict is `error`. None: no floor.
     min_stable_pass_rate: float | None = Field(default=0.5, ge=0, le=1)
 
 
 class ClientSettings(_Settings):
-    """How the gate's HTTP client retries and times out."""
+    """How the gate's HTTP client retries, times out and bounds a call (``client:``).
+
+    ``timeout_s`` bounds connecting and each single read; ``deadline_s`` bounds a whole logical
+    call, from sending its first attempt to the last byte of its reply, retries and their waits
+    included, so a server trickling bytes cannot keep a call alive. ``max_response_bytes`` bounds
+    one response body (a stream counts every byte it sends).
+    """
 
     # Retries after the first attempt, for retryable errors only (429, 5xx, timeouts, ...).
-    max_retries: int = Field(default=2, ge=0)
-    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    deadline_s: float = Field(default=300.0, gt=0, le=86_400)
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024**3)
     # The longest Retry-After we honour; a longer one is capped, not obeyed.
-    retry_after_cap_s: float = Field(default=30.0, ge=0)
+    retry_after_cap_s: float = Field(default=30.0, ge=0, le=3600)
     # Exponential backoff starts here when the server gives no Retry-After.
-    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_base_s: float = Field(default=0.5, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _deadline_covers_a_read(self) -> ClientSettings:
+        # A deadline shorter than one read would make timeout_s meaningless: say so.
+        if self.deadline_s < self.timeout_s:
+            raise ValueError(
+                f"deadline_s ({self.deadline_s:g}) must be >= timeout_s ({self.timeout_s:g}): "
+                "the deadline bounds the whole call, timeout_s each read"
+            )
+        return self
 
 
 class ModelOverride(_Settings):

@@ -16,9 +16,9 @@ from pytest_modelgate.records import Usage
 class PeakPricing(BaseModel):
     """A time-of-day surcharge (DeepSeek bills peak hours at 2x): UTC hour windows, [start, end)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    multiplier: float = Field(gt=0)
+    multiplier: float = Field(gt=0, le=100)
     utc_hours: tuple[tuple[int, int], ...]
     weekdays_only: bool = True
 
@@ -33,7 +33,8 @@ class PeakPricing(BaseModel):
 class Price(BaseModel):
     """List price in USD per 1M tokens, with where the number came from."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Finite: an `.inf` price would make every cost comparison meaningless.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)

@@ -126,6 +126,22 @@ class ModelAPIError(ModelgateError):
         )
 
 
+class CallDeadlineError(ModelAPIError):
+    """A call outlived ``client.deadline_s``: the measuring transport stopped it.
+
+    Raised by the transport itself (not by httpx), so neither ``llm.chat`` nor the openai SDK
+    retries it: the deadline covers the whole call. ``error_kind`` is ``"timeout"``.
+    """
+
+
+class ResponseTooLargeError(ModelAPIError):
+    """A response body grew beyond ``client.max_response_bytes``; reading stopped there.
+
+    ``error_kind`` is ``"response_too_large"``; never retried (the same request would get the same
+    answer).
+    """
+
+
 class ReplyFormatError(ModelgateError, ValueError):
     """A reply is not in the shape the test asked for: text that is not JSON, bad tool arguments."""
 

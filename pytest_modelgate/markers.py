@@ -96,6 +96,8 @@ _QUALITY_ARGS = ("min_pass_rate", "max_drop")
 _WORKFLOW_ARGS = ("name",)
 
 _SHOW_LIMIT = 80
+# The largest ratio margin a marker may give, as in modelgate.yaml (beyond it: a typo).
+_MAX_RATIO = 1000.0
 
 
 class MarkerError(ValueError):
@@ -250,18 +252,27 @@ class _Call:
         shown = ", ".join(f"{name}={_show(value)}" for name, value in self.kwargs.items())
         return self.raw_error(shown, f"sets nothing; give at least one of {', '.join(valid)}")
 
-    def number(self, name: str, *, above: float, inclusive: bool = False) -> float | None:
-        """The float value of ``name`` (``None`` when absent), which must exceed ``above``
-        (or equal it when ``inclusive``)."""
+    def number(
+        self, name: str, *, above: float, inclusive: bool = False, at_most: float | None = None
+    ) -> float | None:
+        """The float value of ``name`` (``None`` when absent), which must be finite, exceed
+        ``above`` (or equal it when ``inclusive``) and not exceed ``at_most`` when given."""
         value = self.kwargs.get(name)
         if value is None:
             return None
         bound = f">= {above:g}" if inclusive else f"> {above:g}"
+        if at_most is not None:
+            bound += f" and <= {at_most:g}"
         # bool is an int subclass, but True is not a budget.
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise self.error(f"{name} must be a number {bound}, got {type(value).__name__}", name)
-        number = float(value)
-        if not math.isfinite(number) or number < above or (number == above and not inclusive):
+        number = _finite_float(value)
+        if (
+            number is None
+            or number < above
+            or (number == above and not inclusive)
+            or (at_most is not None and number > at_most)
+        ):
             raise self.error(f"{name} must be a number {bound}", name)
         return number
 
@@ -274,11 +285,21 @@ class _Call:
             raise self.error(
                 f"{name} must be a fraction in [0, 1], got {type(value).__name__}", name
             )
-        number = float(value)
-        if not 0.0 <= number <= 1.0:
+        number = _finite_float(value)
+        if number is None or not 0.0 <= number <= 1.0:
+            number = math.inf if number is None else number
             hint = f" ({number / 100:g}, not {number:g})" if 1.0 < number <= 100.0 else ""
             raise self.error(f"{name} must be a fraction in [0, 1]{hint}", name)
         return number
+
+
+def _finite_float(value: numbers.Real) -> float | None:
+    """``value`` as a float, or ``None`` when it is not finite (an int too large for a float)."""
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,7 +475,7 @@ def _parse_latency(call: _Call, _test_path: Path) -> LatencyBudget:
         p50_ms=call.number("p50_ms", above=0),
         p95_ms=call.number("p95_ms", above=0),
         ttft_p95_ms=call.number("ttft_p95_ms", above=0),
-        max_ratio=call.number("max_ratio", above=1, inclusive=True),
+        max_ratio=call.number("max_ratio", above=1, inclusive=True, at_most=_MAX_RATIO),
     )
     if budget == LatencyBudget():
         raise call.nothing_set(_LATENCY_ARGS)
@@ -468,7 +489,7 @@ def _parse_cost(call: _Call, _test_path: Path) -> CostBudget:
     budget = CostBudget(
         usd_per_call=call.number("usd_per_call", above=0),
         usd_per_test=call.number("usd_per_test", above=0),
-        max_ratio=call.number("max_ratio", above=1, inclusive=True),
+        max_ratio=call.number("max_ratio", above=1, inclusive=True, at_most=_MAX_RATIO),
     )
     if budget == CostBudget():
         raise call.nothing_set(_COST_ARGS)

@@ -67,6 +67,10 @@ class _ItemCalls:
 # options
 
 
+# More repeats than this is a typo, not a plan: 1000 already makes every case a thousand calls.
+_MAX_REPEAT = 1000
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -74,6 +78,8 @@ def _positive_int(value: str) -> int:
         raise ValueError(f"expected a whole number, got {value!r}") from None
     if number < 1:
         raise ValueError(f"must be at least 1, got {number}")
+    if number > _MAX_REPEAT:
+        raise ValueError(f"must be at most {_MAX_REPEAT}, got {number}")
     return number
 
 
@@ -718,12 +724,16 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
         log=log,
         max_retries=client_settings.max_retries,
         timeout_s=client_settings.timeout_s,
+        deadline_s=client_settings.deadline_s,
+        max_response_bytes=client_settings.max_response_bytes,
         retry_after_cap_s=client_settings.retry_after_cap_s,
         backoff_base_s=client_settings.backoff_base_s,
         # Replay must not wait: a recorded 429 or 5xx is retried at once.
         sleep=_no_sleep if mode == "replay" else time.sleep,
         mode=mode,
     )
+    # The product's own httpx / httpx2 clients, measured too, are held to the same bounds.
+    log.bounds = client.bounds
     state = _ItemCalls(client)
     request.node.stash[_ITEM_KEY] = state
     with contextlib.ExitStack() as stack:

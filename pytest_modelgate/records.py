@@ -30,6 +30,7 @@ ErrorKind = Literal[
     "not_found",  # 404
     "provider_error",  # HTTP 200 whose body reports an error (e.g. MiniMax base_resp)
     "invalid_response",  # a body that is not an OpenAI chat completion
+    "response_too_large",  # a body beyond client.max_response_bytes: reading stopped there
     "http_error",  # any other non-2xx status
 ]
 

@@ -15,6 +15,11 @@ Request errors (connect errors, timeouts) are recorded too and re-raised unchang
 (``GET /models``...) pass through unmeasured. Because the measurement sits below the client, the
 openai SDK's own retries are recorded attempt by attempt exactly like ours.
 
+Every measured attempt is also held to :class:`CallBounds` (``client.deadline_s`` and
+``client.max_response_bytes``): enforced here, as bytes arrive, they hold alike for ``llm.chat``,
+streams, the openai SDK and a product's own clients, and the error raised is not an httpx one, so
+no client retries it. :func:`call_deadline` makes one deadline cover a call and its retries.
+
 Under vcrpy (which sits beneath this transport) the clock here is wrong: a recording vcrpy reads
 the whole body before returning, a replay returns at once. So the latency figures then come from
 :mod:`pytest_modelgate.recording.timing`: a replayed response carries its recorded timing in a
@@ -29,6 +34,7 @@ httpx and httpx2 are imported only when a transport for them is made.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import hashlib
 import importlib
@@ -41,6 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from pytest_modelgate.errors import CallDeadlineError, ModelAPIError, ResponseTooLargeError
 from pytest_modelgate.protocol import (
     CompletionFormatError,
     ParsedCompletion,
@@ -73,8 +80,11 @@ __all__ = [
     "Attempt",
     "AttemptHandle",
     "AttemptSink",
+    "CallBounds",
     "CallLog",
     "ClientName",
+    "call_deadline",
+    "current_call_deadline",
     "is_chat_completions",
     "measuring_every_client",
     "measuring_httpx2_transport",
@@ -157,6 +167,55 @@ class AttemptHandle:
     record: CallRecord | None = None
 
 
+# The deadline (a time.perf_counter() instant) of the logical call being made in this context.
+_CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "pytest_modelgate_call_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def call_deadline(deadline_s: float) -> Iterator[float]:
+    """One logical call, retries included: attempts sent inside must end ``deadline_s`` from now.
+
+    Yields the deadline (a ``time.perf_counter()`` instant); a nested use keeps the earlier one.
+    Without it, each attempt's deadline is ``CallBounds.deadline_s`` after it was sent.
+    """
+    deadline = time.perf_counter() + deadline_s
+    enclosing = _CALL_DEADLINE.get()
+    if enclosing is not None:
+        deadline = min(deadline, enclosing)
+    token = _CALL_DEADLINE.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _CALL_DEADLINE.reset(token)
+
+
+def current_call_deadline() -> float | None:
+    """The deadline of the enclosing :func:`call_deadline` (``time.perf_counter()``), or None."""
+    return _CALL_DEADLINE.get()
+
+
+@dataclass(frozen=True)
+class CallBounds:
+    """What a measuring transport enforces on every attempt (``client:`` in modelgate.yaml).
+
+    ``deadline_s``: an attempt ends, with a :class:`~pytest_modelgate.errors.CallDeadlineError`,
+    once this long has passed since it was sent (or at the deadline of the enclosing
+    :func:`call_deadline`, which bounds a call and its retries), however slowly bytes still
+    trickle in; an attempt that would start after that deadline is not sent. Every connect and
+    read timeout is shortened to the time left, so a silent server is cut at the deadline too,
+    and a trickling one at the first byte after it. ``max_response_bytes``: a body (plain or
+    streamed, counted on the wire and after decompression) that grows beyond it stops with a
+    :class:`~pytest_modelgate.errors.ResponseTooLargeError`; no more than that is buffered.
+    ``model`` names the model in those errors. ``None``: no bound.
+    """
+
+    deadline_s: float | None = None
+    max_response_bytes: int | None = None
+    model: str = ""
+
+
 def is_chat_completions(method: str, path: str) -> bool:
     """Whether a request is one the gate measures: ``POST .../chat/completions``."""
     return method.upper() == "POST" and path.rstrip("/").endswith("/chat/completions")
@@ -209,6 +268,8 @@ class CallLog:
         self.problems: list[str] = []
         # What every reply must satisfy (``@pytest.mark.model_contract``), set by the fixture.
         self.contract: ModelContract | None = None
+        # The bounds measured clients the product builds itself get (measuring_every_client).
+        self.bounds: CallBounds | None = None
 
     def translate_error(self, exc: BaseException) -> BaseException | None:
         """A clearer exception to raise instead of ``exc``, or None to keep it.
@@ -363,6 +424,73 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+class _AttemptLimits:
+    """The :class:`CallBounds` of one attempt: the instant it must end by, the bytes it may read."""
+
+    def __init__(self, bounds: CallBounds | None, started: float, deadline: float | None) -> None:
+        self.bounds = bounds if bounds is not None else CallBounds()
+        self.started = started
+        if deadline is None and self.bounds.deadline_s is not None:
+            deadline = started + self.bounds.deadline_s
+        self.deadline = deadline
+        # True once a timeout was shortened to the deadline: that timeout firing *is* the deadline.
+        self.clamped = False
+
+    def clamp_timeouts(self, request: Any) -> None:
+        """Shorten the request's connect / read / write / pool timeouts to the time left."""
+        if self.deadline is None:
+            return
+        left = max(self.deadline - time.perf_counter(), 0.001)
+        timeouts = dict(request.extensions.get("timeout") or {})
+        for name in ("connect", "read", "write", "pool"):
+            value = timeouts.get(name)
+            if value is None or value > left:
+                timeouts[name] = left
+                self.clamped = True
+        request.extensions["timeout"] = timeouts
+
+    def past_deadline(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    def guard(self, status: int, received: int) -> None:
+        """Raise the bound's error once ``received`` body bytes, or the time now, exceed one.
+
+        Installed beneath vcrpy while recording (:attr:`TimingSlot.guard`), where the body is
+        read before the measuring stream sees it.
+        """
+        now = time.perf_counter()
+        failure = self.size_failure(received)
+        if failure is None and self.past_deadline(now):
+            failure = self.deadline_failure(now, "the body was still arriving")
+        if failure is not None:
+            raise self.error(status, failure)
+
+    def deadline_failure(self, now: float | None, what: str) -> tuple[ErrorKind, str]:
+        when = f"; {now - self.started:.1f} s into this attempt" if now is not None else ""
+        return (
+            "timeout",
+            f"the call exceeded client.deadline_s={self.bounds.deadline_s or 0:g} s ({what}{when})",
+        )
+
+    def size_failure(self, size: int) -> tuple[ErrorKind, str] | None:
+        limit = self.bounds.max_response_bytes
+        if limit is None or size <= limit:
+            return None
+        return (
+            "response_too_large",
+            f"the response is larger than client.max_response_bytes={limit} bytes; "
+            f"reading stopped after {size} bytes",
+        )
+
+    def error(self, status: int | None, failure: tuple[ErrorKind, str]) -> ModelAPIError:
+        """The exception that ends the call; not an httpx error, so no client retries it."""
+        kind, message = failure
+        model = self.bounds.model or "the model"
+        if kind == "response_too_large":
+            return ResponseTooLargeError(model, status, kind, message, 1, False)
+        return CallDeadlineError(model, status, kind, message, 1, True)
+
+
 class _AttemptContext:
     """What is known about an attempt before its response: who sent what, and when."""
 
@@ -392,6 +520,7 @@ class _AttemptContext:
         self.recorded_at: datetime | None = None
         self.started_at = time.time()
         self.started = time.perf_counter()
+        self.limits = _AttemptLimits(transport.bounds, self.started, _CALL_DEADLINE.get())
 
     def adopt_timing(self, response_headers: Any, slot: TimingSlot) -> None:
         """Take the real timing, if any, once the inner transport returned its response."""
@@ -490,22 +619,57 @@ class _MeasuredStream:
         # wbits 32+MAX_WBITS accepts both gzip and zlib-wrapped deflate.
         self._decoder = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding in _DECODABLE else None
         self._body = bytearray()
+        self._limits = context.limits
+        # Bytes as they came off the wire (before decompression), for max_response_bytes.
+        self._received = 0
+        # A bound this stream hit: it decides the outcome whatever the status said.
+        self._bound_failure: tuple[ErrorKind, str] | None = None
         self._ttft: float | None = None
         self._last_byte: float | None = None
         self._finished = False
         self._lock = threading.Lock()
 
     def __iter__(self) -> Iterator[bytes]:
+        limits = self._limits
+        bound: tuple[ErrorKind, str] | None = None
         try:
             for chunk in self._inner:
-                self._last_byte = time.perf_counter()
-                self._observe(chunk)
+                self._last_byte = now = time.perf_counter()
+                self._received += len(chunk)
+                # Checked before the chunk is kept: nothing beyond the limit is buffered.
+                bound = limits.size_failure(self._received)
+                if bound is None and limits.past_deadline(now):
+                    bound = limits.deadline_failure(now, "the body was still arriving")
+                if bound is None:
+                    self._observe(chunk)
+                    bound = limits.size_failure(len(self._body))
+                if bound is not None:
+                    break
                 yield chunk
+        except ModelAPIError as exc:
+            # A bound the guard beneath us enforced (TimingSlot.guard): keep its reason.
+            self._bound_failure = (exc.error_kind, exc.provider_message)  # type: ignore[assignment]
+            self._finish(failure=self._bound_failure)
+            raise
         except Exception as exc:
+            if isinstance(exc, self.timeout_errors) and limits.clamped:
+                # The read timeout was shortened to the deadline: the deadline fired.
+                now = time.perf_counter()
+                bound = limits.deadline_failure(now, "the server went silent while sending")
+                self._bound_failure = bound
+                self._finish(failure=bound)
+                raise limits.error(self._status, bound) from exc
             kind: ErrorKind = "timeout" if isinstance(exc, self.timeout_errors) else "stream_cut"
             self._finish(failure=(kind, f"{type(exc).__name__} while reading the body: {exc}"))
             raise
-        self._finish()
+        if bound is None:
+            self._finish()
+            return
+        self._bound_failure = bound
+        with contextlib.suppress(Exception):
+            self._inner.close()
+        self._finish(failure=bound)
+        raise limits.error(self._status, bound)
 
     def close(self) -> None:
         try:
@@ -521,7 +685,13 @@ class _MeasuredStream:
         if self._undecodable is not None:
             return
         try:
-            data = self._decoder.decompress(chunk) if self._decoder is not None else chunk
+            if self._decoder is None:
+                data = chunk
+            elif (limit := self._limits.bounds.max_response_bytes) is not None:
+                # At most one byte beyond the limit: a small gzip body may inflate a thousandfold.
+                data = self._decoder.decompress(chunk, max(limit - len(self._body), 0) + 1)
+            else:
+                data = self._decoder.decompress(chunk)
         except zlib.error:
             self._undecodable = "a corrupt compressed body"
             return
@@ -537,7 +707,8 @@ class _MeasuredStream:
                 self._ttft = self._last_byte
 
     def _flush_decoder(self) -> None:
-        if self._decoder is None or self._undecodable is not None:
+        if self._decoder is None or self._undecodable is not None or self._bound_failure:
+            # After a bound was hit the decoder may hold unread input: never inflate it.
             return
         try:
             tail = self._decoder.flush()
@@ -576,6 +747,9 @@ class _MeasuredStream:
     def _outcome(
         self, failure: tuple[ErrorKind, str] | None, closed_early: bool
     ) -> tuple[ErrorKind | None, str | None, ParsedCompletion | None, float | None]:
+        if self._bound_failure is not None:
+            kind, message = self._bound_failure
+            return kind, message, self._partial(), None
         if not 200 <= self._status < 300:
             info = classify_error(self._status, bytes(self._body), self._headers)
             return info.kind, info.message, None, info.retry_after_s
@@ -642,11 +816,13 @@ class _MeasuringTransport:
         sink: AttemptSink,
         client: ClientName,
         translate_error: ErrorTranslator | None = None,
+        bounds: CallBounds | None = None,
     ) -> None:
         self.inner = inner
         self.sink = sink
         self.client_name: ClientName = client
         self.translate_error = translate_error
+        self.bounds = bounds
         self._open: set[_MeasuredStream] = set()
         self._lock = threading.Lock()
 
@@ -659,19 +835,45 @@ class _MeasuringTransport:
             return self.inner.handle_request(request)
         _narrow_accept_encoding(request.headers)
         context = _AttemptContext(self, request, handle)
+        limits = context.limits
+        if limits.past_deadline(context.started):
+            # A retry that would start after its call's deadline is not sent.
+            failure = limits.deadline_failure(context.started, "not sent: the deadline had passed")
+            context.finish(
+                ended=context.started, status=None, error_kind=failure[0], error_message=failure[1]
+            )
+            raise limits.error(None, failure)
+        limits.clamp_timeouts(request)
         # httpx hands the request's extensions dict on to httpcore, where capture_timing() fills
         # the slot; harmless when nothing captures.
-        slot = TimingSlot()
+        slot = TimingSlot(guard=limits.guard)
         request.extensions[TIMING_EXTENSION] = slot
         try:
             response = self.inner.handle_request(request)
+        except ModelAPIError as exc:
+            # A bound enforced beneath vcrpy while it recorded (the slot's guard).
+            context.finish(
+                ended=time.perf_counter(),
+                status=exc.status,
+                error_kind=exc.error_kind,  # type: ignore[arg-type]  # one of ours
+                error_message=exc.provider_message,
+            )
+            raise
         except Exception as exc:
             replacement = self.translate_error(exc) if self.translate_error is not None else None
             if replacement is not None:
                 raise replacement from None
+            now = time.perf_counter()
+            if isinstance(exc, self.timeout_errors) and limits.clamped:
+                # The timeout was shortened to the deadline: the deadline fired.
+                failure = limits.deadline_failure(now, "no response yet")
+                context.finish(
+                    ended=now, status=None, error_kind=failure[0], error_message=failure[1]
+                )
+                raise limits.error(None, failure) from exc
             kind: ErrorKind = "timeout" if isinstance(exc, self.timeout_errors) else "connection"
             context.finish(
-                ended=time.perf_counter(),
+                ended=now,
                 status=None,
                 error_kind=kind,
                 error_message=f"{type(exc).__name__}: {exc}",
@@ -680,6 +882,17 @@ class _MeasuringTransport:
         finally:
             request.extensions.pop(TIMING_EXTENSION, None)
         context.adopt_timing(response.headers, slot)
+        late = _late(context)
+        if late is not None:
+            with contextlib.suppress(Exception):
+                response.stream.close()
+            context.finish(
+                ended=time.perf_counter(),
+                status=response.status_code,
+                error_kind=late[0],
+                error_message=late[1],
+            )
+            raise limits.error(response.status_code, late)
         stream = self.stream_class(response.stream, context, response.status_code, response.headers)
         with self._lock:
             self._open.add(stream)
@@ -718,6 +931,25 @@ def _http_date(value: object) -> datetime | None:
     return at.astimezone(timezone.utc)
 
 
+def _late(context: _AttemptContext) -> tuple[ErrorKind, str] | None:
+    """Why an attempt whose response headers just arrived is already past its deadline, or None."""
+    limits = context.limits
+    if limits.deadline is None:
+        return None
+    recorded = context.timing if context.timing_source == "recorded" else None
+    # Replay judges what the live call would have done: a reply recorded as slower than the
+    # deadline allows would have been cut (and recording cuts it now).
+    if recorded is not None and recorded.total_ms / 1000 > limits.deadline - context.started:
+        return limits.deadline_failure(
+            None, f"the recorded reply took {recorded.total_ms / 1000:.1f} s"
+        )
+    now = time.perf_counter()
+    if limits.past_deadline(now):
+        # Headers that trickled in past the deadline (or a body vcrpy read while recording).
+        return limits.deadline_failure(now, "the response headers arrived too late")
+    return None
+
+
 def _narrow_accept_encoding(headers: Any) -> None:
     accept = headers.get("accept-encoding")
     if accept is None:
@@ -731,7 +963,9 @@ def _narrow_accept_encoding(headers: Any) -> None:
 # --------------------------------------------------------------------------------------------
 # Concrete classes, made on first use so httpx / httpx2 are imported only when needed
 
-_Factory = Callable[[Any, AttemptSink, ClientName, "ErrorTranslator | None"], Any]
+_Factory = Callable[
+    [Any, AttemptSink, ClientName, "ErrorTranslator | None", "CallBounds | None"], Any
+]
 
 
 @functools.cache
@@ -755,13 +989,15 @@ def measuring_transport(
     *,
     client: ClientName = "modelgate",
     translate_error: ErrorTranslator | None = None,
+    bounds: CallBounds | None = None,
 ) -> httpx.BaseTransport:
     """An ``httpx`` transport that sends through ``inner`` and reports each attempt to ``sink``.
 
     ``translate_error`` may swap an exception of the inner transport for a clearer one (which is
-    then raised without recording an attempt), e.g. ``CallLog.translate_error``.
+    then raised without recording an attempt), e.g. ``CallLog.translate_error``. ``bounds``: the
+    deadline and size limit every measured attempt is held to (see :class:`CallBounds`).
     """
-    transport: httpx.BaseTransport = _factory("httpx")(inner, sink, client, translate_error)
+    transport: httpx.BaseTransport = _factory("httpx")(inner, sink, client, translate_error, bounds)
     return transport
 
 
@@ -771,9 +1007,12 @@ def measuring_httpx2_transport(
     *,
     client: ClientName = "openai",
     translate_error: ErrorTranslator | None = None,
+    bounds: CallBounds | None = None,
 ) -> httpx2.BaseTransport:
     """The same measuring transport for ``httpx2`` (the HTTP library of the openai SDK)."""
-    transport: httpx2.BaseTransport = _factory("httpx2")(inner, sink, client, translate_error)
+    transport: httpx2.BaseTransport = _factory("httpx2")(
+        inner, sink, client, translate_error, bounds
+    )
     return transport
 
 
@@ -817,7 +1056,7 @@ class _EveryClient:
         ):
             return original(transport, request)
         measurer: _MeasuringTransport = _factory(library)(
-            _BoundSend(original, transport), log.add, "other", log.translate_error
+            _BoundSend(original, transport), log.add, "other", log.translate_error, log.bounds
         )
         response = measurer.handle_request(request)
         if measurer._open:

@@ -8,6 +8,7 @@ duplicate keys are errors and dates stay strings. This module never imports pyte
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Hashable
@@ -25,17 +26,25 @@ _BaseSafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeL
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+# YAML 1.1 (PyYAML) reads a float only with a dot and a signed exponent, so `1e5` and `1.0e300`
+# would be strings; YAML 1.2 and every JSON reader call them numbers. This adds the exponent
+# forms 1.1 misses (`1e5`, `1.0e300`, `.5e-3`); plain integers and `.inf` resolve as before.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
 
 class _UniqueKeyLoader(_BaseSafeLoader):  # type: ignore[misc, valid-type]
     """Safe loader that rejects duplicate mapping keys (PyYAML silently keeps the last one).
 
     It also reads dates as plain strings: ``as_of: 2026-11-15`` is a label, not a ``date``, and
-    would otherwise fail validation of a ``str`` field.
+    would otherwise fail validation of a ``str`` field; and exponent floats without a dot or an
+    exponent sign (``1e5``, ``1.0e300``) as numbers, as YAML 1.2 does.
     """
 
     yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, Pattern[str]]]]] = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
+        + ([(_FLOAT_TAG, _EXPONENT_FLOAT)] if str(first) in tuple("+-.0123456789") else [])
         for first, resolvers in _BaseSafeLoader.yaml_implicit_resolvers.items()
     }
 

@@ -218,9 +218,14 @@ class TimingSlot:
     """Put under :data:`TIMING_EXTENSION` in a request's extensions to receive its timing.
 
     ``timing`` is set, once, when the body beneath vcrpy has been read to its end or given up on.
+    ``guard``, when set, is called with the status and the body bytes received so far after each
+    chunk beneath vcrpy, and may raise to stop reading: a recording vcrpy reads the whole body
+    before the measuring transport above it sees a byte, so the transport's bounds
+    (``deadline_s``, ``max_response_bytes``) are enforced here while recording.
     """
 
     timing: RecordedTiming | None = None
+    guard: Callable[[int, int], None] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,15 +400,20 @@ class _ExchangeClock:
         self._readable = encoding in ("", "identity", *_DECODABLE)
         self._sniffed = b""
         self._chunks: list[float] = []
+        self._received = 0
         self._ttft: float | None = None
         self._finished = False
         self._lock = threading.Lock()
 
     def chunk(self, data: bytes) -> None:
-        """A body chunk arrived now."""
+        """A body chunk arrived now; the slot's guard may raise to stop the reading."""
         now = time.perf_counter()
         if not data:
             return
+        self._received += len(data)
+        guard = self._slot.guard if self._slot is not None else None
+        if guard is not None:
+            guard(self._status, self._received)
         self._chunks.append(now)
         if self._mode != "body" and self._readable:
             self._parse(data, now)

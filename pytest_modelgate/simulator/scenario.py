@@ -36,7 +36,8 @@ class ScenarioError(ConfigError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Finite: a latency of `.inf` would hang the server thread (or crash its sleep).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class LatencySpec(_Frozen):

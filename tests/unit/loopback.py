@@ -1,7 +1,8 @@
 """A scripted HTTP server on 127.0.0.1 for the client and transport tests.
 
 Each request gets the next ``Step`` of the script: a JSON body, a chunked SSE stream written
-with delays, or a body cut off midway. The ``server`` fixture is in this folder's conftest.py.
+with delays, a body cut off midway, or either one trickled out a few bytes at a time. The
+``server`` fixture is in this folder's conftest.py.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,6 +28,10 @@ class Step:
     events: list[tuple[float, bytes]] | None = None
     # Close the connection before the body is complete (a broken stream).
     cut: bool = False
+    # Trickle: write the body (or each SSE event) ``trickle_bytes`` at a time, pausing
+    # ``trickle`` seconds before each piece, until done or the client hangs up.
+    trickle: float = 0.0
+    trickle_bytes: int = 1
 
 
 def sse_events(*chunks: Any, done: bool = True, gap: float = 0.0) -> list[tuple[float, bytes]]:
@@ -65,8 +71,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             for pause, data in step.events:
                 time.sleep(pause)
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                self.wfile.flush()
+                for piece in self._pieces(step, data):
+                    if not self._send(step, b"%x\r\n%s\r\n" % (len(piece), piece)):
+                        return
             if not step.cut:
                 self.wfile.write(b"0\r\n\r\n")
             return
@@ -76,7 +83,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw) + (10 if step.cut else 0)))
         self.end_headers()
-        self.wfile.write(raw)
+        for piece in self._pieces(step, raw):
+            if not self._send(step, piece):
+                return
+
+    def _pieces(self, step: Step, data: bytes) -> Iterator[bytes]:
+        # A generator: a large body is never copied whole (tests measure the client's memory).
+        if not step.trickle:
+            yield data
+            return
+        view = memoryview(data)
+        for i in range(0, len(data), step.trickle_bytes):
+            yield bytes(view[i : i + step.trickle_bytes])
+
+    def _send(self, step: Step, data: bytes) -> bool:
+        """Write (after the step's trickle pause); False once the client has hung up."""
+        time.sleep(step.trickle)
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            return False
+        self.server.bytes_sent += len(data)
+        return True
 
 
 class ScriptedServer(ThreadingHTTPServer):
@@ -87,6 +116,8 @@ class ScriptedServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.script: deque[Step] = deque()
         self.requests: list[tuple[str, str, Any, bytes]] = []
+        # Body bytes written so far (a client that stops reading early leaves this short).
+        self.bytes_sent = 0
         threading.Thread(target=self.serve_forever, args=(0.01,), daemon=True).start()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
