@@ -308,6 +308,7 @@ def pytest_configure(config: pytest.Config) -> None:
             _write_error_verdict_early(verdict_path, f"configuration error: {exc}")
         raise pytest.UsageError(f"modelgate: {exc}") from None
     config.stash[GATE_KEY] = gate
+    _scrub_logs_while_gated(config, gate)
 
     # Replace any verdict left by an earlier run at once, so that a run that dies before the end
     # can never be mistaken for a pass.
@@ -317,6 +318,48 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_GateHooks(config, gate), "modelgate-gate")
     if config.pluginmanager.hasplugin("xdist") and not worker:
         config.pluginmanager.register(_XdistController(gate), "modelgate-xdist")
+
+
+_UNDO_LOG_SCRUBBING = pytest.StashKey[Callable[[], None]]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop scrubbing the libraries' logs: the gated run is over."""
+    undo = config.stash.get(_UNDO_LOG_SCRUBBING, None)
+    if undo is not None:
+        del config.stash[_UNDO_LOG_SCRUBBING]
+        undo()
+
+
+def _scrub_logs_while_gated(config: pytest.Config, gate: GateSession) -> None:
+    """Keep keys and raw bodies out of the logs of vcrpy, httpx, httpcore and openai.
+
+    Their records reach ``caplog``, the report sections and ``log_cli``; removed at unconfigure.
+    """
+    from pytest_modelgate.redaction import redactor_for, scrub_library_logs
+
+    config.stash[_UNDO_LOG_SCRUBBING] = scrub_library_logs(redactor_for(gate.secret_values()))
+
+
+def _scrub_report(gate: GateSession, report: pytest.TestReport) -> None:
+    """Scrub keys from what pytest prints of a report: the failure (with --showlocals, every
+    frame's locals, including those of the HTTP libraries) and the captured output and logs.
+
+    Only a text that holds a key changes; a failure then becomes its scrubbed rendered text.
+    """
+    if report.longrepr is None and not report.sections:
+        return
+    from pytest_modelgate.redaction import redactor_for
+
+    redactor = redactor_for(gate.secret_values())
+    if not redactor:
+        return
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        scrubbed = redactor.scrub_text(text)
+        if scrubbed != text:
+            report.longrepr = scrubbed
+    report.sections = [(title, redactor.scrub_text(body)) for title, body in report.sections]
 
 
 def _write_error_verdict_early(path: Path, reason: str) -> None:
@@ -640,8 +683,11 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Attach the phase's call records and outcome to the report of every gated test."""
     report: pytest.TestReport = yield
+    gate = _gate(item.config)
+    if gate is not None:
+        _scrub_report(gate, report)
     param = getattr(getattr(item, "callspec", None), "params", {}).get(LLM_FIXTURE)
-    if param is None or _gate(item.config) is None:
+    if param is None or gate is None:
         return report
     try:
         report.modelgate = _phase_json(item, report, call, param)  # type: ignore[attr-defined]
@@ -687,12 +733,17 @@ def _phase_json(
             state.call_passed = report.passed
     message = None
     if report.failed and call.excinfo is not None:
-        message = call.excinfo.exconly().strip().splitlines()[0][:300]
-        if state is not None and state.client.log.secrets:
-            from pytest_modelgate.recording.cassettes import Scrubber
+        from pytest_modelgate.redaction import redactor_for
 
-            # The failure text lands in the records file: no key in it (vcrpy quotes URLs).
-            message = Scrubber(state.client.log.secrets).scrub_text(message)
+        gate = _gate(item.config)
+        secrets = gate.secret_values() if gate is not None else ()
+        if state is not None:
+            secrets = (*secrets, *state.client.log.secrets)
+        # The failure text lands in the records file: no key in it (vcrpy quotes URLs). Scrubbed
+        # whole first, then cut: a key across the cut would otherwise leave its prefix.
+        text = redactor_for(tuple(dict.fromkeys(secrets))).scrub_text(call.excinfo.exconly())
+        lines = text.strip().splitlines()
+        message = lines[0][:300] if lines else ""
     outcome = "skipped" if report.skipped else ("failed" if report.failed else "passed")
     if hasattr(report, "wasxfail"):
         outcome = "skipped"  # an expected failure decides nothing about the model
