@@ -341,11 +341,13 @@ def _scrub_logs_while_gated(config: pytest.Config, gate: GateSession) -> None:
     config.stash[_UNDO_LOG_SCRUBBING] = scrub_library_logs(redactor_for(gate.secret_values()))
 
 
-def _scrub_report(gate: GateSession, report: pytest.TestReport) -> None:
+def _scrub_report(gate: GateSession, report: pytest.TestReport | pytest.CollectReport) -> None:
     """Scrub keys from what pytest prints of a report: the failure (with --showlocals, every
     frame's locals, including those of the HTTP libraries) and the captured output and logs.
 
-    Only a text that holds a key changes; a failure then becomes its scrubbed rendered text.
+    Only a report whose text holds a key changes. Its failure is scrubbed in place, keeping its
+    layout and crash line (the short summary quotes it); should the rendered text still hold a
+    key, the failure becomes that text, scrubbed.
     """
     if report.longrepr is None and not report.sections:
         return
@@ -354,11 +356,16 @@ def _scrub_report(gate: GateSession, report: pytest.TestReport) -> None:
     redactor = redactor_for(gate.secret_values())
     if not redactor:
         return
-    if report.longrepr is not None:
-        text = str(report.longrepr)
-        scrubbed = redactor.scrub_text(text)
-        if scrubbed != text:
-            report.longrepr = scrubbed
+    longrepr = report.longrepr
+    if isinstance(longrepr, (str, tuple)):
+        report.longrepr = redactor.scrub_value(longrepr)
+    elif longrepr is not None:
+        text = str(longrepr)
+        if redactor.scrub_text(text) != text:
+            redactor.scrub_fields(longrepr)
+            text = str(longrepr)
+            if redactor.scrub_text(text) != text:
+                report.longrepr = redactor.scrub_text(text)
     report.sections = [(title, redactor.scrub_text(body)) for title, body in report.sections]
 
 
@@ -675,6 +682,18 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             f"model {state.client.model!r} broke the model_contract "
             f"({len(violations)} violation(s)):\n{shown}{more}"
         )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """Scrub keys from a collection error's text (a conftest that quotes one, say)."""
+    report: pytest.CollectReport = yield
+    gate = _gate(collector.config)
+    if gate is not None:
+        _scrub_report(gate, report)
+    return report
 
 
 @pytest.hookimpl(wrapper=True)

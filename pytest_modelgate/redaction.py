@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import json
 import logging
@@ -171,6 +172,39 @@ class Redactor:
         if isinstance(value, tuple):
             return tuple(self.scrub_value(item) for item in value)
         return value
+
+    def scrub_fields(self, obj: object) -> None:
+        """Scrub, in place, every text in a tree of dataclass instances, lists and tuples.
+
+        For rendered-later objects that must keep their type, such as pytest's failure reprs
+        (``ExceptionChainRepr`` and its entries, locals and crash line). Lists are changed in
+        place, tuples rebuilt, fields set (also on frozen dataclasses).
+        """
+        if not self._texts:
+            return
+        seen: set[int] = set()
+
+        def walk(value: Any) -> Any:
+            if isinstance(value, str):
+                return self.scrub_text(value)
+            if isinstance(value, list):
+                value[:] = [walk(item) for item in value]
+                return value
+            if isinstance(value, tuple):
+                items = tuple(walk(item) for item in value)
+                return value if items == value else items
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    for item in dataclasses.fields(value):
+                        current = getattr(value, item.name, None)
+                        new = walk(current)
+                        if new is not current:
+                            object.__setattr__(value, item.name, new)
+                return value
+            return value
+
+        walk(obj)
 
     def _hides_secret(self, token: bytes) -> bool:
         for decode in (base64.b64decode, base64.urlsafe_b64decode):

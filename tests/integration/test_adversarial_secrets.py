@@ -484,6 +484,10 @@ def test_showlocals_prints_no_key_and_no_raw_body(project: Project) -> None:
     assert "raw_body   = None" in output or "raw_body = None" in output
     assert "Incorrect API key provided" in output
     assert "<redacted>" in output
+    # The failures keep their layout and crash line: the short summary still quotes them.
+    summary = [line for line in result.outlines if line.startswith("FAILED test_locals.py::")]
+    assert len(summary) == 4
+    assert all(" - " in line and "<redacted>" in line for line in summary), summary
     project.assert_no_leak(result)
 
 
@@ -500,4 +504,29 @@ def test_our_frames_hold_no_raw_body_in_showlocals(project: Project) -> None:
     assert result.ret == 1
     assert project.verdict()["verdict"] == "fail"
     assert RAW_MARKER not in result.stdout.str()
+    project.assert_no_leak(result)
+
+
+COLLECTION_ERROR = """
+    import os
+
+    KEY = os.environ["MODELGATE_TEST_ECHO_KEY"]
+    raise RuntimeError("cannot start: the key " + KEY + " expired")
+
+    def test_never(llm):
+        pass
+"""
+
+
+def test_a_collection_error_quoting_the_key_is_scrubbed(project: Project) -> None:
+    """Item: every output, not only test reports: a module that fails to import with the key in
+    its error shows the error scrubbed, and the error verdict holds no key either."""
+    project.configure("ok", "ok")
+    project.pytester.makepyfile(test_broken=COLLECTION_ERROR)
+
+    result = project.run("-rA", "--showlocals")
+
+    assert result.ret == 2
+    assert project.verdict()["verdict"] == "error"
+    assert "cannot start: the key <redacted> expired" in result.stdout.str()
     project.assert_no_leak(result)

@@ -255,3 +255,34 @@ def test_classify_error_cuts_at_the_limit_given() -> None:
     body = {"error": {"message": "x" * 2000}}
     assert len(classify_error(400, body).message) == 500
     assert len(classify_error(400, body, limit=5000).message) == 2000
+
+
+def test_scrub_fields_changes_a_tree_of_dataclasses_in_place() -> None:
+    from dataclasses import dataclass, field
+
+    @dataclass(frozen=True)
+    class Crash:
+        message: str
+
+    @dataclass
+    class Entry:
+        lines: list[str]
+        locals: list[tuple[str, str]] = field(default_factory=list)
+
+    @dataclass
+    class Failure:
+        entries: list[Entry]
+        crash: Crash
+        chain: tuple[tuple[Entry, Crash], ...] = ()
+
+    entry = Entry([f"raise Error({KEY!r})"], [("raw_body", repr(KEY.encode()))])
+    crash = Crash(f"Error: {KEY}")
+    failure = Failure([entry], crash, ((entry, crash),))
+
+    Redactor([KEY]).scrub_fields(failure)
+
+    assert failure.entries[0] is entry
+    assert entry.lines == [f"raise Error('{REDACTED}')"]
+    assert entry.locals == [("raw_body", f"b'{REDACTED}'")]
+    assert crash.message == f"Error: {REDACTED}"
+    assert failure.chain == ((entry, crash),)
