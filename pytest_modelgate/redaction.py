@@ -80,6 +80,11 @@ class Redactor:
         self._value_bytes: tuple[bytes, ...] = tuple(
             value.encode("utf-8", "surrogateescape") for value in self._values
         )
+        # The base64 forms: a Basic token hiding a key always holds one of them, so tokens are
+        # decoded only once one is found (no extra search on the common path).
+        cores = {core for value in values for core in _base64_cores(value)}
+        self._core_texts = frozenset(cores)
+        self._core_bytes = frozenset(core.encode("ascii") for core in cores)
 
     @staticmethod
     def forms(value: str) -> set[str]:
@@ -105,12 +110,7 @@ class Redactor:
         raw = value.encode("utf-8", "surrogateescape")
         found.add(repr(raw)[2:-1])
         found.add(repr(raw + b"'\"")[2:-4])
-        for offset in range(3):
-            padded = b"\0" * offset + raw
-            start = (0, 2, 3)[offset]
-            end = len(padded) * 8 // 6
-            for encode in (base64.b64encode, base64.urlsafe_b64encode):
-                found.add(encode(padded).decode("ascii")[start:end])
+        found.update(_base64_cores(value))
         return found
 
     @property
@@ -127,25 +127,29 @@ class Redactor:
 
     def scrub_text(self, text: str) -> str:
         """``text`` with every secret, in every form, replaced by :data:`REDACTED`."""
-        if not self._texts:
-            return text
-        # Basic tokens first: the forms below would cut the token and hide it from the decoder.
-        if "asic" in text or "ASIC" in text:
-            text = _BASIC_TEXT_TOKEN.sub(self._basic_text, text)
+        basic_checked = False
         for secret in self._texts:
             if secret in text:
+                if not basic_checked and secret in self._core_texts:
+                    # Basic tokens first: replacing the core would hide the token's key.
+                    basic_checked = True
+                    text = _BASIC_TEXT_TOKEN.sub(self._basic_text, text)
+                    if secret not in text:
+                        continue
                 text = text.replace(secret, REDACTED)
         return text
 
     def scrub_bytes(self, data: bytes) -> bytes:
         """``data`` with every secret (UTF-8), in every form, replaced by :data:`REDACTED`."""
-        if not self._bytes:
-            return data
-        if b"asic" in data or b"ASIC" in data:
-            data = _BASIC_TOKEN.sub(self._basic_bytes, data)
         placeholder = REDACTED.encode("ascii")
+        basic_checked = False
         for secret in self._bytes:
             if secret in data:
+                if not basic_checked and secret in self._core_bytes:
+                    basic_checked = True
+                    data = _BASIC_TOKEN.sub(self._basic_bytes, data)
+                    if secret not in data:
+                        continue
                 data = data.replace(secret, placeholder)
         return data
 
@@ -225,6 +229,20 @@ class Redactor:
         if self._hides_secret(match.group(2).encode("ascii")):
             return match.group(1) + REDACTED
         return match.group(0)
+
+
+def _base64_cores(value: str) -> set[str]:
+    """The base64 of ``value`` at each byte alignment, in both alphabets: for each alignment the
+    run of characters that depends on the value's bytes alone (so it is found in any blob)."""
+    raw = value.encode("utf-8", "surrogateescape")
+    cores = set()
+    for offset in range(3):
+        padded = b"\0" * offset + raw
+        start = (0, 2, 3)[offset]
+        end = len(padded) * 8 // 6
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            cores.add(encode(padded).decode("ascii")[start:end])
+    return cores
 
 
 @functools.lru_cache(maxsize=64)
