@@ -250,6 +250,7 @@ class LLM:
                         client="modelgate",
                         translate_error=self.log.translate_error,
                         bounds=self.bounds,
+                        secrets=self.log.secrets,
                     ),
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout_s),
@@ -303,6 +304,9 @@ class LLM:
                 raise RuntimeError("the measuring transport did not report the attempt")
             if record.error_kind is None and raw_body is not None:
                 return self._reply(record, attempt.completion, raw_body, content_type, attempts)
+            # The raw error body may quote the key: keep it out of this frame's locals, which
+            # --showlocals prints with the traceback (the record's message is scrubbed).
+            raw_body = None
             kind = record.error_kind or "invalid_response"
             retryable = kind in RETRYABLE_ERROR_KINDS
             if not retryable or attempts > self.max_retries:
@@ -403,6 +407,7 @@ class LLM:
                         client="openai",
                         translate_error=self.log.translate_error,
                         bounds=self.bounds,
+                        secrets=self.log.secrets,
                     ),
                     timeout=self.timeout_s,
                     follow_redirects=True,

@@ -8,12 +8,14 @@ non-zero exit status, never ``pass``.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pytest_modelgate.judge import Judge, Judgement, RunData
 from pytest_modelgate.records import TestRecord
+from pytest_modelgate.redaction import Redactor, redactor_for
 from pytest_modelgate.session import EXIT_ERROR, EXIT_FAIL, EXIT_OK, GateSession
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ def finish(
     from pytest_modelgate.verdict import write_text_atomic, write_verdict_atomic
 
     path = gate.settings.verdict_path
+    # Every text written below goes through the one scrubbing rule (pytest_modelgate.redaction).
+    redactor = redactor_for(gate.secret_values())
     if not gate.used and gate.candidate is None and not gate.config_errors:
         # Nothing was gated: an ordinary pytest run. Drop the placeholder we put over an old
         # verdict at start, so no stale verdict is left behind as if it were this run's.
@@ -64,13 +68,14 @@ def finish(
         except Exception as exc:  # a broken judge or hook: fail closed
             exit_status = EXIT_ERROR
             verdict = _error(gate, [f"the gate crashed while deciding: {exc!r}"], exit_status)
+    verdict = redactor.scrub_value(verdict)
     try:
         if stable or candidate:
             # Every test item with its attempts, for diagnosis and for tools that re-judge a run;
             # written before the verdict that names it.
             records = gate.settings.records_path
             write_text_atomic(
-                records, "".join(r.model_dump_json() + "\n" for r in (*stable, *candidate))
+                records, "".join(_record_line(r, redactor) for r in (*stable, *candidate))
             )
             verdict["records_file"] = records.name
         write_verdict_atomic(path, verdict)
@@ -78,6 +83,7 @@ def finish(
     except Exception as exc:
         exit_status = EXIT_ERROR
         verdict = _error(gate, [f"the verdict could not be written to {path}: {exc}"], exit_status)
+        verdict = redactor.scrub_value(verdict)
         # If even that fails, the terminal summary still says error (and not "verdict written
         # to"), the exit is non-zero and no earlier verdict is left to be read as this run's.
         try:
@@ -90,6 +96,18 @@ def finish(
             verdict["reasons"].append(f"the error verdict could not be written either; {happened}")
     gate.verdict = verdict
     return exit_status
+
+
+def _record_line(record: TestRecord, redactor: Redactor) -> str:
+    """One line of the records file, with every secret scrubbed from every text field.
+
+    Scrubbed as data, not as JSON text, so the line stays valid JSON whatever the key's escaping.
+    """
+    line = record.model_dump_json()
+    if redactor and redactor.scrub_text(line) != line:
+        data = redactor.scrub_value(record.model_dump(mode="json"))
+        line = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return line + "\n"
 
 
 def _problems(gate: GateSession, *, pytest_status: int, stopped_early: bool) -> list[str]:

@@ -406,6 +406,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 message += f"\nmodelgate: {problem}"
         raise pytest.UsageError(message) from None
     config.stash[GATE_KEY] = gate
+    _scrub_logs_while_gated(config, gate)
 
     # Replace any verdict left by an earlier run at once, so that a run that dies before the end
     # can never be mistaken for a pass.
@@ -428,8 +429,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_XdistController(gate), "modelgate-xdist")
 
 
+_UNDO_LOG_SCRUBBING = pytest.StashKey[Callable[[], None]]()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Release the verdict lock (the controller took it at configure or at the end)."""
+    """The run is over: stop scrubbing the libraries' logs and release the verdict lock.
+
+    The controller took the lock at configure or at the end of the run.
+    """
+    undo = config.stash.get(_UNDO_LOG_SCRUBBING, None)
+    if undo is not None:
+        del config.stash[_UNDO_LOG_SCRUBBING]
+        undo()
     lock = config.stash.get(_LOCK_KEY, None)
     if lock is not None:
         lock.release()
@@ -498,6 +509,44 @@ def _cannot_write(path: Path, exc: OSError, what: str) -> str:
     _done, happened = discard_verdict(path)
     reason = exc.strerror or exc.__class__.__name__
     return f"cannot write the {what} {path}: {reason}; {happened}"
+
+
+def _scrub_logs_while_gated(config: pytest.Config, gate: GateSession) -> None:
+    """Keep keys and raw bodies out of the logs of vcrpy, httpx, httpcore and openai.
+
+    Their records reach ``caplog``, the report sections and ``log_cli``; removed at unconfigure.
+    """
+    from pytest_modelgate.redaction import redactor_for, scrub_library_logs
+
+    config.stash[_UNDO_LOG_SCRUBBING] = scrub_library_logs(redactor_for(gate.secret_values()))
+
+
+def _scrub_report(gate: GateSession, report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Scrub keys from what pytest prints of a report: the failure (with --showlocals, every
+    frame's locals, including those of the HTTP libraries) and the captured output and logs.
+
+    Only a report whose text holds a key changes. Its failure is scrubbed in place, keeping its
+    layout and crash line (the short summary quotes it); should the rendered text still hold a
+    key, the failure becomes that text, scrubbed.
+    """
+    if report.longrepr is None and not report.sections:
+        return
+    from pytest_modelgate.redaction import redactor_for
+
+    redactor = redactor_for(gate.secret_values())
+    if not redactor:
+        return
+    longrepr = report.longrepr
+    if isinstance(longrepr, (str, tuple)):
+        report.longrepr = redactor.scrub_value(longrepr)
+    elif longrepr is not None:
+        text = str(longrepr)
+        if redactor.scrub_text(text) != text:
+            redactor.scrub_fields(longrepr)
+            text = str(longrepr)
+            if redactor.scrub_text(text) != text:
+                report.longrepr = redactor.scrub_text(text)
+    report.sections = [(title, redactor.scrub_text(body)) for title, body in report.sections]
 
 
 def _write_error_verdict_early(path: Path, reason: str, *, gate: bool) -> str | None:
@@ -837,13 +886,28 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """Scrub keys from a collection error's text (a conftest that quotes one, say)."""
+    report: pytest.CollectReport = yield
+    gate = _gate(collector.config)
+    if gate is not None:
+        _scrub_report(gate, report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Attach the phase's call records and outcome to the report of every gated test."""
     report: pytest.TestReport = yield
+    gate = _gate(item.config)
+    if gate is not None:
+        _scrub_report(gate, report)
     param = getattr(getattr(item, "callspec", None), "params", {}).get(LLM_FIXTURE)
-    if param is None or _gate(item.config) is None:
+    if param is None or gate is None:
         return report
     try:
         report.modelgate = _phase_json(item, report, call, param)  # type: ignore[attr-defined]
@@ -889,12 +953,17 @@ def _phase_json(
             state.call_passed = report.passed
     message = None
     if report.failed and call.excinfo is not None:
-        message = call.excinfo.exconly().strip().splitlines()[0][:300]
-        if state is not None and state.client.log.secrets:
-            from pytest_modelgate.recording.cassettes import Scrubber
+        from pytest_modelgate.redaction import redactor_for
 
-            # The failure text lands in the records file: no key in it (vcrpy quotes URLs).
-            message = Scrubber(state.client.log.secrets).scrub_text(message)
+        gate = _gate(item.config)
+        secrets = gate.secret_values() if gate is not None else ()
+        if state is not None:
+            secrets = (*secrets, *state.client.log.secrets)
+        # The failure text lands in the records file: no key in it (vcrpy quotes URLs). Scrubbed
+        # whole first, then cut: a key across the cut would otherwise leave its prefix.
+        text = redactor_for(tuple(dict.fromkeys(secrets))).scrub_text(call.excinfo.exconly())
+        lines = text.strip().splitlines()
+        message = lines[0][:300] if lines else ""
     outcome = "skipped" if report.skipped else ("failed" if report.failed else "passed")
     if hasattr(report, "wasxfail"):
         outcome = "skipped"  # an expected failure decides nothing about the model

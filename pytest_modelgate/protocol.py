@@ -317,10 +317,13 @@ class SSEAccumulator:
     a final usage-only chunk with empty ``choices`` is understood. Content, reasoning and
     tool-call deltas (assembled by ``index``) are accumulated for the first choice.
 
-    With ``keep_chunks=True`` every parsed chunk is kept in :attr:`chunks`.
+    With ``keep_chunks=True`` every parsed chunk is kept in :attr:`chunks`. ``message_limit`` is
+    the length an error event's message is cut to (a caller that scrubs secrets first, then cuts,
+    passes a large one).
     """
 
-    def __init__(self, *, keep_chunks: bool = False) -> None:
+    def __init__(self, *, keep_chunks: bool = False, message_limit: int = _MESSAGE_LIMIT) -> None:
+        self._message_limit = message_limit
         self._buffer = b""
         self._data_lines: list[str] = []
         self._event_name: str | None = None
@@ -397,7 +400,9 @@ class SSEAccumulator:
             chunk = json.loads(payload)
         except ValueError:
             if event_name == "error" and self.error is None:
-                self.error = ErrorInfo("provider_error", shorten(payload, _MESSAGE_LIMIT), None)
+                self.error = ErrorInfo(
+                    "provider_error", shorten(payload, self._message_limit), None
+                )
             self.malformed += 1
             return
         if not isinstance(chunk, dict):
@@ -409,9 +414,9 @@ class SSEAccumulator:
         self.chunk_count += 1
         if self._keep_chunks:
             self.chunks.append(chunk)
-        problem = embedded_error(chunk)
+        problem = embedded_error(chunk, limit=self._message_limit)
         if problem is None and event_name == "error":
-            problem = classify_error(200, chunk)
+            problem = classify_error(200, chunk, limit=self._message_limit)
         if problem is not None and self.error is None:
             self.error = problem
         self._model = self._model or _str(chunk.get("model"))
@@ -635,13 +640,16 @@ def classify_error(
     status: int | None,
     body: bytes | str | Mapping[str, Any] | list[Any] | None,
     headers: Mapping[str, str] | None = None,
+    *,
+    limit: int = _MESSAGE_LIMIT,
 ) -> ErrorInfo:
     """Classify a failed response: its :data:`ErrorKind`, the provider's message, Retry-After.
 
     ``status`` is the HTTP status, or 200/``None`` for an error reported inside a successful
     response (MiniMax ``base_resp``, an ``error`` chunk in a stream). ``body`` may be raw bytes,
     text or already-decoded JSON: an object, an array (Gemini) or nothing at all. The message is
-    the provider's own (``code: message``), or the start of a non-JSON body, or the HTTP reason.
+    the provider's own (``code: message``), or the start of a non-JSON body, or the HTTP reason,
+    cut to ``limit`` characters (a caller that must scrub secrets first passes a large one).
     """
     data, text = _load_body(body)
     error = _error_object(data)
@@ -665,7 +673,7 @@ def classify_error(
             message = "error"
     else:
         message = "error response"
-    message = shorten(message, _MESSAGE_LIMIT)
+    message = shorten(message, limit)
     retry_after = retry_after_from_headers(headers)
     quota = _is_quota(error, code)
     if status is not None and status >= 300:
@@ -678,17 +686,18 @@ def classify_error(
     return ErrorInfo("provider_error", message, retry_after)
 
 
-def embedded_error(body: Any) -> ErrorInfo | None:
+def embedded_error(body: Any, *, limit: int = _MESSAGE_LIMIT) -> ErrorInfo | None:
     """The error a 2xx JSON body (or stream chunk) reports instead of a completion, if any.
 
     MiniMax answers HTTP 200 with ``base_resp.status_code`` != 0; other providers occasionally
-    send ``{"error": {...}}`` with a 200 or as a stream chunk.
+    send ``{"error": {...}}`` with a 200 or as a stream chunk. ``limit`` as for
+    :func:`classify_error`.
     """
     if not isinstance(body, Mapping):
         return None
     base = body.get("base_resp")
     if isinstance(base, Mapping) and _int(base.get("status_code")) not in (None, 0):
-        return classify_error(200, body)
+        return classify_error(200, body, limit=limit)
     if isinstance(body.get("error"), (Mapping, str)) and not body.get("choices"):
-        return classify_error(200, body)
+        return classify_error(200, body, limit=limit)
     return None

@@ -67,6 +67,7 @@ from pytest_modelgate.recording.timing import (
     timing_key,
 )
 from pytest_modelgate.records import Arm, CallRecord, ErrorKind, TimingSource
+from pytest_modelgate.redaction import redactor_for
 
 if TYPE_CHECKING:
     import httpx
@@ -100,6 +101,11 @@ ATTEMPT_EXTENSION = "pytest_modelgate.attempt"
 # these so a measured body can always be read.
 _DECODABLE = ("gzip", "deflate")
 _ERROR_MESSAGE_LIMIT = 500
+# What the protocol parsers may quote of an error before it is scrubbed and then cut to the limit
+# above: a key that straddles a cut made before scrubbing would leave its prefix behind.
+_UNCUT = 1 << 20
+# Keys found in a request's own headers shorter than this are not searched for.
+_MIN_HEADER_SECRET = 4
 
 
 @dataclass(frozen=True)
@@ -401,12 +407,6 @@ def _secrets(headers: Any) -> tuple[str, ...]:
     return tuple(s for s in found if len(s) >= 4)
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
 def _request_key(method: str, url: str, body: bytes) -> str:
     digest = hashlib.sha256()
     for part in (method.upper().encode(), url.encode(), body):
@@ -504,14 +504,19 @@ class _AttemptContext:
             # A streaming request body: read it so we can key the attempt (httpx keeps it).
             body = request.read()
         self.method: str = request.method
-        self.endpoint = f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
+        # The configured keys and any key this request carries: kept out of every message.
+        self.redactor = redactor_for(
+            (*transport.secrets, *_secrets(request.headers)), min_length=_MIN_HEADER_SECRET
+        )
+        self.endpoint = self.redactor.scrub_text(
+            f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
+        )
         self.request_key = _request_key(self.method, str(url), body)
         # Parsed once: for the stream flag here, the contract checks and the prompt's language.
         self.request_json = _json_object(body)
         self.asked_stream = (
             self.request_json is not None and self.request_json.get("stream") is True
         )
-        self.secrets = _secrets(request.headers)
         self._url = url
         self._body = body
         # Set when the figures measured here are not the real ones (see the module docstring).
@@ -563,7 +568,8 @@ class _AttemptContext:
     ) -> None:
         message = error_message
         if message is not None:
-            message = shorten(_redact(message, self.secrets), _ERROR_MESSAGE_LIMIT)
+            # Scrub first, cut after: see _UNCUT.
+            message = shorten(self.redactor.scrub_text(message), _ERROR_MESSAGE_LIMIT)
         latency_ms = (ended - self.started) * 1000
         ttft_ms = (ttft - self.started) * 1000 if ttft is not None else None
         if self.timing is not None:
@@ -613,7 +619,7 @@ class _MeasuredStream:
             if "event-stream" in content_type
             else ("body" if "json" in content_type or status >= 300 else "sniff")
         )
-        self._accumulator = SSEAccumulator() if self._mode == "sse" else None
+        self._accumulator = SSEAccumulator(message_limit=_UNCUT) if self._mode == "sse" else None
         encoding = str(headers.get("content-encoding", "")).strip().lower()
         self._undecodable = encoding if encoding not in ("", "identity", *_DECODABLE) else None
         # wbits 32+MAX_WBITS accepts both gzip and zlib-wrapped deflate.
@@ -648,10 +654,13 @@ class _MeasuredStream:
                 yield chunk
         except ModelAPIError as exc:
             # A bound the guard beneath us enforced (TimingSlot.guard): keep its reason.
+            chunk = b""  # the last chunk may quote a key; --showlocals prints this frame
             self._bound_failure = (exc.error_kind, exc.provider_message)  # type: ignore[assignment]
             self._finish(failure=self._bound_failure)
             raise
         except Exception as exc:
+            # The last chunk may quote a key; --showlocals would print it with this frame.
+            chunk = b""
             if isinstance(exc, self.timeout_errors) and limits.clamped:
                 # The read timeout was shortened to the deadline: the deadline fired.
                 now = time.perf_counter()
@@ -699,7 +708,7 @@ class _MeasuredStream:
         if self._mode == "sniff" and self._body.strip():
             self._mode = "sse" if looks_like_sse(bytes(self._body[:16])) else "body"
             if self._mode == "sse":
-                self._accumulator = SSEAccumulator()
+                self._accumulator = SSEAccumulator(message_limit=_UNCUT)
                 data = bytes(self._body)
         if self._accumulator is not None and data:
             self._accumulator.feed(data)
@@ -751,7 +760,9 @@ class _MeasuredStream:
             kind, message = self._bound_failure
             return kind, message, self._partial(), None
         if not 200 <= self._status < 300:
-            info = classify_error(self._status, bytes(self._body), self._headers)
+            # Scrubbed before it is parsed: every message quoted from it is then free of keys.
+            body = self._context.redactor.scrub_bytes(bytes(self._body))
+            info = classify_error(self._status, body, self._headers, limit=_UNCUT)
             return info.kind, info.message, None, info.retry_after_s
         if failure is not None:
             return failure[0], failure[1], self._partial(), None
@@ -793,8 +804,9 @@ class _MeasuredStream:
         except ValueError:
             if closed_early:
                 return "stream_cut", "the response was closed before the body ended", None, None
-            return "invalid_response", f"the body is not JSON: {shorten(repr(text))}", None, None
-        problem = embedded_error(data)
+            quoted = shorten(repr(self._context.redactor.scrub_bytes(text)))
+            return "invalid_response", f"the body is not JSON: {quoted}", None, None
+        problem = embedded_error(data, limit=_UNCUT)
         if problem is not None:
             return problem.kind, problem.message, None, problem.retry_after_s
         try:
@@ -817,12 +829,15 @@ class _MeasuringTransport:
         client: ClientName,
         translate_error: ErrorTranslator | None = None,
         bounds: CallBounds | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.inner = inner
         self.sink = sink
         self.client_name: ClientName = client
         self.translate_error = translate_error
         self.bounds = bounds
+        # Configured key values: never in an attempt's message, whichever header carried them.
+        self.secrets: tuple[str, ...] = tuple(secrets)
         self._open: set[_MeasuredStream] = set()
         self._lock = threading.Lock()
 
@@ -963,9 +978,7 @@ def _narrow_accept_encoding(headers: Any) -> None:
 # --------------------------------------------------------------------------------------------
 # Concrete classes, made on first use so httpx / httpx2 are imported only when needed
 
-_Factory = Callable[
-    [Any, AttemptSink, ClientName, "ErrorTranslator | None", "CallBounds | None"], Any
-]
+_Factory = Callable[..., Any]
 
 
 @functools.cache
@@ -990,14 +1003,19 @@ def measuring_transport(
     client: ClientName = "modelgate",
     translate_error: ErrorTranslator | None = None,
     bounds: CallBounds | None = None,
+    secrets: Iterable[str] = (),
 ) -> httpx.BaseTransport:
     """An ``httpx`` transport that sends through ``inner`` and reports each attempt to ``sink``.
 
     ``translate_error`` may swap an exception of the inner transport for a clearer one (which is
     then raised without recording an attempt), e.g. ``CallLog.translate_error``. ``bounds``: the
     deadline and size limit every measured attempt is held to (see :class:`CallBounds`).
+    ``secrets`` (the configured key values) are scrubbed, with any key the request's own headers
+    carry, from every attempt's error message and endpoint before they are cut to length.
     """
-    transport: httpx.BaseTransport = _factory("httpx")(inner, sink, client, translate_error, bounds)
+    transport: httpx.BaseTransport = _factory("httpx")(
+        inner, sink, client, translate_error, bounds, secrets
+    )
     return transport
 
 
@@ -1008,10 +1026,11 @@ def measuring_httpx2_transport(
     client: ClientName = "openai",
     translate_error: ErrorTranslator | None = None,
     bounds: CallBounds | None = None,
+    secrets: Iterable[str] = (),
 ) -> httpx2.BaseTransport:
     """The same measuring transport for ``httpx2`` (the HTTP library of the openai SDK)."""
     transport: httpx2.BaseTransport = _factory("httpx2")(
-        inner, sink, client, translate_error, bounds
+        inner, sink, client, translate_error, bounds, secrets
     )
     return transport
 
@@ -1056,7 +1075,12 @@ class _EveryClient:
         ):
             return original(transport, request)
         measurer: _MeasuringTransport = _factory(library)(
-            _BoundSend(original, transport), log.add, "other", log.translate_error, log.bounds
+            _BoundSend(original, transport),
+            log.add,
+            "other",
+            log.translate_error,
+            log.bounds,
+            log.secrets,
         )
         response = measurer.handle_request(request)
         if measurer._open:

@@ -24,9 +24,11 @@ Headers
 
 Secrets (:class:`Scrubber`)
     Before anything is stored: the request headers above are dropped, query parameters named in
-    :data:`SECRET_QUERY_PARAMETERS` are removed, and every configured secret value (raw,
-    percent-encoded and JSON-escaped) is replaced by :data:`REDACTED` in the request URL, request
-    body, response headers, response body and cassette metadata. Values shorter than
+    :data:`SECRET_QUERY_PARAMETERS` are removed, and every configured secret value, in each of its
+    encoded forms (raw, percent-encoded, JSON-escaped, Python repr, base64 at any alignment and
+    ``Basic`` tokens that decode to it: :mod:`pytest_modelgate.redaction`), is replaced by
+    :data:`REDACTED` in the request URL, request body, response headers, response body and
+    cassette metadata. Values shorter than
     :data:`MIN_SECRET_LENGTH` are ignored: replacing them would mangle unrelated text. vcrpy applies
     the request hook to the live request before matching too, so a scrubbed recording still
     matches the unscrubbed request that produced it.
@@ -58,11 +60,12 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 
 from pytest_modelgate.errors import ModelgateError
+from pytest_modelgate.redaction import MIN_SECRET_LENGTH, REDACTED, Redactor
 from pytest_modelgate.yamlfile import yaml_error_location, yaml_error_problem
 
 if TYPE_CHECKING:
@@ -89,6 +92,7 @@ __all__ = [
     "make_vcr",
     "modelgate_body",
     "read_cassette",
+    "scrubber_for",
 ]
 
 RecordMode = Literal["none", "new_episodes", "all"]
@@ -104,9 +108,6 @@ FORMAT_KEY = "modelgate_cassette"
 FORMAT_VERSION = 1
 # vcrpy's own cassette format version (``vcr.serialize.CASSETTE_FORMAT_VERSION``).
 _VCR_FORMAT_VERSION = 1
-
-REDACTED = "<redacted>"
-MIN_SECRET_LENGTH = 8
 
 #: The only request headers written to a cassette; every other request header is dropped.
 KEPT_REQUEST_HEADERS = frozenset({"content-type"})
@@ -367,62 +368,18 @@ def _clip(line: str, partner: str | None) -> str:
 # -- secrets ---------------------------------------------------------------------------------------
 
 
-class Scrubber:
+class Scrubber(Redactor):
     """Removes credentials and configured secret values from what a cassette stores.
 
-    ``secret_values`` are the values of every configured key variable; empty values and values
-    shorter than :data:`MIN_SECRET_LENGTH` (after stripping whitespace) are ignored. Each value is
-    also searched for percent-encoded (URLs, forms) and JSON-escaped (bodies). Longer values are
-    replaced first, so a secret containing another is replaced whole.
+    A :class:`~pytest_modelgate.redaction.Redactor` (the one rule for every text the gate writes:
+    each secret in every encoded form, see :meth:`Redactor.forms`) plus the vcrpy hooks and the
+    URL rule of cassettes. ``secret_values`` are the values of every configured key variable;
+    values shorter than :data:`MIN_SECRET_LENGTH` are ignored.
 
     Give :meth:`before_record_request` and :meth:`before_record_response` to vcrpy (``make_vcr``
     does); :meth:`scrub_text` is for messages that quote a live request, such as vcrpy's
     ``CannotOverwriteExistingCassetteException``, before they are shown or written.
     """
-
-    def __init__(self, secret_values: Iterable[str]) -> None:
-        values = {
-            candidate
-            for value in secret_values
-            for candidate in (value, value.strip())
-            if len(candidate.strip()) >= MIN_SECRET_LENGTH
-        }
-        forms = {
-            form
-            for value in values
-            for form in (
-                value,
-                quote(value, safe=""),
-                quote_plus(value),
-                json.dumps(value)[1:-1],
-                json.dumps(value, ensure_ascii=False)[1:-1],
-            )
-        }
-        self._texts: tuple[str, ...] = tuple(sorted(forms, key=lambda form: (-len(form), form)))
-        # surrogateescape: a value read from the environment may hold undecodable bytes.
-        self._bytes: tuple[bytes, ...] = tuple(
-            form.encode("utf-8", "surrogateescape") for form in self._texts
-        )
-
-    @property
-    def secret_count(self) -> int:
-        """How many distinct spellings of secrets are searched for (0: only headers and params)."""
-        return len(self._texts)
-
-    def scrub_text(self, text: str) -> str:
-        """``text`` with every secret value replaced by :data:`REDACTED`."""
-        for secret in self._texts:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
-
-    def scrub_bytes(self, data: bytes) -> bytes:
-        """``data`` with every secret value (UTF-8) replaced by :data:`REDACTED`."""
-        placeholder = REDACTED.encode("ascii")
-        for secret in self._bytes:
-            if secret in data:
-                data = data.replace(secret, placeholder)
-        return data
 
     def scrub_url(self, url: str) -> str:
         """``url`` without :data:`SECRET_QUERY_PARAMETERS` and with secret values replaced."""
@@ -434,22 +391,6 @@ class Scrubber:
             if len(kept) != len(pairs):
                 url = urlunsplit(parts._replace(query=urlencode(kept)))
         return self.scrub_text(url)
-
-    def scrub_value(self, value: Any) -> Any:
-        """A copy of ``value`` with secrets replaced in every str and bytes, at any depth."""
-        if not self._texts:
-            return value
-        if isinstance(value, str):
-            return self.scrub_text(value)
-        if isinstance(value, (bytes, bytearray)):
-            return self.scrub_bytes(bytes(value))
-        if isinstance(value, Mapping):
-            return {self.scrub_value(k): self.scrub_value(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.scrub_value(item) for item in value]
-        if isinstance(value, tuple):
-            return tuple(self.scrub_value(item) for item in value)
-        return value
 
     def before_record_request(self, request: Any) -> Any:
         """vcrpy hook: keep only :data:`KEPT_REQUEST_HEADERS`, scrub the URL and the body.
@@ -500,6 +441,12 @@ class Scrubber:
         if isinstance(new_body, dict) and body != new_body:
             _fix_content_length(scrubbed, new_body.get("string"))
         return scrubbed
+
+
+@functools.lru_cache(maxsize=16)
+def scrubber_for(secrets: tuple[str, ...]) -> Scrubber:
+    """The (cached) :class:`Scrubber` of ``secrets``: its forms are computed once per set."""
+    return Scrubber(secrets)
 
 
 def _fix_content_length(response: dict[str, Any], body: object) -> None:
@@ -933,7 +880,7 @@ def make_vcr(
 
     if record_mode not in _RECORD_MODES:
         raise ValueError(f"record_mode must be one of {', '.join(_RECORD_MODES)}: {record_mode!r}")
-    scrubber = Scrubber(secrets)
+    scrubber = scrubber_for(tuple(secrets))
     response_hooks: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
     if extra_before_record_response is not None:
         response_hooks.append(extra_before_record_response)
@@ -975,7 +922,7 @@ def explain_mismatch(
     as they were from the recording, and so never appear in the text. Raises
     :class:`CassetteError` for an unreadable cassette.
     """
-    scrubber = Scrubber(secrets)
+    scrubber = scrubber_for(tuple(secrets))
     try:
         data = read_cassette(cassette_path)
     except FileNotFoundError:

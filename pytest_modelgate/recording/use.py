@@ -48,7 +48,7 @@ def recorded_calls(
     starts from an empty cassette: the file is replaced by what this test records, so requests
     the test no longer makes do not linger in it.
     """
-    from pytest_modelgate.recording.cassettes import CassetteError, Scrubber
+    from pytest_modelgate.recording.cassettes import CassetteError, scrubber_for
     from pytest_modelgate.recording.timing import capture_timing
 
     secrets = tuple(secrets)
@@ -71,7 +71,7 @@ def recorded_calls(
             ) from exc
         recording = Recording(path=path, cassette=cassette)
         can_play = cassette.can_play_response_for
-        scrub = Scrubber(secrets).scrub_url
+        scrub = scrubber_for(secrets).scrub_url
 
         def noting_refusals(request: Any) -> bool:
             # vcrpy asks this before refusing a call in replay: note every refusal here, so a
@@ -124,7 +124,7 @@ def missing_recording_error(
     exc: BaseException, *, model: str, secrets: Iterable[str]
 ) -> MissingRecordingError:
     """A clear error for vcrpy's refusal: the model, the cassette file, what differs, the fix."""
-    from pytest_modelgate.recording.cassettes import Scrubber, explain_mismatch
+    from pytest_modelgate.recording.cassettes import explain_mismatch, scrubber_for
 
     cassette = getattr(exc, "cassette", None)
     path = Path(str(getattr(cassette, "_path", "") or "?"))
@@ -153,4 +153,4 @@ def missing_recording_error(
         f"no recording for this call to model {model!r} in {path}: {detail}\n"
         f"record it with {RECORD_HINT} (calls the model for what is missing)"
     )
-    return MissingRecordingError(Scrubber(secrets).scrub_text(message))
+    return MissingRecordingError(scrubber_for(secrets).scrub_text(message))

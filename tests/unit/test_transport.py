@@ -383,7 +383,7 @@ def test_api_key_never_recorded(server: ScriptedServer, client: httpx.Client, lo
     record = only(log)
     assert record.error_kind == "auth"
     assert key not in record.model_dump_json()
-    assert record.error_message == "invalid_api_key: Incorrect API key provided: ***"
+    assert record.error_message == "invalid_api_key: Incorrect API key provided: <redacted>"
 
 
 def test_no_price_no_cost(server: ScriptedServer) -> None:
