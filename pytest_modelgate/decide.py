@@ -8,11 +8,13 @@ non-zero exit status, never ``pass``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from pytest_modelgate.errors import ModelgateError
 from pytest_modelgate.judge import Judge, Judgement, RunData
 from pytest_modelgate.records import TestRecord
 from pytest_modelgate.redaction import Redactor, redactor_for
@@ -65,6 +67,9 @@ def finish(
     else:
         try:
             verdict, exit_status = _judge(gate, (stable, candidate), pytest_status, judge, amend)
+        except VerdictHookError as exc:
+            exit_status = EXIT_ERROR
+            verdict = _error(gate, [str(exc)], exit_status)
         except Exception as exc:  # a broken judge or hook: fail closed
             exit_status = EXIT_ERROR
             verdict = _error(gate, [f"the gate crashed while deciding: {exc!r}"], exit_status)
@@ -180,17 +185,93 @@ def _judge(
     if verdict_name != verdict["verdict"]:
         verdict["verdict"] = verdict_name
         verdict["reasons"] = [*extra_reasons, *verdict["reasons"]]
-        rollout = verdict.get("rollout")
-        if verdict_name == "fail" and rollout:
-            # A run that fails allows no rollout, whoever turned it into a failure.
-            verdict["rollout"] = {
-                **rollout,
-                "allowed": False,
-                "reason": f"{extra_reasons[0]}: no rollout" if extra_reasons else "no rollout",
-                "plan": [],
-            }
-    amend(verdict)
+        _restrict_rollout(verdict, extra_reasons[0] if extra_reasons else "the verdict changed")
+    exit_status = _amended(verdict, amend, exit_status, pytest_status, has_candidate)
     return verdict, exit_status
+
+
+class VerdictHookError(ModelgateError):
+    """A ``pytest_modelgate_verdict`` hook made the verdict more lenient or changed its identity."""
+
+
+# From most lenient to strictest. A hook may move a verdict only to the right.
+_SEVERITY = {"pass": 0, "inconclusive": 1, "fail": 2, "error": 3}
+# What was judged and how completely: the deploy step relies on these, so no hook may change them.
+_BOUND_FIELDS = ("kind", "complete", "run_id", "stable", "candidate", "mode", "provenance")
+
+
+def _amended(
+    verdict: dict[str, Any],
+    amend: Callable[[dict[str, Any]], object],
+    exit_status: int,
+    pytest_status: int,
+    has_candidate: bool,
+) -> int:
+    """Let the verdict hooks amend ``verdict``; return the exit status that fits the result.
+
+    Hooks publish or tighten a verdict; they can never turn one into a ``pass`` the judge did not
+    give (a conftest.py that "fixes" a red gate would be a fail-open path).
+    """
+    before = verdict["verdict"]
+    bound = {key: copy.deepcopy(verdict.get(key)) for key in _BOUND_FIELDS}
+    amend(verdict)
+    after = verdict.get("verdict")
+    if after not in _SEVERITY:
+        return exit_status  # schema validation names the field when the verdict is written
+    if _SEVERITY[after] < _SEVERITY[before]:
+        raise VerdictHookError(
+            f"a pytest_modelgate_verdict hook turned the verdict {before!r} into {after!r}: a "
+            "hook may make a verdict stricter, never more lenient"
+        )
+    changed = [key for key in _BOUND_FIELDS if verdict.get(key) != bound[key]]
+    if changed:
+        raise VerdictHookError(
+            f"a pytest_modelgate_verdict hook changed {', '.join(changed)}: these say what was "
+            "judged, and no hook may change them"
+        )
+    if after == before:
+        return exit_status
+    _restrict_rollout(verdict, f"a pytest_modelgate_verdict hook made the verdict {after}")
+    exit_status = _exit_status(str(after), pytest_status, has_candidate)
+    verdict["exit_status"] = exit_status
+    return exit_status
+
+
+def _restrict_rollout(verdict: dict[str, Any], why: str) -> None:
+    """Fit the rollout to a verdict made stricter after judging (strict mode, a hook)."""
+    rollout = verdict.get("rollout")
+    name = verdict["verdict"]
+    if name == "error":
+        verdict["rollout"] = None  # an error decides nothing, so it plans nothing
+    elif not rollout:
+        return
+    elif name == "fail":
+        # A run that fails allows no rollout, whoever turned it into a failure.
+        verdict["rollout"] = {
+            **rollout,
+            "allowed": False,
+            "reason": f"{why}: no rollout",
+            "plan": [],
+        }
+    elif name == "inconclusive":
+        steps = rollout.get("plan") or []
+        shadow = [step for step in steps if step.get("phase") == "shadow"]
+        if not shadow and steps:
+            shadow = [
+                {
+                    "phase": "shadow",
+                    "traffic_percent": 0,
+                    "min_requests": 2 * int(steps[0].get("min_requests", 0)),
+                    "note": "mirror live requests to the candidate, serve the stable model's "
+                    "answers",
+                }
+            ]
+        verdict["rollout"] = {
+            **rollout,
+            "allowed": bool(shadow),
+            "reason": f"{why}: shadow traffic only",
+            "plan": shadow,
+        }
 
 
 def default_judge(limits: GateLimits) -> Judge:

@@ -34,7 +34,10 @@ def pytest_modelgate_verdict(config: pytest.Config, verdict: dict[str, Any]) -> 
 
     Called on the controller only, once per run, with the verdict as a JSON-compatible dict
     (the format in ``docs/verdict.md``). Changes must keep it valid against the shipped schema;
-    a hook that breaks it turns the verdict into ``error``. Example::
+    a hook that breaks it turns the verdict into ``error``. A hook may make the verdict stricter
+    (``pass`` -> ``inconclusive`` -> ``fail`` -> ``error``; the exit status and the rollout follow),
+    never more lenient, and may not change ``kind``, ``complete``, ``run_id``, ``stable``,
+    ``candidate``, ``mode`` or ``provenance``: either gives verdict ``error``. Example::
 
         def pytest_modelgate_verdict(config, verdict):
             # Attach the commit being gated, for the deploy step.

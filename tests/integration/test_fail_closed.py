@@ -128,6 +128,64 @@ def test_verdict_hook_that_breaks_the_schema(project: GateProject) -> None:
     assert_error_verdict(project, result, 3, "could not be written", "$.verdict")
 
 
+def test_verdict_hook_cannot_turn_an_inconclusive_verdict_into_a_pass(
+    gate_project: Callable[..., GateProject],
+) -> None:
+    """A conftest.py that "fixes" a red gate is a fail-open path: the hook may only tighten."""
+    # The default margins: two cases cannot show them, so the judge says inconclusive.
+    project = gate_project({STABLE: FAST, CANDIDATE: FAST}, stable=STABLE)
+    project.pytester.makeconftest(
+        """
+        def pytest_modelgate_verdict(config, verdict):
+            verdict["verdict"] = "pass"
+        """
+    )
+    project.pytester.makepyfile(WORKFLOW)
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    assert_error_verdict(
+        project, result, 3, "turned the verdict 'inconclusive' into 'pass'", "never more lenient"
+    )
+
+
+def test_verdict_hook_cannot_change_what_was_judged(project: GateProject) -> None:
+    project.pytester.makeconftest(
+        """
+        def pytest_modelgate_verdict(config, verdict):
+            verdict["candidate"]["model"] = "qwen-max"
+        """
+    )
+    project.pytester.makepyfile(WORKFLOW)
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    assert_error_verdict(project, result, 3, "hook changed candidate")
+
+
+def test_verdict_hook_that_tightens_a_pass_sets_the_exit_status_and_the_rollout(
+    project: GateProject,
+) -> None:
+    project.pytester.makeconftest(
+        """
+        def pytest_modelgate_verdict(config, verdict):
+            verdict["verdict"] = "fail"
+            verdict["reasons"].insert(0, "release freeze")
+        """
+    )
+    project.pytester.makepyfile(WORKFLOW)
+
+    result = project.pytester.runpytest(*GATE_ARGS)
+
+    assert result.ret == 1
+    verdict = project.verdict()
+    assert verdict["verdict"] == "fail"
+    assert verdict["exit_status"] == 1
+    assert verdict["reasons"][0] == "release freeze"
+    assert verdict["rollout"]["allowed"] is False
+    assert verdict["rollout"]["plan"] == []
+
+
 def test_judge_hook_that_raises(project: GateProject) -> None:
     project.pytester.makeconftest(
         """
