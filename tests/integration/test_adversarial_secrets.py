@@ -288,6 +288,16 @@ OWN_CLIENT_DENIED = """
 """
 
 
+def assert_no_successful_call(project: Project, result: pytest.RunResult, arm: str) -> None:
+    """Every call of ``arm`` was refused: the verdict is ``error`` (exit 3) naming that arm."""
+    assert result.ret == 3
+    verdict = project.verdict()
+    assert verdict["verdict"] == "error"
+    assert any(f"no call on the {arm} arm succeeded" in r for r in verdict["reasons"]), verdict[
+        "reasons"
+    ]
+
+
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_echoed_key_in_query_or_custom_header_never_reaches_the_records(
     project: Project, workers: tuple[str, ...]
@@ -300,11 +310,10 @@ def test_echoed_key_in_query_or_custom_header_never_reaches_the_records(
 
     result = project.run("-rA", "--modelgate-strict", *workers)
 
-    # The candidate's calls are refused: its tests fail, and under --modelgate-strict the gate
-    # fails the candidate whatever the statistics of three cases say.
+    # The candidate's calls are all refused: with no successful call on an arm there is nothing
+    # to compare, so the verdict is error (the judge's no-evidence rule), whatever --strict says.
     result.assert_outcomes(passed=3, failed=3)
-    assert result.ret == 1
-    assert project.verdict()["verdict"] == "fail"
+    assert_no_successful_call(project, result, "candidate")
     failed_calls = [
         call for record in project.records() for call in record["calls"] if call["error_message"]
     ]
@@ -338,8 +347,7 @@ def test_a_key_across_the_cut_leaves_no_prefix(project: Project) -> None:
     result = project.run("-rA", "--modelgate-strict")
 
     result.assert_outcomes(passed=1, failed=3)
-    assert result.ret == 1
-    assert project.verdict()["verdict"] == "fail"
+    assert_no_successful_call(project, result, "candidate")
     records = {(r["test_id"].split("[")[0], r["arm"]): r for r in project.records()}
     long_failure = records[("test_cut.py::test_long_failure", "stable")]
     assert long_failure["message"].startswith("RuntimeError: ....")
@@ -478,8 +486,7 @@ def test_showlocals_prints_no_key_and_no_raw_body(project: Project) -> None:
     result = project.run("--showlocals", "--tb=long", "-rA", "-vv", "--modelgate-strict")
 
     result.assert_outcomes(failed=4)
-    assert result.ret == 1
-    assert project.verdict()["verdict"] == "fail"
+    assert_no_successful_call(project, result, "stable")
     output = result.stdout.str()
     assert "raw_body   = None" in output or "raw_body = None" in output
     assert "Incorrect API key provided" in output
@@ -501,8 +508,7 @@ def test_our_frames_hold_no_raw_body_in_showlocals(project: Project) -> None:
     result = project.run("--showlocals", "--tb=long", "--modelgate-strict")
 
     result.assert_outcomes(failed=2)
-    assert result.ret == 1
-    assert project.verdict()["verdict"] == "fail"
+    assert_no_successful_call(project, result, "stable")
     assert RAW_MARKER not in result.stdout.str()
     project.assert_no_leak(result)
 
