@@ -363,3 +363,29 @@ def test_no_workflow_interpolates_untrusted_event_text(path: Path) -> None:
     """Titles, bodies and branch names of pull requests never appear in an expression."""
     for expr in _expressions(load_yaml(path)):
         assert not re.search(r"\.(title|body|head_ref|label|message)\b", expr), expr
+
+
+def test_the_readme_gate_job_passes_actionlint(tmp_path: Path) -> None:
+    """The CI section's example steps, in a workflow of their own, are a valid gate job."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## CI\n") : readme.index("\n## Limitations")]
+    snippet = section[section.index("```yaml\n") + 8 :]
+    snippet = snippet[: snippet.index("```")]
+    snippet = snippet.replace(
+        "<owner>/pytest-modelgate/.github/actions/modelgate@<tag>", "./.github/actions/modelgate"
+    )
+    shutil.copytree(ROOT / ".github" / "actions", tmp_path / ".github" / "actions")
+    (tmp_path / ".git").mkdir()
+    workflow = tmp_path / ".github" / "workflows" / "readme.yml"
+    workflow.parent.mkdir(parents=True)
+    body = "\n".join(f"    {line}" if line else "" for line in snippet.splitlines())
+    workflow.write_text(
+        f"on: pull_request\njobs:\n  gate:\n    runs-on: ubuntu-latest\n{body}\n",
+        encoding="utf-8",
+    )
+
+    result = _actionlint(workflow, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sticky-pull-request-comment@v3" in snippet
+    assert "header: modelgate" in snippet
