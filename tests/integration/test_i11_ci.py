@@ -200,3 +200,20 @@ def test_a_stale_pass_never_stands_for_a_run_that_wrote_no_verdict(
     assert not stale.with_suffix(".md").exists() or _report_command_exists()
     assert "error" in run.summary.lower()
     assert _fail_step(tmp_path, run) == 4
+
+
+def test_pytest_args_cannot_inject_workflow_commands(example: Path, tmp_path: Path) -> None:
+    """Item: pytest-args never start an output line: no `::` command of its own reaches the log."""
+    run = _gate(
+        example,
+        tmp_path,
+        **{
+            "candidate-model": "simulated-candidate-good",
+            "pytest-args": "-k 'x\n::error title=forged::pass\n",
+        },
+    )
+
+    assert run.outputs["exit-status"] == "4"
+    lines = (run.stdout + run.stderr).splitlines()
+    assert not [line for line in lines if line.startswith("::error title=forged")]
+    assert "::error title=modelgate::pytest-args cannot be split like shell words" in run.stdout
