@@ -217,3 +217,19 @@ def test_pytest_args_cannot_inject_workflow_commands(example: Path, tmp_path: Pa
     lines = (run.stdout + run.stderr).splitlines()
     assert not [line for line in lines if line.startswith("::error title=forged")]
     assert "::error title=modelgate::pytest-args cannot be split like shell words" in run.stdout
+
+
+def test_a_verdict_path_cannot_forge_outputs(example: Path, tmp_path: Path) -> None:
+    """Item: outputs. A line break in verdict-path would add `verdict=pass` to $GITHUB_OUTPUT."""
+    run = _gate(
+        example,
+        tmp_path,
+        **{"candidate-model": "simulated-candidate-good", "verdict-path": "v.json\nverdict=pass"},
+    )
+
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.outputs["verdict"] == "error"
+    assert run.outputs["exit-status"] == "4"
+    assert run.outputs["verdict-path"] == ""
+    assert "::error title=modelgate::verdict-path contains a line break" in run.stdout
+    assert _fail_step(tmp_path, run) == 4
