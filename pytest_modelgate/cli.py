@@ -91,8 +91,8 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_max_chars,
         default=65_000,
         metavar="N",
-        help="longest Markdown report, in characters (default 65000: a GitHub comment body "
-        "holds 65536)",
+        help="longest Markdown report, in characters, at least 1000 (default 65000: a GitHub "
+        "comment body holds 65536)",
     )
     return parser
 

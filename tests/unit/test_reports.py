@@ -488,3 +488,16 @@ def test_report_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture
         main(["report", str(bad), "--markdown", out, "--max-chars", "ten"])
     assert exc.value.code == 2
     assert not Path(out).exists()
+
+
+def test_reports_tolerate_fields_they_do_not_know(
+    failing_run: tuple[dict[str, Any], Path],
+) -> None:
+    """A newer judge may add fields (``rollout.triggers_left_out``): the reports ignore them."""
+    data, path = failing_run
+    data["rollout"]["triggers_left_out"] = [{"metric": "x", "why": "no data"}]
+    data["metrics"]["pass_rate"]["new_statistic"] = 0.5
+    data["something_new"] = {"a": 1}
+    assert render_markdown(data, path, max_chars=65_000).startswith("## ❌ modelgate: FAIL")
+    assert "<h1>modelgate: FAIL</h1>" in render_html(data, path)
+    assert len(annotation_lines(data)) == len(data["regressions"])
