@@ -183,7 +183,9 @@ def _case_rows(changes: Sequence[CaseChange]) -> list[list[str]]:
 def _left_out(count: int, what: str, max_chars: int) -> list[str]:
     if not count:
         return []
+    # The blank line ends the table or list above: a line right after a table is another row.
     return [
+        "",
         f"*… {count} more {what} left out to keep this report under {max_chars:,} characters "
         "(the HTML report and the records file have them all).*"
     ]

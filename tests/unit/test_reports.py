@@ -248,6 +248,8 @@ def test_markdown_truncation_keeps_verdict_and_regressions_under_the_limit(
         assert md_escape(regression["message"]) in text
     assert "### Cases that changed between the arms (600)" in text
     left_out = re.search(r"… (\d+) more changed case\(s\) left out", text)
+    # The note is its own paragraph, not a last row of the table.
+    assert re.search(r"\|\n\n\*… \d+ more changed case\(s\) left out", text)
     assert left_out is not None
     shown = text.count("| pass -> fail, invalid JSON (candidate) |")
     assert 0 < shown < 600
