@@ -165,6 +165,14 @@ def _arm_cell(side: Any) -> str:
     return f"{side.outcome}, {latency}, {cost}"
 
 
+# A case's reason in a table cell; the HTML report has it whole.
+_MAX_REASON = 240
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _case_rows(changes: Sequence[CaseChange]) -> list[list[str]]:
     return [
         [
@@ -172,7 +180,7 @@ def _case_rows(changes: Sequence[CaseChange]) -> list[list[str]]:
             change.workflow or "-",
             change.language or "-",
             ", ".join(change.changes),
-            change.reason or "-",
+            _shorten(change.reason or "-", _MAX_REASON),
             _arm_cell(change.stable),
             _arm_cell(change.candidate),
         ]
@@ -187,7 +195,7 @@ def _left_out(count: int, what: str, max_chars: int) -> list[str]:
     return [
         "",
         f"*… {count} more {what} left out to keep this report under {max_chars:,} characters "
-        "(the HTML report and the records file have them all).*"
+        "(the HTML report and the records file have them all).*",
     ]
 
 

@@ -276,6 +276,19 @@ def test_markdown_escapes_test_ids_and_messages() -> None:
     assert "a \\| b &lt;img>" in row
 
 
+def test_a_long_reason_is_shortened_in_markdown_and_whole_in_html() -> None:
+    reason = "AssertionError: " + "word " * 200
+    stable = [record("stable", "c")]
+    candidate = [record("candidate", "c", outcome="failed", message=reason)]
+    changes = case_changes([r.model_dump(mode="json") for r in (*stable, *candidate)])
+    data = make_verdict(*arms())
+    row = next(line for line in markdown_report(data, changes).splitlines() if "| c |" in line)
+    assert "| AssertionError: word word" in row
+    assert "…" in row
+    assert len(row) < 450
+    assert reason.strip() in html_report(data, changes)
+
+
 def test_markdown_of_an_error_verdict_shows_its_reasons() -> None:
     data = error_verdict(
         "the run was interrupted",
