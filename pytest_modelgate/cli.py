@@ -1,4 +1,4 @@
-"""The ``modelgate`` script: run the simulator, list the catalog, show or check a verdict."""
+"""The ``modelgate`` script: simulator, model catalog, and show, check or report a verdict."""
 
 from __future__ import annotations
 
@@ -71,7 +71,40 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="AGE",
         help="refuse a verdict that finished longer ago than AGE: SECONDS, or 30m, 2h, 1d",
     )
+
+    report = commands.add_parser(
+        "report",
+        help="write a verdict as Markdown (step summary, PR comment) and/or self-contained HTML",
+        description="Write the report of a verdict: Markdown for $GITHUB_STEP_SUMMARY or a "
+        "pull-request comment, kept under --max-chars by cutting the case lists first (never the "
+        "verdict line or the regressions), and/or one self-contained HTML page with inline SVG "
+        "charts that loads nothing from the network. The per-case view and the latency chart "
+        "come from the records file next to the verdict, when it is there. Exit 0 written; 2 bad "
+        "arguments or an output that cannot be written; 3 the verdict is missing, unreadable or "
+        "invalid.",
+    )
+    report.add_argument("verdict", type=Path, metavar="VERDICT", help="the verdict file")
+    report.add_argument("--markdown", type=Path, metavar="OUT.md", help="write Markdown here")
+    report.add_argument("--html", type=Path, metavar="OUT.html", help="write HTML here")
+    report.add_argument(
+        "--max-chars",
+        type=_max_chars,
+        default=65_000,
+        metavar="N",
+        help="longest Markdown report, in characters, at least 1000 (default 65000: a GitHub "
+        "comment body holds 65536)",
+    )
     return parser
+
+
+def _max_chars(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1000:
+        raise argparse.ArgumentTypeError(f"must be at least 1000, got {number}")
+    return number
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _models(args.provider)
     if args.command == "check":
         return _check(args)
+    if args.command == "report":
+        return _report(args)
     return _show(args.verdict)
 
 
@@ -134,6 +169,38 @@ def _check(args: argparse.Namespace) -> int:
     decision = check_file(args.verdict, expectations)
     print(decision.line, file=sys.stdout if decision.go else sys.stderr)
     return decision.exit_code
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pytest_modelgate.check import VerdictFileError, load_verdict_file
+    from pytest_modelgate.reports import render_html, render_markdown
+
+    if args.markdown is None and args.html is None:
+        print(
+            "modelgate report: usage: give --markdown OUT.md, --html OUT.html or both",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        verdict = load_verdict_file(args.verdict)
+    except VerdictFileError as exc:
+        print(f"modelgate report: {exc}", file=sys.stderr)
+        return 3
+    outputs = []
+    if args.markdown is not None:
+        outputs.append(
+            (args.markdown, render_markdown(verdict, args.verdict, max_chars=args.max_chars))
+        )
+    if args.html is not None:
+        outputs.append((args.html, render_html(verdict, args.verdict)))
+    for path, text in outputs:
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"modelgate report: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"modelgate report: wrote {path} ({len(text):,} characters)")
+    return 0
 
 
 def _models(provider: str | None) -> int:

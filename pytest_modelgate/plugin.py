@@ -1104,6 +1104,12 @@ class _GateHooks:
         )
         for line in lines:
             terminalreporter.write_line(line)
+        if os.environ.get("GITHUB_ACTIONS"):
+            from pytest_modelgate.reports import github_lines
+
+            # Annotations go to stdout at the start of a line, where the runner reads them.
+            for line in github_lines(self.gate.verdict, self.gate.settings.verdict_path):
+                terminalreporter.write_line(line)
         if self.gate.inventory_lines:
             terminalreporter.write_line("recordings:")
             for line in self.gate.inventory_lines:

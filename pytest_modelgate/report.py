@@ -15,7 +15,15 @@ from tabulate import tabulate
 
 from pytest_modelgate.metrics import MISSING, format_change, format_value, metric_spec
 
-__all__ = ["comparison_headers", "comparison_rows", "summary_lines"]
+__all__ = [
+    "arms_text",
+    "comparison_headers",
+    "comparison_rows",
+    "latency_timing_line",
+    "metric_display_label",
+    "rollout_lines",
+    "summary_lines",
+]
 
 _STATUS_TEXT = {
     "ok": "ok",
@@ -34,7 +42,8 @@ def _stable_only(verdict: Mapping[str, Any]) -> bool:
     return verdict.get("candidate") is None
 
 
-def _label(name: str) -> str:
+def metric_display_label(name: str) -> str:
+    """A metric's name for people: ``pass rate``, ``p95 latency``, ``score: faithfulness``."""
     spec = metric_spec(name)
     if spec is not None:
         return spec.label
@@ -65,7 +74,7 @@ def comparison_rows(verdict: Mapping[str, Any]) -> list[list[str]]:
     for name, metric in verdict.get("metrics", {}).items():
         unit = metric["unit"]
         samples = metric["samples"]
-        row = [_label(name), _value(unit, metric["stable"], samples["stable"])]
+        row = [metric_display_label(name), _value(unit, metric["stable"], samples["stable"])]
         if not stable_only:
             row += [
                 _value(unit, metric["candidate"], samples["candidate"]),
@@ -91,7 +100,8 @@ def _change(metric: Mapping[str, Any]) -> str:
     return text
 
 
-def _rollout_lines(verdict: Mapping[str, Any]) -> list[str]:
+def rollout_lines(verdict: Mapping[str, Any]) -> list[str]:
+    """The rollout the verdict allows: steps, rollback triggers, kill switch; [] when none."""
     rollout = verdict.get("rollout")
     if not rollout:
         return []
@@ -132,7 +142,8 @@ def _model(identity: Mapping[str, Any] | None) -> str:
     return "?" if identity is None else str(identity["model"])
 
 
-def _arms(verdict: Mapping[str, Any]) -> str:
+def arms_text(verdict: Mapping[str, Any]) -> str:
+    """Which models were compared: ``stable A vs candidate B`` (or a stable-only run)."""
     if verdict.get("stable") is None and verdict.get("candidate") is None:
         return "models unknown"
     if _stable_only(verdict):
@@ -153,7 +164,7 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def _latency_timing_line(verdict: Mapping[str, Any]) -> str | None:
+def latency_timing_line(verdict: Mapping[str, Any]) -> str | None:
     """Where the latency figures come from, when any were replayed from recordings."""
     sources = {
         source
@@ -193,7 +204,7 @@ def summary_lines(
             disable_numparse=True,
         )
         lines += table.splitlines()
-        timing = _latency_timing_line(verdict)
+        timing = latency_timing_line(verdict)
         if timing:
             lines.append(timing)
 
@@ -227,7 +238,7 @@ def summary_lines(
 
     prefix = "inconclusive: " if kind == "inconclusive" else "note: "
     lines += [f"{prefix}{reason}" for reason in reasons if reason not in shown]
-    lines += _rollout_lines(verdict)
+    lines += rollout_lines(verdict)
     if kind == "inconclusive":
         strict = verdict.get("strict")
         lines.append(
@@ -243,7 +254,7 @@ def summary_lines(
         lines.append("this verdict is incomplete: the run was interrupted or is still going")
     if verdict.get("kind") == "smoke" and kind != "error":
         lines.append("smoke run: no candidate was compared, this verdict approves no deployment")
-    lines.append(f"modelgate verdict: {kind.upper()} ({_arms(verdict)})")
+    lines.append(f"modelgate verdict: {kind.upper()} ({arms_text(verdict)})")
     if written:
         lines.append(f"verdict written to {verdict_path}")
     else:

@@ -40,6 +40,16 @@ def _live_mode_unless_a_test_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("MODELGATE_MODE", "live")
 
 
+@pytest.fixture(autouse=True)
+def _not_a_github_actions_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs made by these tests must not annotate or write the real CI job's step summary.
+
+    Tests of the GitHub Actions output set the variables themselves.
+    """
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
 @pytest.fixture
 def start_simulator() -> Iterator[Callable[..., SimulatorServer]]:
     """Start a simulator with the given models; every one started is stopped at teardown."""
