@@ -673,8 +673,9 @@ def test_recorded_latency_survives_replay(
     assert p50["samples"] == {"stable": SLOW_CASES, "candidate": SLOW_CASES}
     assert p50["candidate"] >= SLOW_MS
     # ... but replay itself does not wait: far below the 2.4 s the candidate took recording.
+    # (Only against the time the model itself took: the whole record run's wall time includes
+    # start-up, and comparing with it failed on a loaded machine.)
     assert replay_s < candidate_total_s / 2, (replay_s, candidate_total_s, record_s)
-    assert replay_s < record_s / 2, (replay_s, record_s)
     # Every replayed call reports the latency measured when it was recorded.
     calls = _calls(project)
     assert len(calls) == 2 * SLOW_CASES
