@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import math
 import random
-import time
 from collections.abc import Callable, Sequence
 from itertools import combinations, product
 
