@@ -642,7 +642,7 @@ def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
         read_cassette(path)
     with pytest.raises(CassetteError, match="YAML alias"), recorder("none").use_cassette(path):
         pass
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5.0  # expanding it takes about 21 s
 
 
 @pytest.mark.parametrize(
