@@ -12,13 +12,12 @@ and sizes. Exit 1 when there is no verdict to render or chromium is missing or f
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from pytest_modelgate.reports import render_html, render_markdown
+from pytest_modelgate.reports.browser import find_chromium, screenshot
 
 ROOT = Path(__file__).resolve().parent.parent
 VERDICTS = ROOT / "example_project" / "verdicts"
@@ -32,7 +31,7 @@ def main(argv: list[str]) -> int:
     if not verdicts:
         print(f"no verdicts in {VERDICTS}: run `make demo` first", file=sys.stderr)
         return 1
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    browser = find_chromium()
     if browser is None:
         print("chromium is not installed (apt-get install chromium)", file=sys.stderr)
         return 1
@@ -45,21 +44,7 @@ def main(argv: list[str]) -> int:
         )
         shot = out / f"{path.stem}.png"
         started = time.monotonic()
-        completed = subprocess.run(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--hide-scrollbars",
-                f"--screenshot={shot}",
-                "--window-size=1280,2000",
-                page.as_uri(),
-            ],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
+        completed = screenshot(browser, page, shot)
         if completed.returncode != 0 or not shot.exists():
             print(f"chromium failed on {page}: {completed.stderr[-500:]!r}", file=sys.stderr)
             return 1

@@ -7,9 +7,7 @@ report files written from the verdict and records on disk.
 
 from __future__ import annotations
 
-import shutil
 import struct
-import subprocess
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_modelgate.cli import main
+from pytest_modelgate.reports.browser import find_chromium, screenshot
 
 if TYPE_CHECKING:
     from conftest import GateProject
@@ -185,25 +184,11 @@ def test_modelgate_report_writes_markdown_and_html_that_a_browser_renders(
     assert html.count('<td class="regressed">pass -&gt; fail') == failed
     assert 'aria-label="latency distribution of both arms"' in html
 
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    browser = find_chromium()
     if browser is None:
         pytest.skip("chromium is not installed: the HTML report was not rendered in a browser")
     shot = tmp_path / "report.png"
-    completed = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            f"--screenshot={shot}",
-            "--window-size=1280,2000",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    completed = screenshot(browser, page, shot)
     assert completed.returncode == 0, completed.stderr[-2000:]
     width, height, colours = _png_size_and_colours(shot)
     assert (width, height) == (1280, 2000)
