@@ -466,3 +466,58 @@ def test_a_refusal_is_an_error_verdict() -> None:
     assert verdict["reasons"] == [
         "modelgate merge refused the parts: a.jsonl and b.jsonl come from different runs"
     ]
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def test_the_command_needs_parts_and_a_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_modelgate.cli import main
+
+    for argv in (["merge", "--verdict", "v.json"], ["merge", "part.jsonl"]):
+        with pytest.raises(SystemExit) as caught:
+            main(argv)
+        assert caught.value.code == 2
+    assert "required" in capsys.readouterr().err
+
+
+def test_an_empty_directory_is_refused_and_replaces_an_old_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_modelgate.cli import main
+
+    (tmp_path / "parts").mkdir()
+    out = tmp_path / "modelgate-verdict.json"
+    out.write_text('{"verdict": "pass"}')
+
+    status = main(["merge", str(tmp_path / "parts"), "--verdict", str(out)])
+
+    assert status == 3
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "modelgate merge: refused: no records parts to merge (did every shard fail to upload?)\n"
+    )
+    assert json.loads(out.read_text())["verdict"] == "error"
+
+
+def test_the_command_writes_the_merged_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_modelgate.cli import main
+
+    (tmp_path / "parts").mkdir()
+    _split(tmp_path / "parts", 2)
+    out = tmp_path / "out" / "modelgate-verdict.json"
+
+    status = main(["merge", str(tmp_path / "parts"), "--expect-parts", "2", "--verdict", str(out)])
+
+    verdict = json.loads(out.read_text())
+    assert status == verdict["exit_status"] == 0
+    assert _judged(verdict) == {
+        **_judged(_unsharded()),
+        "records_file": "modelgate-verdict.records.jsonl",
+    }
+    assert capsys.readouterr().out == (
+        f"modelgate merge: 2 part(s), 60 record(s): verdict {verdict['verdict']} written to {out}\n"
+    )
