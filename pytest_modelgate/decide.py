@@ -133,6 +133,7 @@ def write_part(
     ``pytest_status`` None: the provisional part written when the run starts, marked incomplete,
     so that a shard killed before its end can never be merged as if it had run.
     """
+    from pytest_modelgate import __version__
     from pytest_modelgate.merge import part_text
     from pytest_modelgate.verdict import write_text_atomic
 
@@ -148,7 +149,7 @@ def write_part(
             "the shard has not finished: it is still running, or it was killed before the end"
         ]
     header = {
-        "plugin_version": gate.verdict_common(final=False)["plugin_version"],
+        "plugin_version": __version__,
         "run_id": gate.run_id,
         "kind": gate.kind,
         "stable": _identity_json(gate, "stable"),
