@@ -72,6 +72,33 @@ def _build_parser() -> argparse.ArgumentParser:
         help="refuse a verdict that finished longer ago than AGE: SECONDS, or 30m, 2h, 1d",
     )
 
+    merge = commands.add_parser(
+        "merge",
+        help="judge the records parts of a sharded run as one run and write its verdict",
+        description="Judge the union of the records parts that shards wrote with pytest "
+        "--modelgate-records PATH, exactly as one unsharded run would be judged (never by "
+        "combining the shards' verdicts or p-values), and write the verdict and its records "
+        "file next to it. A directory stands for every *.jsonl file in it. Refused (an `error` "
+        "verdict, exit 3, one line naming the parts): parts of different stable/candidate "
+        "models, configurations, commits, dirty states, plugin versions, modes, repeats or "
+        "--modelgate-strict; a case in two parts; a part that is unreadable or no records "
+        "part; no parts, or not --expect-parts of them. A part whose run was incomplete "
+        "(interrupted, crashed worker, collection errors, killed) gives verdict `error` naming "
+        "it. Exit 0 pass or inconclusive, 1 fail, 3 error or refused, 2 bad arguments.",
+    )
+    merge.add_argument(
+        "parts", type=Path, nargs="+", metavar="PART", help="records parts or directories of them"
+    )
+    merge.add_argument(
+        "--verdict", type=Path, required=True, metavar="OUT", help="where to write the verdict"
+    )
+    merge.add_argument(
+        "--expect-parts",
+        type=_positive,
+        metavar="N",
+        help="refuse unless exactly N parts are given (a shard that died uploads nothing)",
+    )
+
     report = commands.add_parser(
         "report",
         help="write a verdict as Markdown (step summary, PR comment) and/or self-contained HTML",
@@ -107,6 +134,16 @@ def _max_chars(value: str) -> int:
     return number
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``modelgate`` console script."""
     args = _build_parser().parse_args(argv)
@@ -120,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "merge":
+        return _merge(args)
     return _show(args.verdict)
 
 
@@ -169,6 +208,45 @@ def _check(args: argparse.Namespace) -> int:
     decision = check_file(args.verdict, expectations)
     print(decision.line, file=sys.stdout if decision.go else sys.stderr)
     return decision.exit_code
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from pytest_modelgate.merge import (
+        MergeRefused,
+        Part,
+        expand_parts,
+        merge_parts,
+        read_part,
+        refusal_verdict,
+        write_result,
+    )
+    from pytest_modelgate.verdict import discard_verdict, write_verdict_atomic
+
+    parts: list[Part] = []
+    try:
+        for path in expand_parts(args.parts):
+            parts.append(read_part(path))
+        result = merge_parts(parts, expect_parts=args.expect_parts)
+    except MergeRefused as exc:
+        print(f"modelgate merge: refused: {exc}", file=sys.stderr)
+        # An `error` verdict at OUT: no earlier verdict there may pass for this merge's.
+        try:
+            write_verdict_atomic(args.verdict, refusal_verdict(str(exc), parts))
+        except (OSError, ValueError) as error:
+            _done, happened = discard_verdict(args.verdict)
+            print(f"modelgate merge: cannot write {args.verdict}: {error}; {happened}")
+        return 3
+    try:
+        write_result(args.verdict, result, parts)
+    except (OSError, ValueError) as exc:
+        _done, happened = discard_verdict(args.verdict)
+        print(f"modelgate merge: cannot write {args.verdict}: {exc}; {happened}", file=sys.stderr)
+        return 3
+    print(
+        f"modelgate merge: {len(parts)} part(s), {len(result.records)} record(s): verdict "
+        f"{result.verdict['verdict']} written to {args.verdict}"
+    )
+    return result.exit_status
 
 
 def _report(args: argparse.Namespace) -> int:

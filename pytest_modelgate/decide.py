@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pytest_modelgate.errors import ModelgateError
 from pytest_modelgate.judge import Judge, Judgement, RunData
-from pytest_modelgate.records import TestRecord
+from pytest_modelgate.records import Arm, TestRecord
 from pytest_modelgate.redaction import Redactor, redactor_for
 from pytest_modelgate.session import EXIT_ERROR, EXIT_FAIL, EXIT_OK, GateSession
 
@@ -74,13 +74,30 @@ def finish(
             exit_status = EXIT_ERROR
             verdict = _error(gate, [f"the gate crashed while deciding: {exc!r}"], exit_status)
     verdict = redactor.scrub_value(verdict)
+    if gate.settings.records_part is not None:
+        try:
+            # The shard's raw data for `modelgate merge`, whatever this shard's own verdict.
+            write_part(
+                gate,
+                (*stable, *candidate),
+                pytest_status=pytest_status,
+                problems=problems,
+                redactor=redactor,
+            )
+        except Exception as exc:
+            exit_status = EXIT_ERROR
+            part = gate.settings.records_part
+            verdict = _error(
+                gate, [f"the records part could not be written to {part}: {exc}"], exit_status
+            )
+            verdict = redactor.scrub_value(verdict)
     try:
         if stable or candidate:
             # Every test item with its attempts, for diagnosis and for tools that re-judge a run;
             # written before the verdict that names it.
             records = gate.settings.records_path
             write_text_atomic(
-                records, "".join(_record_line(r, redactor) for r in (*stable, *candidate))
+                records, "".join(record_line(r, redactor) for r in (*stable, *candidate))
             )
             verdict["records_file"] = records.name
         write_verdict_atomic(path, verdict)
@@ -103,7 +120,74 @@ def finish(
     return exit_status
 
 
-def _record_line(record: TestRecord, redactor: Redactor) -> str:
+def write_part(
+    gate: GateSession,
+    records: Iterable[TestRecord],
+    *,
+    pytest_status: int | None,
+    problems: list[str],
+    redactor: Redactor | None = None,
+) -> None:
+    """Write this run's records part (``--modelgate-records``) atomically.
+
+    ``pytest_status`` None: the provisional part written when the run starts, marked incomplete,
+    so that a shard killed before its end can never be merged as if it had run.
+    """
+    from pytest_modelgate import __version__
+    from pytest_modelgate.merge import part_text
+    from pytest_modelgate.verdict import write_text_atomic
+
+    path = gate.settings.records_part
+    if path is None:
+        return
+    if redactor is None:
+        redactor = redactor_for(gate.secret_values())
+    records = list(records)
+    final = pytest_status is not None
+    if not final:
+        problems = [
+            "the shard has not finished: it is still running, or it was killed before the end"
+        ]
+    header = {
+        "plugin_version": __version__,
+        "run_id": gate.run_id,
+        "kind": gate.kind,
+        "stable": _identity_json(gate, "stable"),
+        "candidate": _identity_json(gate, "candidate"),
+        "mode": gate.settings.mode,
+        "repeat": gate.settings.repeat,
+        "strict": gate.settings.strict,
+        "config_digest": gate.config_digest(),
+        # What the digest covers, so that merge rebuilds the judge without modelgate.yaml.
+        "settings": gate.judged_settings(),
+        "git": None if gate.git is None else dict(gate.git),
+        "tests": {
+            "collected": len(gate.gated_test_ids) if final and gate.tests_known else None,
+            "ids": sorted(gate.gated_test_ids) if final and gate.tests_known else None,
+        },
+        "cassettes": gate.cassette_lines() if final else None,
+        "args": list(gate.invocation_args),
+        "judge": "hook" if gate.custom_judge else "built-in",
+        "verdict_hooks": list(gate.verdict_hooks),
+        "pytest_exit_status": pytest_status,
+        "complete": final and not problems,
+        "problems": list(problems),
+        "started_at": gate.started_at.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat() if final else None,
+        "records": len(records),
+    }
+    write_text_atomic(
+        path,
+        part_text(redactor.scrub_value(header), (record_line(r, redactor) for r in records)),
+    )
+
+
+def _identity_json(gate: GateSession, arm: Arm) -> dict[str, Any] | None:
+    identity = gate.identity(arm)
+    return None if identity is None else identity.model_dump(mode="json")
+
+
+def record_line(record: TestRecord, redactor: Redactor) -> str:
     """One line of the records file, with every secret scrubbed from every text field.
 
     Scrubbed as data, not as JSON text, so the line stays valid JSON whatever the key's escaping.
@@ -153,18 +237,61 @@ def _judge(
     judge: Callable[[], Judge | None],
     amend: Callable[[dict[str, Any]], object],
 ) -> tuple[dict[str, Any], int]:
+    def chosen() -> Judge | None:
+        found = judge()
+        gate.custom_judge = found is not None
+        return found
+
+    return judged_verdict(
+        records,
+        limits=gate.settings.config.gate,
+        strict=gate.settings.strict,
+        has_candidate=gate.candidate is not None,
+        pytest_status=pytest_status,
+        started_at=gate.started_at,
+        common=gate.verdict_common(),
+        judge=chosen,
+        amend=amend,
+    )
+
+
+def canonical_order(records: Iterable[TestRecord]) -> list[TestRecord]:
+    """``records`` sorted by case, repeat and test id: the order every judge receives them in.
+
+    The order records arrive in depends on the scheduling (xdist workers, shards); the judge's
+    input must not, so that a sharded run merged later is judged exactly like one run.
+    """
+    return sorted(records, key=lambda r: (r.case_id, r.repeat, r.test_id))
+
+
+def judged_verdict(
+    records: tuple[list[TestRecord], list[TestRecord]],
+    *,
+    limits: GateLimits,
+    strict: bool,
+    has_candidate: bool,
+    pytest_status: int,
+    started_at: datetime,
+    common: dict[str, Any],
+    judge: Callable[[], Judge | None] = lambda: None,
+    amend: Callable[[dict[str, Any]], object] = lambda verdict: None,
+) -> tuple[dict[str, Any], int]:
+    """Judge the records of both arms and build the verdict; also ``modelgate merge``'s path.
+
+    ``common`` holds the identity fields (``GateSession.verdict_common``); ``judge`` returns a
+    hook's judge or None for the built-in one; ``amend`` runs the verdict hooks.
+    """
     from pytest_modelgate.verdict import build_verdict
 
-    stable, candidate = records
+    stable, candidate = canonical_order(records[0]), canonical_order(records[1])
     # `judge` calls the pytest_modelgate_judge hook: inside the caller's try, so that a hook
     # that raises gives an `error` verdict like any other failure while deciding.
-    chosen: Judge = judge() or default_judge(gate.settings.config.gate)
-    has_candidate = gate.candidate is not None
+    chosen: Judge = judge() or default_judge(limits)
     judgement = chosen.judge(RunData(stable=stable, candidate=candidate if has_candidate else None))
 
     verdict_name = str(judgement.verdict)
     extra_reasons: list[str] = []
-    if has_candidate and gate.settings.strict and verdict_name in ("pass", "inconclusive"):
+    if has_candidate and strict and verdict_name in ("pass", "inconclusive"):
         failed = _failed_case_count(judgement)
         if failed:
             verdict_name = "fail"
@@ -176,10 +303,10 @@ def _judge(
     exit_status = _exit_status(verdict_name, pytest_status, has_candidate)
     verdict = build_verdict(
         judgement,
-        started_at=gate.started_at,
+        started_at=started_at,
         finished_at=datetime.now(timezone.utc),
         exit_status=exit_status,
-        **gate.verdict_common(),
+        **common,
     )
     _note_latency_timing(verdict, stable, candidate if has_candidate else None)
     if verdict_name != verdict["verdict"]:

@@ -159,6 +159,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "cassettes; =dry-run only lists what would go. ini: modelgate_prune "
         "(true, false, all, dry-run)",
     )
+    group.addoption(
+        "--modelgate-records",
+        metavar="PATH",
+        default=None,
+        help="also write this run's raw records, with a header saying what was run and how "
+        "completely, to PATH: a shard's part for `modelgate merge PART... --verdict OUT`. "
+        "ini: modelgate_records",
+    )
+    parser.addini(
+        "modelgate_records", "path of the records part (--modelgate-records)", default=None
+    )
     parser.addini("modelgate_strict", "fail on any failed case", type="bool", default=False)
     parser.addini(
         "modelgate_prune",
@@ -270,7 +281,9 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
             f"--candidate-model {candidate} needs a stable model to compare with: pass "
             "--stable-model NAME or set `stable:` in modelgate.yaml"
         )
+    records_part = _records_part(config, verdict_path)
     return GateSettings(
+        records_part=records_part,
         stable=stable,
         candidate=candidate,
         mode=mode,  # type: ignore[arg-type]  # checked against MODES above
@@ -281,6 +294,25 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
         config_path=config_path,
         config=file_config,
     )
+
+
+def _records_part(config: pytest.Config, verdict_path: Path) -> Path | None:
+    # Precedence: command line (relative to the invocation directory), ini (to its file).
+    from pytest_modelgate.errors import ConfigError
+
+    option = _option_str(config, "modelgate_records", "--modelgate-records")
+    path = (
+        (config.invocation_params.dir / option).resolve()
+        if option
+        else _ini_path(config, "modelgate_records")
+    )
+    records = verdict_path.with_name(f"{verdict_path.stem}.records.jsonl")
+    if path is not None and path in (verdict_path, records):
+        raise ConfigError(
+            f"--modelgate-records {path} is the verdict or its records file: give the part "
+            "its own path"
+        )
+    return path
 
 
 def _mode(value: str) -> str:
@@ -406,6 +438,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 message += f"\nmodelgate: {problem}"
         raise pytest.UsageError(message) from None
     config.stash[GATE_KEY] = gate
+    gate.invocation_args = tuple(str(a) for a in config.invocation_params.args)
     _scrub_logs_while_gated(config, gate)
 
     # Replace any verdict left by an earlier run at once, so that a run that dies before the end
@@ -423,6 +456,10 @@ def pytest_configure(config: pytest.Config) -> None:
             if not isinstance(lock, OSError):
                 lock.release()
                 del config.stash[_LOCK_KEY]
+            raise pytest.UsageError(f"modelgate: {problem}")
+    if not worker and not config.option.collectonly and settings.records_part is not None:
+        problem = _write_provisional_part(gate)
+        if problem is not None:
             raise pytest.UsageError(f"modelgate: {problem}")
     config.pluginmanager.register(_GateHooks(config, gate), "modelgate-gate")
     if config.pluginmanager.hasplugin("xdist") and not worker:
@@ -488,7 +525,9 @@ def _git_state(gate: GateSession) -> dict[str, Any] | None:
     from pytest_modelgate.provenance import git_state
 
     verdict = gate.settings.verdict_path
-    ignore = (verdict, gate.settings.records_path, lock_path_for(verdict))
+    ignore = [verdict, gate.settings.records_path, lock_path_for(verdict)]
+    if gate.settings.records_part is not None:
+        ignore.append(gate.settings.records_part)
     return git_state(gate.rootdir or verdict.parent, ignore=ignore)
 
 
@@ -608,6 +647,19 @@ def _write_provisional(gate: GateSession) -> str | None:
         records.unlink(missing_ok=True)
     except OSError as exc:
         return f"cannot remove an earlier run's records {records}: {exc.strerror or exc}"
+    return None
+
+
+def _write_provisional_part(gate: GateSession) -> str | None:
+    """Put an incomplete part over any earlier one: a shard killed later cannot be merged."""
+    from pytest_modelgate.decide import write_part
+
+    if gate.git is None:
+        gate.git = _git_state(gate)
+    try:
+        write_part(gate, (), pytest_status=None, problems=[])
+    except OSError as exc:
+        return f"cannot write the records part {gate.settings.records_part}: {exc.strerror or exc}"
     return None
 
 
@@ -1065,6 +1117,9 @@ class _GateHooks:
                 self.gate.git = _git_state(self.gate)
         from pytest_modelgate.decide import finish
 
+        self.gate.verdict_hooks = tuple(
+            impl.plugin_name for impl in self.config.hook.pytest_modelgate_verdict.get_hookimpls()
+        )
         outcome = finish(
             self.gate,
             pytest_status=int(exitstatus),

@@ -17,6 +17,8 @@ from typing import Any
 
 __all__ = [
     "GIT_TIMEOUT_S",
+    "cassette_lines",
+    "cassette_lines_digest",
     "cassettes_digest",
     "changed_paths",
     "config_digest",
@@ -70,6 +72,18 @@ def cassettes_digest(paths: Iterable[Path], root: Path) -> str:
     Each distinct cassette contributes ``<relative path> <sha256 of its bytes>``, sorted by path;
     a cassette missing or unreadable at the end of the run contributes ``<path> missing``.
     """
+    return cassette_lines_digest(cassette_lines(paths, root).values())
+
+
+def cassette_lines_digest(lines: Iterable[str]) -> str:
+    """The ``cassettes_digest`` of ``<relative path> <sha256>`` lines (as ``cassette_lines``
+    gives them): ``modelgate merge`` combines the lines of every shard into one digest."""
+    by_path = {line.rsplit(" ", 1)[0]: line for line in lines}
+    return _sha256("\n".join(by_path[key] for key in sorted(by_path)).encode("utf-8"))
+
+
+def cassette_lines(paths: Iterable[Path], root: Path) -> dict[str, str]:
+    """``{relative path: "<relative path> <sha256 or missing>"}`` for ``cassettes_digest``."""
     lines: dict[str, str] = {}
     for path in paths:
         path = Path(path)
@@ -82,7 +96,7 @@ def cassettes_digest(paths: Iterable[Path], root: Path) -> str:
         except OSError:
             content = "missing"
         lines[relative] = f"{relative} {content}"
-    return _sha256("\n".join(lines[key] for key in sorted(lines)).encode("utf-8"))
+    return lines
 
 
 def _git(directory: Path, *args: str) -> str | None:

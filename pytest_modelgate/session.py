@@ -62,6 +62,9 @@ class GateSettings:
     config: ModelgateConfig
     # --modelgate-prune: off, safe (this run's models and repeats), all, or dry-run.
     prune: PruneMode = "off"
+    # --modelgate-records: where this run (a shard) writes its self-describing records part for
+    # `modelgate merge` (pytest_modelgate.merge); None: no part is written.
+    records_part: Path | None = None
 
     @property
     def records_path(self) -> Path:
@@ -156,6 +159,12 @@ class GateSession:
     tests_known: bool = False
     # Set when the end-of-run lock was held by another run: nothing was written.
     lock_problem: str | None = None
+    # For the records part (--modelgate-records): the command-line arguments, whether a
+    # pytest_modelgate_judge hook chose the judge, and the plugins implementing
+    # pytest_modelgate_verdict (a merge cannot replay either, so it refuses such parts).
+    invocation_args: tuple[str, ...] = ()
+    custom_judge: bool = False
+    verdict_hooks: tuple[str, ...] = ()
 
     def arms(self) -> list[tuple[Arm, str]]:
         """The arms this run plays, stable first, with the model name each uses."""
@@ -279,19 +288,7 @@ class GateSession:
         """Digest of every resolved setting that affects judging (key *names*, never values)."""
         from pytest_modelgate.provenance import config_digest
 
-        settings = self.settings
-        return config_digest(
-            {
-                "config": settings.config.model_dump(mode="json"),
-                "stable": None if self.stable is None else self.stable.model_dump(mode="json"),
-                "candidate": None
-                if self.candidate is None
-                else self.candidate.model_dump(mode="json"),
-                "mode": settings.mode,
-                "repeat": settings.repeat,
-                "strict": settings.strict,
-            }
-        )
+        return config_digest(self.judged_settings())
 
     def provenance(self, *, final: bool) -> dict[str, Any]:
         """The verdict's ``provenance``; ``final`` adds what is known only at the end."""
@@ -312,6 +309,28 @@ class GateSession:
             data["tests_digest"] = tests_digest(self.gated_test_ids)
             data["tests_collected"] = len(self.gated_test_ids)
         return data
+
+    def cassette_lines(self) -> list[str] | None:
+        """The cassettes this run played, as ``cassettes_digest`` lines; None in live mode."""
+        from pytest_modelgate.provenance import cassette_lines
+
+        if self.settings.mode == "live":
+            return None
+        root = self.rootdir or self.settings.verdict_path.parent
+        paths = {Path(c["path"]) for c in self.cassettes_played}
+        return sorted(cassette_lines(paths, root).values())
+
+    def judged_settings(self) -> dict[str, Any]:
+        """What ``config_digest`` digests: the resolved settings that affect judging."""
+        settings = self.settings
+        return {
+            "config": settings.config.model_dump(mode="json"),
+            "stable": None if self.stable is None else self.stable.model_dump(mode="json"),
+            "candidate": None if self.candidate is None else self.candidate.model_dump(mode="json"),
+            "mode": settings.mode,
+            "repeat": settings.repeat,
+            "strict": settings.strict,
+        }
 
     def verdict_common(self, *, final: bool = True) -> dict[str, Any]:
         """Identity fields every verdict of this run carries."""

@@ -314,12 +314,49 @@ def test_the_report_fits_a_comment_and_the_step_summary() -> None:
     assert 4 * max_chars <= STEP_SUMMARY_LIMIT
 
 
-def test_the_shard_matrix_has_its_place_marked() -> None:
-    text = (WORKFLOWS / "model-gate.yml").read_text(encoding="utf-8")
+def _jobs() -> dict[str, Any]:
+    jobs: dict[str, Any] = load_yaml(WORKFLOWS / "model-gate.yml")["jobs"]
+    return jobs
 
-    assert "modelgate merge" in text
-    assert "--modelgate-records" in text
-    assert "merge-multiple" in text
+
+def test_each_shard_runs_its_slice_and_uploads_its_records_part() -> None:
+    job = _jobs()["gate-shards"]
+    groups = job["strategy"]["matrix"]["include"]
+    run = next(s for s in job["steps"] if "--modelgate-records" in s.get("run", ""))
+    upload = _step_using(job, "actions/upload-artifact@")
+
+    assert [g["group"] for g in groups] == [1, 2]
+    # The slices are disjoint and cover every test file of the example project.
+    files = [path for g in groups for path in g["tests"].split()]
+    assert sorted(files) == sorted(
+        f"tests/{p.name}" for p in (ROOT / "example_project" / "tests").glob("test_*.py")
+    )
+    assert run["env"]["GROUP"] == "${{ matrix.group }}"
+    assert '--modelgate-records "verdicts/parts/part-$GROUP.jsonl"' in run["run"]
+    assert "--modelgate-mode replay" in run["run"]
+    # Every part has its own name and file: merge-multiple puts them in one directory.
+    assert upload["with"]["name"] == "modelgate-records-${{ matrix.group }}"
+    assert upload["with"]["path"].endswith("part-${{ matrix.group }}.jsonl")
+    assert upload["if"] == "${{ !cancelled() }}"
+
+
+def test_the_merge_job_merges_every_part_and_checks_the_verdict() -> None:
+    jobs = _jobs()
+    job = jobs["merge"]
+    download = _step_using(job, "actions/download-artifact@")
+    merge = next(s for s in job["steps"] if "modelgate merge" in s.get("run", ""))
+    check = next(s for s in job["steps"] if "modelgate check" in s.get("run", ""))
+    groups = jobs["gate-shards"]["strategy"]["matrix"]["include"]
+
+    assert job["needs"] == "gate-shards"
+    assert job["if"] == "${{ !cancelled() }}"
+    assert download["with"]["pattern"] == "modelgate-records-*"
+    assert download["with"]["merge-multiple"] is True
+    assert download["with"]["path"] == "example_project/verdicts/parts"
+    assert f"--expect-parts {len(groups)}" in merge["run"]
+    assert "modelgate merge verdicts/parts" in merge["run"]
+    assert "--expect-commit HEAD" in check["run"]
+    assert "if" not in check, "the deploy decision runs only when the merge succeeded"
 
 
 # The project's own CI.
