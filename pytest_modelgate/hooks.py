@@ -4,8 +4,9 @@ Registered in ``pytest_addhooks``. Each hook is namespaced ``pytest_modelgate_*`
 "Extending" section lists them with an example each.
 
 Where each runs: ``pytest_modelgate_call_recorded`` in the process that runs the test (an xdist
-worker under ``-n``), ``pytest_modelgate_metrics`` there and on the controller,
-``pytest_modelgate_judge`` and ``pytest_modelgate_verdict`` on the controller only. A hook that
+worker under ``-n``), ``pytest_modelgate_metrics`` in every process that collects (the workers
+under ``-n``: the controller gets the definitions from them), ``pytest_modelgate_judge`` and
+``pytest_modelgate_verdict`` on the controller only. A hook that
 raises never crashes the run: the verdict is ``error`` (and the exit status non-zero).
 """
 
@@ -101,10 +102,12 @@ def pytest_modelgate_metrics(config: pytest.Config) -> list[CustomMetric] | None
     overrides it). Results of every implementation are joined. ``extract`` runs in the test
     process on every successful attempt; the values travel on the reports (the function never
     leaves the process), and the judge compares them overall, per workflow and per language,
-    with the verdict listing each under ``metrics`` by its name. Called once per process after
-    collection; a definition that is wrong (a built-in name, a duplicate, a bad margin) is a
-    usage error, and an ``extract`` that raises or returns a wrong type fails its test and
-    makes the verdict ``error``. Example, in ``conftest.py``::
+    with the verdict listing each under ``metrics`` by its name. Called once after collection
+    in each process that collects (each xdist worker; the controller judges with the
+    definitions the workers send, so every worker must define the same metrics). A
+    definition that is wrong (a built-in name, a duplicate, a bad margin) is a usage error,
+    and an ``extract`` that raises or returns a wrong type fails its test and makes the
+    verdict ``error``. Example, in ``conftest.py``::
 
         from pytest_modelgate.metrics import CustomMetric
 
