@@ -13,12 +13,63 @@ from pytest_modelgate import __version__
 # Exit statuses of `modelgate show`, matching the pytest run that wrote the verdict.
 _SHOW_EXIT = {"pass": 0, "inconclusive": 0, "fail": 1, "error": 3}
 
+# What each subcommand's exit status means: printed at the end of its --help and listed in the
+# README's "The modelgate command" table (tests/unit/test_cli_help.py holds the three together).
+# 2 is also argparse's status for bad arguments, so every subcommand uses it for usage errors.
+EXIT_STATUSES: dict[str, tuple[tuple[int, str], ...]] = {
+    "check": (
+        (0, "go: a complete, schema-valid gate verdict `pass` meeting every --expect-*"),
+        (1, "no-go: fail, error, inconclusive, a smoke run, another model or commit, too old"),
+        (2, "bad arguments"),
+        (3, "no verdict to judge: missing, unreadable, invalid, or incomplete"),
+    ),
+    "show": (
+        (0, "the verdict is pass or inconclusive"),
+        (1, "the verdict is fail"),
+        (2, "bad arguments"),
+        (3, "the verdict is error, or the file is missing, unreadable or invalid"),
+    ),
+    "report": (
+        (0, "the report(s) were written"),
+        (2, "bad arguments, or an output that cannot be written"),
+        (3, "the verdict is missing, unreadable or invalid"),
+    ),
+    "models": (
+        (0, "the catalog was listed"),
+        (2, "bad arguments, or no model for --provider"),
+    ),
+    "simulate": (
+        (0, "stopped by SIGINT or SIGTERM"),
+        (1, "the port cannot be bound"),
+        (2, "bad arguments, or an invalid scenario file"),
+    ),
+}
+_EXIT_HEADING = "exit status:"
+
+
+def _exit_epilog(command: str) -> str:
+    """The ``exit status:`` block at the end of ``modelgate COMMAND --help``."""
+    return "\n".join(
+        [_EXIT_HEADING, *(f"  {code}  {meaning}" for code, meaning in EXIT_STATUSES[command])]
+    )
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as usual; keeps an ``exit status:`` epilog's lines as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith(_EXIT_HEADING):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modelgate",
         description="pytest-modelgate tools. The gate itself runs inside pytest: "
         "pytest --stable-model A --candidate-model B",
+        epilog="Each command's exit statuses are listed at the end of `modelgate COMMAND "
+        "--help`; 2 always means bad arguments.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -28,29 +79,46 @@ def _build_parser() -> argparse.ArgumentParser:
         help="serve simulated OpenAI-compatible models on 127.0.0.1",
         description="Serve the chat-completions protocol (JSON and SSE) for the models of a "
         "scenario file, on 127.0.0.1, until interrupted.",
+        epilog=_exit_epilog("simulate"),
+        formatter_class=_HelpFormatter,
     )
     simulate.add_argument("--port", type=int, default=8900, help="port (0 = any free port)")
     simulate.add_argument(
         "--scenario", type=Path, required=True, metavar="FILE", help="scenario YAML file"
     )
 
-    models = commands.add_parser("models", help="list the built-in model catalog")
+    models = commands.add_parser(
+        "models",
+        help="list the built-in model catalog with prices, their sources and dates",
+        description="List the models the built-in catalog knows: provider, API key variable, "
+        "list prices in USD per 1M tokens (input, cached input, output), where each price was "
+        "read and when (source, as of). Models of modelgate.yaml are not listed.",
+        epilog=_exit_epilog("models"),
+        formatter_class=_HelpFormatter,
+    )
     models.add_argument("--provider", default=None, help="only this provider")
+    models.add_argument(
+        "--json", action="store_true", help="print a JSON array (one object per model)"
+    )
 
     show = commands.add_parser(
         "show",
         help="print a verdict file as a table; exit 0 for pass/inconclusive, 1 fail, 3 error",
+        description="Print a verdict file as the run printed it: the comparison table, the "
+        "reasons, the rollout plan and the verdict line.",
+        epilog=_exit_epilog("show"),
+        formatter_class=_HelpFormatter,
     )
     show.add_argument("verdict", type=Path, nargs="?", default=Path("modelgate-verdict.json"))
 
     check = commands.add_parser(
         "check",
         help="the deploy step's go/no-go: exit 0 only for a complete gate `pass`",
-        description="Decide whether a verdict file approves a deployment, in one line. Exit 0 "
-        "go (a complete, schema-valid gate verdict `pass` meeting every --expect-*); 1 no-go "
-        "(fail, error, inconclusive, a smoke run, another model or commit, too old); 2 bad "
-        "arguments; 3 no verdict to judge (missing, unreadable, invalid, or incomplete: the run "
-        "has not finished or was killed).",
+        description="Decide whether a verdict file approves a deployment, in one line (stdout "
+        "for go, stderr otherwise). An incomplete verdict is one whose run has not finished or "
+        "was killed.",
+        epilog=_exit_epilog("check"),
+        formatter_class=_HelpFormatter,
     )
     check.add_argument("verdict", type=Path, metavar="VERDICT", help="the verdict file")
     check.add_argument(
@@ -106,9 +174,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "pull-request comment, kept under --max-chars by cutting the case lists first (never the "
         "verdict line or the regressions), and/or one self-contained HTML page with inline SVG "
         "charts that loads nothing from the network. The per-case view and the latency chart "
-        "come from the records file next to the verdict, when it is there. Exit 0 written; 2 bad "
-        "arguments or an output that cannot be written; 3 the verdict is missing, unreadable or "
-        "invalid.",
+        "come from the records file next to the verdict, when it is there.",
+        epilog=_exit_epilog("report"),
+        formatter_class=_HelpFormatter,
     )
     report.add_argument("verdict", type=Path, metavar="VERDICT", help="the verdict file")
     report.add_argument("--markdown", type=Path, metavar="OUT.md", help="write Markdown here")
@@ -152,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return main_simulate(args.port, args.scenario)
     if args.command == "models":
-        return _models(args.provider)
+        return _models(args.provider, as_json=args.json)
     if args.command == "check":
         return _check(args)
     if args.command == "report":
@@ -281,18 +349,27 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models(provider: str | None) -> int:
+def _models(provider: str | None, *, as_json: bool = False) -> int:
     from tabulate import tabulate
 
     from pytest_modelgate.catalog import load_catalog
 
     catalog = load_catalog()
     rows = []
+    entries = []
     for name in sorted(catalog.names(), key=str.lower):
         model = catalog.resolve(name)
         if provider and model.provider != provider:
             continue
         price = model.price
+        entries.append(
+            {
+                "model": name,
+                "provider": model.provider,
+                "api_key_env": model.api_key_env,
+                "price": None if price is None else price.model_dump(mode="json"),
+            }
+        )
         rows.append(
             [
                 name,
@@ -302,12 +379,25 @@ def _models(provider: str | None) -> int:
                 "-" if price is None or price.cached_input is None else f"{price.cached_input:g}",
                 "-" if price is None else f"{price.output:g}",
                 "-" if price is None else (price.as_of or "-"),
+                "-" if price is None else (price.source or "-"),
             ]
         )
     if not rows:
         print(f"modelgate: no models for provider {provider!r}", file=sys.stderr)
         return 2
-    headers = ["model", "provider", "key variable", "in $/1M", "cached $/1M", "out $/1M", "as of"]
+    if as_json:
+        print(json.dumps(entries, indent=2, ensure_ascii=False))
+        return 0
+    headers = [
+        "model",
+        "provider",
+        "key variable",
+        "in $/1M",
+        "cached $/1M",
+        "out $/1M",
+        "as of",
+        "source",
+    ]
     print(tabulate(rows, headers=headers, tablefmt="simple"))
     return 0
 

@@ -108,6 +108,9 @@ class GateLimits(_Settings):
     # A stable arm passing fewer of its tests than this cannot vouch for a candidate (a suite
     # that fails everywhere shows "no change"): the verdict is `error`. None: no floor.
     min_stable_pass_rate: float | None = Field(default=0.5, ge=0, le=1)
+    # Margins of the metrics plugins add (pytest_modelgate_metrics), by name; each replaces the
+    # metric's own (None: reported, not gated). Checked against the metrics after collection.
+    metrics: dict[str, float | None] = Field(default_factory=dict)
 
 
 class ClientSettings(_Settings):

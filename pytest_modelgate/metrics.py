@@ -10,10 +10,11 @@ judge and for the report.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from pytest_modelgate.records import CallRecord, TestRecord
 
@@ -21,10 +22,14 @@ Unit = Literal["rate", "ms", "usd", "tokens", "number"]
 ChangeKind = Literal["points", "ratio"]
 
 __all__ = [
+    "BUILTIN_METRIC_NAMES",
     "METRICS",
     "MISSING",
     "ArmMetrics",
     "ChangeKind",
+    "CustomMetric",
+    "CustomMetricError",
+    "MeasuredCall",
     "Measurement",
     "MetricSpec",
     "Unit",
@@ -35,6 +40,7 @@ __all__ = [
     "format_value",
     "metric_spec",
     "percentile",
+    "resolve_custom_metrics",
 ]
 
 
@@ -347,3 +353,206 @@ def format_limit(change_kind: str, limit_value: float | None) -> str | None:
     if limit_value is None:
         return None
     return format_change(change_kind, limit_value)
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics added by plugins (the ``pytest_modelgate_metrics`` hook)
+
+CustomKind = Literal["rate", "mean", "ratio"]
+
+# Every name a built-in comparison uses (the judge's rates and ratios, the budgets' extra one):
+# a plugin metric may not take one. ``score`` is the prefix of ``llm.score`` comparisons.
+BUILTIN_METRIC_NAMES: frozenset[str] = frozenset(
+    {
+        *(spec.name for spec in METRICS),
+        "json_validity",
+        "schema_validity",
+        "tool_call_accuracy",
+        "language_match",
+        "cost_per_test_usd",
+        "score",
+    }
+)
+# The verdict schema's metric names, without the ``:suffix`` built-in comparisons use.
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_KINDS = ("rate", "mean", "ratio")
+
+
+class CustomMetricError(ValueError):
+    """A metric definition or a value it extracted that the gate cannot use."""
+
+
+@dataclass(frozen=True)
+class MeasuredCall:
+    """What a plugin metric's ``extract`` sees of one successful attempt.
+
+    ``record``: the attempt's ``CallRecord`` (frozen, without ``extra``); ``text``: the reply's
+    text content (``""`` when the reply was only tool calls); ``request``: the request body as
+    sent (``messages``, ``model``, parameters), or None when it was not JSON. Keys travel in
+    headers, never here.
+    """
+
+    record: CallRecord
+    text: str
+    request: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomMetric:
+    """A per-call metric a plugin adds through ``pytest_modelgate_metrics``; the judge compares it.
+
+    ``extract(call: MeasuredCall)`` runs in the test process (an xdist worker) once per
+    successful attempt, as the attempt is recorded; it returns the call's value, or None when
+    the metric does not apply to that call. Only its values travel (in ``CallRecord.extra``),
+    so it may close over anything. ``kind`` says how the values are compared:
+
+    * ``"rate"``: ``extract`` returns a bool; the share of True per arm, compared like the
+      built-in rates (paired McNemar / bootstrap). ``margin``: the drop allowed, as a fraction
+      (``0.05`` = 5 points; a rise when ``higher_is_better=False``).
+    * ``"mean"``: a number; the per-case mean, compared by the paired bootstrap of the
+      difference like ``llm.score``. ``margin``: the drop allowed in the value's own unit (a rise
+      when ``higher_is_better=False``).
+    * ``"ratio"``: a non-negative number (a count, a size), where lower is better; candidate /
+      stable per call, compared like tokens per call. ``margin``: the largest ratio allowed
+      (``>= 1``).
+
+    ``margin=None`` reports the metric without gating it; ``gate: metrics: {NAME: MARGIN}`` in
+    modelgate.yaml overrides it. ``name`` is a lowercase identifier (``[a-z][a-z0-9_]*``) that is
+    not a built-in metric's.
+    """
+
+    name: str
+    extract: Callable[[MeasuredCall], float | bool | None]
+    kind: CustomKind = "rate"
+    margin: float | None = None
+    higher_is_better: bool = True
+    # Words for people in the judge's messages; default: the name.
+    label: str | None = None
+    # The unit of the values; default: ``rate`` for rates, ``number`` for the others.
+    unit: Unit | None = None
+
+    def __post_init__(self) -> None:
+        where = f"metric {self.name!r}"
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise CustomMetricError(
+                f"{where}: a metric name is a lowercase identifier ([a-z][a-z0-9_]*)"
+            )
+        if self.name in BUILTIN_METRIC_NAMES:
+            raise CustomMetricError(f"{where}: the name of a built-in metric; choose another")
+        if self.kind not in _KINDS:
+            raise CustomMetricError(f"{where}: kind must be one of {', '.join(_KINDS)}")
+        if not callable(self.extract):
+            raise CustomMetricError(f"{where}: extract must be a function of a MeasuredCall")
+        if self.kind == "ratio" and self.higher_is_better:
+            raise CustomMetricError(
+                f"{where}: a ratio metric is lower-is-better (tokens, retries, characters): "
+                "pass higher_is_better=False, or use kind='mean'"
+            )
+        _check_margin(where, self.kind, self.margin)
+        if self.unit is not None and self.unit not in ("rate", "ms", "usd", "tokens", "number"):
+            raise CustomMetricError(f"{where}: unit must be rate, ms, usd, tokens or number")
+        if self.kind == "rate" and self.unit not in (None, "rate"):
+            raise CustomMetricError(f"{where}: a rate's unit is rate")
+
+    @property
+    def display_unit(self) -> Unit:
+        """The unit the verdict gives the comparison."""
+        if self.unit is not None:
+            return self.unit
+        return "rate" if self.kind == "rate" else "number"
+
+    def definition(self) -> dict[str, Any]:
+        """Everything but ``extract``, as plain data (for the xdist controller, which judges)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "margin": self.margin,
+            "higher_is_better": self.higher_is_better,
+            "label": self.label,
+            "unit": self.unit,
+        }
+
+    @classmethod
+    def from_definition(cls, data: Mapping[str, Any]) -> CustomMetric:
+        """A metric to judge with, from ``definition()``: its values come in the records."""
+        return cls(extract=_extracted_elsewhere, **data)
+
+    def value_of(self, call: MeasuredCall) -> float | None:
+        """``extract`` applied to ``call``, checked: a float (1.0 / 0.0 for a rate) or None."""
+        value = self.extract(call)
+        if value is None:
+            return None
+        if self.kind == "rate":
+            if not isinstance(value, bool):
+                raise CustomMetricError(
+                    f"metric {self.name!r} (a rate) extracted {value!r}: return True, False or None"
+                )
+            return 1.0 if value else 0.0
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CustomMetricError(
+                f"metric {self.name!r} ({self.kind}) extracted {value!r}: return a number or None"
+            )
+        number = float(value)
+        if not math.isfinite(number) or (self.kind == "ratio" and number < 0):
+            raise CustomMetricError(
+                f"metric {self.name!r} ({self.kind}) extracted {value!r}: return a finite"
+                + (" non-negative" if self.kind == "ratio" else "")
+                + " number or None"
+            )
+        return number
+
+
+def _extracted_elsewhere(call: MeasuredCall) -> float | None:
+    raise CustomMetricError("this metric's values were extracted in another process")
+
+
+def _check_margin(where: str, kind: str, margin: object) -> None:
+    if margin is None:
+        return
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)):
+        raise CustomMetricError(f"{where}: margin must be a number or None, got {margin!r}")
+    if not math.isfinite(margin) or margin < 0:
+        raise CustomMetricError(f"{where}: margin must be a finite number >= 0, got {margin!r}")
+    if kind == "rate" and margin > 1:
+        raise CustomMetricError(
+            f"{where}: a rate's margin is a fraction (0.05 = 5 points), got {margin!r}"
+        )
+    if kind == "ratio" and margin < 1:
+        raise CustomMetricError(
+            f"{where}: a ratio's margin is the largest candidate / stable allowed (>= 1), got "
+            f"{margin!r}"
+        )
+
+
+def resolve_custom_metrics(
+    defined: Iterable[object], margins: Mapping[str, float | None]
+) -> tuple[CustomMetric, ...]:
+    """The metrics the hooks returned, checked, with ``gate: metrics:`` margins applied.
+
+    ``defined`` is every metric of every ``pytest_modelgate_metrics`` result, in hook order.
+    A duplicate name, something that is not a ``CustomMetric`` and a margin in ``margins`` for
+    a metric no hook defines (a typo) raise ``CustomMetricError``.
+    """
+    metrics: dict[str, CustomMetric] = {}
+    for metric in defined:
+        if not isinstance(metric, CustomMetric):
+            raise CustomMetricError(
+                f"a pytest_modelgate_metrics hook returned {metric!r}: return a list of "
+                "pytest_modelgate.metrics.CustomMetric"
+            )
+        if metric.name in metrics:
+            raise CustomMetricError(
+                f"metric {metric.name!r} is defined by two pytest_modelgate_metrics hooks"
+            )
+        metrics[metric.name] = metric
+    unknown = sorted(set(margins) - set(metrics))
+    if unknown:
+        known = ", ".join(sorted(metrics)) or "none"
+        raise CustomMetricError(
+            f"gate.metrics names {', '.join(unknown)}, which no pytest_modelgate_metrics hook "
+            f"defines (defined: {known})"
+        )
+    for name, margin in margins.items():
+        _check_margin(f"gate.metrics.{name}", metrics[name].kind, margin)
+        metrics[name] = replace(metrics[name], margin=margin)
+    return tuple(metrics.values())

@@ -21,12 +21,18 @@ if TYPE_CHECKING:
     from pytest_modelgate.client import LLM
     from pytest_modelgate.lock import VerdictLock
     from pytest_modelgate.markers import MarkerSet
+    from pytest_modelgate.metrics import CustomMetric
+    from pytest_modelgate.records import CallRecord
     from pytest_modelgate.session import ArmParam, GateSession, GateSettings
 
 GATE_KEY = pytest.StashKey["GateSession"]()
 _ITEM_KEY = pytest.StashKey["_ItemCalls"]()
 _MARKERS_KEY: pytest.StashKey[MarkerSet] = pytest.StashKey()
 _LOCK_KEY: pytest.StashKey[VerdictLock] = pytest.StashKey()
+# The metrics plugins add (pytest_modelgate_metrics), worked out once per process.
+_METRICS_KEY: pytest.StashKey[tuple[CustomMetric, ...]] = pytest.StashKey()
+# What a recorded attempt is handed to: None when no plugin implements the hook.
+_ON_RECORD_KEY: pytest.StashKey[Callable[[CallRecord], object] | None] = pytest.StashKey()
 
 # For `pytest --markers`; the arguments are validated at collection (pytest_modelgate.markers).
 _MARKER_LINES = (
@@ -463,7 +469,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"modelgate: {problem}")
     config.pluginmanager.register(_GateHooks(config, gate), "modelgate-gate")
     if config.pluginmanager.hasplugin("xdist") and not worker:
-        config.pluginmanager.register(_XdistController(gate), "modelgate-xdist")
+        config.pluginmanager.register(_XdistController(gate, config), "modelgate-xdist")
 
 
 _UNDO_LOG_SCRUBBING = pytest.StashKey[Callable[[], None]]()
@@ -702,7 +708,7 @@ def pytest_collection_modifyitems(
     from pytest_modelgate.errors import ModelgateError
 
     # Marker arguments first: a typo in a marker is the most specific problem to report.
-    message = _parse_markers(gated)
+    message = _parse_markers(gated) or _load_custom_metrics(config, gate)
     if message is None and gate.stable is None:
         message = (
             f"{len(gated)} selected test(s) use the `llm` fixture but no stable model is set: "
@@ -742,6 +748,37 @@ def _parse_markers(gated: list[pytest.Item]) -> str | None:
         except MarkerError as exc:
             return str(exc)
     return None
+
+
+def _load_custom_metrics(config: pytest.Config, gate: GateSession) -> str | None:
+    """Ask the pytest_modelgate_metrics hooks (after collection: every conftest is known)."""
+    from pytest_modelgate.metrics import resolve_custom_metrics
+
+    try:
+        defined = config.hook.pytest_modelgate_metrics(config=config)
+        metrics = resolve_custom_metrics(
+            [metric for result in defined if result for metric in result],
+            gate.settings.config.gate.metrics,
+        )
+    except Exception as exc:
+        config.stash[_METRICS_KEY] = ()
+        return f"pytest_modelgate_metrics: {exc}"
+    config.stash[_METRICS_KEY] = metrics
+    return None
+
+
+def _on_record(config: pytest.Config) -> Callable[[CallRecord], object] | None:
+    """The pytest_modelgate_call_recorded hook as a callback, or None when nobody implements it.
+
+    Looked up once per process, at the first test (every conftest is registered by then): replay
+    runs are benchmarked, and an unextended one must not pay for a hook call per attempt.
+    """
+    if _ON_RECORD_KEY not in config.stash:
+        hook = config.hook.pytest_modelgate_call_recorded
+        config.stash[_ON_RECORD_KEY] = (
+            (lambda record: hook(record=record, config=config)) if hook.get_hookimpls() else None
+        )
+    return config.stash[_ON_RECORD_KEY]
 
 
 def _expect_cassettes(gate: GateSession, config: pytest.Config, gated: list[pytest.Item]) -> None:
@@ -817,6 +854,8 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
     log.secrets = secrets
     markers = request.node.stash.get(_MARKERS_KEY, None)
     log.contract = markers.contract if markers is not None else None
+    log.custom_metrics = request.config.stash.get(_METRICS_KEY, ())
+    log.on_record = _on_record(request.config)
     client_settings = gate.settings.config.client
     client = LLM(
         model=model,
@@ -925,6 +964,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     state = item.stash.get(_ITEM_KEY, None)
     if state is None:
         return
+    if state.client.log.hook_errors:
+        # Fail closed: the call's data is incomplete (the verdict is `error` through problems).
+        shown = "\n".join(f"  - {e}" for e in state.client.log.hook_errors[:5])
+        pytest.fail(f"modelgate: an extension hook failed:\n{shown}", pytrace=False)
     violations = [v for record in state.client.log.records() for v in record.violations]
     if violations:
         from pytest_modelgate.errors import ContractViolation
@@ -1093,6 +1136,8 @@ class _GateHooks:
                 "full_selection": self.gate.full_selection,
                 "gated_test_ids": sorted(self.gate.gated_test_ids),
                 "tests_known": self.gate.tests_known,
+                # The controller collects nothing: it judges the plugins' metrics from these.
+                "custom_metrics": [m.definition() for m in self.config.stash.get(_METRICS_KEY, ())],
             }
             return
         if self.config.option.collectonly:
@@ -1124,7 +1169,10 @@ class _GateHooks:
             self.gate,
             pytest_status=int(exitstatus),
             stopped_early=bool(session.shouldstop or session.shouldfail),
-            judge=lambda: self.config.hook.pytest_modelgate_judge(config=self.config),
+            judge=lambda: (
+                self.config.hook.pytest_modelgate_judge(config=self.config)
+                or _judge_with_custom_metrics(self.config, self.gate)
+            ),
             amend=lambda verdict: self.config.hook.pytest_modelgate_verdict(
                 config=self.config, verdict=verdict
             ),
@@ -1169,6 +1217,18 @@ class _GateHooks:
             terminalreporter.write_line("recordings:")
             for line in self.gate.inventory_lines:
                 terminalreporter.write_line(f"  {line}")
+
+
+def _judge_with_custom_metrics(config: pytest.Config, gate: GateSession) -> Any:
+    """The built-in judge comparing the plugins' metrics too; None when there are none."""
+    metrics = config.stash.get(_METRICS_KEY, ())
+    if not metrics:
+        return None
+    from pytest_modelgate.decide import default_judge
+    from pytest_modelgate.statjudge import PairedJudge
+
+    judge = default_judge(gate.settings.config.gate)
+    return judge.with_metrics(metrics) if isinstance(judge, PairedJudge) else judge
 
 
 def _recordings_inventory(
@@ -1231,8 +1291,9 @@ def _recordings_inventory(
 class _XdistController:
     """Hooks that exist only when pytest-xdist is installed, registered on the controller."""
 
-    def __init__(self, gate: GateSession) -> None:
+    def __init__(self, gate: GateSession, config: pytest.Config) -> None:
         self.gate = gate
+        self.config = config
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
@@ -1250,7 +1311,25 @@ class _XdistController:
             # Every worker collects the whole selection: the union is the selection.
             self.gate.gated_test_ids.update(facts.get("gated_test_ids", ()))
             self.gate.tests_known = self.gate.tests_known or bool(facts.get("tests_known"))
+            self._merge_custom_metrics(facts.get("custom_metrics") or [])
         if error is not None:
             gateway = getattr(node, "gateway", None)
             name = getattr(gateway, "id", None) or str(node)
             self.gate.problems.append(f"xdist worker {name} crashed: {error}")
+
+    def _merge_custom_metrics(self, definitions: list[dict[str, Any]]) -> None:
+        """Every worker asks the same hooks: the first that defined metrics gives them."""
+        from pytest_modelgate.metrics import CustomMetric
+
+        if not definitions:
+            return
+        known = self.config.stash.get(_METRICS_KEY, ())
+        if not known:
+            self.config.stash[_METRICS_KEY] = tuple(
+                CustomMetric.from_definition(d) for d in definitions
+            )
+        elif [m.definition() for m in known] != definitions:
+            self.gate.problems.append(
+                "xdist workers disagree on the metrics pytest_modelgate_metrics defines: "
+                "the values they recorded cannot be compared"
+            )

@@ -120,6 +120,10 @@ class CallRecord(_Frozen):
     output_tokens_ok: bool | None = None
     # One short sentence per failed contract check, quoting the reply.
     violations: tuple[str, ...] = ()
+    # Values of the metrics plugins add (``pytest_modelgate_metrics``), by metric name, worked
+    # out when the attempt was recorded: a rate's is 1.0 or 0.0. A metric that does not apply
+    # to the call (or a failed attempt) has no entry.
+    extra: dict[str, float] = Field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -65,7 +65,13 @@ from pytest_modelgate.judge import (
     regressions_of,
     stable_floor_reason,
 )
-from pytest_modelgate.metrics import Unit, call_tokens, compute_arm_metrics, format_value
+from pytest_modelgate.metrics import (
+    CustomMetric,
+    Unit,
+    call_tokens,
+    compute_arm_metrics,
+    format_value,
+)
 from pytest_modelgate.records import Budgets, CallRecord, TestRecord
 from pytest_modelgate.stats import (
     Interval,
@@ -269,6 +275,10 @@ class _CaseArm:
         if metric == "error_rate":
             calls = self.calls
             return sum(not c.ok for c in calls), len(calls)
+        if metric not in _CHECKS:
+            # A rate a plugin added (pytest_modelgate_metrics): 1.0 / 0.0 per successful call.
+            flags = [c.extra[metric] for c in self.ok_calls if metric in c.extra]
+            return sum(v == 1.0 for v in flags), len(flags)
         check, attribute = _CHECKS[metric]
         values = [
             getattr(c, attribute)
@@ -294,6 +304,10 @@ class _CaseArm:
                 return None
             billed = [c.cost_usd for c in self.calls if c.cost_usd is not None]
             return math.fsum(billed), len(ok)
+        if metric != "tokens_per_call":
+            # A mean or ratio a plugin added: (total, calls with a value).
+            values = [c.extra[metric] for c in ok if metric in c.extra]
+            return math.fsum(values), len(values)
         tokens = [call_tokens(c) for c in ok]
         known = [t for t in tokens if t is not None]
         return float(sum(known)), len(known)
@@ -530,6 +544,8 @@ class _Result:
     note: str | None = None
     # Judged on part of the paired cases only (the note says which and why).
     partial: bool = False
+    # Words for the message when the metric is a plugin's (CustomMetric.label).
+    label: str | None = None
 
 
 @dataclass
@@ -840,6 +856,7 @@ class PairedJudge:
         min_cases: int = 20,
         paired: bool = True,
         min_stable_pass_rate: float | None = 0.5,
+        custom_metrics: Sequence[CustomMetric] = (),
     ) -> None:
         if not 0.5 < confidence < 1:
             raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
@@ -851,6 +868,20 @@ class PairedJudge:
         self.min_cases = min_cases
         self.paired = paired
         self.min_stable_pass_rate = min_stable_pass_rate
+        # Metrics plugins add (pytest_modelgate_metrics), judged after the built-in ones.
+        self.custom_metrics = tuple(custom_metrics)
+
+    def with_metrics(self, custom_metrics: Sequence[CustomMetric]) -> PairedJudge:
+        """This judge, also comparing ``custom_metrics`` (see ``CustomMetric``)."""
+        return PairedJudge(
+            self.margins,
+            confidence=self.confidence,
+            resamples=self.resamples,
+            min_cases=self.min_cases,
+            paired=self.paired,
+            min_stable_pass_rate=self.min_stable_pass_rate,
+            custom_metrics=(*self.custom_metrics, *custom_metrics),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -995,7 +1026,108 @@ class PairedJudge:
                 results.append(result)
         if piece.budgets is not None:
             results += self._budgets(piece, piece.budgets)
+        for metric in self.custom_metrics:
+            result = self._custom(metric, piece, memo)
+            if result is not None:
+                results.append(replace(result, label=metric.label))
         return [_unless_repeated(piece, result, memo) for result in results]
+
+    # -- metrics plugins add -------------------------------------------------------------------
+
+    def _custom(self, metric: CustomMetric, piece: _Slice, memo: _RunMemo) -> _Result | None:
+        """A plugin's metric, by the machinery of the built-in metric of its kind."""
+        kind: Kind = "score" if metric.kind == "mean" else metric.kind
+        spec = _Spec(
+            metric.name,
+            metric.label or metric.name,
+            kind,
+            metric.display_unit,
+            metric.higher_is_better,
+            "",
+        )
+        if kind == "rate":
+            result = self._rate(spec, piece, metric.margin)
+        elif kind == "ratio":
+            result = self._ratio(spec, piece, metric.margin, memo)
+        else:
+            result = self._mean(spec, piece, metric.margin)
+        if result is None:
+            result = self._no_data(spec, piece, metric.margin, piece.scope == "overall")
+            if result is not None and kind == "score":
+                # A mean's change is a difference, its limit the drop (or rise) allowed.
+                allowed = _mean_limit(metric.margin, metric.higher_is_better)
+                result = replace(
+                    result,
+                    comparison=replace(
+                        result.comparison,
+                        change_kind="points",
+                        limit=None if allowed is None else f"{allowed:+g}",
+                        limit_value=allowed,
+                    ),
+                )
+        return result
+
+    def _mean(self, spec: _Spec, piece: _Slice, margin: float | None) -> _Result | None:
+        """The per-case mean of a plugin's per-call values: the paired difference, like scores."""
+
+        # (total, calls with a value) per case and arm; sums() is never None for these.
+        sums = [
+            (case.stable.sums(spec.name) or (0.0, 0), case.candidate.sums(spec.name) or (0.0, 0))
+            for case in piece.cases
+        ]
+        values = [(s[0] / s[1], c[0] / c[1]) for s, c in sums if s[1] and c[1]]
+        if not values:
+            return None
+        s_vals = [s for s, _ in values]
+        c_vals = [c for _, c in values]
+        n = len(values)
+        s_mean, c_mean = math.fsum(s_vals) / n, math.fsum(c_vals) / n
+        interval = _bootstrap(
+            n,
+            lambda s_gather, c_gather: (
+                (math.fsum(c_gather(c_vals)) - math.fsum(s_gather(s_vals))) / n
+            ),
+            seed=piece.seed,
+            resamples=self.resamples,
+            confidence=self.confidence,
+            paired=self.paired,
+        )
+        change = c_mean - s_mean
+        if self.paired:
+            p_value = wilcoxon_signed_rank([c - s for s, c in values])
+        else:
+            p_value = _p_from_interval(change, interval, self.confidence)
+        # Oriented so that lower is worse, as for the rates.
+        sign = 1.0 if spec.higher_is_better else -1.0
+        low, high = sorted((sign * interval.low, sign * interval.high))
+        status, worse_beyond = _non_inferiority(sign * change, low, high, margin)
+        half = (interval.high - interval.low) / 2
+        mde = _mde(half, self.confidence)
+        needed = None
+        if status == "inconclusive" and margin is not None:
+            needed = _cases_needed(n, half, abs(sign * change + margin))
+        allowed = _mean_limit(margin, spec.higher_is_better)
+        comparison = MetricComparison(
+            name=spec.name,
+            unit=spec.unit,
+            stable=s_mean,
+            candidate=c_mean,
+            change=change,
+            change_kind="points",
+            limit=None if allowed is None else f"{allowed:+g}",
+            limit_value=allowed,
+            status=status,
+            samples=Samples(sum(s[1] for s, _ in sums), sum(c[1] for _, c in sums)),
+            message="",
+            scope=piece.scope,
+            n=n,
+            change_interval=(interval.low, interval.high),
+            test="wilcoxon+paired_bootstrap" if self.paired else "bootstrap",
+            p_value=p_value,
+            min_detectable_change=mde,
+            cases_needed=needed,
+        )
+        return _Result(comparison, piece.gated and margin is not None, worse_beyond)
 
     # -- rates -------------------------------------------------------------------------------
 
@@ -1757,6 +1889,13 @@ class PairedJudge:
         return tuple(final)
 
 
+def _mean_limit(margin: float | None, higher_is_better: bool) -> float | None:
+    """The worst change a mean's margin allows, signed: a drop, or a rise when lower is better."""
+    if margin is None:
+        return None
+    return -margin if higher_is_better else margin
+
+
 def _holm_weights(scopes: Sequence[str]) -> list[float]:
     """Each comparison's share of alpha in a Holm family, from the scopes it was asked in."""
     slices = sum(1 for scope in scopes if scope != "overall")
@@ -2094,7 +2233,7 @@ def _message(
 def _message_text(
     comparison: MetricComparison, status: MetricStatus, result: _Result, confidence: float
 ) -> str:
-    label = metric_label(comparison.name)
+    label = result.label or metric_label(comparison.name)
     where = "" if comparison.scope == "overall" else f" [{comparison.scope}]"
     n = comparison.n or 0
     if status == "no_data":

@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 
     from pytest_modelgate.endpoints import ResolvedModel
     from pytest_modelgate.markers import ModelContract
+    from pytest_modelgate.metrics import CustomMetric
 
 __all__ = [
     "ATTEMPT_EXTENSION",
@@ -276,6 +277,13 @@ class CallLog:
         self.contract: ModelContract | None = None
         # The bounds measured clients the product builds itself get (measuring_every_client).
         self.bounds: CallBounds | None = None
+        # Set by the llm fixture from the extension hooks: the metrics plugins add (worked out
+        # on every successful attempt) and the pytest_modelgate_call_recorded hook (None when
+        # no plugin implements it, so an unextended run pays nothing for it).
+        self.custom_metrics: tuple[CustomMetric, ...] = ()
+        self.on_record: Callable[[CallRecord], object] | None = None
+        # What those raised, one line each (also in ``problems``): the test fails with them.
+        self.hook_errors: list[str] = []
 
     def translate_error(self, exc: BaseException) -> BaseException | None:
         """A clearer exception to raise instead of ``exc``, or None to keep it.
@@ -332,8 +340,43 @@ class CallLog:
                 timing=attempt.timing,
                 **checked,
             )
+            if self.custom_metrics and answer is not None:
+                record = self._with_custom_metrics(record, attempt, answer)
             self._records.append(record)
+        if self.on_record is not None:
+            try:
+                self.on_record(record)
+            except Exception as exc:
+                self._hook_failed(f"a pytest_modelgate_call_recorded hook raised {exc!r}", record)
         return record
+
+    def _with_custom_metrics(
+        self, record: CallRecord, attempt: Attempt, answer: ParsedCompletion
+    ) -> CallRecord:
+        """``record`` with the values of the plugins' metrics (see ``CustomMetric``)."""
+        from pytest_modelgate.metrics import MeasuredCall
+
+        call = MeasuredCall(record=record, text=answer.text, request=attempt.request)
+        values: dict[str, float] = {}
+        for metric in self.custom_metrics:
+            try:
+                value = metric.value_of(call)
+            except Exception as exc:
+                self._hook_failed(f"metric {metric.name!r}: extract raised {exc!r}", record)
+                continue
+            if value is not None:
+                values[metric.name] = value
+        return record.model_copy(update={"extra": values}) if values else record
+
+    def _hook_failed(self, what: str, record: CallRecord) -> None:
+        # Fail closed: the call's data is incomplete, so the test fails and the verdict is
+        # `error`; the message is scrubbed like every text the gate keeps.
+        message = redactor_for(self.secrets).scrub_text(
+            f"{what} on call {record.call_index} (attempt {record.attempt}) of model {self.model!r}"
+        )
+        if message not in self.hook_errors:
+            self.hook_errors.append(message)
+            self.problems.append(f"{self.test_id}: {message}")
 
     def _number(self, attempt: Attempt) -> tuple[int, int]:
         pending = self._failed.get(attempt.request_key, [])
