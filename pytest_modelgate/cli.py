@@ -34,6 +34,16 @@ EXIT_STATUSES: dict[str, tuple[tuple[int, str], ...]] = {
         (2, "bad arguments, or an output that cannot be written"),
         (3, "the verdict is missing, unreadable or invalid"),
     ),
+    "merge": (
+        (0, "the merged verdict is pass or inconclusive"),
+        (1, "the merged verdict is fail"),
+        (2, "bad arguments"),
+        (
+            3,
+            "error: the parts were refused (mismatch, duplicate case, unreadable) or one was "
+            "incomplete",
+        ),
+    ),
     "models": (
         (0, "the catalog was listed"),
         (2, "bad arguments, or no model for --provider"),
@@ -152,7 +162,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--modelgate-strict; a case in two parts; a part that is unreadable or no records "
         "part; no parts, or not --expect-parts of them. A part whose run was incomplete "
         "(interrupted, crashed worker, collection errors, killed) gives verdict `error` naming "
-        "it. Exit 0 pass or inconclusive, 1 fail, 3 error or refused, 2 bad arguments.",
+        "it.",
+        epilog=_exit_epilog("merge"),
+        formatter_class=_HelpFormatter,
     )
     merge.add_argument(
         "parts", type=Path, nargs="+", metavar="PART", help="records parts or directories of them"

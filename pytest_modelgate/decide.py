@@ -169,6 +169,7 @@ def write_part(
         "args": list(gate.invocation_args),
         "judge": "hook" if gate.custom_judge else "built-in",
         "verdict_hooks": list(gate.verdict_hooks),
+        "custom_metrics": list(gate.custom_metrics),
         "pytest_exit_status": pytest_status,
         "complete": final and not problems,
         "problems": list(problems),

@@ -183,6 +183,14 @@ def _check_same(parts: Sequence[Part]) -> None:
                 f"{part.path}: the run used gate hooks ({hooks}); modelgate merge judges with the "
                 "built-in judge and no hook, so its verdict could differ from an unsharded run's"
             )
+        if part.header.get("custom_metrics"):
+            names = ", ".join(map(str, part.header["custom_metrics"]))
+            # Their definitions (margins, kinds) live in the plugins, not in the part: judging
+            # without them would drop those comparisons, so a merged verdict could pass unjudged.
+            raise MergeRefused(
+                f"{part.path}: the run compared plugin metrics ({names}) that modelgate merge "
+                "cannot judge without their pytest_modelgate_metrics hook; gate it unsharded"
+            )
 
 
 def _short(value: Any) -> str:

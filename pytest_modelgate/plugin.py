@@ -1165,6 +1165,7 @@ class _GateHooks:
         self.gate.verdict_hooks = tuple(
             impl.plugin_name for impl in self.config.hook.pytest_modelgate_verdict.get_hookimpls()
         )
+        self.gate.custom_metrics = tuple(m.name for m in self.config.stash.get(_METRICS_KEY, ()))
         outcome = finish(
             self.gate,
             pytest_status=int(exitstatus),

@@ -165,6 +165,8 @@ class GateSession:
     invocation_args: tuple[str, ...] = ()
     custom_judge: bool = False
     verdict_hooks: tuple[str, ...] = ()
+    # Names of the metrics pytest_modelgate_metrics added: their definitions live in the plugins.
+    custom_metrics: tuple[str, ...] = ()
 
     def arms(self) -> list[tuple[Arm, str]]:
         """The arms this run plays, stable first, with the model name each uses."""

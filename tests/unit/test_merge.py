@@ -355,6 +355,14 @@ def test_parts_judged_by_hooks_are_refused(
         merge_parts([part])
 
 
+def test_parts_with_plugin_metrics_are_refused(tmp_path: Path) -> None:
+    """Merge has no pytest_modelgate_metrics hook: judging without it would drop those metrics."""
+    part = read_part(_write(tmp_path / "a.jsonl", _records(CASES[:3]), custom_metrics=["polite"]))
+
+    with pytest.raises(MergeRefused, match=r"plugin metrics \(polite\)"):
+        merge_parts([part])
+
+
 # -- reading parts -----------------------------------------------------------------------------
 
 
