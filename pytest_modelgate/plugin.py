@@ -403,11 +403,53 @@ def _gate(config: pytest.Config) -> GateSession | None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Resolve settings and models; a bad configuration fails here with a usage error."""
+    """Resolve settings and models when the run may gate; a bad configuration is a usage error.
+
+    A run that names nothing of the gate (no option, ini value, ``MODELGATE_MODE``,
+    ``modelgate.yaml`` or earlier verdict) defers all of it, and so the imports of pydantic and
+    the catalog, to the first collected test that uses ``llm`` (pytest_generate_tests): a
+    project that has the plugin installed but does not use it pays almost nothing.
+    """
     for line in _MARKER_LINES:
         config.addinivalue_line("markers", line)
     if config.option.help:
         return
+    config.pluginmanager.register(_GateHooks(config), "modelgate-gate")
+    if _may_gate(config):
+        _start_gate(config)
+
+
+def _may_gate(config: pytest.Config) -> bool:
+    """Whether anything of this run asks for the gate before collection; cheap, imports nothing.
+
+    When this is False, building the session at configure could neither fail nor write
+    anything (no candidate, no earlier verdict to replace), so it may wait for a test that
+    uses ``llm``. Under xdist the controller never collects: it always builds at configure.
+    """
+    if getattr(config.option, "dist", "no") != "no":
+        return True
+    if "MODELGATE_MODE" in os.environ:
+        return True
+    # Every option of the group (and, by the house rule, its ini twin) counts, including ones
+    # added later: their dests are stable_model, candidate_model and modelgate_*.
+    for dest, value in vars(config.option).items():
+        if dest not in ("stable_model", "candidate_model") and not dest.startswith("modelgate_"):
+            continue
+        if value is not None:
+            return True
+        ini = dest if dest.startswith("modelgate_") else f"modelgate_{dest}"
+        with contextlib.suppress(ValueError):  # an option without an ini twin
+            if config.getini(ini):
+                return True
+    root = config.rootpath
+    return any(
+        path.exists() or path.is_symlink()
+        for path in (root / "modelgate.yaml", root / DEFAULT_VERDICT)
+    )
+
+
+def _start_gate(config: pytest.Config) -> GateSession:
+    """Build the run's GateSession, put it in the stash and write the provisional verdict."""
     from pytest_modelgate.errors import ModelgateError
     from pytest_modelgate.session import NETWORK_MODES, GateSession, resolve_models
 
@@ -467,9 +509,14 @@ def pytest_configure(config: pytest.Config) -> None:
         problem = _write_provisional_part(gate)
         if problem is not None:
             raise pytest.UsageError(f"modelgate: {problem}")
-    config.pluginmanager.register(_GateHooks(config, gate), "modelgate-gate")
+    hooks_plugin = config.pluginmanager.get_plugin("modelgate-gate")
+    if isinstance(hooks_plugin, _GateHooks):
+        # Modules that failed to collect before the first test using `llm` was seen.
+        gate.collection_errors.extend(hooks_plugin.pending_collection_errors)
+        hooks_plugin.pending_collection_errors.clear()
     if config.pluginmanager.hasplugin("xdist") and not worker:
         config.pluginmanager.register(_XdistController(gate, config), "modelgate-xdist")
+    return gate
 
 
 _UNDO_LOG_SCRUBBING = pytest.StashKey[Callable[[], None]]()
@@ -678,9 +725,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """
     if LLM_FIXTURE not in metafunc.fixturenames:
         return
-    gate = _gate(metafunc.config)
-    if gate is None:
-        return
+    gate = _gate(metafunc.config) or _start_gate(metafunc.config)
     params = gate.arm_params()
     if not params:
         # No stable model: reported once, as a usage error, in pytest_collection_modifyitems.
@@ -1092,20 +1137,34 @@ def _phase_json(
 
 
 class _GateHooks:
-    """Hooks that need the gate but get no config argument; registered at configure time."""
+    """Hooks that need the gate but get no config argument; registered at configure time.
 
-    def __init__(self, config: pytest.Config, gate: GateSession) -> None:
+    The gate itself may be built later (see pytest_configure): until then every hook but
+    pytest_collectreport has nothing to do.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.gate = gate
+        # Collection errors seen before the gate was built; it takes them over when it is.
+        self.pending_collection_errors: list[str] = []
+
+    @property
+    def gate(self) -> GateSession:
+        gate = _gate(self.config)
+        assert gate is not None  # every caller checked _gate() first
+        return gate
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         """Remember modules that failed to collect: their cases never ran on either arm."""
-        if report.failed and not self.gate.is_worker:
-            self.gate.collection_errors.append(report.nodeid or "<rootdir>")
+        if not report.failed or _is_worker(self.config):
+            return
+        gate = _gate(self.config)
+        errors = self.pending_collection_errors if gate is None else gate.collection_errors
+        errors.append(report.nodeid or "<rootdir>")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """On the controller, fold each phase report into the session (once per phase)."""
-        if self.gate.is_worker:
+        if _gate(self.config) is None or self.gate.is_worker:
             return
         problem = getattr(report, "modelgate_problem", None)
         if problem is not None:
@@ -1125,6 +1184,8 @@ class _GateHooks:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Judge, write the verdict atomically and set the exit status (controller only)."""
+        if _gate(self.config) is None:
+            return  # no test used `llm` and nothing asked for the gate: nothing to say
         if self.gate.is_worker:
             # Worker-level facts travel in workeroutput; per-test records ride on the reports.
             workeroutput: dict[str, Any] = self.config.workeroutput  # type: ignore[attr-defined]
@@ -1192,6 +1253,8 @@ class _GateHooks:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Print the comparison table, the verdict and where it was written."""
+        if _gate(self.config) is None:
+            return
         if self.gate.lock_problem is not None:
             terminalreporter.section("modelgate")
             terminalreporter.write_line(f"{self.gate.lock_problem}; no verdict written")

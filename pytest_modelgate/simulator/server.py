@@ -329,6 +329,10 @@ class _HTTPServer(ThreadingHTTPServer):
     # handler is done. Open keep-alive sockets are shut down first so that none blocks the join.
     daemon_threads = False
     block_on_close = True
+    # socketserver's default listen backlog is 5: eight xdist workers, each opening a connection
+    # per test at the same moment, overflow it and the kernel drops the SYN, which the client
+    # resends only after a second. A real API endpoint accepts them all at once.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], core: _SimulatorCore) -> None:
         self.core = core

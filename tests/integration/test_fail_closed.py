@@ -302,10 +302,16 @@ def test_crashed_xdist_worker(project: GateProject) -> None:
     assert_error_verdict(project, result, 3, "crashed")
 
 
-def test_configuration_error(project: GateProject) -> None:
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_configuration_error(project: GateProject, workers: tuple[str, ...]) -> None:
     old = _pass_verdict(project)
 
-    result = project.pytester.runpytest("--candidate-model", "sim-candidat")
+    if workers:
+        result = project.pytester.runpytest_subprocess(
+            "--candidate-model", "sim-candidat", *workers
+        )
+    else:
+        result = project.pytester.runpytest("--candidate-model", "sim-candidat")
 
     verdict = assert_error_verdict(
         project, result, 4, "configuration error", "sim-candidat", summary=False
@@ -351,13 +357,21 @@ def test_stale_pass_is_replaced_when_the_process_dies(project: GateProject) -> N
     assert verdict.get("rollout") is None
 
 
-def test_stale_verdict_removed_by_an_ungated_run(project: GateProject) -> None:
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_stale_verdict_removed_by_an_ungated_run(
+    project: GateProject, workers: tuple[str, ...]
+) -> None:
     # A plain pytest run (no candidate, no `llm` test) judges nothing: it must not leave the old
     # verdict behind as if it were its own.
     _pass_verdict(project)
     project.pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
 
-    result = project.pytester.runpytest("test_plain.py", "-p", "no:cacheprovider")
+    if workers:
+        result = project.pytester.runpytest_subprocess(
+            "test_plain.py", "-p", "no:cacheprovider", *workers
+        )
+    else:
+        result = project.pytester.runpytest("test_plain.py", "-p", "no:cacheprovider")
 
     result.assert_outcomes(passed=1)
     assert result.ret == 0

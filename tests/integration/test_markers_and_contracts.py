@@ -59,13 +59,20 @@ def _triage(cases: int) -> str:
     return TRIAGE.replace("range(N)", f"range({cases})")
 
 
-def test_a_contract_violation_fails_the_test_quoting_the_reply(gate_project: MakeProject) -> None:
+@pytest.mark.parametrize("workers", [None, 2], ids=["serial", "xdist"])
+def test_a_contract_violation_fails_the_test_quoting_the_reply(
+    gate_project: MakeProject, workers: int | None
+) -> None:
     project = gate_project(
         {STABLE: FAST, CANDIDATE: {**FAST, "json_breakage": 1.0}}, stable=STABLE, gate=QUIET
     )
     project.pytester.makepyfile(test_wf=_triage(3))
 
-    result = project.pytester.runpytest(*GATE)
+    if workers:
+        # The violation is found on a worker; the records reach the controller on the reports.
+        result = project.pytester.runpytest_subprocess(*GATE, "-n", str(workers))
+    else:
+        result = project.pytester.runpytest(*GATE)
 
     # Every candidate reply is broken JSON; the stable ones keep the contract.
     result.assert_outcomes(passed=3, failed=3)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 if TYPE_CHECKING:
     from conftest import GateProject
 
@@ -36,15 +38,22 @@ STREAM_TIMING = """
 """
 
 
-def test_stream_measures_ttft_before_latency(gate_project: Callable[..., GateProject]) -> None:
+@pytest.mark.parametrize("workers", [None, 2], ids=["serial", "xdist"])
+def test_stream_measures_ttft_before_latency(
+    gate_project: Callable[..., GateProject], workers: int | None
+) -> None:
     project = gate_project({STABLE: {"ttft_ms": 5, "latency_ms": 100}}, stable=STABLE)
     project.pytester.makepyfile(STREAM_TIMING)
 
-    result = project.pytester.runpytest("-s")
+    if workers:
+        # A worker's output does not reach the terminal; the timings reach the verdict.
+        result = project.pytester.runpytest_subprocess("-n", str(workers))
+    else:
+        result = project.pytester.runpytest("-s")
+        result.stdout.fnmatch_lines(["*TTFT=* LATENCY=* ATTEMPTS=1*"] * 2)
 
     result.assert_outcomes(passed=2)
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*TTFT=* LATENCY=* ATTEMPTS=1*"] * 2)
     verdict = project.verdict()
     assert verdict["verdict"] == "pass"
     metrics = verdict["metrics"]
