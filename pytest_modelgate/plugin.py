@@ -909,6 +909,8 @@ def pytest_runtest_makereport(
     param = getattr(getattr(item, "callspec", None), "params", {}).get(LLM_FIXTURE)
     if param is None or gate is None:
         return report
+    if report.failed and call.excinfo is not None:
+        _shorten_missing_recording(report, call.excinfo.value)
     try:
         report.modelgate = _phase_json(item, report, call, param)  # type: ignore[attr-defined]
     except Exception as exc:  # fail closed: a broken record makes the run `error`
@@ -919,6 +921,24 @@ def pytest_runtest_makereport(
     if report.when == "teardown" and _ITEM_KEY in item.stash:
         del item.stash[_ITEM_KEY]
     return report
+
+
+def _shorten_missing_recording(report: pytest.TestReport, exc: BaseException) -> None:
+    """A test that failed for want of a recording says so in a few lines, no traceback.
+
+    The summary tells the count per model and the command once; a traceback per test through
+    the client and vcrpy would bury it (a repeat run printed thousands of lines).
+    """
+    from pytest_modelgate.recording.use import MissingRecordingError, is_missing_recording
+
+    if not is_missing_recording(exc):
+        return
+    current: BaseException | None = exc
+    while current is not None and not isinstance(current, MissingRecordingError):
+        current = current.__cause__ or current.__context__
+    text = str(current) if current is not None else f"{type(exc).__name__}: {exc}"
+    # The whole message: for a request that changed it is the diff against the recording.
+    report.longrepr = text.strip() or "no recording for a call in replay"
 
 
 def _phase_json(
@@ -932,6 +952,7 @@ def _phase_json(
     scores: tuple[tuple[str, float], ...] = ()
     problems: list[str] = []
     cassettes: tuple[dict[str, Any], ...] = ()
+    missing: tuple[str, ...] = ()
     if state is not None:
         records = state.client.log.records()
         calls = records[state.taken_calls :]
@@ -945,6 +966,13 @@ def _phase_json(
         if state.client.log.problems:
             state.missing_reported = True
         problems = list(dict.fromkeys([*state.problems, *state.client.log.problems]))
+        missing = _missing_recording(item, param, problems, call)
+        if missing:
+            # Counted per model at the end (GateSession.missing_recording_reasons), not told
+            # once per test: a suite without its recordings would repeat it thousands of times.
+            from pytest_modelgate.recording.use import MISSING_PREFIX
+
+            problems = [p for p in problems if not p.startswith(MISSING_PREFIX)]
         state.problems.clear()
         state.client.log.problems.clear()
         cassettes = tuple(state.cassettes)
@@ -988,8 +1016,38 @@ def _phase_json(
         cassettes=cassettes,
         scores=scores,
         budgets=markers.budgets() if markers is not None else None,
+        missing_recordings=missing,
     )
     return phase.to_json()
+
+
+def _missing_recording(
+    item: pytest.Item,
+    param: ArmParam,
+    problems: list[str],
+    call: pytest.CallInfo[None],
+) -> tuple[str, ...]:
+    """The test's cassette file, when replay could not answer one of its calls; else ()."""
+    from pytest_modelgate.recording.use import MISSING_PREFIX, is_missing_recording
+
+    refused = any(p.startswith(MISSING_PREFIX) for p in problems)
+    if not refused and not (call.excinfo is not None and is_missing_recording(call.excinfo.value)):
+        return ()
+    from pytest_modelgate.recording.cassettes import cassette_path
+    from pytest_modelgate.session import case_id_for
+
+    path = cassette_path(
+        item.path,
+        case_id_for(item.nodeid, param.id),
+        param.model,
+        repeat=param.repeat,
+        repeats=param.repeats,
+    )
+    try:
+        shown = str(path.relative_to(item.config.rootpath))
+    except ValueError:
+        shown = str(path)
+    return (shown,)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1065,6 +1123,10 @@ class _GateHooks:
                 self.gate.git = _git_state(self.gate)
         from pytest_modelgate.decide import finish
 
+        # Missing recordings are one reason per model, however many tests lacked them.
+        for reason in self.gate.missing_recording_reasons():
+            if reason not in self.gate.problems:
+                self.gate.problems.append(reason)
         outcome = finish(
             self.gate,
             pytest_status=int(exitstatus),

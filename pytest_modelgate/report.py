@@ -180,11 +180,12 @@ def latency_timing_line(verdict: Mapping[str, Any]) -> str | None:
 
 
 def summary_lines(
-    verdict: Mapping[str, Any], *, verdict_path: Path | str, written: bool = True
+    verdict: Mapping[str, Any], *, verdict_path: Path | str, written: bool | None = True
 ) -> list[str]:
     """The terminal summary of a verdict, one string per line, verdict line last but one.
 
-    ``written``: whether the verdict reached ``verdict_path``; the last line says which.
+    ``written``: whether the verdict reached ``verdict_path``; the last line says which. None:
+    the verdict was read from ``verdict_path`` (``modelgate show``); the last line says that.
     """
     lines: list[str] = []
     kind = str(verdict.get("verdict", "error"))
@@ -255,7 +256,9 @@ def summary_lines(
     if verdict.get("kind") == "smoke" and kind != "error":
         lines.append("smoke run: no candidate was compared, this verdict approves no deployment")
     lines.append(f"modelgate verdict: {kind.upper()} ({arms_text(verdict)})")
-    if written:
+    if written is None:
+        lines.append(f"verdict read from {verdict_path}")
+    elif written:
         lines.append(f"verdict written to {verdict_path}")
     else:
         lines.append(f"verdict NOT written: {verdict_path} could not be written (see above)")

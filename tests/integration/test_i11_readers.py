@@ -1,0 +1,124 @@
+"""What a person reads: missing recordings told once, the per-case view, agreeing numbers.
+
+Every run here is a real pytester run against a real simulator on loopback (or its recordings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import GateProject
+
+MakeProject = Callable[..., "GateProject"]
+
+STABLE = "sim-stable"
+CANDIDATE = "sim-candidate"
+FAST: dict[str, Any] = {"latency_ms": 4}
+LOOSE_GATE: dict[str, Any] = {
+    "cost_per_call_max_ratio": None,
+    "pass_rate_max_drop": 0.7,
+    "error_rate_max_rise": 0.7,
+    "fallback_rate_max_rise": 0.7,
+    "latency_p50_max_ratio": None,
+    "latency_p95_max_ratio": None,
+    "ttft_p95_max_ratio": None,
+}
+CASES = 10
+
+TEN_CASES = f"""
+    import pytest
+
+    @pytest.mark.parametrize("n", range({CASES}), ids=[f"case-{{i}}" for i in range({CASES})])
+    def test_triage(llm, n):
+        reply = llm.chat([{{"role": "user", "content": f"ticket number {{n}}: refund please"}}])
+        assert reply.text
+"""
+
+
+def _candidate_cassettes(project: GateProject) -> list[Path]:
+    return sorted((project.pytester.path / "cassettes").rglob(f"*--{CANDIDATE}*.yaml"))
+
+
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_missing_recordings_are_told_once_per_model(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    """A repeat run with every candidate recording gone: one line for the model, no tracebacks.
+
+    Baseline measured before this change (this project, serial): 2,414 output lines for the 30
+    candidate tests (a traceback through the client and vcrpy per test, about 77 lines each).
+    After it: 135 lines serial, 165 with -n 2.
+    """
+    project = gate_project({STABLE: FAST, CANDIDATE: FAST}, stable=STABLE, gate=LOOSE_GATE)
+    project.pytester.makepyfile(test_wf=TEN_CASES)
+    gate = ("--candidate-model", CANDIDATE, "--modelgate-repeat", "3")
+    recorded = project.pytester.runpytest("--modelgate-mode=record", *gate)
+    recorded.assert_outcomes(passed=2 * 3 * CASES)
+    cassettes = _candidate_cassettes(project)
+    assert len(cassettes) == 3 * CASES
+    for path in cassettes:
+        path.unlink()
+    project.sim.stop()
+    monkeypatch.delenv(project.key_env)
+
+    result = project.pytester.runpytest("--modelgate-mode=replay", *gate, *args)
+
+    result.assert_outcomes(passed=3 * CASES, failed=3 * CASES)
+    assert result.ret == 3
+    lines = result.stdout.lines
+    wanted = f"30 recordings missing for {CANDIDATE} (first: cassettes/test_wf/"
+    told = [line for line in lines if wanted in line]
+    assert len(told) == 1, told
+    assert told[0].startswith("modelgate ERROR: ")
+    assert (
+        f"record them with {project.key_env} set: pytest --candidate-model {CANDIDATE} "
+        in (told[0])
+    )
+    assert told[0].endswith("--modelgate-mode=record")
+    assert "Traceback" not in result.stdout.str()
+    # Each test still says which cassette it lacked, on one line.
+    per_test = [line for line in lines if line.startswith("no recording for this call")]
+    assert len(per_test) == 3 * CASES
+    assert all("the cassette file does not exist" in line for line in per_test)
+    # 135 (serial) and 165 (-n 2) measured; the baseline was 2,414.
+    assert len(lines) < 250, len(lines)
+    verdict = project.verdict()
+    assert verdict["verdict"] == "error"
+    assert [r for r in verdict["reasons"] if "recording" in r] == [
+        told[0].removeprefix("modelgate ERROR: ")
+    ]
+
+
+def test_a_missing_recording_caught_by_the_product_is_counted_too(
+    gate_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = gate_project({STABLE: FAST, CANDIDATE: FAST}, stable=STABLE, gate=LOOSE_GATE)
+    project.pytester.makepyfile(
+        test_wf="""
+        def test_triage(llm):
+            try:
+                llm.chat([{"role": "user", "content": "hello"}])
+            except Exception:
+                pass  # a product that swallows errors
+        """
+    )
+    gate = ("--candidate-model", CANDIDATE)
+    project.pytester.runpytest("--modelgate-mode=record", *gate).assert_outcomes(passed=2)
+    for path in _candidate_cassettes(project):
+        path.unlink()
+    project.sim.stop()
+    monkeypatch.delenv(project.key_env)
+
+    result = project.pytester.runpytest("--modelgate-mode=replay", *gate)
+
+    verdict = project.verdict()
+    assert verdict["verdict"] == "error"
+    assert any(
+        r.startswith(f"1 recording missing for {CANDIDATE} (first: ") for r in verdict["reasons"]
+    ), verdict["reasons"]
+    assert result.ret == 3
