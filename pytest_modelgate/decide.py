@@ -182,6 +182,13 @@ def _judge(
         **gate.verdict_common(),
     )
     _note_latency_timing(verdict, stable, candidate if has_candidate else None)
+    if has_candidate:
+        from pytest_modelgate.reports.cases import cases_changed_section
+
+        # The per-case view of the reports, from the same records: one definition of "changed".
+        verdict["cases_changed"] = cases_changed_section(
+            [r.model_dump(mode="json") for r in (*stable, *candidate)]
+        )
     if verdict_name != verdict["verdict"]:
         verdict["verdict"] = verdict_name
         verdict["reasons"] = [*extra_reasons, *verdict["reasons"]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -1163,6 +1164,8 @@ class _GateHooks:
             self.gate.verdict,
             verdict_path=self.gate.settings.verdict_path,
             written=self.gate.verdict_written,
+            # The terminal's width (COLUMNS when set), 100 when output is not a terminal.
+            width=max(shutil.get_terminal_size((100, 24)).columns, 60),
         )
         for line in lines:
             terminalreporter.write_line(line)

@@ -7,6 +7,7 @@ verdict file, print the same thing.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from pytest_modelgate.metrics import MISSING, format_change, format_value, metri
 
 __all__ = [
     "arms_text",
+    "case_change_lines",
     "comparison_headers",
     "comparison_rows",
     "latency_timing_line",
@@ -36,6 +38,9 @@ _STATUS_TEXT = {
 # Cases listed by id in the summary before it switches to "and N more".
 _MAX_LISTED_CASES = 5
 _MAX_LISTED_REGRESSIONS = 10
+# Changed cases the terminal shows from the verdict's cases_changed (the reports show them all).
+_MAX_SHOWN_CHANGES = 5
+WRAP_WIDTH = 100
 
 
 def _stable_only(verdict: Mapping[str, Any]) -> bool:
@@ -160,6 +165,51 @@ def _case_list(cases: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(names) + (f" and {more} more" if more else "")
 
 
+def _arm_line(name: str, arm: Mapping[str, Any]) -> str:
+    return (
+        f"{name} {arm.get('outcome', '?')}, {format_value('ms', arm.get('latency_ms'))}, "
+        f"{format_value('usd', arm.get('cost_usd'))}"
+    )
+
+
+def case_change_lines(
+    verdict: Mapping[str, Any], *, width: int = WRAP_WIDTH, shown: int = _MAX_SHOWN_CHANGES
+) -> list[str]:
+    """The first ``shown`` cases of ``cases_changed``, wrapped at ``width``; [] when none changed.
+
+    Each says how the case changed, why (the failing arm's message) and what each arm took.
+    """
+    section = verdict.get("cases_changed") or {}
+    cases = section.get("cases") or []
+    total = int(section.get("total") or 0)
+    if not total:
+        return []
+    lines = [f"{_plural(total, 'case')} changed between the arms (worse first):"]
+    for case in cases[:shown]:
+        label = (
+            case["case_id"]
+            if not case["repeat"]
+            else f"{case['case_id']} (repeat {case['repeat']})"
+        )
+        text = f"{label}: {', '.join(case['changes'])}"
+        if case.get("reason"):
+            text += f": {case['reason']}"
+        text += (
+            f" ({_arm_line('stable', case['stable'])}; {_arm_line('candidate', case['candidate'])})"
+        )
+        lines += textwrap.wrap(
+            text,
+            width=max(width, 40),
+            initial_indent="  ",
+            subsequent_indent="      ",
+            break_on_hyphens=False,
+        )
+    more = total - min(shown, len(cases))
+    if more:
+        lines.append(f"  ... and {more} more: see modelgate report")
+    return lines
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
@@ -180,12 +230,17 @@ def latency_timing_line(verdict: Mapping[str, Any]) -> str | None:
 
 
 def summary_lines(
-    verdict: Mapping[str, Any], *, verdict_path: Path | str, written: bool | None = True
+    verdict: Mapping[str, Any],
+    *,
+    verdict_path: Path | str,
+    written: bool | None = True,
+    width: int = WRAP_WIDTH,
 ) -> list[str]:
     """The terminal summary of a verdict, one string per line, verdict line last but one.
 
     ``written``: whether the verdict reached ``verdict_path``; the last line says which. None:
     the verdict was read from ``verdict_path`` (``modelgate show``); the last line says that.
+    ``width``: where the per-case lines wrap (the terminal's width).
     """
     lines: list[str] = []
     kind = str(verdict.get("verdict", "error"))
@@ -236,6 +291,8 @@ def summary_lines(
             f"{_plural(len(candidate_only), 'case')} failed on the candidate only: "
             f"{_case_list(candidate_only)}"
         )
+
+    lines += case_change_lines(verdict, width=width)
 
     prefix = "inconclusive: " if kind == "inconclusive" else "note: "
     lines += [f"{prefix}{reason}" for reason in reasons if reason not in shown]

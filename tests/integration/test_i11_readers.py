@@ -122,3 +122,81 @@ def test_a_missing_recording_caught_by_the_product_is_counted_too(
         r.startswith(f"1 recording missing for {CANDIDATE} (first: ") for r in verdict["reasons"]
     ), verdict["reasons"]
     assert result.ret == 3
+
+
+TWELVE_CASES = """
+    import pytest
+
+    BROKEN_ON_CANDIDATE = {2, 3, 5, 7, 10, 11}
+
+    @pytest.mark.parametrize("n", range(12), ids=[f"case-{i}" for i in range(12)])
+    def test_triage(llm, n):
+        reply = llm.chat([{"role": "user", "content": f"ticket number {n}: refund please"}])
+        assert reply.text
+        if llm.arm == "candidate" and n in BROKEN_ON_CANDIDATE:
+            raise AssertionError(f"ticket {n}: the candidate routed it to sales")
+"""
+
+
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_changed_cases_are_in_the_verdict_and_the_terminal_shows_the_first_five(
+    gate_project: MakeProject, args: tuple[str, ...]
+) -> None:
+    project = gate_project({STABLE: FAST, CANDIDATE: FAST}, stable=STABLE, gate=LOOSE_GATE)
+    project.pytester.makepyfile(test_wf=TWELVE_CASES)
+
+    result = project.pytester.runpytest("--candidate-model", CANDIDATE, *args)
+
+    result.assert_outcomes(passed=18, failed=6)
+    verdict = project.verdict()
+    section = verdict["cases_changed"]
+    assert section["total"] == 6
+    ids = [case["case_id"] for case in section["cases"]]
+    # Natural order: case-2 .. case-11, not case-10, case-11, case-2.
+    assert ids == [f"test_wf.py::test_triage[case-{n}]" for n in (2, 3, 5, 7, 10, 11)]
+    first = section["cases"][0]
+    assert first["changes"] == ["pass -> fail"]
+    assert first["worse"] is True
+    assert first["reason"] == "AssertionError: ticket 2: the candidate routed it to sales"
+    assert first["stable"]["outcome"] == "passed"
+    assert first["candidate"]["outcome"] == "failed"
+    for arm in ("stable", "candidate"):
+        assert first[arm]["latency_ms"] > 0
+        assert first[arm]["cost_usd"] > 0
+    # The verdict's own failure lists are in natural order too.
+    assert [c["case_id"] for c in verdict["tests"]["cases_failed_candidate_only"]] == ids
+
+    lines = result.stdout.lines
+    start = lines.index("6 cases changed between the arms (worse first):")
+    end = lines.index("  ... and 1 more: see modelgate report", start)
+    block = lines[start + 1 : end]
+    entries = [line for line in block if not line.startswith("      ")]
+    for line, n in zip(entries, (2, 3, 5, 7, 10), strict=True):
+        assert line.startswith(f"  test_wf.py::test_triage[case-{n}]: pass -> fail: "), line
+    # Long lines wrap (at 100 columns off a terminal) with an indent, never cut.
+    assert all(len(line) <= 100 for line in block), block
+    joined = " ".join(line.strip() for line in block)
+    assert "the candidate routed it to sales (stable passed, " in joined
+    text = result.stdout.str()
+    assert "stable passed, " in text
+    assert "candidate failed, " in text
+    assert "case-11]: pass" not in text  # the sixth is counted, not shown
+
+
+def test_a_run_where_nothing_changed_lists_no_cases(gate_project: MakeProject) -> None:
+    project = gate_project({STABLE: FAST, CANDIDATE: FAST}, stable=STABLE, gate=LOOSE_GATE)
+    project.pytester.makepyfile(test_wf=TEN_CASES)
+
+    result = project.pytester.runpytest("--candidate-model", CANDIDATE)
+
+    result.assert_outcomes(passed=20)
+    assert project.verdict()["cases_changed"] == {"total": 0, "cases": []}
+    assert "changed between the arms" not in result.stdout.str()
+
+
+def test_a_smoke_run_has_no_changed_cases(gate_project: MakeProject) -> None:
+    project = gate_project({STABLE: FAST}, stable=STABLE, gate=LOOSE_GATE)
+    project.pytester.makepyfile(test_wf=TEN_CASES)
+
+    project.pytester.runpytest().assert_outcomes(passed=10)
+    assert "cases_changed" not in project.verdict()
