@@ -189,6 +189,11 @@ def _judge(
         verdict["cases_changed"] = cases_changed_section(
             [r.model_dump(mode="json") for r in (*stable, *candidate)]
         )
+    if gate.settings.allowances:
+        from pytest_modelgate.allowances import allowance_json
+
+        # Margins widened on purpose for this run: the reviewer must see them in the verdict.
+        verdict["allowances"] = [allowance_json(a) for a in gate.settings.allowances]
     if verdict_name != verdict["verdict"]:
         verdict["verdict"] = verdict_name
         verdict["reasons"] = [*extra_reasons, *verdict["reasons"]]

@@ -19,7 +19,9 @@ import pytest
 from pytest_modelgate import hooks
 
 if TYPE_CHECKING:
+    from pytest_modelgate.allowances import Allowance
     from pytest_modelgate.client import LLM
+    from pytest_modelgate.config import ModelgateConfig
     from pytest_modelgate.lock import VerdictLock
     from pytest_modelgate.markers import MarkerSet
     from pytest_modelgate.session import ArmParam, GateSession, GateSettings
@@ -160,6 +162,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "cassettes; =dry-run only lists what would go. ini: modelgate_prune "
         "(true, false, all, dry-run)",
     )
+    group.addoption(
+        "--modelgate-allow",
+        action="append",
+        default=None,
+        metavar="MARGIN=VALUE[:REASON]",
+        help="widen one margin for this run, on purpose: e.g. "
+        "'cost_per_call_max_ratio=12: moving to qwen-max'; repeatable; the verdict lists it "
+        "under `allowances`. ini: modelgate_allow (one per line)",
+    )
+    parser.addini(
+        "modelgate_allow",
+        "margins widened on purpose, MARGIN=VALUE[:REASON] per line (--modelgate-allow)",
+        type="linelist",
+        default=[],
+    )
     parser.addini("modelgate_strict", "fail on any failed case", type="bool", default=False)
     parser.addini(
         "modelgate_prune",
@@ -243,6 +260,8 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
         # Typos in modelgate.yaml (a stable name no catalog knows...) fail before any test.
         check_config(file_config, load_catalog())
 
+    file_config, allowances = _allowances(config, file_config)
+
     # Option values are checked here rather than by argparse `type=`/`choices=`: argparse
     # rejects a value before pytest_configure runs, which would leave an earlier run's verdict
     # on disk as if it were this run's. A ConfigError here writes an `error` verdict first.
@@ -281,7 +300,26 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
         verdict_path=verdict_path,
         config_path=config_path,
         config=file_config,
+        allowances=allowances,
     )
+
+
+def _allowances(
+    config: pytest.Config, file_config: ModelgateConfig
+) -> tuple[ModelgateConfig, tuple[Allowance, ...]]:
+    """Apply ``modelgate_allow`` (ini) then ``--modelgate-allow``: the command line wins."""
+    from pytest_modelgate.allowances import apply_allowances, parse_allowance
+
+    declared = [
+        parse_allowance(line, "ini option modelgate_allow")
+        for line in config.getini("modelgate_allow")
+        if line.strip()
+    ]
+    declared += [
+        parse_allowance(text, "--modelgate-allow")
+        for text in config.getoption("modelgate_allow") or ()
+    ]
+    return apply_allowances(file_config, declared)
 
 
 def _mode(value: str) -> str:

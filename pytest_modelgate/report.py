@@ -17,6 +17,7 @@ from tabulate import tabulate
 from pytest_modelgate.metrics import MISSING, format_change, format_value, metric_spec
 
 __all__ = [
+    "allowance_line",
     "arms_text",
     "case_change_lines",
     "comparison_headers",
@@ -210,6 +211,25 @@ def case_change_lines(
     return lines
 
 
+def allowance_line(verdict: Mapping[str, Any]) -> str | None:
+    """One line naming the margins this run widened on purpose; None when it widened none."""
+    allowances = verdict.get("allowances") or []
+    if not allowances:
+        return None
+
+    def shown(value: Any) -> str:
+        return "not gated" if value is None else f"{value:g}"
+
+    parts = []
+    for entry in allowances:
+        text = f"{entry['margin']} {shown(entry['value'])} (was {shown(entry['was'])}"
+        text += f"; {entry['source']}"
+        if entry.get("reason"):
+            text += f": {entry['reason']}"
+        parts.append(text + ")")
+    return "margins widened on purpose for this run: " + "; ".join(parts)
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
@@ -251,6 +271,10 @@ def summary_lines(
         # An error verdict has little else to show; its reasons are the whole story.
         lines += [f"modelgate ERROR: {reason}" for reason in reasons]
         shown.update(reasons)
+
+    allowed = allowance_line(verdict)
+    if allowed:
+        lines.append(allowed)
 
     if verdict.get("metrics"):
         table = tabulate(

@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_modelgate import __version__
+
+if TYPE_CHECKING:
+    from pytest_modelgate.allowances import Allowance
 from pytest_modelgate.config import (
     ModelgateConfig,
     api_key_for,
@@ -62,6 +65,9 @@ class GateSettings:
     config: ModelgateConfig
     # --modelgate-prune: off, safe (this run's models and repeats), all, or dry-run.
     prune: PruneMode = "off"
+    # Margins widened for this run on purpose (--modelgate-allow, ini modelgate_allow), already
+    # applied to ``config``; the verdict lists them.
+    allowances: tuple[Allowance, ...] = ()
 
     @property
     def records_path(self) -> Path:

@@ -200,3 +200,111 @@ def test_a_smoke_run_has_no_changed_cases(gate_project: MakeProject) -> None:
 
     project.pytester.runpytest().assert_outcomes(passed=10)
     assert "cases_changed" not in project.verdict()
+
+
+PRICEY = {"input": 2.7, "output": 11.0, "cached_input": 0.7}  # ten times the default price
+
+
+def _cost_gate() -> dict[str, Any]:
+    return {**LOOSE_GATE, "cost_per_call_max_ratio": 1.15}
+
+
+def test_a_deliberate_move_to_a_pricier_model_is_declared_and_recorded(
+    gate_project: MakeProject,
+) -> None:
+    project = gate_project(
+        {STABLE: FAST, CANDIDATE: FAST},
+        stable=STABLE,
+        gate=_cost_gate(),
+        prices={CANDIDATE: PRICEY},
+    )
+    project.pytester.makepyfile(test_wf=TEN_CASES)
+
+    # Without the allowance the x10 cost fails the default-style x1.15 margin.
+    refused = project.pytester.runpytest("--candidate-model", CANDIDATE)
+    assert refused.ret == 1
+    assert project.verdict()["verdict"] == "fail"
+    assert "allowances" not in project.verdict()
+
+    allowed = project.pytester.runpytest(
+        "--candidate-model",
+        CANDIDATE,
+        "--modelgate-allow",
+        "cost_per_call_max_ratio=12: moving to the pricier model on purpose",
+    )
+
+    assert allowed.ret == 0, allowed.stdout.str()
+    verdict = project.verdict()
+    assert verdict["verdict"] == "pass"
+    assert verdict["allowances"] == [
+        {
+            "margin": "cost_per_call_max_ratio",
+            "value": 12.0,
+            "was": 1.15,
+            "reason": "moving to the pricier model on purpose",
+            "source": "--modelgate-allow",
+        }
+    ]
+    assert verdict["metrics"]["cost_per_call_usd"]["limit"] == "x12.00"
+    allowed.stdout.fnmatch_lines(
+        [
+            "margins widened on purpose for this run: cost_per_call_max_ratio 12 (was 1.15; "
+            "--modelgate-allow: moving to the pricier model on purpose)"
+        ]
+    )
+
+
+def test_the_ini_allowance_is_used_and_the_command_line_beats_it(
+    gate_project: MakeProject,
+) -> None:
+    project = gate_project(
+        {STABLE: FAST, CANDIDATE: FAST},
+        stable=STABLE,
+        gate=_cost_gate(),
+        prices={CANDIDATE: PRICEY},
+    )
+    project.pytester.makepyfile(test_wf=TEN_CASES)
+    project.pytester.makeini(
+        "[pytest]\nmodelgate_allow =\n    cost_per_call_max_ratio=2: not enough\n"
+    )
+
+    from_ini = project.pytester.runpytest("--candidate-model", CANDIDATE)
+    assert from_ini.ret == 1
+    assert project.verdict()["allowances"][0]["source"] == "ini option modelgate_allow"
+
+    both = project.pytester.runpytest(
+        "--candidate-model", CANDIDATE, "--modelgate-allow", "cost_per_call_max_ratio=none"
+    )
+    assert both.ret == 0
+    entry = project.verdict()["allowances"]
+    assert entry == [
+        {
+            "margin": "cost_per_call_max_ratio",
+            "value": None,
+            "was": 1.15,
+            "reason": None,
+            "source": "--modelgate-allow",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("cost_per_call_ratio=12", "--modelgate-allow: unknown margin 'cost_per_call_ratio'"),
+        ("cost_per_call_max_ratio=twelve", "expected a number or none, got 'twelve'"),
+        ("cost_per_call_max_ratio=0.5", "cost_per_call_max_ratio=0.5: Input should be greater"),
+        ("cost_per_call_max_ratio", "expected MARGIN=VALUE"),
+    ],
+)
+def test_a_bad_allowance_is_a_usage_error_naming_it(
+    gate_project: MakeProject, value: str, message: str
+) -> None:
+    project = gate_project({STABLE: FAST, CANDIDATE: FAST}, stable=STABLE, gate=_cost_gate())
+    project.pytester.makepyfile(test_wf=TEN_CASES)
+
+    result = project.pytester.runpytest("--candidate-model", CANDIDATE, "--modelgate-allow", value)
+
+    assert result.ret == 4
+    assert message in result.stderr.str(), result.stderr.str()
+    assert project.verdict()["verdict"] == "error"
