@@ -24,7 +24,9 @@ __all__ = [
     "comparison_rows",
     "latency_timing_line",
     "metric_display_label",
+    "not_gated_lines",
     "rollout_lines",
+    "sample_noun",
     "summary_lines",
 ]
 
@@ -58,11 +60,37 @@ def metric_display_label(name: str) -> str:
     return metric_label(name)
 
 
-def _value(unit: str, value: float | None, samples: int | None) -> str:
+# What a metric's ``samples`` count (docs/verdict.md, "samples"): the table says it, so its n
+# is not read as the judge's paired cases, which the messages count ("n=12 cases").
+_SAMPLE_NOUNS = {
+    "pass_rate": "tests",
+    "error_rate": "attempts",
+    "fallback_rate": "tests",
+    "latency_p50_ms": "calls",
+    "latency_p95_ms": "calls",
+    "ttft_p95_ms": "calls",
+    "cost_per_call_usd": "calls",
+    "tokens_per_call": "calls",
+    "json_validity": "replies",
+    "schema_validity": "replies",
+    "tool_call_accuracy": "replies",
+    "language_match": "replies",
+}
+
+
+def sample_noun(name: str) -> str | None:
+    """What the ``samples`` of metric ``name`` count: tests, attempts, calls, replies, cases."""
+    if name.startswith("score:") or name.endswith(":budget"):
+        return "cases"
+    return _SAMPLE_NOUNS.get(name)
+
+
+def _value(name: str, unit: str, value: float | None, samples: int | None) -> str:
     text = format_value(unit, value)
     # A p95 over four calls is a different thing from one over four hundred: say which.
     if value is not None and samples is not None:
-        text += f" (n={samples})"
+        noun = sample_noun(name)
+        text += f" (n={samples} {noun})" if noun else f" (n={samples})"
     return text
 
 
@@ -80,10 +108,13 @@ def comparison_rows(verdict: Mapping[str, Any]) -> list[list[str]]:
     for name, metric in verdict.get("metrics", {}).items():
         unit = metric["unit"]
         samples = metric["samples"]
-        row = [metric_display_label(name), _value(unit, metric["stable"], samples["stable"])]
+        row = [
+            metric_display_label(name),
+            _value(name, unit, metric["stable"], samples["stable"]),
+        ]
         if not stable_only:
             row += [
-                _value(unit, metric["candidate"], samples["candidate"]),
+                _value(name, unit, metric["candidate"], samples["candidate"]),
                 _change(metric),
                 metric["limit"] or MISSING,
                 _STATUS_TEXT.get(metric["status"], metric["status"]),
@@ -234,6 +265,26 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def not_gated_lines(verdict: Mapping[str, Any]) -> list[str]:
+    """Why each metric the table calls "not gated" is not: the judge's reason, or no margin."""
+    held_back: list[str] = []
+    no_margin: list[str] = []
+    for name, metric in (verdict.get("metrics") or {}).items():
+        if metric.get("status") != "not_gated":
+            continue
+        label = metric_display_label(name)
+        if not metric.get("limit"):
+            no_margin.append(label)
+            continue
+        message = str(metric.get("message") or "")
+        _, found, why = message.rpartition("reported, not gated (")
+        held_back.append(f"{label} ({why[:-1]})" if found and why.endswith(")") else label)
+    lines = [f"not gated: {entry}" for entry in held_back]
+    if no_margin:
+        lines.append(f"not gated (no margin set in gate:): {', '.join(no_margin)}")
+    return lines
+
+
 def latency_timing_line(verdict: Mapping[str, Any]) -> str | None:
     """Where the latency figures come from, when any were replayed from recordings."""
     sources = {
@@ -284,6 +335,7 @@ def summary_lines(
             disable_numparse=True,
         )
         lines += table.splitlines()
+        lines += not_gated_lines(verdict)
         timing = latency_timing_line(verdict)
         if timing:
             lines.append(timing)

@@ -222,7 +222,7 @@ def test_markdown_holds_verdict_regressions_metrics_slices_rollout_and_cases(
     for regression in data["regressions"]:
         assert md_escape(regression["message"]) in text
     assert "| metric | stable | candidate | change | limit | status |" in lines
-    assert any(line.startswith("| pass rate | 100.0% (n=40) | ") for line in lines)
+    assert any(line.startswith("| pass rate | 100.0% (n=40 tests) | ") for line in lines)
     assert "<summary>Per workflow (2; " in text
     assert "| reply | pass rate |" in text
     assert "<summary>Per language (2; " in text
@@ -258,7 +258,7 @@ def test_markdown_truncation_keeps_verdict_and_regressions_under_the_limit(
     # A tighter limit drops the slice tables before the metric table.
     small = render_markdown(data, path, max_chars=6_000)
     assert len(small) <= 6_000
-    assert "| pass rate | 100.0% (n=1200) |" in small
+    assert "| pass rate | 100.0% (n=1200 tests) |" in small
     assert "Per-workflow and per-language tables left out" in small
     for regression in data["regressions"]:
         assert md_escape(regression["message"]) in small
