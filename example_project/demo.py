@@ -13,9 +13,9 @@ and no key, with each call's latency as measured when it was recorded. ``--recor
 ``modelgate.yaml`` names (8900; cassettes match on the URL), so its seeded draws repeat.
 
 pytest's own output (with the gate's comparison table) is shown as it runs, then a recap. The demo
-is also a check: it exits 0 only when both runs end as expected.
+is also a check: it exits 0 only when every run ends as expected.
 
-    python example_project/demo.py            # the two gate runs, replayed
+    python example_project/demo.py            # the three gate runs, replayed
     python example_project/demo.py --record   # re-record from the simulator, then check
     python example_project/demo.py --serve    # only the simulator, on port 8900, for exploring
 """
@@ -191,7 +191,7 @@ def recap(results: list[RunResult]) -> list[str]:
 
 
 def demo(mode: str = "replay") -> int:
-    """Run both gate runs and report; 0 when the good candidate passed and the bad one failed."""
+    """Run every gate run of RUNS and report; 0 when each ended with its expected verdict."""
     scenario = load_scenario(SCENARIO)
     results = []
     for number, run in enumerate(RUNS, start=1):

@@ -119,7 +119,14 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=_exit_epilog("show"),
         formatter_class=_HelpFormatter,
     )
-    show.add_argument("verdict", type=Path, nargs="?", default=Path("modelgate-verdict.json"))
+    show.add_argument(
+        "verdict",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="the verdict file (default: the ini option modelgate_verdict of the pytest "
+        "configuration here, as pytest finds it, else modelgate-verdict.json)",
+    )
 
     check = commands.add_parser(
         "check",
@@ -239,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args)
     if args.command == "merge":
         return _merge(args)
+    if args.verdict is None:
+        from pytest_modelgate.inifile import ini_verdict_path
+
+        return _show(ini_verdict_path(Path.cwd()).path)
     return _show(args.verdict)
 
 
@@ -441,7 +452,8 @@ def _show(path: Path) -> int:
     except (json.JSONDecodeError, VerdictValidationError) as exc:
         print(f"modelgate: {path} is not a valid verdict: {exc}", file=sys.stderr)
         return 3
-    for line in summary_lines(data, verdict_path=path):
+    # Reading a verdict writes nothing: the summary's last line must not say it was written.
+    for line in summary_lines(data, verdict_path=path, written=None):
         print(line)
     return _SHOW_EXIT.get(str(data.get("verdict")), 3)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -253,6 +253,7 @@ def _judge(
         common=gate.verdict_common(),
         judge=chosen,
         amend=amend,
+        allowances=gate.judged_settings()["allowances"],
     )
 
 
@@ -276,11 +277,13 @@ def judged_verdict(
     common: dict[str, Any],
     judge: Callable[[], Judge | None] = lambda: None,
     amend: Callable[[dict[str, Any]], object] = lambda verdict: None,
+    allowances: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[dict[str, Any], int]:
     """Judge the records of both arms and build the verdict; also ``modelgate merge``'s path.
 
     ``common`` holds the identity fields (``GateSession.verdict_common``); ``judge`` returns a
-    hook's judge or None for the built-in one; ``amend`` runs the verdict hooks.
+    hook's judge or None for the built-in one; ``amend`` runs the verdict hooks; ``allowances``
+    are the margins widened on purpose (already applied to ``limits``), in their JSON form.
     """
     from pytest_modelgate.verdict import build_verdict
 
@@ -310,6 +313,16 @@ def judged_verdict(
         **common,
     )
     _note_latency_timing(verdict, stable, candidate if has_candidate else None)
+    if has_candidate:
+        from pytest_modelgate.reports.cases import cases_changed_section
+
+        # The per-case view of the reports, from the same records: one definition of "changed".
+        verdict["cases_changed"] = cases_changed_section(
+            [r.model_dump(mode="json") for r in (*stable, *candidate)]
+        )
+    if allowances:
+        # Margins widened on purpose for this run: the reviewer must see them in the verdict.
+        verdict["allowances"] = [dict(a) for a in allowances]
     if verdict_name != verdict["verdict"]:
         verdict["verdict"] = verdict_name
         verdict["reasons"] = [*extra_reasons, *verdict["reasons"]]

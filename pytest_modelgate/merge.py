@@ -338,6 +338,7 @@ def merge_parts(parts: Sequence[Part], *, expect_parts: int | None = None) -> Me
         pytest_status=pytest_status,
         started_at=started_at,
         common=common,
+        allowances=settings.get("allowances") or (),
     )
     return MergeResult(verdict, [*stable, *candidate], exit_status)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -18,7 +19,9 @@ import pytest
 from pytest_modelgate import hooks
 
 if TYPE_CHECKING:
+    from pytest_modelgate.allowances import Allowance
     from pytest_modelgate.client import LLM
+    from pytest_modelgate.config import ModelgateConfig
     from pytest_modelgate.lock import VerdictLock
     from pytest_modelgate.markers import MarkerSet
     from pytest_modelgate.metrics import CustomMetric
@@ -176,6 +179,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "modelgate_records", "path of the records part (--modelgate-records)", default=None
     )
+    group.addoption(
+        "--modelgate-allow",
+        action="append",
+        default=None,
+        metavar="MARGIN=VALUE[:REASON]",
+        help="widen one margin for this run, on purpose: e.g. "
+        "'cost_per_call_max_ratio=12: moving to qwen-max'; repeatable; the verdict lists it "
+        "under `allowances`. ini: modelgate_allow (one per line)",
+    )
+    parser.addini(
+        "modelgate_allow",
+        "margins widened on purpose, MARGIN=VALUE[:REASON] per line (--modelgate-allow)",
+        type="linelist",
+        default=[],
+    )
     parser.addini("modelgate_strict", "fail on any failed case", type="bool", default=False)
     parser.addini(
         "modelgate_prune",
@@ -259,6 +277,8 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
         # Typos in modelgate.yaml (a stable name no catalog knows...) fail before any test.
         check_config(file_config, load_catalog())
 
+    file_config, allowances = _allowances(config, file_config)
+
     # Option values are checked here rather than by argparse `type=`/`choices=`: argparse
     # rejects a value before pytest_configure runs, which would leave an earlier run's verdict
     # on disk as if it were this run's. A ConfigError here writes an `error` verdict first.
@@ -299,6 +319,7 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
         verdict_path=verdict_path,
         config_path=config_path,
         config=file_config,
+        allowances=allowances,
     )
 
 
@@ -319,6 +340,24 @@ def _records_part(config: pytest.Config, verdict_path: Path) -> Path | None:
             "its own path"
         )
     return path
+
+
+def _allowances(
+    config: pytest.Config, file_config: ModelgateConfig
+) -> tuple[ModelgateConfig, tuple[Allowance, ...]]:
+    """Apply ``modelgate_allow`` (ini) then ``--modelgate-allow``: the command line wins."""
+    from pytest_modelgate.allowances import apply_allowances, parse_allowance
+
+    declared = [
+        parse_allowance(line, "ini option modelgate_allow")
+        for line in config.getini("modelgate_allow")
+        if line.strip()
+    ]
+    declared += [
+        parse_allowance(text, "--modelgate-allow")
+        for text in config.getoption("modelgate_allow") or ()
+    ]
+    return apply_allowances(file_config, declared)
 
 
 def _mode(value: str) -> str:
@@ -1049,6 +1088,8 @@ def pytest_runtest_makereport(
     param = getattr(getattr(item, "callspec", None), "params", {}).get(LLM_FIXTURE)
     if param is None or gate is None:
         return report
+    if report.failed and call.excinfo is not None:
+        _shorten_missing_recording(report, call.excinfo.value)
     try:
         report.modelgate = _phase_json(item, report, call, param)  # type: ignore[attr-defined]
     except Exception as exc:  # fail closed: a broken record makes the run `error`
@@ -1059,6 +1100,24 @@ def pytest_runtest_makereport(
     if report.when == "teardown" and _ITEM_KEY in item.stash:
         del item.stash[_ITEM_KEY]
     return report
+
+
+def _shorten_missing_recording(report: pytest.TestReport, exc: BaseException) -> None:
+    """A test that failed for want of a recording says so in a few lines, no traceback.
+
+    The summary tells the count per model and the command once; a traceback per test through
+    the client and vcrpy would bury it (a repeat run printed thousands of lines).
+    """
+    from pytest_modelgate.recording.use import MissingRecordingError, is_missing_recording
+
+    if not is_missing_recording(exc):
+        return
+    current: BaseException | None = exc
+    while current is not None and not isinstance(current, MissingRecordingError):
+        current = current.__cause__ or current.__context__
+    text = str(current) if current is not None else f"{type(exc).__name__}: {exc}"
+    # The whole message: for a request that changed it is the diff against the recording.
+    report.longrepr = text.strip() or "no recording for a call in replay"
 
 
 def _phase_json(
@@ -1072,6 +1131,7 @@ def _phase_json(
     scores: tuple[tuple[str, float], ...] = ()
     problems: list[str] = []
     cassettes: tuple[dict[str, Any], ...] = ()
+    missing: tuple[str, ...] = ()
     if state is not None:
         records = state.client.log.records()
         calls = records[state.taken_calls :]
@@ -1085,6 +1145,13 @@ def _phase_json(
         if state.client.log.problems:
             state.missing_reported = True
         problems = list(dict.fromkeys([*state.problems, *state.client.log.problems]))
+        missing = _missing_recording(item, param, problems, call)
+        if missing:
+            # Counted per model at the end (GateSession.missing_recording_reasons), not told
+            # once per test: a suite without its recordings would repeat it thousands of times.
+            from pytest_modelgate.recording.use import MISSING_PREFIX
+
+            problems = [p for p in problems if not p.startswith(MISSING_PREFIX)]
         state.problems.clear()
         state.client.log.problems.clear()
         cassettes = tuple(state.cassettes)
@@ -1128,8 +1195,38 @@ def _phase_json(
         cassettes=cassettes,
         scores=scores,
         budgets=markers.budgets() if markers is not None else None,
+        missing_recordings=missing,
     )
     return phase.to_json()
+
+
+def _missing_recording(
+    item: pytest.Item,
+    param: ArmParam,
+    problems: list[str],
+    call: pytest.CallInfo[None],
+) -> tuple[str, ...]:
+    """The test's cassette file, when replay could not answer one of its calls; else ()."""
+    from pytest_modelgate.recording.use import MISSING_PREFIX, is_missing_recording
+
+    refused = any(p.startswith(MISSING_PREFIX) for p in problems)
+    if not refused and not (call.excinfo is not None and is_missing_recording(call.excinfo.value)):
+        return ()
+    from pytest_modelgate.recording.cassettes import cassette_path
+    from pytest_modelgate.session import case_id_for
+
+    path = cassette_path(
+        item.path,
+        case_id_for(item.nodeid, param.id),
+        param.model,
+        repeat=param.repeat,
+        repeats=param.repeats,
+    )
+    try:
+        shown = str(path.relative_to(item.config.rootpath))
+    except ValueError:
+        shown = str(path)
+    return (shown,)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1227,6 +1324,10 @@ class _GateHooks:
             impl.plugin_name for impl in self.config.hook.pytest_modelgate_verdict.get_hookimpls()
         )
         self.gate.custom_metrics = tuple(m.name for m in self.config.stash.get(_METRICS_KEY, ()))
+        # Missing recordings are one reason per model, however many tests lacked them.
+        for reason in self.gate.missing_recording_reasons():
+            if reason not in self.gate.problems:
+                self.gate.problems.append(reason)
         outcome = finish(
             self.gate,
             pytest_status=int(exitstatus),
@@ -1268,6 +1369,8 @@ class _GateHooks:
             self.gate.verdict,
             verdict_path=self.gate.settings.verdict_path,
             written=self.gate.verdict_written,
+            # The terminal's width (COLUMNS when set), 100 when output is not a terminal.
+            width=max(shutil.get_terminal_size((100, 24)).columns, 60),
         )
         for line in lines:
             terminalreporter.write_line(line)

@@ -7,6 +7,7 @@ verdict file, print the same thing.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,16 @@ from tabulate import tabulate
 from pytest_modelgate.metrics import MISSING, format_change, format_value, metric_spec
 
 __all__ = [
+    "allowance_line",
     "arms_text",
+    "case_change_lines",
     "comparison_headers",
     "comparison_rows",
     "latency_timing_line",
     "metric_display_label",
+    "not_gated_lines",
     "rollout_lines",
+    "sample_noun",
     "summary_lines",
 ]
 
@@ -36,6 +41,9 @@ _STATUS_TEXT = {
 # Cases listed by id in the summary before it switches to "and N more".
 _MAX_LISTED_CASES = 5
 _MAX_LISTED_REGRESSIONS = 10
+# Changed cases the terminal shows from the verdict's cases_changed (the reports show them all).
+_MAX_SHOWN_CHANGES = 5
+WRAP_WIDTH = 100
 
 
 def _stable_only(verdict: Mapping[str, Any]) -> bool:
@@ -52,11 +60,37 @@ def metric_display_label(name: str) -> str:
     return metric_label(name)
 
 
-def _value(unit: str, value: float | None, samples: int | None) -> str:
+# What a metric's ``samples`` count (docs/verdict.md, "samples"): the table says it, so its n
+# is not read as the judge's paired cases, which the messages count ("n=12 cases").
+_SAMPLE_NOUNS = {
+    "pass_rate": "tests",
+    "error_rate": "attempts",
+    "fallback_rate": "tests",
+    "latency_p50_ms": "calls",
+    "latency_p95_ms": "calls",
+    "ttft_p95_ms": "calls",
+    "cost_per_call_usd": "calls",
+    "tokens_per_call": "calls",
+    "json_validity": "replies",
+    "schema_validity": "replies",
+    "tool_call_accuracy": "replies",
+    "language_match": "replies",
+}
+
+
+def sample_noun(name: str) -> str | None:
+    """What the ``samples`` of metric ``name`` count: tests, attempts, calls, replies, cases."""
+    if name.startswith("score:") or name.endswith(":budget"):
+        return "cases"
+    return _SAMPLE_NOUNS.get(name)
+
+
+def _value(name: str, unit: str, value: float | None, samples: int | None) -> str:
     text = format_value(unit, value)
     # A p95 over four calls is a different thing from one over four hundred: say which.
     if value is not None and samples is not None:
-        text += f" (n={samples})"
+        noun = sample_noun(name)
+        text += f" (n={samples} {noun})" if noun else f" (n={samples})"
     return text
 
 
@@ -74,10 +108,13 @@ def comparison_rows(verdict: Mapping[str, Any]) -> list[list[str]]:
     for name, metric in verdict.get("metrics", {}).items():
         unit = metric["unit"]
         samples = metric["samples"]
-        row = [metric_display_label(name), _value(unit, metric["stable"], samples["stable"])]
+        row = [
+            metric_display_label(name),
+            _value(name, unit, metric["stable"], samples["stable"]),
+        ]
         if not stable_only:
             row += [
-                _value(unit, metric["candidate"], samples["candidate"]),
+                _value(name, unit, metric["candidate"], samples["candidate"]),
                 _change(metric),
                 metric["limit"] or MISSING,
                 _STATUS_TEXT.get(metric["status"], metric["status"]),
@@ -160,8 +197,92 @@ def _case_list(cases: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(names) + (f" and {more} more" if more else "")
 
 
+def _arm_line(name: str, arm: Mapping[str, Any]) -> str:
+    return (
+        f"{name} {arm.get('outcome', '?')}, {format_value('ms', arm.get('latency_ms'))}, "
+        f"{format_value('usd', arm.get('cost_usd'))}"
+    )
+
+
+def case_change_lines(
+    verdict: Mapping[str, Any], *, width: int = WRAP_WIDTH, shown: int = _MAX_SHOWN_CHANGES
+) -> list[str]:
+    """The first ``shown`` cases of ``cases_changed``, wrapped at ``width``; [] when none changed.
+
+    Each says how the case changed, why (the failing arm's message) and what each arm took.
+    """
+    section = verdict.get("cases_changed") or {}
+    cases = section.get("cases") or []
+    total = int(section.get("total") or 0)
+    if not total:
+        return []
+    lines = [f"{_plural(total, 'case')} changed between the arms (worse first):"]
+    for case in cases[:shown]:
+        label = (
+            case["case_id"]
+            if not case["repeat"]
+            else f"{case['case_id']} (repeat {case['repeat']})"
+        )
+        text = f"{label}: {', '.join(case['changes'])}"
+        if case.get("reason"):
+            text += f": {case['reason']}"
+        text += (
+            f" ({_arm_line('stable', case['stable'])}; {_arm_line('candidate', case['candidate'])})"
+        )
+        lines += textwrap.wrap(
+            text,
+            width=max(width, 40),
+            initial_indent="  ",
+            subsequent_indent="      ",
+            break_on_hyphens=False,
+        )
+    more = total - min(shown, len(cases))
+    if more:
+        lines.append(f"  ... and {more} more: see modelgate report")
+    return lines
+
+
+def allowance_line(verdict: Mapping[str, Any]) -> str | None:
+    """One line naming the margins this run widened on purpose; None when it widened none."""
+    allowances = verdict.get("allowances") or []
+    if not allowances:
+        return None
+
+    def shown(value: Any) -> str:
+        return "not gated" if value is None else f"{value:g}"
+
+    parts = []
+    for entry in allowances:
+        text = f"{entry['margin']} {shown(entry['value'])} (was {shown(entry['was'])}"
+        text += f"; {entry['source']}"
+        if entry.get("reason"):
+            text += f": {entry['reason']}"
+        parts.append(text + ")")
+    return "margins widened on purpose for this run: " + "; ".join(parts)
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def not_gated_lines(verdict: Mapping[str, Any]) -> list[str]:
+    """Why each metric the table calls "not gated" is not: the judge's reason, or no margin."""
+    held_back: list[str] = []
+    no_margin: list[str] = []
+    for name, metric in (verdict.get("metrics") or {}).items():
+        if metric.get("status") != "not_gated":
+            continue
+        label = metric_display_label(name)
+        if not metric.get("limit"):
+            no_margin.append(label)
+            continue
+        message = str(metric.get("message") or "")
+        _, found, why = message.rpartition("reported, not gated (")
+        held_back.append(f"{label} ({why[:-1]})" if found and why.endswith(")") else label)
+    lines = [f"not gated: {entry}" for entry in held_back]
+    if no_margin:
+        lines.append(f"not gated (no margin set in gate:): {', '.join(no_margin)}")
+    return lines
 
 
 def latency_timing_line(verdict: Mapping[str, Any]) -> str | None:
@@ -180,11 +301,17 @@ def latency_timing_line(verdict: Mapping[str, Any]) -> str | None:
 
 
 def summary_lines(
-    verdict: Mapping[str, Any], *, verdict_path: Path | str, written: bool = True
+    verdict: Mapping[str, Any],
+    *,
+    verdict_path: Path | str,
+    written: bool | None = True,
+    width: int = WRAP_WIDTH,
 ) -> list[str]:
     """The terminal summary of a verdict, one string per line, verdict line last but one.
 
-    ``written``: whether the verdict reached ``verdict_path``; the last line says which.
+    ``written``: whether the verdict reached ``verdict_path``; the last line says which. None:
+    the verdict was read from ``verdict_path`` (``modelgate show``); the last line says that.
+    ``width``: where the per-case lines wrap (the terminal's width).
     """
     lines: list[str] = []
     kind = str(verdict.get("verdict", "error"))
@@ -196,6 +323,10 @@ def summary_lines(
         lines += [f"modelgate ERROR: {reason}" for reason in reasons]
         shown.update(reasons)
 
+    allowed = allowance_line(verdict)
+    if allowed:
+        lines.append(allowed)
+
     if verdict.get("metrics"):
         table = tabulate(
             comparison_rows(verdict),
@@ -204,6 +335,7 @@ def summary_lines(
             disable_numparse=True,
         )
         lines += table.splitlines()
+        lines += not_gated_lines(verdict)
         timing = latency_timing_line(verdict)
         if timing:
             lines.append(timing)
@@ -236,6 +368,8 @@ def summary_lines(
             f"{_case_list(candidate_only)}"
         )
 
+    lines += case_change_lines(verdict, width=width)
+
     prefix = "inconclusive: " if kind == "inconclusive" else "note: "
     lines += [f"{prefix}{reason}" for reason in reasons if reason not in shown]
     lines += rollout_lines(verdict)
@@ -255,7 +389,9 @@ def summary_lines(
     if verdict.get("kind") == "smoke" and kind != "error":
         lines.append("smoke run: no candidate was compared, this verdict approves no deployment")
     lines.append(f"modelgate verdict: {kind.upper()} ({arms_text(verdict)})")
-    if written:
+    if written is None:
+        lines.append(f"verdict read from {verdict_path}")
+    elif written:
         lines.append(f"verdict written to {verdict_path}")
     else:
         lines.append(f"verdict NOT written: {verdict_path} could not be written (see above)")

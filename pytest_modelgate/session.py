@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_modelgate import __version__
+
+if TYPE_CHECKING:
+    from pytest_modelgate.allowances import Allowance
 from pytest_modelgate.config import (
     ModelgateConfig,
     api_key_for,
@@ -65,6 +68,9 @@ class GateSettings:
     # --modelgate-records: where this run (a shard) writes its self-describing records part for
     # `modelgate merge` (pytest_modelgate.merge); None: no part is written.
     records_part: Path | None = None
+    # Margins widened for this run on purpose (--modelgate-allow, ini modelgate_allow), already
+    # applied to ``config``; the verdict lists them.
+    allowances: tuple[Allowance, ...] = ()
 
     @property
     def records_path(self) -> Path:
@@ -167,6 +173,9 @@ class GateSession:
     verdict_hooks: tuple[str, ...] = ()
     # Names of the metrics pytest_modelgate_metrics added: their definitions live in the plugins.
     custom_metrics: tuple[str, ...] = ()
+    # Replay's missing recordings: model -> {test id: its cassette file}. Told once per model
+    # (missing_recording_reasons), not once per test.
+    missing_recordings: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def arms(self) -> list[tuple[Arm, str]]:
         """The arms this run plays, stable first, with the model name each uses."""
@@ -217,6 +226,8 @@ class GateSession:
         for problem in phase.problems:
             if problem not in self.problems:
                 self.problems.append(problem)
+        for cassette in phase.missing_recordings:
+            self.missing_recordings.setdefault(phase.model, {}).setdefault(phase.test_id, cassette)
         self.cassettes_played.extend(phase.cassettes)
         item.calls.extend(phase.calls)
         item.fallbacks.extend(phase.fallbacks)
@@ -253,6 +264,27 @@ class GateSession:
                 )
             )
         return by_arm["stable"], by_arm["candidate"]
+
+    def missing_recording_reasons(self) -> list[str]:
+        """One line per model whose recordings replay lacked: how many, and how to record them."""
+        from pytest_modelgate.recording.use import RECORD_HINT
+
+        lines: list[str] = []
+        models = {m.name: m for m in (self.stable, self.candidate) if m is not None}
+        for name in sorted(self.missing_recordings):
+            tests = self.missing_recordings[name]
+            model = models.get(name)
+            flag = "--candidate-model" if self.candidate is model else "--stable-model"
+            key = model.api_key_env if model is not None else None
+            with_key = f"with {key} set" if key else "with the model's key variable set"
+            first = tests[min(tests)]
+            count = len(tests)
+            noun = "recording" if count == 1 else "recordings"
+            lines.append(
+                f"{count} {noun} missing for {name} (first: {first}); record them {with_key}: "
+                f"pytest {flag} {name} {RECORD_HINT}"
+            )
+        return lines
 
     def check_api_keys(self, environ: Mapping[str, str] = os.environ) -> None:
         """Raise MissingAPIKeyError for the first arm whose key variable is unset (live mode)."""
@@ -324,6 +356,8 @@ class GateSession:
 
     def judged_settings(self) -> dict[str, Any]:
         """What ``config_digest`` digests: the resolved settings that affect judging."""
+        from pytest_modelgate.allowances import allowance_json
+
         settings = self.settings
         return {
             "config": settings.config.model_dump(mode="json"),
@@ -332,6 +366,7 @@ class GateSession:
             "mode": settings.mode,
             "repeat": settings.repeat,
             "strict": settings.strict,
+            "allowances": [allowance_json(a) for a in settings.allowances],
         }
 
     def verdict_common(self, *, final: bool = True) -> dict[str, Any]:
@@ -374,6 +409,8 @@ class TestPhase:
     budgets: Budgets | None = None
     # Cassettes this phase closed: {"path", "interactions", "played": [...], "complete"}.
     cassettes: tuple[dict[str, Any], ...] = ()
+    # The cassette file replay lacked a recording in (told per model, not as a problem).
+    missing_recordings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Builtin-typed form, safe to attach to a report that xdist serialises."""
@@ -394,6 +431,7 @@ class TestPhase:
             "cassettes": [dict(c) for c in self.cassettes],
             "scores": [[name, value] for name, value in self.scores],
             "budgets": None if self.budgets is None else self.budgets.model_dump(mode="json"),
+            "missing_recordings": list(self.missing_recordings),
         }
 
     @classmethod
@@ -418,6 +456,7 @@ class TestPhase:
             budgets=None
             if data.get("budgets") is None
             else Budgets.model_validate(data["budgets"]),
+            missing_recordings=tuple(data.get("missing_recordings", ())),
         )
 
 

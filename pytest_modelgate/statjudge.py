@@ -2236,6 +2236,8 @@ def _message_text(
     label = result.label or metric_label(comparison.name)
     where = "" if comparison.scope == "overall" else f" [{comparison.scope}]"
     n = comparison.n or 0
+    # The paired cases the comparison rests on; the table's n counts each metric's own samples.
+    n_cases = f"n={n} case" if n == 1 else f"n={n} cases"
     if status == "no_data":
         if not result.note:
             return f"{label}{where}: no data on either arm"
@@ -2252,19 +2254,19 @@ def _message_text(
         )
     if comparison.name.endswith(":budget"):
         value = format_value(comparison.unit, comparison.candidate)
-        text = f"{label}{where}: candidate {value} against {comparison.limit} (n={n})"
+        text = f"{label}{where}: candidate {value} against {comparison.limit} ({n_cases})"
     elif comparison.change_kind == "ratio" and not _has_interval(comparison):
         text = (
             f"{label}{where}: {format_value(comparison.unit, comparison.stable)} -> "
             f"{format_value(comparison.unit, comparison.candidate)} "
-            f"(x{comparison.change:.2f}, n={n}: too few cases for an interval)"
+            f"(x{comparison.change:.2f}, {n_cases}: too few cases for an interval)"
         )
     elif comparison.change_kind == "ratio":
         low, high = comparison.change_interval or (math.nan, math.nan)
         text = (
             f"{label}{where}: {format_value(comparison.unit, comparison.stable)} -> "
             f"{format_value(comparison.unit, comparison.candidate)} "
-            f"(x{comparison.change:.2f}, {confidence:.0%} CI x{low:.2f}..x{high:.2f}, n={n})"
+            f"(x{comparison.change:.2f}, {confidence:.0%} CI x{low:.2f}..x{high:.2f}, {n_cases})"
         )
     else:
         low, high = comparison.change_interval or (math.nan, math.nan)
@@ -2273,12 +2275,12 @@ def _message_text(
             candidate = format_value("rate", comparison.candidate)
             text = (
                 f"{label}{where}: {stable} -> {candidate} ({comparison.change:+.1f} pts, "
-                f"CI {low:+.1f}..{high:+.1f}, n={n})"
+                f"CI {low:+.1f}..{high:+.1f}, {n_cases})"
             )
         else:
             text = (
                 f"{label}{where}: {comparison.stable:.3g} -> {comparison.candidate:.3g} "
-                f"({comparison.change:+.3g}, CI {low:+.3g}..{high:+.3g}, n={n})"
+                f"({comparison.change:+.3g}, CI {low:+.3g}..{high:+.3g}, {n_cases})"
             )
     limit = f" allowed {comparison.limit}" if comparison.limit else ""
     if status == "regressed":

@@ -215,7 +215,11 @@ def _outcomes(arm: ArmMetrics) -> dict[str, int]:
 
 
 def _cases(cases: Iterable[CaseRef]) -> list[dict[str, Any]]:
-    return [{"case_id": case.case_id, "repeat": case.repeat} for case in cases]
+    from pytest_modelgate.reports.cases import natural_key
+
+    # Natural order (case-2 before case-10), as every case list people read.
+    ordered = sorted(cases, key=lambda case: (natural_key(case.case_id), case.repeat))
+    return [{"case_id": case.case_id, "repeat": case.repeat} for case in ordered]
 
 
 def _envelope(

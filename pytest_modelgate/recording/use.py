@@ -20,6 +20,8 @@ VCR_RECORD_MODES = {"replay": "none", "record": "new_episodes", "rerecord": "all
 
 RECORD_HINT = "--modelgate-mode=record"
 RERECORD_HINT = "--modelgate-mode=rerecord"
+# How every message about a call replay could not answer begins (the plugin counts them by it).
+MISSING_PREFIX = "no recording for "
 
 
 class MissingRecordingError(ModelgateError):
@@ -150,7 +152,7 @@ def missing_recording_error(
                     # explain_mismatch names the file too; it is already said above.
                     detail = explained.removeprefix(f"{path}: ")
     message = (
-        f"no recording for this call to model {model!r} in {path}: {detail}\n"
+        f"{MISSING_PREFIX}this call to model {model!r} in {path}: {detail}\n"
         f"record it with {RECORD_HINT} (calls the model for what is missing)"
     )
     return MissingRecordingError(scrubber_for(secrets).scrub_text(message))

@@ -8,6 +8,7 @@ must still render when the file is absent, truncated, or written by a version wi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,25 @@ __all__ = [
     "CaseChange",
     "RunRecords",
     "case_changes",
+    "cases_changed_section",
     "latencies",
     "load_records",
+    "natural_key",
     "records_path_for",
 ]
+
+# How many changed cases a verdict lists (the count says how many there were in all).
+MAX_CASES_IN_VERDICT = 200
+_MAX_REASON_CHARS = 300
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders numbers by value: ``case-2`` before ``case-10``."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(text) if part
+    )
+
 
 _FAILED = frozenset({"failed", "error"})
 
@@ -271,8 +287,50 @@ def case_changes(records: Sequence[Mapping[str, Any]]) -> list[CaseChange]:
             )
         )
     # Regressions first (pass -> fail before lesser changes), then by case id for a stable order.
-    changed.sort(key=lambda c: (not c.worse, "pass -> fail" not in c.changes, c.case_id, c.repeat))
+    changed.sort(
+        key=lambda c: (
+            not c.worse,
+            "pass -> fail" not in c.changes,
+            natural_key(c.case_id),
+            c.repeat,
+        )
+    )
     return changed
+
+
+def _arm_summary(arm: ArmCase) -> dict[str, Any]:
+    return {
+        "outcome": arm.outcome,
+        "latency_ms": None if arm.latency_ms is None else round(arm.latency_ms, 1),
+        "cost_usd": None if arm.cost_usd is None else float(f"{arm.cost_usd:.8g}"),
+    }
+
+
+def cases_changed_section(
+    records: Sequence[Mapping[str, Any]], *, limit: int = MAX_CASES_IN_VERDICT
+) -> dict[str, Any]:
+    """The verdict's ``cases_changed``: the first ``limit`` changed cases of ``case_changes``.
+
+    The same view as the reports', built by the same code from the same records (the verdict
+    builder passes ``TestRecord.model_dump(mode="json")``), so "changed" has one definition.
+    """
+    changed = case_changes(records)
+    return {
+        "total": len(changed),
+        "cases": [
+            {
+                "case_id": change.case_id,
+                "repeat": change.repeat,
+                "workflow": change.workflow,
+                "changes": list(change.changes),
+                "worse": change.worse,
+                "reason": change.reason[:_MAX_REASON_CHARS] or None,
+                "stable": _arm_summary(change.stable),
+                "candidate": _arm_summary(change.candidate),
+            }
+            for change in changed[:limit]
+        ],
+    }
 
 
 def latencies(records: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:

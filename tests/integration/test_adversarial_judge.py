@@ -207,7 +207,7 @@ def test_budgeted(llm, n):
     result.stdout.fnmatch_lines(
         [
             "regression: p50 latency budget [[]workflow:test_budgeted]: candidate * against "
-            "<= 20 ms (n=3): worse than allowed <= 20 ms (every case is beyond the bound)",
+            "<= 20 ms (n=3 cases): worse than allowed <= 20 ms (every case is beyond the bound)",
         ]
     )
     result.stdout.no_fnmatch_line("*$0.000000 *")

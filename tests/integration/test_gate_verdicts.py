@@ -270,21 +270,21 @@ def test_a_healthy_candidate_passes(gate_project: MakeProject, workers: int | No
     ]
     assert rows["metric"] == ["stable", "candidate", "change", "limit", "status"]
     assert rows["pass rate"] == [
-        "100.0% (n=12)",
-        "100.0% (n=12)",
+        "100.0% (n=12 tests)",
+        "100.0% (n=12 tests)",
         "+0.0 pts [-24.2, +24.2]",
         "-60.0 pts",
         "ok",
     ]
     assert rows["error rate"] == [
-        "0.0% (n=12)",
-        "0.0% (n=12)",
+        "0.0% (n=12 attempts)",
+        "0.0% (n=12 attempts)",
         "+0.0 pts [-24.2, +24.2]",
         "+60.0 pts",
         "ok",
     ]
     assert rows["p50 latency"][3] == "x2.00"
-    assert rows["p95 time to first token"][0].endswith("(n=2)")
+    assert rows["p95 time to first token"][0].endswith("(n=2 calls)")
     assert rows["cost per call"][2:] == ["x1.00 [x1.00, x1.00]", "x1.15", "ok"]
     assert rows["tokens per call"][3:] == ["-", "not gated"]
     result.stdout.fnmatch_lines(
@@ -365,14 +365,14 @@ def test_retried_server_errors_fail_the_gate_on_error_rate(gate_project: MakePro
     assert (regression["scope"], regression["limit"]) == ("overall", "+1.0 pts")
     expected = (
         f"error rate: 0.0% -> {failures / attempts:.1%} ({metric['change']:+.1f} pts, "
-        f"CI {low:+.1f}..{high:+.1f}, n={ENOUGH_CASES}): worse than allowed +1.0 pts"
+        f"CI {low:+.1f}..{high:+.1f}, n={ENOUGH_CASES} cases): worse than allowed +1.0 pts"
     )
     assert regression["message"] == expected
     assert verdict["reasons"] == [expected]
     assert verdict["rollout"]["allowed"] is False
     assert verdict["rollout"]["plan"] == []
     row = table(result)["error rate"]
-    assert row[0] == f"0.0% (n={ENOUGH_CASES})"
+    assert row[0] == f"0.0% (n={ENOUGH_CASES} attempts)"
     assert row[1].startswith(f"{failures / attempts:.1%} (n=")
     assert row[4] == "REGRESSED"
     result.stdout.fnmatch_lines(
@@ -453,7 +453,7 @@ def test_a_slower_candidate_fails_the_gate_on_latency(gate_project: MakeProject)
     ms = r"\d+(?:\.\d)? ms"
     ratio = r"x\d+\.\d\d"
     assert re.fullmatch(
-        rf"p50 latency: {ms} -> {ms} \({ratio}, 95% CI {ratio}\.\.{ratio}, n={cases}\): "
+        rf"p50 latency: {ms} -> {ms} \({ratio}, 95% CI {ratio}\.\.{ratio}, n={cases} cases\): "
         r"worse than allowed x1\.20",
         message,
     ), message
@@ -492,7 +492,7 @@ def test_a_pricier_candidate_fails_the_gate_on_cost(gate_project: MakeProject) -
     assert (regression["scope"], regression["limit"]) == ("overall", "x1.15")
     assert re.fullmatch(
         r"cost per call: \$0\.\d{6} -> \$0\.\d{6} \(x1\.50, 95% CI x1\.50\.\.x1\.50, "
-        rf"n={cases}\): worse than allowed x1\.15",
+        rf"n={cases} cases\): worse than allowed x1\.15",
         regression["message"],
     ), regression["message"]
     assert table(result)["cost per call"][2:] == ["x1.50 [x1.50, x1.50]", "x1.15", "REGRESSED"]
@@ -542,12 +542,15 @@ def test_a_candidate_that_misclassifies_fails_the_gate_on_pass_rate(
     assert metric["p_value"] <= metric["p_adjusted"] < 0.05
     expected = (
         f"pass rate: 100.0% -> {rate:.1%} ({metric['change']:+.1f} pts, "
-        f"CI {low:+.1f}..{high:+.1f}, n={ENOUGH_CASES}): worse than allowed -2.0 pts"
+        f"CI {low:+.1f}..{high:+.1f}, n={ENOUGH_CASES} cases): worse than allowed -2.0 pts"
     )
     assert verdict["regressions"][0]["message"] == expected
     assert verdict["regressions"][0]["scope"] == "overall"
     row = table(result)["pass rate"]
-    assert row[:2] == [f"100.0% (n={ENOUGH_CASES})", f"{rate:.1%} (n={ENOUGH_CASES})"]
+    assert row[:2] == [
+        f"100.0% (n={ENOUGH_CASES} tests)",
+        f"{rate:.1%} (n={ENOUGH_CASES} tests)",
+    ]
     assert row[4] == "REGRESSED"
     result.stdout.fnmatch_lines(
         [

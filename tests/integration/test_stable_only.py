@@ -111,8 +111,8 @@ def test_verdict_and_table_of_a_stable_only_run(gate_project: MakeProject) -> No
         [
             "*= modelgate =*",
             "| metric * | stable * |",
-            "| pass rate * | 100.0% (n=3) * |",
-            "| error rate * | 0.0% (n=3) * |",
+            "| pass rate * | 100.0% (n=3 tests) * |",
+            "| error rate * | 0.0% (n=3 attempts) * |",
             "note: stable-only run: no test failed (3 passed, 0 failed, 0 errors, 0 skipped)",
             "modelgate verdict: PASS (stable-only run of sim-a)",
             f"verdict written to {project.verdict_path}",
@@ -165,7 +165,7 @@ def test_wrong_category(llm):
     assert verdict["metrics"]["pass_rate"]["stable"] == 0.75
     result.stdout.fnmatch_lines(
         [
-            "| pass rate * | 75.0% (n=4) * |",
+            "| pass rate * | 75.0% (n=4 tests) * |",
             "modelgate verdict: FAIL (stable-only run of sim-a)",
         ]
     )

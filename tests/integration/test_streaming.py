@@ -140,7 +140,7 @@ def test_ttft_regression_fails_the_gate(gate_project: Callable[..., GateProject]
     assert ttft["p_value"] <= ttft["p_adjusted"] < 0.05
     message = verdict["regressions"][0]["message"]
     assert message.startswith("p95 time to first token: ")
-    assert message.endswith(f", n={cases}): worse than allowed x1.20")
+    assert message.endswith(f", n={cases} cases): worse than allowed x1.20")
     assert verdict["reasons"] == [message]
 
 
@@ -237,5 +237,5 @@ def test_candidate_stream_cuts_fail_the_gate_on_error_rate(
     assert verdict["metrics"]["pass_rate"]["status"] == "ok"
     message = verdict["regressions"][0]["message"]
     assert message.startswith(f"error rate: 0.0% -> {cuts / attempts:.1%} (")
-    assert message.endswith(f", n={cases}): worse than allowed +1.0 pts")
+    assert message.endswith(f", n={cases} cases): worse than allowed +1.0 pts")
     result.stdout.fnmatch_lines([f"regression: {message}", "*modelgate verdict: FAIL*"])

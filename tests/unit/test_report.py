@@ -110,31 +110,31 @@ def test_comparison_rows_format_values_for_people() -> None:
     ]
     assert rows["pass rate"] == [
         "pass rate",
-        "100.0% (n=10)",
-        "90.0% (n=10)",
+        "100.0% (n=10 tests)",
+        "90.0% (n=10 tests)",
         "-10.0 pts",
         "-2.0 pts",
         "REGRESSED",
     ]
     assert rows["p95 latency"] == [
         "p95 latency",
-        "410 ms (n=10)",
-        "620 ms (n=10)",
+        "410 ms (n=10 calls)",
+        "620 ms (n=10 calls)",
         "x1.51",
         "x1.20",
         "REGRESSED",
     ]
     assert rows["cost per call"][1:] == [
-        "$0.000125 (n=10)",
-        "$0.000150 (n=10)",
+        "$0.000125 (n=10 calls)",
+        "$0.000150 (n=10 calls)",
         "x1.20",
         "x1.15",
         "REGRESSED",
     ]
     assert rows["p95 time to first token"][1:] == ["-", "-", "-", "x1.20", "no data"]
     assert rows["tokens per call"][1:] == [
-        "120.0 (n=10)",
-        "120.0 (n=10)",
+        "120.0 (n=10 calls)",
+        "120.0 (n=10 calls)",
         "x1.00",
         "-",
         "not gated",

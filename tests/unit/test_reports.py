@@ -158,7 +158,8 @@ def test_case_changes_name_each_changed_case_with_reason_latency_and_cost(
     assert len(loaded.records) == 80
     changes = case_changes(loaded.records)
     ids = [c.case_id for c in changes]
-    assert ids == sorted(f"tests/test_flow.py::case[{i}]" for i in range(0, 40, 3))
+    # Natural order: case[3] before case[12].
+    assert ids == [f"tests/test_flow.py::case[{i}]" for i in range(0, 40, 3)]
     first = changes[0]
     assert first.changes == ("pass -> fail", "invalid JSON (candidate)")
     assert first.reason == "AssertionError: broken JSON in case 0"
@@ -221,7 +222,7 @@ def test_markdown_holds_verdict_regressions_metrics_slices_rollout_and_cases(
     for regression in data["regressions"]:
         assert md_escape(regression["message"]) in text
     assert "| metric | stable | candidate | change | limit | status |" in lines
-    assert any(line.startswith("| pass rate | 100.0% (n=40) | ") for line in lines)
+    assert any(line.startswith("| pass rate | 100.0% (n=40 tests) | ") for line in lines)
     assert "<summary>Per workflow (2; " in text
     assert "| reply | pass rate |" in text
     assert "<summary>Per language (2; " in text
@@ -257,7 +258,7 @@ def test_markdown_truncation_keeps_verdict_and_regressions_under_the_limit(
     # A tighter limit drops the slice tables before the metric table.
     small = render_markdown(data, path, max_chars=6_000)
     assert len(small) <= 6_000
-    assert "| pass rate | 100.0% (n=1200) |" in small
+    assert "| pass rate | 100.0% (n=1200 tests) |" in small
     assert "Per-workflow and per-language tables left out" in small
     for regression in data["regressions"]:
         assert md_escape(regression["message"]) in small

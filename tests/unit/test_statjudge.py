@@ -792,7 +792,7 @@ def test_a_budget_over_too_few_cases_breached_by_every_case_fails() -> None:
     assert budget.status == "regressed"
     assert judgement.verdict == "fail"
     assert budget.message == (
-        "p50 latency budget [workflow:flow]: candidate 60 ms against <= 20 ms (n=3): "
+        "p50 latency budget [workflow:flow]: candidate 60 ms against <= 20 ms (n=3 cases): "
         "worse than allowed <= 20 ms (every case is beyond the bound)"
     )
 
