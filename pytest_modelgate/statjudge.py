@@ -352,6 +352,7 @@ def _bootstrap(
     resamples: int,
     confidence: float,
     paired: bool,
+    memo: _RunMemo,
 ) -> Interval:
     """Percentile interval of ``statistic(stable_gather, candidate_gather)`` over resamples.
 
@@ -360,7 +361,7 @@ def _bootstrap(
     depend only on ``seed``, ``n`` and ``resamples``: every metric of a slice sees the same
     resamples.
     """
-    values = _resampled(n, statistic, seed=seed, resamples=resamples, paired=paired)
+    values = _resampled(n, statistic, seed=seed, resamples=resamples, paired=paired, memo=memo)
     if values is None:
         return Interval(math.nan, math.nan)
     return _percentile_interval(values, resamples, confidence)
@@ -375,9 +376,10 @@ def _bootstrap_many(
     resamples: int,
     confidence: float,
     paired: bool,
+    memo: _RunMemo,
 ) -> list[Interval]:
     """:func:`_bootstrap` of ``count`` statistics computed together on each resample."""
-    rows = _resampled(n, statistics, seed=seed, resamples=resamples, paired=paired)
+    rows = _resampled(n, statistics, seed=seed, resamples=resamples, paired=paired, memo=memo)
     if rows is None:
         return [Interval(math.nan, math.nan)] * count
     columns = zip(*rows, strict=True)
@@ -391,13 +393,14 @@ def _resampled(
     seed: int,
     resamples: int,
     paired: bool,
+    memo: _RunMemo,
 ) -> list[_T] | None:
     """``statistic`` on every resample, in draw order; None when there are too few cases."""
     if n < _MIN_BOOTSTRAP_CASES:
         # A handful of cases has a handful of resamples: a zero-width interval that would
         # "show" anything. Too few to tell.
         return None
-    draws = _draws(seed, n, resamples * (1 if paired else 2))
+    draws = memo.draws(seed, n, resamples * (1 if paired else 2))
     # Each resample's gather is an itemgetter of its indexes (it shares the indexes' tuple; with
     # n >= 2 of them it always returns a tuple).
     if paired:
@@ -416,28 +419,43 @@ def _percentile_interval(values: Iterable[float], resamples: int, confidence: fl
     return Interval(quantile(defined, tail), quantile(defined, 1 - tail))
 
 
-@functools.lru_cache(maxsize=64)
 def _draws(seed: int, n: int, count: int) -> tuple[tuple[int, ...], ...]:
     """``count`` resamples of ``n`` case indexes drawn with replacement, reproducibly.
 
     Uniform 32-bit words from ``random.Random(seed)`` reduced modulo ``n`` (the bias, n / 2**32,
     is far below anything a bootstrap can show), read little-endian on every platform, so the
     same seed gives the same indexes everywhere. About ten times faster than ``Random.choices``.
+    Not cached here: a judge() run keeps what it reuses in its own ``_RunMemo`` (see
+    :meth:`_RunMemo.draws`), so nothing outlives the run.
     """
-    # One call gives the bytes of ``count`` calls of 4 * n: getrandbits fills its number with
-    # the generator's 32-bit outputs in order, lowest first, on every platform.
-    data = random.Random(seed).randbytes(4 * n * count)
-    words: Iterable[int]
-    if _WORD_OK:
-        words = array.array("I", data)
-        if _BIG_ENDIAN:
-            words.byteswap()
-    else:
-        words = (int.from_bytes(data[i : i + 4], "little") for i in range(0, len(data), 4))
-    # operator.mod over a repeated n: a third faster than mapping n.__rmod__.
-    indexes = map(operator.mod, words, itertools.repeat(n))
-    # zip(*[iterator] * n) takes n indexes at a time: one resample each.
-    return tuple(zip(*[indexes] * n, strict=True))
+    generator = random.Random(seed)
+    # Each index is the one int object of ``range(n)`` it equals: a resample holds pointers, not
+    # an int of its own per draw (a third of the memory).
+    shared = tuple(range(n))
+    per_block = max(1, _DRAW_BLOCK_BYTES // (4 * n))
+    resamples: list[tuple[int, ...]] = []
+    for first in range(0, count, per_block):
+        # Bytes in blocks of whole resamples: ``randbytes`` takes a C int, and getrandbits fills
+        # its number with the generator's 32-bit outputs in order, lowest first, on every
+        # platform, so consecutive blocks are the bytes one call would give.
+        block = min(per_block, count - first)
+        data = generator.randbytes(4 * n * block)
+        words: Iterable[int]
+        if _WORD_OK:
+            words = array.array("I", data)
+            if _BIG_ENDIAN:
+                words.byteswap()
+        else:
+            words = (int.from_bytes(data[i : i + 4], "little") for i in range(0, len(data), 4))
+        # operator.mod over a repeated n: a third faster than mapping n.__rmod__.
+        indexes = map(shared.__getitem__, map(operator.mod, words, itertools.repeat(n)))
+        # zip(*[iterator] * n) takes n indexes at a time: one resample each.
+        resamples += zip(*[indexes] * n, strict=True)
+    return tuple(resamples)
+
+
+# Random bytes asked for at once (whole resamples, at least one): far below a C int's 2**31.
+_DRAW_BLOCK_BYTES = 1 << 24
 
 
 _WORD_OK = array.array("I").itemsize == 4
@@ -540,6 +558,20 @@ class _RunMemo:
     quantiles: dict[tuple[str, bool, int, int], dict[float, Interval]] = field(default_factory=dict)
     # The overall comparisons' (n, margin) by metric, for slices that repeat them.
     overall: dict[str, tuple[int | None, float | None]] = field(default_factory=dict)
+    # The current slice's resampled indexes by (seed, cases, resamples): its metrics share them.
+    # Emptied when the slice is judged (a slice's seed is its own), so at most one slice's
+    # draws are held at a time, and none once judge() returns.
+    slice_draws: dict[tuple[int, int, int], tuple[tuple[int, ...], ...]] = field(
+        default_factory=dict
+    )
+
+    def draws(self, seed: int, n: int, count: int) -> tuple[tuple[int, ...], ...]:
+        """:func:`_draws`, worked out once per slice."""
+        key = (seed, n, count)
+        found = self.slice_draws.get(key)
+        if found is None:
+            found = self.slice_draws[key] = _draws(seed, n, count)
+        return found
 
 
 def _unless_repeated(piece: _Slice, result: _Result, memo: _RunMemo) -> _Result:
@@ -889,6 +921,7 @@ class PairedJudge:
         results: list[_Result] = []
         for piece in self._slices(cases):
             results += self._judge_slice(piece, memo)
+            memo.slice_draws.clear()
         comparisons = self._decide(results)
         floor = stable_floor_reason(stable_metrics, self.min_stable_pass_rate)
         if floor:
@@ -974,7 +1007,7 @@ class PairedJudge:
         margins = _slice_margins(self.margins, piece.budgets)
         for spec in _RATES:
             margin = getattr(margins, spec.margin)
-            result = self._rate(spec, piece, margin)
+            result = self._rate(spec, piece, margin, memo)
             if result is None:
                 result = self._no_data(
                     spec, piece, margin, piece.scope == "overall" and spec.name in _CORE
@@ -990,16 +1023,18 @@ class PairedJudge:
                 results.append(result)
         names = sorted({n for c in piece.cases for t in c.stable.tests for n, _ in t.scores})
         for name in names:
-            result = self._score(name, piece, margins.score_drop)
+            result = self._score(name, piece, margins.score_drop, memo)
             if result is not None:
                 results.append(result)
         if piece.budgets is not None:
-            results += self._budgets(piece, piece.budgets)
+            results += self._budgets(piece, piece.budgets, memo)
         return [_unless_repeated(piece, result, memo) for result in results]
 
     # -- rates -------------------------------------------------------------------------------
 
-    def _rate(self, spec: _Spec, piece: _Slice, margin: float | None) -> _Result | None:
+    def _rate(
+        self, spec: _Spec, piece: _Slice, margin: float | None, memo: _RunMemo
+    ) -> _Result | None:
         kept = [
             case
             for case in piece.cases
@@ -1036,6 +1071,7 @@ class PairedJudge:
                 resamples=self.resamples,
                 confidence=self.confidence,
                 paired=self.paired,
+                memo=memo,
             )
             # A bootstrap cannot see beyond what happened: an arm with no event (or nothing but
             # events) is the same in every resample, so its own uncertainty drops out (0 errors
@@ -1238,6 +1274,7 @@ class PairedJudge:
                 resamples=self.resamples,
                 confidence=self.confidence,
                 paired=self.paired,
+                memo=memo,
             )
         )
         if self.paired and data.rank_test:
@@ -1313,11 +1350,11 @@ class PairedJudge:
         c_lists = [c for _, c in rows]
         key = (piece.scope, spec.name == "ttft_p95_ms", seed, len(rows))
         if key not in memo.quantiles:
-            memo.quantiles[key] = self._quantile_intervals(s_lists, c_lists, seed)
+            memo.quantiles[key] = self._quantile_intervals(s_lists, c_lists, seed, memo)
         return _latency_data(s_lists, c_lists, q, memo.quantiles[key][q])
 
     def _quantile_intervals(
-        self, s_lists: list[list[float]], c_lists: list[list[float]], seed: int
+        self, s_lists: list[list[float]], c_lists: list[list[float]], seed: int, memo: _RunMemo
     ) -> dict[float, Interval]:
         """Every level's quantile-ratio interval: p50 and p95 of the same calls from one pass."""
         intervals = _bootstrap_many(
@@ -1328,6 +1365,7 @@ class PairedJudge:
             resamples=self.resamples,
             confidence=self.confidence,
             paired=self.paired,
+            memo=memo,
         )
         return dict(zip(_QUANTILE_LEVELS, intervals, strict=True))
 
@@ -1441,7 +1479,9 @@ class PairedJudge:
 
     # -- quality scores ---------------------------------------------------------------------
 
-    def _score(self, name: str, piece: _Slice, margin: float | None) -> _Result | None:
+    def _score(
+        self, name: str, piece: _Slice, margin: float | None, memo: _RunMemo
+    ) -> _Result | None:
         pairs = [(c.stable.score(name), c.candidate.score(name)) for c in piece.cases]
         values = [(s, c) for s, c in pairs if s is not None and c is not None]
         if not values:
@@ -1459,6 +1499,7 @@ class PairedJudge:
             resamples=self.resamples,
             confidence=self.confidence,
             paired=self.paired,
+            memo=memo,
         )
         change = c_mean - s_mean
         if self.paired:
@@ -1506,7 +1547,7 @@ class PairedJudge:
 
     # -- absolute budgets --------------------------------------------------------------------
 
-    def _budgets(self, piece: _Slice, budgets: Budgets) -> list[_Result]:
+    def _budgets(self, piece: _Slice, budgets: Budgets, memo: _RunMemo) -> list[_Result]:
         """The workflow's absolute budgets on the candidate.
 
         A budget the user wrote binds whatever the slice's size (``min_cases`` does not apply):
@@ -1595,6 +1636,7 @@ class PairedJudge:
                 resamples=self.resamples,
                 confidence=self.confidence,
                 paired=True,
+                memo=memo,
             )
             figures = [f for f in per_case if f is not None]
             every = bool(figures) and all(f > bound for f in figures)
