@@ -178,8 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     for n in args.sizes:
         child = subprocess.run(
-            [sys.executable, __file__, "--one", str(n), "--resamples", str(args.resamples),
-             "--seed", str(args.seed)],
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                str(n),
+                "--resamples",
+                str(args.resamples),
+                "--seed",
+                str(args.seed),
+            ],
             capture_output=True,
             text=True,
             check=False,

@@ -71,6 +71,12 @@ from pytest_modelgate.stats import (
     Interval,
     PairedTable,
     holm,
+    large_sample_mean_difference,
+    large_sample_quantile,
+    large_sample_quantile_ratio,
+    large_sample_rate_difference,
+    large_sample_ratio,
+    large_sample_ratio_of_sums,
     mcnemar_mid_p,
     newcombe_paired_interval,
     normal_quantile,
@@ -90,6 +96,12 @@ Kind = Literal["rate", "ratio", "score"]
 
 # Below this many paired cases no bootstrap interval is computed (the comparison is inconclusive).
 _MIN_BOOTSTRAP_CASES = 5
+# From this many cases in a comparison on, its interval is the large-sample (delta method)
+# interval the bootstrap converges to, not the bootstrap itself: cost and memory grow with
+# cases x resamples, and at this size the two agree to within the bootstrap's own resampling
+# noise (tests/unit/test_judge_scale.py; docs/statistics.md). Below it, the exact bootstrap,
+# bit for bit as before.
+_LARGE_SAMPLE_CASES = 2000
 # A tail quantile (p95) is gated only over at least this many calls per arm: below, the
 # percentile bootstrap of a p95 is too narrow to trust (it is the few slowest calls).
 _MIN_TAIL_SAMPLES = 100
@@ -217,12 +229,16 @@ def _memoised(
 ) -> Callable[[_CaseArm, str], _Figure]:
     """Work a case arm's figure out once per name (see _CaseArm)."""
 
+    label = figure.__name__
+
     @functools.wraps(figure)
     def memoised(arm: _CaseArm, name: str) -> _Figure:
-        key = (figure.__name__, name)
-        if key not in arm.figures:
-            arm.figures[key] = figure(arm, name)
-        result: _Figure = arm.figures[key]
+        key = (label, name)
+        figures = arm.figures
+        try:
+            result: _Figure = figures[key]
+        except KeyError:
+            result = figures[key] = figure(arm, name)
         return result
 
     return memoised
@@ -609,6 +625,9 @@ class _RatioData:
     # Whether the rank test on ``per_case`` speaks for this ratio.
     rank_test: bool
     n: int
+    # (stable totals, stable calls, candidate totals, candidate calls) per case, for the
+    # large-sample interval of a ratio of sums.
+    sums: tuple[list[float], list[int], list[float], list[int]] | None = None
 
 
 def _latency_data(
@@ -650,6 +669,7 @@ def _ratio_of_sums(
         samples=Samples(sum(s_cnt), sum(c_cnt)),
         rank_test=True,
         n=len(pairs),
+        sums=(s_tot, s_cnt, c_tot, c_cnt),
     )
 
 
@@ -1062,16 +1082,27 @@ class PairedJudge:
             p_value = mcnemar_mid_p(table.b, table.c)
             test = "mcnemar_mid_p+newcombe"
         else:
-            interval = _bootstrap(
-                n,
-                functools.partial(
-                    _rate_change, _IntSums((s_events, s_trials), (c_events, c_trials))
-                ),
-                seed=piece.seed,
-                resamples=self.resamples,
-                confidence=self.confidence,
-                paired=self.paired,
-                memo=memo,
+            interval = (
+                large_sample_rate_difference(
+                    s_events,
+                    s_trials,
+                    c_events,
+                    c_trials,
+                    paired=self.paired,
+                    confidence=self.confidence,
+                )
+                if n >= _LARGE_SAMPLE_CASES
+                else _bootstrap(
+                    n,
+                    functools.partial(
+                        _rate_change, _IntSums((s_events, s_trials), (c_events, c_trials))
+                    ),
+                    seed=piece.seed,
+                    resamples=self.resamples,
+                    confidence=self.confidence,
+                    paired=self.paired,
+                    memo=memo,
+                )
             )
             # A bootstrap cannot see beyond what happened: an arm with no event (or nothing but
             # events) is the same in every resample, so its own uncertainty drops out (0 errors
@@ -1264,10 +1295,14 @@ class PairedJudge:
             return None
         n = data.n
         change = data.candidate / data.stable
-        interval = (
-            data.interval
-            if isinstance(data.interval, Interval)
-            else _bootstrap(
+        if isinstance(data.interval, Interval):
+            interval = data.interval
+        elif n >= _LARGE_SAMPLE_CASES and data.sums is not None:
+            interval = large_sample_ratio_of_sums(
+                *data.sums, paired=self.paired, confidence=self.confidence
+            )
+        else:
+            interval = _bootstrap(
                 n,
                 data.interval,
                 seed=seed,
@@ -1276,7 +1311,6 @@ class PairedJudge:
                 paired=self.paired,
                 memo=memo,
             )
-        )
         if self.paired and data.rank_test:
             log_ratios = [math.log(c / s) for s, c in data.per_case if s > 0 and c > 0]
             p_value = wilcoxon_signed_rank(log_ratios) if log_ratios else 1.0
@@ -1357,6 +1391,13 @@ class PairedJudge:
         self, s_lists: list[list[float]], c_lists: list[list[float]], seed: int, memo: _RunMemo
     ) -> dict[float, Interval]:
         """Every level's quantile-ratio interval: p50 and p95 of the same calls from one pass."""
+        if len(s_lists) >= _LARGE_SAMPLE_CASES:
+            return {
+                q: large_sample_quantile_ratio(
+                    s_lists, c_lists, q, paired=self.paired, confidence=self.confidence
+                )
+                for q in _QUANTILE_LEVELS
+            }
         intervals = _bootstrap_many(
             len(s_lists),
             _QuantileRatios(s_lists, c_lists),
@@ -1490,16 +1531,22 @@ class PairedJudge:
         c_vals = [c for _, c in values]
         n = len(values)
         s_mean, c_mean = math.fsum(s_vals) / n, math.fsum(c_vals) / n
-        interval = _bootstrap(
-            n,
-            lambda s_gather, c_gather: (
-                (math.fsum(c_gather(c_vals)) - math.fsum(s_gather(s_vals))) / n
-            ),
-            seed=piece.seed,
-            resamples=self.resamples,
-            confidence=self.confidence,
-            paired=self.paired,
-            memo=memo,
+        interval = (
+            large_sample_mean_difference(
+                s_vals, c_vals, paired=self.paired, confidence=self.confidence
+            )
+            if n >= _LARGE_SAMPLE_CASES
+            else _bootstrap(
+                n,
+                lambda s_gather, c_gather: (
+                    (math.fsum(c_gather(c_vals)) - math.fsum(s_gather(s_vals))) / n
+                ),
+                seed=piece.seed,
+                resamples=self.resamples,
+                confidence=self.confidence,
+                paired=self.paired,
+                memo=memo,
+            )
         )
         change = c_mean - s_mean
         if self.paired:
@@ -1557,10 +1604,19 @@ class PairedJudge:
         results: list[_Result] = []
         cases = piece.cases
         n = len(cases)
-        # (name, unit, bound, statistic, each case's own figure or None).
+        # (name, unit, bound, statistic, each case's own figure or None, the large-sample
+        # interval of the statistic).
         checks: list[
-            tuple[str, Unit, float | None, Callable[[_Gather], float], list[float | None]]
+            tuple[
+                str,
+                Unit,
+                float | None,
+                Callable[[_Gather], float],
+                list[float | None],
+                Callable[[], Interval],
+            ]
         ] = []
+        confidence = self.confidence
         latency_lists = [c.candidate.values("latency_p95_ms") for c in cases]
         ttft_lists = [c.candidate.values("ttft_p95_ms") for c in cases]
 
@@ -1575,15 +1631,21 @@ class PairedJudge:
         # its fastest call.
         fastest = [min(v) if v else None for v in latency_lists]
         first_tokens = [min(v) if v else None for v in ttft_lists]
-        checks.append(
-            ("latency_p50_ms", "ms", budgets.latency_p50_ms, q_of(latency_lists, 0.5), fastest)
-        )
-        checks.append(
-            ("latency_p95_ms", "ms", budgets.latency_p95_ms, q_of(latency_lists, 0.95), fastest)
-        )
-        checks.append(
-            ("ttft_p95_ms", "ms", budgets.ttft_p95_ms, q_of(ttft_lists, 0.95), first_tokens)
-        )
+        for name, bound, lists, q, own in (
+            ("latency_p50_ms", budgets.latency_p50_ms, latency_lists, 0.5, fastest),
+            ("latency_p95_ms", budgets.latency_p95_ms, latency_lists, 0.95, fastest),
+            ("ttft_p95_ms", budgets.ttft_p95_ms, ttft_lists, 0.95, first_tokens),
+        ):
+            checks.append(
+                (
+                    name,
+                    "ms",
+                    bound,
+                    q_of(lists, q),
+                    own,
+                    functools.partial(large_sample_quantile, lists, q, confidence=confidence),
+                )
+            )
         sums = [c.candidate.sums("cost_per_call_usd") for c in cases]
         if all(s is not None for s in sums):
             totals = [s[0] if s is not None else 0.0 for s in sums]
@@ -1603,10 +1665,24 @@ class PairedJudge:
             per_call = [t / c if c else None for t, c in zip(totals, counts, strict=True)]
             per_test = [t / r if r else None for t, r in zip(totals, tests, strict=True)]
             checks.append(
-                ("cost_per_call_usd", "usd", budgets.cost_usd_per_call, cost_per_call, per_call)
+                (
+                    "cost_per_call_usd",
+                    "usd",
+                    budgets.cost_usd_per_call,
+                    cost_per_call,
+                    per_call,
+                    functools.partial(large_sample_ratio, totals, counts, confidence=confidence),
+                )
             )
             checks.append(
-                ("cost_per_test_usd", "usd", budgets.cost_usd_per_test, cost_per_test, per_test)
+                (
+                    "cost_per_test_usd",
+                    "usd",
+                    budgets.cost_usd_per_test,
+                    cost_per_test,
+                    per_test,
+                    functools.partial(large_sample_ratio, totals, tests, confidence=confidence),
+                )
             )
         else:
             gaps, _ = _cost_gaps(cases)
@@ -1618,7 +1694,7 @@ class PairedJudge:
                     results.append(
                         self._budget_no_data(f"{name}:budget", "usd", piece, bound, True, gaps)
                     )
-        for name, unit, bound, statistic, per_case in checks:
+        for name, unit, bound, statistic, per_case, large_sample in checks:
             if bound is None:
                 continue
             value = statistic(tuple)
@@ -1629,14 +1705,18 @@ class PairedJudge:
                     )
                 )
                 continue
-            interval = _bootstrap(
-                n,
-                lambda s_gather, _c_gather, f=statistic: f(s_gather),  # type: ignore[misc]
-                seed=piece.seed,
-                resamples=self.resamples,
-                confidence=self.confidence,
-                paired=True,
-                memo=memo,
+            interval = (
+                large_sample()
+                if n >= _LARGE_SAMPLE_CASES
+                else _bootstrap(
+                    n,
+                    lambda s_gather, _c_gather, f=statistic: f(s_gather),  # type: ignore[misc]
+                    seed=piece.seed,
+                    resamples=self.resamples,
+                    confidence=self.confidence,
+                    paired=True,
+                    memo=memo,
+                )
             )
             figures = [f for f in per_case if f is not None]
             every = bool(figures) and all(f > bound for f in figures)
@@ -1866,7 +1946,8 @@ def _pooled_quantile(lists: Sequence[list[float]], q: float) -> float:
 
 
 def _median(values: Sequence[float]) -> float:
-    return quantile(values, 0.5)
+    # One call per case (the usual shape): its value is its median (nan included).
+    return values[0] if len(values) == 1 else quantile(values, 0.5)
 
 
 def _arm_figure(spec: _Spec, cases: Sequence[_Case], arm: str) -> tuple[float | None, int]:
