@@ -77,6 +77,12 @@ from pytest_modelgate.stats import (
     Interval,
     PairedTable,
     holm,
+    large_sample_mean_difference,
+    large_sample_quantile,
+    large_sample_quantile_ratio,
+    large_sample_rate_difference,
+    large_sample_ratio,
+    large_sample_ratio_of_sums,
     mcnemar_mid_p,
     newcombe_paired_interval,
     normal_quantile,
@@ -96,6 +102,12 @@ Kind = Literal["rate", "ratio", "score"]
 
 # Below this many paired cases no bootstrap interval is computed (the comparison is inconclusive).
 _MIN_BOOTSTRAP_CASES = 5
+# From this many cases in a comparison on, its interval is the large-sample (delta method)
+# interval the bootstrap converges to, not the bootstrap itself: cost and memory grow with
+# cases x resamples, and at this size the two agree to within the bootstrap's own resampling
+# noise (tests/unit/test_judge_scale.py; docs/statistics.md). Below it, the exact bootstrap,
+# bit for bit as before.
+_LARGE_SAMPLE_CASES = 2000
 # A tail quantile (p95) is gated only over at least this many calls per arm: below, the
 # percentile bootstrap of a p95 is too narrow to trust (it is the few slowest calls).
 _MIN_TAIL_SAMPLES = 100
@@ -223,12 +235,16 @@ def _memoised(
 ) -> Callable[[_CaseArm, str], _Figure]:
     """Work a case arm's figure out once per name (see _CaseArm)."""
 
+    label = figure.__name__
+
     @functools.wraps(figure)
     def memoised(arm: _CaseArm, name: str) -> _Figure:
-        key = (figure.__name__, name)
-        if key not in arm.figures:
-            arm.figures[key] = figure(arm, name)
-        result: _Figure = arm.figures[key]
+        key = (label, name)
+        figures = arm.figures
+        try:
+            result: _Figure = figures[key]
+        except KeyError:
+            result = figures[key] = figure(arm, name)
         return result
 
     return memoised
@@ -366,6 +382,7 @@ def _bootstrap(
     resamples: int,
     confidence: float,
     paired: bool,
+    memo: _RunMemo,
 ) -> Interval:
     """Percentile interval of ``statistic(stable_gather, candidate_gather)`` over resamples.
 
@@ -374,7 +391,7 @@ def _bootstrap(
     depend only on ``seed``, ``n`` and ``resamples``: every metric of a slice sees the same
     resamples.
     """
-    values = _resampled(n, statistic, seed=seed, resamples=resamples, paired=paired)
+    values = _resampled(n, statistic, seed=seed, resamples=resamples, paired=paired, memo=memo)
     if values is None:
         return Interval(math.nan, math.nan)
     return _percentile_interval(values, resamples, confidence)
@@ -389,9 +406,10 @@ def _bootstrap_many(
     resamples: int,
     confidence: float,
     paired: bool,
+    memo: _RunMemo,
 ) -> list[Interval]:
     """:func:`_bootstrap` of ``count`` statistics computed together on each resample."""
-    rows = _resampled(n, statistics, seed=seed, resamples=resamples, paired=paired)
+    rows = _resampled(n, statistics, seed=seed, resamples=resamples, paired=paired, memo=memo)
     if rows is None:
         return [Interval(math.nan, math.nan)] * count
     columns = zip(*rows, strict=True)
@@ -405,13 +423,14 @@ def _resampled(
     seed: int,
     resamples: int,
     paired: bool,
+    memo: _RunMemo,
 ) -> list[_T] | None:
     """``statistic`` on every resample, in draw order; None when there are too few cases."""
     if n < _MIN_BOOTSTRAP_CASES:
         # A handful of cases has a handful of resamples: a zero-width interval that would
         # "show" anything. Too few to tell.
         return None
-    draws = _draws(seed, n, resamples * (1 if paired else 2))
+    draws = memo.draws(seed, n, resamples * (1 if paired else 2))
     # Each resample's gather is an itemgetter of its indexes (it shares the indexes' tuple; with
     # n >= 2 of them it always returns a tuple).
     if paired:
@@ -430,28 +449,43 @@ def _percentile_interval(values: Iterable[float], resamples: int, confidence: fl
     return Interval(quantile(defined, tail), quantile(defined, 1 - tail))
 
 
-@functools.lru_cache(maxsize=64)
 def _draws(seed: int, n: int, count: int) -> tuple[tuple[int, ...], ...]:
     """``count`` resamples of ``n`` case indexes drawn with replacement, reproducibly.
 
     Uniform 32-bit words from ``random.Random(seed)`` reduced modulo ``n`` (the bias, n / 2**32,
     is far below anything a bootstrap can show), read little-endian on every platform, so the
     same seed gives the same indexes everywhere. About ten times faster than ``Random.choices``.
+    Not cached here: a judge() run keeps what it reuses in its own ``_RunMemo`` (see
+    :meth:`_RunMemo.draws`), so nothing outlives the run.
     """
-    # One call gives the bytes of ``count`` calls of 4 * n: getrandbits fills its number with
-    # the generator's 32-bit outputs in order, lowest first, on every platform.
-    data = random.Random(seed).randbytes(4 * n * count)
-    words: Iterable[int]
-    if _WORD_OK:
-        words = array.array("I", data)
-        if _BIG_ENDIAN:
-            words.byteswap()
-    else:
-        words = (int.from_bytes(data[i : i + 4], "little") for i in range(0, len(data), 4))
-    # operator.mod over a repeated n: a third faster than mapping n.__rmod__.
-    indexes = map(operator.mod, words, itertools.repeat(n))
-    # zip(*[iterator] * n) takes n indexes at a time: one resample each.
-    return tuple(zip(*[indexes] * n, strict=True))
+    generator = random.Random(seed)
+    # Each index is the one int object of ``range(n)`` it equals: a resample holds pointers, not
+    # an int of its own per draw (a third of the memory).
+    shared = tuple(range(n))
+    per_block = max(1, _DRAW_BLOCK_BYTES // (4 * n))
+    resamples: list[tuple[int, ...]] = []
+    for first in range(0, count, per_block):
+        # Bytes in blocks of whole resamples: ``randbytes`` takes a C int, and getrandbits fills
+        # its number with the generator's 32-bit outputs in order, lowest first, on every
+        # platform, so consecutive blocks are the bytes one call would give.
+        block = min(per_block, count - first)
+        data = generator.randbytes(4 * n * block)
+        words: Iterable[int]
+        if _WORD_OK:
+            words = array.array("I", data)
+            if _BIG_ENDIAN:
+                words.byteswap()
+        else:
+            words = (int.from_bytes(data[i : i + 4], "little") for i in range(0, len(data), 4))
+        # operator.mod over a repeated n: a third faster than mapping n.__rmod__.
+        indexes = map(shared.__getitem__, map(operator.mod, words, itertools.repeat(n)))
+        # zip(*[iterator] * n) takes n indexes at a time: one resample each.
+        resamples += zip(*[indexes] * n, strict=True)
+    return tuple(resamples)
+
+
+# Random bytes asked for at once (whole resamples, at least one): far below a C int's 2**31.
+_DRAW_BLOCK_BYTES = 1 << 24
 
 
 _WORD_OK = array.array("I").itemsize == 4
@@ -556,6 +590,20 @@ class _RunMemo:
     quantiles: dict[tuple[str, bool, int, int], dict[float, Interval]] = field(default_factory=dict)
     # The overall comparisons' (n, margin) by metric, for slices that repeat them.
     overall: dict[str, tuple[int | None, float | None]] = field(default_factory=dict)
+    # The current slice's resampled indexes by (seed, cases, resamples): its metrics share them.
+    # Emptied when the slice is judged (a slice's seed is its own), so at most one slice's
+    # draws are held at a time, and none once judge() returns.
+    slice_draws: dict[tuple[int, int, int], tuple[tuple[int, ...], ...]] = field(
+        default_factory=dict
+    )
+
+    def draws(self, seed: int, n: int, count: int) -> tuple[tuple[int, ...], ...]:
+        """:func:`_draws`, worked out once per slice."""
+        key = (seed, n, count)
+        found = self.slice_draws.get(key)
+        if found is None:
+            found = self.slice_draws[key] = _draws(seed, n, count)
+        return found
 
 
 def _unless_repeated(piece: _Slice, result: _Result, memo: _RunMemo) -> _Result:
@@ -593,6 +641,9 @@ class _RatioData:
     # Whether the rank test on ``per_case`` speaks for this ratio.
     rank_test: bool
     n: int
+    # (stable totals, stable calls, candidate totals, candidate calls) per case, for the
+    # large-sample interval of a ratio of sums.
+    sums: tuple[list[float], list[int], list[float], list[int]] | None = None
 
 
 def _latency_data(
@@ -634,6 +685,7 @@ def _ratio_of_sums(
         samples=Samples(sum(s_cnt), sum(c_cnt)),
         rank_test=True,
         n=len(pairs),
+        sums=(s_tot, s_cnt, c_tot, c_cnt),
     )
 
 
@@ -920,6 +972,7 @@ class PairedJudge:
         results: list[_Result] = []
         for piece in self._slices(cases):
             results += self._judge_slice(piece, memo)
+            memo.slice_draws.clear()
         comparisons = self._decide(results)
         floor = stable_floor_reason(stable_metrics, self.min_stable_pass_rate)
         if floor:
@@ -1005,7 +1058,7 @@ class PairedJudge:
         margins = _slice_margins(self.margins, piece.budgets)
         for spec in _RATES:
             margin = getattr(margins, spec.margin)
-            result = self._rate(spec, piece, margin)
+            result = self._rate(spec, piece, margin, memo)
             if result is None:
                 result = self._no_data(
                     spec, piece, margin, piece.scope == "overall" and spec.name in _CORE
@@ -1021,11 +1074,11 @@ class PairedJudge:
                 results.append(result)
         names = sorted({n for c in piece.cases for t in c.stable.tests for n, _ in t.scores})
         for name in names:
-            result = self._score(name, piece, margins.score_drop)
+            result = self._score(name, piece, margins.score_drop, memo)
             if result is not None:
                 results.append(result)
         if piece.budgets is not None:
-            results += self._budgets(piece, piece.budgets)
+            results += self._budgets(piece, piece.budgets, memo)
         for metric in self.custom_metrics:
             result = self._custom(metric, piece, memo)
             if result is not None:
@@ -1046,11 +1099,11 @@ class PairedJudge:
             "",
         )
         if kind == "rate":
-            result = self._rate(spec, piece, metric.margin)
+            result = self._rate(spec, piece, metric.margin, memo)
         elif kind == "ratio":
             result = self._ratio(spec, piece, metric.margin, memo)
         else:
-            result = self._mean(spec, piece, metric.margin)
+            result = self._mean(spec, piece, metric.margin, memo)
         if result is None:
             result = self._no_data(spec, piece, metric.margin, piece.scope == "overall")
             if result is not None and kind == "score":
@@ -1067,7 +1120,9 @@ class PairedJudge:
                 )
         return result
 
-    def _mean(self, spec: _Spec, piece: _Slice, margin: float | None) -> _Result | None:
+    def _mean(
+        self, spec: _Spec, piece: _Slice, margin: float | None, memo: _RunMemo
+    ) -> _Result | None:
         """The per-case mean of a plugin's per-call values: the paired difference, like scores."""
 
         # (total, calls with a value) per case and arm; sums() is never None for these.
@@ -1091,6 +1146,7 @@ class PairedJudge:
             resamples=self.resamples,
             confidence=self.confidence,
             paired=self.paired,
+            memo=memo,
         )
         change = c_mean - s_mean
         if self.paired:
@@ -1131,7 +1187,9 @@ class PairedJudge:
 
     # -- rates -------------------------------------------------------------------------------
 
-    def _rate(self, spec: _Spec, piece: _Slice, margin: float | None) -> _Result | None:
+    def _rate(
+        self, spec: _Spec, piece: _Slice, margin: float | None, memo: _RunMemo
+    ) -> _Result | None:
         kept = [
             case
             for case in piece.cases
@@ -1159,15 +1217,27 @@ class PairedJudge:
             p_value = mcnemar_mid_p(table.b, table.c)
             test = "mcnemar_mid_p+newcombe"
         else:
-            interval = _bootstrap(
-                n,
-                functools.partial(
-                    _rate_change, _IntSums((s_events, s_trials), (c_events, c_trials))
-                ),
-                seed=piece.seed,
-                resamples=self.resamples,
-                confidence=self.confidence,
-                paired=self.paired,
+            interval = (
+                large_sample_rate_difference(
+                    s_events,
+                    s_trials,
+                    c_events,
+                    c_trials,
+                    paired=self.paired,
+                    confidence=self.confidence,
+                )
+                if n >= _LARGE_SAMPLE_CASES
+                else _bootstrap(
+                    n,
+                    functools.partial(
+                        _rate_change, _IntSums((s_events, s_trials), (c_events, c_trials))
+                    ),
+                    seed=piece.seed,
+                    resamples=self.resamples,
+                    confidence=self.confidence,
+                    paired=self.paired,
+                    memo=memo,
+                )
             )
             # A bootstrap cannot see beyond what happened: an arm with no event (or nothing but
             # events) is the same in every resample, so its own uncertainty drops out (0 errors
@@ -1360,18 +1430,22 @@ class PairedJudge:
             return None
         n = data.n
         change = data.candidate / data.stable
-        interval = (
-            data.interval
-            if isinstance(data.interval, Interval)
-            else _bootstrap(
+        if isinstance(data.interval, Interval):
+            interval = data.interval
+        elif n >= _LARGE_SAMPLE_CASES and data.sums is not None:
+            interval = large_sample_ratio_of_sums(
+                *data.sums, paired=self.paired, confidence=self.confidence
+            )
+        else:
+            interval = _bootstrap(
                 n,
                 data.interval,
                 seed=seed,
                 resamples=self.resamples,
                 confidence=self.confidence,
                 paired=self.paired,
+                memo=memo,
             )
-        )
         if self.paired and data.rank_test:
             log_ratios = [math.log(c / s) for s, c in data.per_case if s > 0 and c > 0]
             p_value = wilcoxon_signed_rank(log_ratios) if log_ratios else 1.0
@@ -1445,13 +1519,20 @@ class PairedJudge:
         c_lists = [c for _, c in rows]
         key = (piece.scope, spec.name == "ttft_p95_ms", seed, len(rows))
         if key not in memo.quantiles:
-            memo.quantiles[key] = self._quantile_intervals(s_lists, c_lists, seed)
+            memo.quantiles[key] = self._quantile_intervals(s_lists, c_lists, seed, memo)
         return _latency_data(s_lists, c_lists, q, memo.quantiles[key][q])
 
     def _quantile_intervals(
-        self, s_lists: list[list[float]], c_lists: list[list[float]], seed: int
+        self, s_lists: list[list[float]], c_lists: list[list[float]], seed: int, memo: _RunMemo
     ) -> dict[float, Interval]:
         """Every level's quantile-ratio interval: p50 and p95 of the same calls from one pass."""
+        if len(s_lists) >= _LARGE_SAMPLE_CASES:
+            return {
+                q: large_sample_quantile_ratio(
+                    s_lists, c_lists, q, paired=self.paired, confidence=self.confidence
+                )
+                for q in _QUANTILE_LEVELS
+            }
         intervals = _bootstrap_many(
             len(s_lists),
             _QuantileRatios(s_lists, c_lists),
@@ -1460,6 +1541,7 @@ class PairedJudge:
             resamples=self.resamples,
             confidence=self.confidence,
             paired=self.paired,
+            memo=memo,
         )
         return dict(zip(_QUANTILE_LEVELS, intervals, strict=True))
 
@@ -1573,7 +1655,9 @@ class PairedJudge:
 
     # -- quality scores ---------------------------------------------------------------------
 
-    def _score(self, name: str, piece: _Slice, margin: float | None) -> _Result | None:
+    def _score(
+        self, name: str, piece: _Slice, margin: float | None, memo: _RunMemo
+    ) -> _Result | None:
         pairs = [(c.stable.score(name), c.candidate.score(name)) for c in piece.cases]
         values = [(s, c) for s, c in pairs if s is not None and c is not None]
         if not values:
@@ -1582,15 +1666,22 @@ class PairedJudge:
         c_vals = [c for _, c in values]
         n = len(values)
         s_mean, c_mean = math.fsum(s_vals) / n, math.fsum(c_vals) / n
-        interval = _bootstrap(
-            n,
-            lambda s_gather, c_gather: (
-                (math.fsum(c_gather(c_vals)) - math.fsum(s_gather(s_vals))) / n
-            ),
-            seed=piece.seed,
-            resamples=self.resamples,
-            confidence=self.confidence,
-            paired=self.paired,
+        interval = (
+            large_sample_mean_difference(
+                s_vals, c_vals, paired=self.paired, confidence=self.confidence
+            )
+            if n >= _LARGE_SAMPLE_CASES
+            else _bootstrap(
+                n,
+                lambda s_gather, c_gather: (
+                    (math.fsum(c_gather(c_vals)) - math.fsum(s_gather(s_vals))) / n
+                ),
+                seed=piece.seed,
+                resamples=self.resamples,
+                confidence=self.confidence,
+                paired=self.paired,
+                memo=memo,
+            )
         )
         change = c_mean - s_mean
         if self.paired:
@@ -1638,7 +1729,7 @@ class PairedJudge:
 
     # -- absolute budgets --------------------------------------------------------------------
 
-    def _budgets(self, piece: _Slice, budgets: Budgets) -> list[_Result]:
+    def _budgets(self, piece: _Slice, budgets: Budgets, memo: _RunMemo) -> list[_Result]:
         """The workflow's absolute budgets on the candidate.
 
         A budget the user wrote binds whatever the slice's size (``min_cases`` does not apply):
@@ -1648,10 +1739,19 @@ class PairedJudge:
         results: list[_Result] = []
         cases = piece.cases
         n = len(cases)
-        # (name, unit, bound, statistic, each case's own figure or None).
+        # (name, unit, bound, statistic, each case's own figure or None, the large-sample
+        # interval of the statistic).
         checks: list[
-            tuple[str, Unit, float | None, Callable[[_Gather], float], list[float | None]]
+            tuple[
+                str,
+                Unit,
+                float | None,
+                Callable[[_Gather], float],
+                list[float | None],
+                Callable[[], Interval],
+            ]
         ] = []
+        confidence = self.confidence
         latency_lists = [c.candidate.values("latency_p95_ms") for c in cases]
         ttft_lists = [c.candidate.values("ttft_p95_ms") for c in cases]
 
@@ -1666,15 +1766,21 @@ class PairedJudge:
         # its fastest call.
         fastest = [min(v) if v else None for v in latency_lists]
         first_tokens = [min(v) if v else None for v in ttft_lists]
-        checks.append(
-            ("latency_p50_ms", "ms", budgets.latency_p50_ms, q_of(latency_lists, 0.5), fastest)
-        )
-        checks.append(
-            ("latency_p95_ms", "ms", budgets.latency_p95_ms, q_of(latency_lists, 0.95), fastest)
-        )
-        checks.append(
-            ("ttft_p95_ms", "ms", budgets.ttft_p95_ms, q_of(ttft_lists, 0.95), first_tokens)
-        )
+        for name, bound, lists, q, own in (
+            ("latency_p50_ms", budgets.latency_p50_ms, latency_lists, 0.5, fastest),
+            ("latency_p95_ms", budgets.latency_p95_ms, latency_lists, 0.95, fastest),
+            ("ttft_p95_ms", budgets.ttft_p95_ms, ttft_lists, 0.95, first_tokens),
+        ):
+            checks.append(
+                (
+                    name,
+                    "ms",
+                    bound,
+                    q_of(lists, q),
+                    own,
+                    functools.partial(large_sample_quantile, lists, q, confidence=confidence),
+                )
+            )
         sums = [c.candidate.sums("cost_per_call_usd") for c in cases]
         if all(s is not None for s in sums):
             totals = [s[0] if s is not None else 0.0 for s in sums]
@@ -1694,10 +1800,24 @@ class PairedJudge:
             per_call = [t / c if c else None for t, c in zip(totals, counts, strict=True)]
             per_test = [t / r if r else None for t, r in zip(totals, tests, strict=True)]
             checks.append(
-                ("cost_per_call_usd", "usd", budgets.cost_usd_per_call, cost_per_call, per_call)
+                (
+                    "cost_per_call_usd",
+                    "usd",
+                    budgets.cost_usd_per_call,
+                    cost_per_call,
+                    per_call,
+                    functools.partial(large_sample_ratio, totals, counts, confidence=confidence),
+                )
             )
             checks.append(
-                ("cost_per_test_usd", "usd", budgets.cost_usd_per_test, cost_per_test, per_test)
+                (
+                    "cost_per_test_usd",
+                    "usd",
+                    budgets.cost_usd_per_test,
+                    cost_per_test,
+                    per_test,
+                    functools.partial(large_sample_ratio, totals, tests, confidence=confidence),
+                )
             )
         else:
             gaps, _ = _cost_gaps(cases)
@@ -1709,7 +1829,7 @@ class PairedJudge:
                     results.append(
                         self._budget_no_data(f"{name}:budget", "usd", piece, bound, True, gaps)
                     )
-        for name, unit, bound, statistic, per_case in checks:
+        for name, unit, bound, statistic, per_case, large_sample in checks:
             if bound is None:
                 continue
             value = statistic(tuple)
@@ -1720,13 +1840,18 @@ class PairedJudge:
                     )
                 )
                 continue
-            interval = _bootstrap(
-                n,
-                lambda s_gather, _c_gather, f=statistic: f(s_gather),  # type: ignore[misc]
-                seed=piece.seed,
-                resamples=self.resamples,
-                confidence=self.confidence,
-                paired=True,
+            interval = (
+                large_sample()
+                if n >= _LARGE_SAMPLE_CASES
+                else _bootstrap(
+                    n,
+                    lambda s_gather, _c_gather, f=statistic: f(s_gather),  # type: ignore[misc]
+                    seed=piece.seed,
+                    resamples=self.resamples,
+                    confidence=self.confidence,
+                    paired=True,
+                    memo=memo,
+                )
             )
             figures = [f for f in per_case if f is not None]
             every = bool(figures) and all(f > bound for f in figures)
@@ -1963,7 +2088,8 @@ def _pooled_quantile(lists: Sequence[list[float]], q: float) -> float:
 
 
 def _median(values: Sequence[float]) -> float:
-    return quantile(values, 0.5)
+    # One call per case (the usual shape): its value is its median (nan included).
+    return values[0] if len(values) == 1 else quantile(values, 0.5)
 
 
 def _arm_figure(spec: _Spec, cases: Sequence[_Case], arm: str) -> tuple[float | None, int]:

@@ -37,6 +37,12 @@ __all__ = [
     "Statistic",
     "clustered_standard_error",
     "holm",
+    "large_sample_mean_difference",
+    "large_sample_quantile",
+    "large_sample_quantile_ratio",
+    "large_sample_rate_difference",
+    "large_sample_ratio",
+    "large_sample_ratio_of_sums",
     "mcnemar_exact",
     "mcnemar_mid_p",
     "mean_difference",
@@ -610,3 +616,185 @@ def rule_of_three(n: int) -> float:
     if n == 0:
         return 1.0
     return min(1.0, 3.0 / n)
+
+
+# --------------------------------------------------------------------------------------------
+# Large-sample intervals (the delta method over cases)
+#
+# With thousands of cases a percentile bootstrap is a normal interval to within its own
+# resampling noise, at a cost of cases x resamples. These are the intervals it converges to:
+# each statistic is linearised into one term per case (its influence), the terms of a
+# resample add up, and their spread over cases gives the standard error a case resample has.
+# Plug-in variances (over n, as a bootstrap has), no small-sample correction: meant for
+# thousands of cases, never for a handful.
+
+
+def _spread(terms: Iterable[float]) -> float:
+    """The standard deviation of a sum of ``terms`` drawn with replacement (n draws of n)."""
+    values = list(terms)
+    if not values:
+        return math.nan
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((t - mean) ** 2 for t in values))
+
+
+def _log_interval(value: float, spread: float, z: float) -> Interval:
+    if not value > 0 or math.isnan(spread):
+        return Interval(math.nan, math.nan)
+    return Interval(value * math.exp(-z * spread), value * math.exp(z * spread))
+
+
+def _ratio_terms(numerators: Sequence[float], denominators: Sequence[float]) -> list[float] | None:
+    """Per-case terms of ``log(sum(numerators) / sum(denominators))``; None if a sum is 0."""
+    top, bottom = math.fsum(numerators), math.fsum(denominators)
+    if not top > 0 or not bottom > 0:
+        return None
+    return [a / top - b / bottom for a, b in zip(numerators, denominators, strict=True)]
+
+
+def large_sample_ratio_of_sums(
+    s_num: Sequence[float],
+    s_den: Sequence[float],
+    c_num: Sequence[float],
+    c_den: Sequence[float],
+    *,
+    paired: bool = True,
+    confidence: float = 0.95,
+) -> Interval:
+    """Interval of ``(sum(c_num) / sum(c_den)) / (sum(s_num) / sum(s_den))`` (cost per call).
+
+    The delta method on the log ratio, per case; symmetric on the log scale. nan when a sum is 0.
+    """
+    z = _two_sided_z(confidence)
+    stable, candidate = _ratio_terms(s_num, s_den), _ratio_terms(c_num, c_den)
+    if stable is None or candidate is None:
+        return Interval(math.nan, math.nan)
+    value = (math.fsum(c_num) / math.fsum(c_den)) / (math.fsum(s_num) / math.fsum(s_den))
+    if paired:
+        spread = _spread(c - s for s, c in zip(stable, candidate, strict=True))
+    else:
+        spread = math.hypot(_spread(stable), _spread(candidate))
+    return _log_interval(value, spread, z)
+
+
+def large_sample_ratio(
+    numerators: Sequence[float], denominators: Sequence[float], *, confidence: float = 0.95
+) -> Interval:
+    """Interval of ``sum(numerators) / sum(denominators)`` over cases (one arm's cost per call)."""
+    terms = _ratio_terms(numerators, denominators)
+    if terms is None:
+        # Nothing spent on any call: every resample's figure is 0 too.
+        free = math.fsum(numerators) == 0 and math.fsum(denominators) > 0
+        return Interval(0.0, 0.0) if free else Interval(math.nan, math.nan)
+    value = math.fsum(numerators) / math.fsum(denominators)
+    return _log_interval(value, _spread(terms), _two_sided_z(confidence))
+
+
+def large_sample_rate_difference(
+    s_events: Sequence[int],
+    s_trials: Sequence[int],
+    c_events: Sequence[int],
+    c_trials: Sequence[int],
+    *,
+    paired: bool = True,
+    confidence: float = 0.95,
+) -> Interval:
+    """Interval of the difference of pooled rates ``sum(c_events) / sum(c_trials) - ...``."""
+    z = _two_sided_z(confidence)
+    s_total, c_total = sum(s_trials), sum(c_trials)
+    if not s_total or not c_total:
+        return Interval(math.nan, math.nan)
+    s_rate, c_rate = sum(s_events) / s_total, sum(c_events) / c_total
+    stable = [(e - s_rate * t) / s_total for e, t in zip(s_events, s_trials, strict=True)]
+    candidate = [(e - c_rate * t) / c_total for e, t in zip(c_events, c_trials, strict=True)]
+    if paired:
+        spread = _spread(c - s for s, c in zip(stable, candidate, strict=True))
+    else:
+        spread = math.hypot(_spread(stable), _spread(candidate))
+    change = c_rate - s_rate
+    return Interval(change - z * spread, change + z * spread)
+
+
+def large_sample_mean_difference(
+    stable: Sequence[float],
+    candidate: Sequence[float],
+    *,
+    paired: bool = True,
+    confidence: float = 0.95,
+) -> Interval:
+    """Interval of ``mean(candidate) - mean(stable)`` over cases (a quality score)."""
+    n = len(stable)
+    if not n or len(candidate) != n:
+        return Interval(math.nan, math.nan)
+    z = _two_sided_z(confidence)
+    if paired:
+        spread = _spread((c - s) / n for s, c in zip(stable, candidate, strict=True))
+    else:
+        spread = math.hypot(_spread(s / n for s in stable), _spread(c / n for c in candidate))
+    change = (math.fsum(candidate) - math.fsum(stable)) / n
+    return Interval(change - z * spread, change + z * spread)
+
+
+def _quantile_terms(
+    lists: Sequence[Sequence[float]], q: float, z: float
+) -> tuple[float, list[float]] | None:
+    """A pooled quantile and each case's term of its change on a case resample.
+
+    The pooled ``q``-quantile (``quantile``, type 7) over every case's values moves, on a
+    resample, by minus the slope of the sorted values at its rank times how many more resampled
+    values lie below it than ``q`` of them: a sum of one term per case, ``below - q * count``
+    (Woodruff's interval, with the cases as clusters). The slope is measured over the ranks a
+    resample's quantile strays across (``z`` standard deviations either side).
+    """
+    pooled = [v for values in lists for v in values]
+    if not pooled or any(map(math.isnan, pooled)):
+        return None
+    ordered = sorted(pooled)
+    total = len(ordered)
+    value = _sorted_quantile(ordered, q)
+    offsets = [sum(v < value for v in values) - q * len(values) for values in lists]
+    reach = max(1, math.ceil(z * _spread(offsets)))
+    centre = round((total - 1) * q)
+    low, high = max(0, centre - reach), min(total - 1, centre + reach)
+    slope = (ordered[high] - ordered[low]) / (high - low) if high > low else 0.0
+    return value, [-slope * t for t in offsets]
+
+
+def large_sample_quantile(
+    lists: Sequence[Sequence[float]], q: float, *, confidence: float = 0.95
+) -> Interval:
+    """Interval of the pooled ``q``-quantile of every case's values (one arm's p95)."""
+    z = _two_sided_z(confidence)
+    found = _quantile_terms(lists, q, z)
+    if found is None:
+        return Interval(math.nan, math.nan)
+    value, terms = found
+    spread = _spread(terms)
+    return Interval(value - z * spread, value + z * spread)
+
+
+def large_sample_quantile_ratio(
+    s_lists: Sequence[Sequence[float]],
+    c_lists: Sequence[Sequence[float]],
+    q: float,
+    *,
+    paired: bool = True,
+    confidence: float = 0.95,
+) -> Interval:
+    """Interval of candidate / stable pooled ``q``-quantile, cases paired by position.
+
+    Each arm's quantile is linearised as in :func:`large_sample_quantile`, then the delta method
+    on the log ratio; symmetric on the log scale. nan when the stable quantile is not positive.
+    """
+    z = _two_sided_z(confidence)
+    stable, candidate = _quantile_terms(s_lists, q, z), _quantile_terms(c_lists, q, z)
+    if stable is None or candidate is None or not stable[0] > 0 or not candidate[0] > 0:
+        return Interval(math.nan, math.nan)
+    (s_value, s_terms), (c_value, c_terms) = stable, candidate
+    s_log = [t / s_value for t in s_terms]
+    c_log = [t / c_value for t in c_terms]
+    if paired:
+        spread = _spread(c - s for s, c in zip(s_log, c_log, strict=True))
+    else:
+        spread = math.hypot(_spread(s_log), _spread(c_log))
+    return _log_interval(c_value / s_value, spread, z)
