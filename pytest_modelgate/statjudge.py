@@ -1133,26 +1133,9 @@ class PairedJudge:
         values = [(s[0] / s[1], c[0] / c[1]) for s, c in sums if s[1] and c[1]]
         if not values:
             return None
-        s_vals = [s for s, _ in values]
-        c_vals = [c for _, c in values]
         n = len(values)
-        s_mean, c_mean = math.fsum(s_vals) / n, math.fsum(c_vals) / n
-        interval = _bootstrap(
-            n,
-            lambda s_gather, c_gather: (
-                (math.fsum(c_gather(c_vals)) - math.fsum(s_gather(s_vals))) / n
-            ),
-            seed=piece.seed,
-            resamples=self.resamples,
-            confidence=self.confidence,
-            paired=self.paired,
-            memo=memo,
-        )
+        s_mean, c_mean, interval, p_value = self._mean_difference(values, piece, memo)
         change = c_mean - s_mean
-        if self.paired:
-            p_value = wilcoxon_signed_rank([c - s for s, c in values])
-        else:
-            p_value = _p_from_interval(change, interval, self.confidence)
         # Oriented so that lower is worse, as for the rates.
         sign = 1.0 if spec.higher_is_better else -1.0
         low, high = sorted((sign * interval.low, sign * interval.high))
@@ -1653,15 +1636,12 @@ class PairedJudge:
         )
         return _Result(comparison, piece.gated and blocks, False, note=note)
 
-    # -- quality scores ---------------------------------------------------------------------
-
-    def _score(
-        self, name: str, piece: _Slice, margin: float | None, memo: _RunMemo
-    ) -> _Result | None:
-        pairs = [(c.stable.score(name), c.candidate.score(name)) for c in piece.cases]
-        values = [(s, c) for s, c in pairs if s is not None and c is not None]
-        if not values:
-            return None
+    def _mean_difference(
+        self, values: Sequence[tuple[float, float]], piece: _Slice, memo: _RunMemo
+    ) -> tuple[float, float, Interval, float]:
+        """Both arms' means of per-case ``(stable, candidate)`` values, the interval of their
+        difference (candidate - stable) and its p-value: for scores and plugins' mean metrics.
+        """
         s_vals = [s for s, _ in values]
         c_vals = [c for _, c in values]
         n = len(values)
@@ -1688,6 +1668,20 @@ class PairedJudge:
             p_value = wilcoxon_signed_rank([c - s for s, c in values])
         else:
             p_value = _p_from_interval(change, interval, self.confidence)
+        return s_mean, c_mean, interval, p_value
+
+    # -- quality scores ---------------------------------------------------------------------
+
+    def _score(
+        self, name: str, piece: _Slice, margin: float | None, memo: _RunMemo
+    ) -> _Result | None:
+        pairs = [(c.stable.score(name), c.candidate.score(name)) for c in piece.cases]
+        values = [(s, c) for s, c in pairs if s is not None and c is not None]
+        if not values:
+            return None
+        n = len(values)
+        s_mean, c_mean, interval, p_value = self._mean_difference(values, piece, memo)
+        change = c_mean - s_mean
         status, worse_beyond = _non_inferiority(change, interval.low, interval.high, margin)
         half = (interval.high - interval.low) / 2
         mde = _mde(half, self.confidence)
