@@ -1579,25 +1579,30 @@ class PairedJudge:
         """
         s_value, s_n = _arm_figure(spec, piece.cases, "stable")
         c_value, c_n = _arm_figure(spec, piece.cases, "candidate")
+
+        def comparison(
+            limit: str | None, limit_value: float | None, n: int, *, figures: bool
+        ) -> MetricComparison:
+            return MetricComparison(
+                name=spec.name,
+                unit=spec.unit,
+                stable=s_value if figures else None,
+                candidate=c_value if figures else None,
+                change=None,
+                change_kind="points" if spec.kind == "rate" else "ratio",
+                limit=limit,
+                limit_value=limit_value,
+                status="no_data",
+                samples=Samples(s_n, c_n),
+                message="",
+                scope=piece.scope,
+                n=n,
+            )
+
         if not s_n and not c_n:
             if not always:
                 return None
-            comparison = MetricComparison(
-                name=spec.name,
-                unit=spec.unit,
-                stable=None,
-                candidate=None,
-                change=None,
-                change_kind="points" if spec.kind == "rate" else "ratio",
-                limit=None,
-                limit_value=None,
-                status="no_data",
-                samples=Samples(0, 0),
-                message="",
-                scope=piece.scope,
-                n=0,
-            )
-            return _Result(comparison, False, False)
+            return _Result(comparison(None, None, 0, figures=False), False, False)
         what = _SAMPLE_NOUNS.get(spec.name, "checked replies")
         if not c_n:
             note = f"no data on the candidate arm (the stable arm has {s_n} {what})"
@@ -1619,22 +1624,12 @@ class PairedJudge:
         else:
             limit = None if margin is None else f"x{margin:.2f}"
             limit_value = margin
-        comparison = MetricComparison(
-            name=spec.name,
-            unit=spec.unit,
-            stable=s_value,
-            candidate=c_value,
-            change=None,
-            change_kind="points" if spec.kind == "rate" else "ratio",
-            limit=limit,
-            limit_value=limit_value,
-            status="no_data",
-            samples=Samples(s_n, c_n),
-            message="",
-            scope=piece.scope,
-            n=len(piece.cases),
+        return _Result(
+            comparison(limit, limit_value, len(piece.cases), figures=True),
+            piece.gated and blocks,
+            False,
+            note=note,
         )
-        return _Result(comparison, piece.gated and blocks, False, note=note)
 
     def _mean_difference(
         self, values: Sequence[tuple[float, float]], piece: _Slice, memo: _RunMemo
