@@ -73,12 +73,12 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from pytest_modelgate.config import GateLimits
-from pytest_modelgate.contracts import applied_checks, check_reply
-from pytest_modelgate.langdetect import detect_language as _detect_language
+from pytest_modelgate.calls.contracts import applied_checks, check_reply
+from pytest_modelgate.calls.langdetect import detect_language as _detect_language
+from pytest_modelgate.calls.protocol import ParsedCompletion, ParsedToolCall, is_json_text
+from pytest_modelgate.calls.records import Arm, CallRecord, Outcome, TestRecord, Usage
+from pytest_modelgate.config.settings import GateLimits
 from pytest_modelgate.markers import ModelContract
-from pytest_modelgate.protocol import ParsedCompletion, ParsedToolCall, is_json_text
-from pytest_modelgate.records import Arm, CallRecord, Outcome, TestRecord, Usage
 from pytest_modelgate.simulator.scenario import LatencySpec, ModelBehaviour, Scenario
 from pytest_modelgate.simulator.server import _random_id, _SimulatorCore
 from pytest_modelgate.simulator.tasks import (

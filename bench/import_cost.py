@@ -39,7 +39,7 @@ raise SystemExit(int(code))
 
 TESTS = "".join(f"\ndef test_plain_{i}():\n    assert {i} + 1 == {i + 1}\n" for i in range(20))
 
-HEAVY = ("pydantic", "httpx", "httpx2", "vcr", "yaml", "openai", "pytest_modelgate.catalog")
+HEAVY = ("pydantic", "httpx", "httpx2", "vcr", "yaml", "openai", "pytest_modelgate.calls.catalog")
 
 
 def run_once(project: Path, extra: list[str]) -> tuple[float, list[str]]:

@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from pytest_modelgate.reports import render_html, render_markdown
-from pytest_modelgate.reports.browser import find_chromium, screenshot
+from pytest_modelgate.verdict.reports import render_html, render_markdown
+from pytest_modelgate.verdict.reports.browser import find_chromium, screenshot
 
 ROOT = Path(__file__).resolve().parent.parent
 VERDICTS = ROOT / "example_project" / "verdicts"

@@ -1,5 +1,64 @@
-"""pytest-modelgate: a pytest plugin and CI gate for safe model rollouts."""
+"""pytest-modelgate: a pytest plugin and CI gate for safe model rollouts.
+
+The names a project's own code imports are exported here, so they stay put while the package's
+folders change: ``from pytest_modelgate import LLM, Reply, detect_language, CustomMetric``.
+They are imported on first use (PEP 562), so importing the package, which pytest does for every run
+once the plugin is installed, costs nothing.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# name -> module that defines it; the README's "Package layout" section lists the same names.
+_EXPORTS = {
+    "LLM": "pytest_modelgate.calls.client",
+    "Reply": "pytest_modelgate.calls.client",
+    "ToolCall": "pytest_modelgate.calls.client",
+    "detect_language": "pytest_modelgate.calls.langdetect",
+    "CallRecord": "pytest_modelgate.calls.records",
+    "TestRecord": "pytest_modelgate.calls.records",
+    "CustomMetric": "pytest_modelgate.metrics",
+    "MeasuredCall": "pytest_modelgate.metrics",
+    "ModelgateError": "pytest_modelgate.errors",
+    "ModelAPIError": "pytest_modelgate.errors",
+    "ReplyFormatError": "pytest_modelgate.errors",
+}
+
+__all__ = [  # the same names as _EXPORTS (a unit test holds them equal)
+    "LLM",
+    "CallRecord",
+    "CustomMetric",
+    "MeasuredCall",
+    "ModelAPIError",
+    "ModelgateError",
+    "Reply",
+    "ReplyFormatError",
+    "TestRecord",
+    "ToolCall",
+    "__version__",
+    "detect_language",
+]
+
+if TYPE_CHECKING:
+    from pytest_modelgate.calls.client import LLM, Reply, ToolCall
+    from pytest_modelgate.calls.langdetect import detect_language
+    from pytest_modelgate.calls.records import CallRecord, TestRecord
+    from pytest_modelgate.errors import ModelAPIError, ModelgateError, ReplyFormatError
+    from pytest_modelgate.metrics import CustomMetric, MeasuredCall
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_modelgate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

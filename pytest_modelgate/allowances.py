@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pytest_modelgate.config import GateLimits, ModelgateConfig
+from pytest_modelgate.config.settings import GateLimits, ModelgateConfig
 from pytest_modelgate.errors import ConfigError
 
 __all__ = ["Allowance", "allowance_json", "apply_allowances", "margin_names", "parse_allowance"]

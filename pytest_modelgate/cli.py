@@ -247,14 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "merge":
         return _merge(args)
     if args.verdict is None:
-        from pytest_modelgate.inifile import ini_verdict_path
+        from pytest_modelgate.config.inifile import ini_verdict_path
 
         return _show(ini_verdict_path(Path.cwd()).path)
     return _show(args.verdict)
 
 
 def _check(args: argparse.Namespace) -> int:
-    from pytest_modelgate.check import (
+    from pytest_modelgate.verdict.check import (
         EXIT_USAGE,
         PREFIX,
         Expectations,
@@ -268,7 +268,7 @@ def _check(args: argparse.Namespace) -> int:
     try:
         if args.expect_commit is not None:
             if args.expect_commit.strip().upper() == "HEAD":
-                from pytest_modelgate.provenance import head_commit
+                from pytest_modelgate.verdict.provenance import head_commit
 
                 commit = head_commit(Path.cwd())
                 if commit is None:
@@ -302,7 +302,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from pytest_modelgate.merge import (
+    from pytest_modelgate.verdict.merge import (
         MergeRefused,
         Part,
         expand_parts,
@@ -311,7 +311,7 @@ def _merge(args: argparse.Namespace) -> int:
         refusal_verdict,
         write_result,
     )
-    from pytest_modelgate.verdict import discard_verdict, write_verdict_atomic
+    from pytest_modelgate.verdict.model import discard_verdict, write_verdict_atomic
 
     parts: list[Part] = []
     try:
@@ -341,8 +341,8 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pytest_modelgate.check import VerdictFileError, load_verdict_file
-    from pytest_modelgate.reports import render_html, render_markdown
+    from pytest_modelgate.verdict.check import VerdictFileError, load_verdict_file
+    from pytest_modelgate.verdict.reports import render_html, render_markdown
 
     if args.markdown is None and args.html is None:
         print(
@@ -375,7 +375,7 @@ def _report(args: argparse.Namespace) -> int:
 def _models(provider: str | None, *, as_json: bool = False) -> int:
     from tabulate import tabulate
 
-    from pytest_modelgate.catalog import load_catalog
+    from pytest_modelgate.calls.catalog import load_catalog
 
     catalog = load_catalog()
     rows = []
@@ -426,8 +426,8 @@ def _models(provider: str | None, *, as_json: bool = False) -> int:
 
 
 def _show(path: Path) -> int:
-    from pytest_modelgate.report import summary_lines
-    from pytest_modelgate.verdict import VerdictValidationError, validate_verdict
+    from pytest_modelgate.verdict.model import VerdictValidationError, validate_verdict
+    from pytest_modelgate.verdict.reports.terminal import summary_lines
 
     # Every way a file can fail to be a verdict is one line and exit 3, never a traceback.
     try:

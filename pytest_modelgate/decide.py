@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from pytest_modelgate.calls.records import Arm, TestRecord
 from pytest_modelgate.errors import ModelgateError
 from pytest_modelgate.judge import Judge, Judgement, RunData
-from pytest_modelgate.records import Arm, TestRecord
 from pytest_modelgate.redaction import Redactor, redactor_for
 from pytest_modelgate.session import EXIT_ERROR, EXIT_FAIL, EXIT_OK, GateSession
 
 if TYPE_CHECKING:
-    from pytest_modelgate.config import GateLimits
+    from pytest_modelgate.config.settings import GateLimits
 
 # pytest's own exit statuses (pytest.ExitCode), spelled out to keep this module pytest-free.
 _PYTEST_OK = 0
@@ -41,7 +41,7 @@ def finish(
     amend: Callable[[dict[str, Any]], object],
 ) -> int | None:
     """Decide, write the verdict and return the exit status to set (None: leave pytest's)."""
-    from pytest_modelgate.verdict import write_text_atomic, write_verdict_atomic
+    from pytest_modelgate.verdict.model import write_text_atomic, write_verdict_atomic
 
     path = gate.settings.verdict_path
     # Every text written below goes through the one scrubbing rule (pytest_modelgate.redaction).
@@ -112,7 +112,7 @@ def finish(
             write_verdict_atomic(path, verdict)
             gate.verdict_written = True
         except Exception:
-            from pytest_modelgate.verdict import discard_verdict
+            from pytest_modelgate.verdict.model import discard_verdict
 
             _done, happened = discard_verdict(path)
             verdict["reasons"].append(f"the error verdict could not be written either; {happened}")
@@ -134,8 +134,8 @@ def write_part(
     so that a shard killed before its end can never be merged as if it had run.
     """
     from pytest_modelgate import __version__
-    from pytest_modelgate.merge import part_text
-    from pytest_modelgate.verdict import write_text_atomic
+    from pytest_modelgate.verdict.merge import part_text
+    from pytest_modelgate.verdict.model import write_text_atomic
 
     path = gate.settings.records_part
     if path is None:
@@ -285,7 +285,7 @@ def judged_verdict(
     hook's judge or None for the built-in one; ``amend`` runs the verdict hooks; ``allowances``
     are the margins widened on purpose (already applied to ``limits``), in their JSON form.
     """
-    from pytest_modelgate.verdict import build_verdict
+    from pytest_modelgate.verdict.model import build_verdict
 
     stable, candidate = canonical_order(records[0]), canonical_order(records[1])
     # `judge` calls the pytest_modelgate_judge hook: inside the caller's try, so that a hook
@@ -314,7 +314,7 @@ def judged_verdict(
     )
     _note_latency_timing(verdict, stable, candidate if has_candidate else None)
     if has_candidate:
-        from pytest_modelgate.reports.cases import cases_changed_section
+        from pytest_modelgate.verdict.reports.cases import cases_changed_section
 
         # The per-case view of the reports, from the same records: one definition of "changed".
         verdict["cases_changed"] = cases_changed_section(
@@ -478,7 +478,7 @@ def _exit_status(verdict: str, pytest_status: int, has_candidate: bool) -> int:
 
 
 def _error(gate: GateSession, reasons: list[str], exit_status: int) -> dict[str, Any]:
-    from pytest_modelgate.verdict import error_verdict
+    from pytest_modelgate.verdict.model import error_verdict
 
     reason = reasons[0]
     verdict = error_verdict(

@@ -76,7 +76,7 @@ class ModelAPIError(ModelgateError):
     """A chat-completions call failed: the provider refused it, or every retry failed.
 
     ``status`` is the HTTP status (``None`` when no response arrived), ``error_kind`` one of
-    :data:`pytest_modelgate.records.ErrorKind`, ``provider_message`` the provider's own words
+    :data:`pytest_modelgate.calls.records.ErrorKind`, ``provider_message`` the provider's own words
     (already stripped of the API key) and ``attempts`` how many HTTP attempts were made.
     """
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_modelgate.calls.records import CallRecord
     from pytest_modelgate.judge import Judge
     from pytest_modelgate.metrics import CustomMetric
-    from pytest_modelgate.records import CallRecord
 
 
 @pytest.hookspec(firstresult=True)
@@ -32,7 +32,7 @@ def pytest_modelgate_judge(config: pytest.Config) -> Judge | None:
     Example, in ``conftest.py``::
 
         from pytest_modelgate.judge import FixedLimitJudge
-        from pytest_modelgate.config import GateLimits
+        from pytest_modelgate.config.settings import GateLimits
 
         def pytest_modelgate_judge(config):
             # A stricter cost limit for this repository only.
@@ -69,7 +69,7 @@ def pytest_modelgate_verdict(config: pytest.Config, verdict: dict[str, Any]) -> 
 def pytest_modelgate_call_recorded(record: CallRecord, config: pytest.Config) -> None:
     """Called once per recorded HTTP attempt, in the process that ran the test.
 
-    ``record`` is the frozen ``pytest_modelgate.records.CallRecord`` of the attempt (a retry is
+    ``record`` is the frozen ``calls.records.CallRecord`` of the attempt (a retry is
     an attempt of its own; ``record.ok`` tells success), with the values of the plugins' metrics
     in ``record.extra``. It is called as the attempt finishes, in the test process (on the
     xdist worker under ``-n``, never on the controller), in replay as in live runs. Its texts are

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from pytest_modelgate.calls.records import TestRecord
 from pytest_modelgate.metrics import (
     METRICS,
     ArmMetrics,
@@ -37,11 +38,10 @@ from pytest_modelgate.metrics import (
     format_limit,
     format_value,
 )
-from pytest_modelgate.records import TestRecord
 
 if TYPE_CHECKING:
     # Only read through attributes: the judge never needs the config module at run time.
-    from pytest_modelgate.config import GateLimits
+    from pytest_modelgate.config.settings import GateLimits
 
 __all__ = [
     "CaseRef",

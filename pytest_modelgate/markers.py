@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_modelgate.langdetect import _SCRIPT_LANGUAGE, LATIN_LANGUAGES
+from pytest_modelgate.calls.langdetect import _SCRIPT_LANGUAGE, LATIN_LANGUAGES
 
 if TYPE_CHECKING:
     import pydantic
 
-    from pytest_modelgate.records import Budgets
+    from pytest_modelgate.calls.records import Budgets
 
 __all__ = [
     "MARKER_HELP",
@@ -83,7 +83,7 @@ MARKER_HELP: dict[str, str] = {
     "name).",
 }
 
-# Every code pytest_modelgate.langdetect.detect_language can return: the Latin-script stop-word
+# Every code calls.langdetect.detect_language can return: the Latin-script stop-word
 # languages, zh/ja (Han and kana) and one language per other script.
 SUPPORTED_LANGUAGES: frozenset[str] = frozenset(
     (*LATIN_LANGUAGES, "zh", "ja", *_SCRIPT_LANGUAGE.values())
@@ -165,13 +165,13 @@ class MarkerSet:
     workflow: str | None = None
 
     def budgets(self) -> Budgets | None:
-        """The latency, cost and quality limits as a :class:`~pytest_modelgate.records.Budgets`.
+        """The latency, cost and quality limits as a :class:`~.calls.records.Budgets`.
 
         ``None`` when none of ``latency_budget``, ``cost_budget`` and ``quality`` is set.
         """
         if self.latency is None and self.cost is None and self.quality is None:
             return None
-        from pytest_modelgate.records import Budgets
+        from pytest_modelgate.calls.records import Budgets
 
         latency = self.latency or LatencyBudget()
         cost = self.cost or CostBudget()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pytest_modelgate.records import CallRecord, TestRecord
+from pytest_modelgate.calls.records import CallRecord, TestRecord
 
 Unit = Literal["rate", "ms", "usd", "tokens", "number"]
 ChangeKind = Literal["points", "ratio"]

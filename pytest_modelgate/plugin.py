@@ -20,13 +20,13 @@ from pytest_modelgate import hooks
 
 if TYPE_CHECKING:
     from pytest_modelgate.allowances import Allowance
-    from pytest_modelgate.client import LLM
-    from pytest_modelgate.config import ModelgateConfig
-    from pytest_modelgate.lock import VerdictLock
+    from pytest_modelgate.calls.client import LLM
+    from pytest_modelgate.calls.records import CallRecord
+    from pytest_modelgate.config.settings import ModelgateConfig
     from pytest_modelgate.markers import MarkerSet
     from pytest_modelgate.metrics import CustomMetric
-    from pytest_modelgate.records import CallRecord
     from pytest_modelgate.session import ArmParam, GateSession, GateSettings
+    from pytest_modelgate.verdict.lock import VerdictLock
 
 GATE_KEY = pytest.StashKey["GateSession"]()
 _ITEM_KEY = pytest.StashKey["_ItemCalls"]()
@@ -252,7 +252,7 @@ def _verdict_path(config: pytest.Config) -> Path:
 
 
 def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
-    from pytest_modelgate.config import ModelgateConfig, find_config, load_config
+    from pytest_modelgate.config.settings import ModelgateConfig, find_config, load_config
     from pytest_modelgate.errors import ConfigError
     from pytest_modelgate.session import GateSettings
 
@@ -271,8 +271,8 @@ def _build_settings(config: pytest.Config, verdict_path: Path) -> GateSettings:
         if value is not None and not value.strip():
             raise ConfigError(f"{file_config.label}: `{key}:` is empty: give a model name")
     if config_path is not None:
-        from pytest_modelgate.catalog import load_catalog
-        from pytest_modelgate.config import check_config
+        from pytest_modelgate.calls.catalog import load_catalog
+        from pytest_modelgate.config.settings import check_config
 
         # Typos in modelgate.yaml (a stable name no catalog knows...) fail before any test.
         check_config(file_config, load_catalog())
@@ -583,7 +583,7 @@ def _lock_verdict(config: pytest.Config, verdict_path: Path) -> VerdictLock | OS
     caller first tries the verdict write, whose failure message is the clearer one, and refuses
     to run unlocked if that write succeeds.
     """
-    from pytest_modelgate.lock import LockBusyError, VerdictLock
+    from pytest_modelgate.verdict.lock import LockBusyError, VerdictLock
 
     held = config.stash.get(_LOCK_KEY, None)
     if held is not None:
@@ -603,7 +603,7 @@ def _lock_verdict(config: pytest.Config, verdict_path: Path) -> VerdictLock | OS
 
 
 def _lock_failure(verdict_path: Path, exc: OSError) -> str:
-    from pytest_modelgate.lock import lock_path_for
+    from pytest_modelgate.verdict.lock import lock_path_for
 
     return (
         f"cannot create the lock file {lock_path_for(verdict_path)} for the verdict "
@@ -613,8 +613,8 @@ def _lock_failure(verdict_path: Path, exc: OSError) -> str:
 
 def _git_state(gate: GateSession) -> dict[str, Any] | None:
     """The repository state of the rootdir, ignoring the gate's own output files."""
-    from pytest_modelgate.lock import lock_path_for
-    from pytest_modelgate.provenance import git_state
+    from pytest_modelgate.verdict.lock import lock_path_for
+    from pytest_modelgate.verdict.provenance import git_state
 
     verdict = gate.settings.verdict_path
     ignore = [verdict, gate.settings.records_path, lock_path_for(verdict)]
@@ -635,7 +635,7 @@ def _requested_gate(config: pytest.Config) -> bool:
 
 def _cannot_write(path: Path, exc: OSError, what: str) -> str:
     """The one-line usage error for a verdict that cannot be written, after discarding the old."""
-    from pytest_modelgate.verdict import discard_verdict
+    from pytest_modelgate.verdict.model import discard_verdict
 
     _done, happened = discard_verdict(path)
     reason = exc.strerror or exc.__class__.__name__
@@ -686,7 +686,7 @@ def _write_error_verdict_early(path: Path, reason: str, *, gate: bool) -> str | 
     from datetime import datetime, timezone
 
     from pytest_modelgate import __version__
-    from pytest_modelgate.verdict import error_verdict, write_verdict_atomic
+    from pytest_modelgate.verdict.model import error_verdict, write_verdict_atomic
 
     now = datetime.now(timezone.utc)
     data = error_verdict(
@@ -714,7 +714,7 @@ def _write_error_verdict_early(path: Path, reason: str, *, gate: bool) -> str | 
 def _write_provisional(gate: GateSession) -> str | None:
     """Put a provisional `error` over any earlier verdict; a one-line problem when impossible."""
     from pytest_modelgate.session import EXIT_ERROR as EXIT_PROVISIONAL
-    from pytest_modelgate.verdict import error_verdict, write_verdict_atomic
+    from pytest_modelgate.verdict.model import error_verdict, write_verdict_atomic
 
     # If the run never gets to replace this, its meaning is an error (exit status 3).
     data = error_verdict(
@@ -909,8 +909,8 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
     Attributes: ``model``, ``arm``, ``base_url``, ``mode``. Methods: ``chat``, ``openai()`` (a real
     ``openai.OpenAI`` client whose calls are measured the same way), ``note_fallback(reason)``.
     """
-    from pytest_modelgate.client import LLM
-    from pytest_modelgate.transport import CallLog, measuring_every_client
+    from pytest_modelgate.calls.client import LLM
+    from pytest_modelgate.calls.transport import CallLog, measuring_every_client
 
     gate = _gate(request.config)
     if gate is not None and gate.config_errors:
@@ -1362,7 +1362,7 @@ class _GateHooks:
             return
         if self.gate.verdict is None:
             return
-        from pytest_modelgate.report import summary_lines
+        from pytest_modelgate.verdict.reports.terminal import summary_lines
 
         terminalreporter.section("modelgate")
         lines = summary_lines(
@@ -1375,7 +1375,7 @@ class _GateHooks:
         for line in lines:
             terminalreporter.write_line(line)
         if os.environ.get("GITHUB_ACTIONS"):
-            from pytest_modelgate.reports import github_lines
+            from pytest_modelgate.verdict.reports import github_lines
 
             # Annotations go to stdout at the start of a line, where the runner reads them.
             for line in github_lines(self.gate.verdict, self.gate.settings.verdict_path):

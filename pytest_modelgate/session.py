@@ -18,14 +18,8 @@ from pytest_modelgate import __version__
 
 if TYPE_CHECKING:
     from pytest_modelgate.allowances import Allowance
-from pytest_modelgate.config import (
-    ModelgateConfig,
-    api_key_for,
-    require_api_key,
-    resolve_model,
-)
-from pytest_modelgate.endpoints import ResolvedModel
-from pytest_modelgate.records import (
+from pytest_modelgate.calls.endpoints import ResolvedModel
+from pytest_modelgate.calls.records import (
     ARMS,
     Arm,
     Budgets,
@@ -33,6 +27,12 @@ from pytest_modelgate.records import (
     ModelIdentity,
     Outcome,
     TestRecord,
+)
+from pytest_modelgate.config.settings import (
+    ModelgateConfig,
+    api_key_for,
+    require_api_key,
+    resolve_model,
 )
 
 Mode = Literal["live", "replay", "record", "rerecord"]
@@ -66,7 +66,7 @@ class GateSettings:
     # --modelgate-prune: off, safe (this run's models and repeats), all, or dry-run.
     prune: PruneMode = "off"
     # --modelgate-records: where this run (a shard) writes its self-describing records part for
-    # `modelgate merge` (pytest_modelgate.merge); None: no part is written.
+    # `modelgate merge` (pytest_modelgate.verdict.merge); None: no part is written.
     records_part: Path | None = None
     # Margins widened for this run on purpose (--modelgate-allow, ini modelgate_allow), already
     # applied to ``config``; the verdict lists them.
@@ -156,7 +156,7 @@ class GateSession:
     # the disk (the summary says "verdict written to" only then).
     verdict: dict[str, Any] | None = None
     verdict_written: bool = False
-    # Provenance (see pytest_modelgate.provenance): the directory cassette paths are relative to,
+    # Provenance (see verdict/provenance.py): the directory cassette paths are relative to,
     # the repository state at the start (read once, on the controller), and the collected gated
     # test ids (from collection here, or from every worker's workeroutput under xdist).
     rootdir: Path | None = None
@@ -320,13 +320,13 @@ class GateSession:
 
     def config_digest(self) -> str:
         """Digest of every resolved setting that affects judging (key *names*, never values)."""
-        from pytest_modelgate.provenance import config_digest
+        from pytest_modelgate.verdict.provenance import config_digest
 
         return config_digest(self.judged_settings())
 
     def provenance(self, *, final: bool) -> dict[str, Any]:
         """The verdict's ``provenance``; ``final`` adds what is known only at the end."""
-        from pytest_modelgate.provenance import cassettes_digest, tests_digest
+        from pytest_modelgate.verdict.provenance import cassettes_digest, tests_digest
 
         data: dict[str, Any] = {
             "git": None if self.git is None else dict(self.git),
@@ -346,7 +346,7 @@ class GateSession:
 
     def cassette_lines(self) -> list[str] | None:
         """The cassettes this run played, as ``cassettes_digest`` lines; None in live mode."""
-        from pytest_modelgate.provenance import cassette_lines
+        from pytest_modelgate.verdict.provenance import cassette_lines
 
         if self.settings.mode == "live":
             return None
@@ -475,7 +475,7 @@ def resolve_models(
     settings: GateSettings,
 ) -> tuple[ResolvedModel | None, ResolvedModel | None]:
     """Resolve the stable and candidate names against the catalog and ``modelgate.yaml``."""
-    from pytest_modelgate.catalog import load_catalog
+    from pytest_modelgate.calls.catalog import load_catalog
 
     catalog = load_catalog()
     stable = resolve_model(settings.stable, settings.config, catalog) if settings.stable else None

@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from pytest_modelgate.calls.records import Budgets, CallRecord, TestRecord
 from pytest_modelgate.judge import (
     Judgement,
     MetricComparison,
@@ -72,7 +73,6 @@ from pytest_modelgate.metrics import (
     compute_arm_metrics,
     format_value,
 )
-from pytest_modelgate.records import Budgets, CallRecord, TestRecord
 from pytest_modelgate.stats import (
     Interval,
     PairedTable,
@@ -94,7 +94,7 @@ from pytest_modelgate.stats import (
 )
 
 if TYPE_CHECKING:
-    from pytest_modelgate.config import GateLimits
+    from pytest_modelgate.config.settings import GateLimits
 
 __all__ = ["Margins", "PairedJudge", "metric_label", "rollout_plan"]
 

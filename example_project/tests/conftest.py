@@ -11,7 +11,7 @@ import socket
 from urllib.parse import urlsplit
 
 import pytest
-from pytest_modelgate.client import LLM
+from pytest_modelgate import LLM
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # Endpoints already probed in this run: base_url -> None (up) or why it is down.

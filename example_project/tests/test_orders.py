@@ -8,8 +8,7 @@ Whatever happens, the customer is answered in their own language.
 from __future__ import annotations
 
 import pytest
-from pytest_modelgate.client import LLM
-from pytest_modelgate.langdetect import detect_language
+from pytest_modelgate import LLM, detect_language
 
 from support_desk.orders import NOT_FOUND, answer_order_question
 

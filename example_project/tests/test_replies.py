@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pytest_modelgate.client import LLM
-from pytest_modelgate.langdetect import detect_language
+from pytest_modelgate import LLM, detect_language
 
 from support_desk.replies import reply_to_customer
 

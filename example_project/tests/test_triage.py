@@ -9,7 +9,7 @@ complaint ("third time", "again", 又, 生气, 再度, otra vez) makes it high.
 from __future__ import annotations
 
 import pytest
-from pytest_modelgate.client import LLM
+from pytest_modelgate import LLM
 
 from support_desk.triage import SUMMARY_MAX_CHARS, triage_ticket
 

@@ -64,9 +64,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 
+from pytest_modelgate.config.yamlfile import yaml_error_location, yaml_error_problem
 from pytest_modelgate.errors import ModelgateError
 from pytest_modelgate.redaction import MIN_SECRET_LENGTH, REDACTED, Redactor
-from pytest_modelgate.yamlfile import yaml_error_location, yaml_error_problem
 
 if TYPE_CHECKING:
     import vcr

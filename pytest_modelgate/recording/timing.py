@@ -9,7 +9,7 @@ while recording nor any real latency on replay. So the clock sits *beneath* vcrp
    stack under httpx2 and the openai SDK). ``HTTPTransport.handle_request`` calls it after vcrpy
    decided to go to the network. For each exchange it stamps the response headers, the offset of
    every body chunk as it is read, the first token of an SSE stream (parsed by
-   :class:`~pytest_modelgate.protocol.SSEAccumulator`), the end, and whether the body was cut.
+   :class:`~pytest_modelgate.calls.protocol.SSEAccumulator`), the end, and whether the body was cut.
 2. :func:`before_record_response`, given to vcrpy, stores that :class:`RecordedTiming` in the
    recorded response as the header :data:`TIMING_HEADER`, so cassettes need no format change.
    It includes the wall-clock time the request was sent (``recorded_at``): a replay prices the
@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final, Literal
 
-from pytest_modelgate.protocol import SSEAccumulator, looks_like_sse
+from pytest_modelgate.calls.protocol import SSEAccumulator, looks_like_sse
 
 __all__ = [
     "TIMING_EXTENSION",

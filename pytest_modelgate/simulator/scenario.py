@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pytest_modelgate.config.yamlfile import describe_validation_error, read_yaml_file
 from pytest_modelgate.errors import ConfigError
-from pytest_modelgate.yamlfile import describe_validation_error, read_yaml_file
 
 __all__ = [
     "LatencySpec",

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pytest_modelgate.calls.langdetect import detect_language
+from pytest_modelgate.calls.protocol import content_text
 from pytest_modelgate.errors import ModelgateError
-from pytest_modelgate.langdetect import detect_language
-from pytest_modelgate.protocol import content_text
 
 __all__ = [
     "CATEGORIES",

@@ -528,7 +528,8 @@ LOCK_TAKEN_DURING_THE_RUN = """
 
     VERDICT = pathlib.Path(__file__).parent / "modelgate-verdict.json"
     HOLDER = (
-        "import sys, time; from pathlib import Path; from pytest_modelgate.lock import VerdictLock;"
+        "import sys, time; from pathlib import Path;"
+        " from pytest_modelgate.verdict.lock import VerdictLock;"
         f"VerdictLock.acquire(Path({str(VERDICT)!r})); print('held', flush=True); time.sleep(120)"
     )
 

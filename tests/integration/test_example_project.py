@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_modelgate.verdict import validate_verdict
+from pytest_modelgate.verdict.model import validate_verdict
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_project"
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_modelgate.verdict import read_verdict
+from pytest_modelgate.verdict.model import read_verdict
 
 if TYPE_CHECKING:
     from conftest import GateProject

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_modelgate.cli import main
-from pytest_modelgate.reports.browser import find_chromium, screenshot
+from pytest_modelgate.verdict.reports.browser import find_chromium, screenshot
 
 if TYPE_CHECKING:
     from conftest import GateProject

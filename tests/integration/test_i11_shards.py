@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_modelgate.check import Expectations, check_file
 from pytest_modelgate.cli import main
+from pytest_modelgate.verdict.check import Expectations, check_file
 
 if TYPE_CHECKING:
     from conftest import GateProject

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_modelgate.verdict import validate_verdict
+from pytest_modelgate.verdict.model import validate_verdict
 
 if TYPE_CHECKING:
     from conftest import GateProject

@@ -59,7 +59,7 @@ def test_run_without_llm_imports_no_http_client(tmp_path: Path) -> None:
 
 # Not even the gate's session: pydantic, the YAML reader and the model catalog wait for a test that
 # uses `llm` (or anything that asks for the gate).
-UNUSED = (*HEAVY, "pydantic", "yaml", "pytest_modelgate.catalog", "pytest_modelgate.session")
+UNUSED = (*HEAVY, "pydantic", "yaml", "pytest_modelgate.calls.catalog", "pytest_modelgate.session")
 
 
 def _probe_modules(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from pytest_modelgate.records import CallRecord, TestRecord
+from pytest_modelgate.calls.records import CallRecord, TestRecord
 
 if TYPE_CHECKING:
     from conftest import GateProject

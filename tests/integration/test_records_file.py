@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pytest_modelgate.records import TestRecord
+from pytest_modelgate.calls.records import TestRecord
 
 if TYPE_CHECKING:
     from conftest import GateProject

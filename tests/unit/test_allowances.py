@@ -11,7 +11,7 @@ from pytest_modelgate.allowances import (
     margin_names,
     parse_allowance,
 )
-from pytest_modelgate.config import GateLimits, ModelgateConfig
+from pytest_modelgate.config.settings import GateLimits, ModelgateConfig
 from pytest_modelgate.errors import ConfigError
 
 

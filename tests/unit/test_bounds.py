@@ -19,11 +19,11 @@ import httpx
 import pytest
 from loopback import ScriptedServer, Step, sse_events
 
-from pytest_modelgate.client import LLM
-from pytest_modelgate.endpoints import ResolvedModel
+from pytest_modelgate.calls.client import LLM
+from pytest_modelgate.calls.endpoints import ResolvedModel
+from pytest_modelgate.calls.records import CallRecord
+from pytest_modelgate.calls.transport import CallBounds, CallLog, measuring_every_client
 from pytest_modelgate.errors import CallDeadlineError, ModelAPIError, ResponseTooLargeError
-from pytest_modelgate.records import CallRecord
-from pytest_modelgate.transport import CallBounds, CallLog, measuring_every_client
 
 MESSAGES: Any = [{"role": "user", "content": "Reply in JSON."}]
 # A trickled body takes far longer than the deadline: ~600 bytes at 50 ms each is 30 s.
@@ -387,8 +387,8 @@ def test_a_bound_enforced_beneath_the_transport_keeps_its_reason(
     server: ScriptedServer, log: CallLog
 ) -> None:
     """While timings are captured (record mode) the guard beneath httpx may fire first."""
+    from pytest_modelgate.calls.transport import measuring_transport
     from pytest_modelgate.recording.timing import capture_timing
-    from pytest_modelgate.transport import measuring_transport
 
     server.script.append(Step(body=padded_completion(1024 * 1024)))
     bounds = CallBounds(max_response_bytes=LIMIT, model="sim")

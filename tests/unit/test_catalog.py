@@ -1,4 +1,4 @@
-"""Unit tests of the built-in model catalog (pytest_modelgate/catalog.py and data/catalog.yaml)."""
+"""Unit tests of the built-in model catalog (calls/catalog.py, data/catalog.yaml)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 
-from pytest_modelgate.catalog import (
+from pytest_modelgate.calls.catalog import (
     Catalog,
     closest_names,
     load_catalog,
     load_yaml,
     parse_catalog,
 )
-from pytest_modelgate.endpoints import Price
+from pytest_modelgate.calls.endpoints import Price
+from pytest_modelgate.calls.records import Usage
 from pytest_modelgate.errors import CatalogError, ConfigError, UnknownModelError
-from pytest_modelgate.records import Usage
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from pytest_modelgate.check import (
+from pytest_modelgate.calls.records import ModelIdentity
+from pytest_modelgate.cli import main
+from pytest_modelgate.verdict.check import (
     EXIT_GO,
     EXIT_INVALID,
     EXIT_NO_GO,
@@ -23,9 +25,7 @@ from pytest_modelgate.check import (
     parse_age,
     parse_commit,
 )
-from pytest_modelgate.cli import main
-from pytest_modelgate.records import ModelIdentity
-from pytest_modelgate.verdict import error_verdict, validate_verdict, write_verdict_atomic
+from pytest_modelgate.verdict.model import error_verdict, validate_verdict, write_verdict_atomic
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 FINISHED = datetime(2026, 1, 5, 12, 0, 0, tzinfo=timezone.utc)

@@ -91,8 +91,8 @@ def test_models_unknown_provider_is_an_error(capsys: pytest.CaptureFixture[str])
 def _verdict(tmp_path: Path, name: str) -> Path:
     from datetime import datetime, timezone
 
-    from pytest_modelgate.records import ModelIdentity
-    from pytest_modelgate.verdict import error_verdict, write_verdict_atomic
+    from pytest_modelgate.calls.records import ModelIdentity
+    from pytest_modelgate.verdict.model import error_verdict, write_verdict_atomic
 
     now = datetime.now(timezone.utc)
     path = tmp_path / name

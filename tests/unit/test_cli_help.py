@@ -100,7 +100,7 @@ def test_models_shows_each_price_with_its_source_and_date(
 
 
 def test_models_json_matches_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_modelgate.catalog import load_catalog
+    from pytest_modelgate.calls.catalog import load_catalog
 
     assert cli.main(["models", "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)

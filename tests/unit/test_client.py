@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from loopback import ScriptedServer, Step, sse_events
 
-from pytest_modelgate.client import LLM, Reply, ToolCall
-from pytest_modelgate.endpoints import Price, ResolvedModel
+from pytest_modelgate.calls.client import LLM, Reply, ToolCall
+from pytest_modelgate.calls.endpoints import Price, ResolvedModel
+from pytest_modelgate.calls.records import CallRecord, Usage
+from pytest_modelgate.calls.transport import CallLog
 from pytest_modelgate.errors import ModelAPIError, ReplyFormatError
-from pytest_modelgate.records import CallRecord, Usage
-from pytest_modelgate.transport import CallLog
 
 # ------------------------------------------------------------------------------------------
 # helpers

@@ -1,4 +1,4 @@
-"""Unit tests of modelgate.yaml loading, model resolution and API-key lookup (config.py)."""
+"""Unit tests of modelgate.yaml loading, model resolution and API keys (config/settings.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from pytest_modelgate.catalog import Catalog, load_catalog
-from pytest_modelgate.config import (
+from pytest_modelgate.calls.catalog import Catalog, load_catalog
+from pytest_modelgate.calls.endpoints import Price, ResolvedModel
+from pytest_modelgate.config.settings import (
     ClientSettings,
     GateLimits,
     ModelgateConfig,
@@ -21,7 +22,6 @@ from pytest_modelgate.config import (
     require_api_key,
     resolve_model,
 )
-from pytest_modelgate.endpoints import Price, ResolvedModel
 from pytest_modelgate.errors import ConfigError, MissingAPIKeyError, UnknownModelError
 
 BRIEF_EXAMPLE = """\

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_modelgate.config import ClientSettings, GateLimits, load_config
+from pytest_modelgate.config.settings import ClientSettings, GateLimits, load_config
+from pytest_modelgate.config.yamlfile import load_yaml
 from pytest_modelgate.errors import ConfigError
-from pytest_modelgate.yamlfile import load_yaml
 
 
 def config_error(tmp_path: Path, text: str) -> str:

@@ -8,12 +8,12 @@ from typing import Any
 import pydantic
 import pytest
 
-from pytest_modelgate import contracts
-from pytest_modelgate.contracts import ContractCheck, check_reply, prompt_text
-from pytest_modelgate.langdetect import detect_language
+from pytest_modelgate.calls import contracts
+from pytest_modelgate.calls.contracts import ContractCheck, check_reply, prompt_text
+from pytest_modelgate.calls.langdetect import detect_language
+from pytest_modelgate.calls.protocol import ParsedCompletion, ParsedToolCall
+from pytest_modelgate.calls.records import Usage
 from pytest_modelgate.markers import ModelContract
-from pytest_modelgate.protocol import ParsedCompletion, ParsedToolCall
-from pytest_modelgate.records import Usage
 
 ORDER_SCHEMA: dict[str, Any] = {
     "type": "object",

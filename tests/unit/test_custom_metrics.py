@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from pytest_modelgate import statjudge
+from pytest_modelgate.calls.records import CallRecord, TestRecord
+from pytest_modelgate.calls.transport import Attempt, CallLog
 from pytest_modelgate.judge import RunData
 from pytest_modelgate.metrics import (
     BUILTIN_METRIC_NAMES,
@@ -15,9 +17,7 @@ from pytest_modelgate.metrics import (
     MeasuredCall,
     resolve_custom_metrics,
 )
-from pytest_modelgate.records import CallRecord, TestRecord
 from pytest_modelgate.statjudge import PairedJudge
-from pytest_modelgate.transport import Attempt, CallLog
 
 
 def polite(**overrides: Any) -> CustomMetric:
@@ -106,7 +106,7 @@ def _record(**fields: Any) -> CallRecord:
 
 
 def _attempt(text: str | None, *, ok: bool = True) -> Attempt:
-    from pytest_modelgate.protocol import ParsedCompletion
+    from pytest_modelgate.calls.protocol import ParsedCompletion
 
     return Attempt(
         client="modelgate",

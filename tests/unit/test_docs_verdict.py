@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pytest_modelgate.verdict import load_schema, validate_verdict
+from pytest_modelgate.verdict.model import load_schema, validate_verdict
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "verdict.md"
 

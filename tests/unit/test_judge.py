@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from pytest_modelgate.config import GateLimits
+from pytest_modelgate.calls.records import CallRecord, TestRecord, Usage
+from pytest_modelgate.config.settings import GateLimits
 from pytest_modelgate.judge import (
     CaseRef,
     FixedLimitJudge,
@@ -18,7 +19,6 @@ from pytest_modelgate.judge import (
     RunData,
     Samples,
 )
-from pytest_modelgate.records import CallRecord, TestRecord, Usage
 
 DEFAULT_LIMITS = GateLimits()
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pytest_modelgate import statjudge
+from pytest_modelgate.calls.records import CallRecord, TestRecord
 from pytest_modelgate.judge import RunData
-from pytest_modelgate.records import CallRecord, TestRecord
 from pytest_modelgate.statjudge import PairedJudge
 from pytest_modelgate.stats import (
     Interval,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_modelgate.langdetect import detect_language
+from pytest_modelgate.calls.langdetect import detect_language
 
 MESSAGES: dict[str, list[str]] = {
     "en": [

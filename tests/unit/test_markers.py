@@ -11,7 +11,8 @@ from typing import Any
 import pydantic
 import pytest
 
-from pytest_modelgate.langdetect import detect_language
+from pytest_modelgate.calls.langdetect import detect_language
+from pytest_modelgate.calls.records import Budgets
 from pytest_modelgate.markers import (
     MARKER_HELP,
     MARKER_NAMES,
@@ -25,7 +26,6 @@ from pytest_modelgate.markers import (
     marker_lines,
     parse_markers,
 )
-from pytest_modelgate.records import Budgets
 
 TEST_ID = "tests/test_refunds.py::test_refund[case-1]"
 TEST_PATH = Path("/project/tests/test_refunds.py")

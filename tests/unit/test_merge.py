@@ -1,4 +1,4 @@
-"""Unit tests of ``pytest_modelgate.merge``: reading parts, what is refused, the merged verdict."""
+"""Unit tests of ``verdict.merge``: reading parts, what is refused, the merged verdict."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from pytest_modelgate.config import ModelgateConfig
+from pytest_modelgate.calls.records import CallRecord, ModelIdentity, TestRecord, Usage
+from pytest_modelgate.config.settings import ModelgateConfig
 from pytest_modelgate.decide import judged_verdict, record_line
-from pytest_modelgate.merge import (
+from pytest_modelgate.redaction import redactor_for
+from pytest_modelgate.verdict.merge import (
     MergeRefused,
     Part,
     expand_parts,
@@ -23,11 +25,9 @@ from pytest_modelgate.merge import (
     refusal_verdict,
     write_result,
 )
-from pytest_modelgate.provenance import cassette_lines_digest, config_digest
-from pytest_modelgate.provenance import tests_digest as digest_of_tests
-from pytest_modelgate.records import CallRecord, ModelIdentity, TestRecord, Usage
-from pytest_modelgate.redaction import redactor_for
-from pytest_modelgate.verdict import validate_verdict
+from pytest_modelgate.verdict.model import validate_verdict
+from pytest_modelgate.verdict.provenance import cassette_lines_digest, config_digest
+from pytest_modelgate.verdict.provenance import tests_digest as digest_of_tests
 
 KEY = "sk-unit-merge-0123456789abcdef"
 CASES = [f"case-{i:02d}" for i in range(30)]

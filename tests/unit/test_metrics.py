@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from pytest_modelgate.calls.records import CallRecord, TestRecord, Usage
 from pytest_modelgate.metrics import (
     METRICS,
     Measurement,
@@ -16,7 +17,6 @@ from pytest_modelgate.metrics import (
     metric_spec,
     percentile,
 )
-from pytest_modelgate.records import CallRecord, TestRecord, Usage
 
 
 def make_call(

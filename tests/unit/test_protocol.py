@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_modelgate.protocol import (
+from pytest_modelgate.calls.protocol import (
     CompletionFormatError,
     ParsedToolCall,
     SSEAccumulator,
@@ -24,7 +24,7 @@ from pytest_modelgate.protocol import (
     shorten,
     split_think,
 )
-from pytest_modelgate.records import Usage
+from pytest_modelgate.calls.records import Usage
 
 
 def completion(message: dict[str, Any], **extra: Any) -> dict[str, Any]:

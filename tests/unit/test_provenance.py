@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_modelgate.lock import LockBusyError, VerdictLock, lock_path_for
-from pytest_modelgate.provenance import (
+from pytest_modelgate.verdict.lock import LockBusyError, VerdictLock, lock_path_for
+from pytest_modelgate.verdict.provenance import (
     cassettes_digest,
     changed_paths,
     config_digest,
     git_state,
     head_commit,
 )
-from pytest_modelgate.provenance import (
+from pytest_modelgate.verdict.provenance import (
     tests_digest as digest_of_tests,
 )
 
@@ -146,7 +146,7 @@ def test_lock_held_by_another_process_and_dropped_when_it_dies(tmp_path: Path) -
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path;"
-            "from pytest_modelgate.lock import VerdictLock;"
+            "from pytest_modelgate.verdict.lock import VerdictLock;"
             f"VerdictLock.acquire(Path({str(verdict)!r})); print('held', flush=True);"
             "time.sleep(60)",
         ],

@@ -12,8 +12,9 @@ import pytest
 from loopback import ScriptedServer, Step, sse_events
 
 from pytest_modelgate import redaction
-from pytest_modelgate.protocol import classify_error
-from pytest_modelgate.records import CallRecord
+from pytest_modelgate.calls.protocol import classify_error
+from pytest_modelgate.calls.records import CallRecord
+from pytest_modelgate.calls.transport import CallLog, measuring_transport
 from pytest_modelgate.redaction import (
     REDACTED,
     Redactor,
@@ -21,7 +22,6 @@ from pytest_modelgate.redaction import (
     redactor_for,
     scrub_library_logs,
 )
-from pytest_modelgate.transport import CallLog, measuring_transport
 
 KEY = 'sk-test/abc+def=ghi"jk\\lmn-0123456789'
 

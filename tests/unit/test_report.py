@@ -9,11 +9,15 @@ from typing import Any
 
 import pytest
 
-from pytest_modelgate.config import GateLimits
+from pytest_modelgate.calls.records import CallRecord, ModelIdentity, TestRecord, Usage
+from pytest_modelgate.config.settings import GateLimits
 from pytest_modelgate.judge import FixedLimitJudge, RunData
-from pytest_modelgate.records import CallRecord, ModelIdentity, TestRecord, Usage
-from pytest_modelgate.report import comparison_headers, comparison_rows, summary_lines
-from pytest_modelgate.verdict import build_verdict, error_verdict, validate_verdict
+from pytest_modelgate.verdict.model import build_verdict, error_verdict, validate_verdict
+from pytest_modelgate.verdict.reports.terminal import (
+    comparison_headers,
+    comparison_rows,
+    summary_lines,
+)
 
 PATH = "out/modelgate-verdict.json"
 MOMENT = datetime(2025, 11, 25, 22, 18, tzinfo=timezone.utc)

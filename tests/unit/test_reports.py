@@ -12,21 +12,21 @@ from typing import Any
 
 import pytest
 
+from pytest_modelgate.calls.records import CallRecord, ModelIdentity, TestRecord, Usage
 from pytest_modelgate.cli import main
 from pytest_modelgate.judge import RunData
-from pytest_modelgate.records import CallRecord, ModelIdentity, TestRecord, Usage
-from pytest_modelgate.reports import github_lines, render_html, render_markdown
-from pytest_modelgate.reports.cases import case_changes, latencies, load_records
-from pytest_modelgate.reports.github import (
+from pytest_modelgate.statjudge import PairedJudge
+from pytest_modelgate.verdict.model import build_verdict, error_verdict, validate_verdict
+from pytest_modelgate.verdict.reports import github_lines, render_html, render_markdown
+from pytest_modelgate.verdict.reports.cases import case_changes, latencies, load_records
+from pytest_modelgate.verdict.reports.github import (
     annotation_lines,
     append_step_summary,
     escape_data,
     escape_property,
 )
-from pytest_modelgate.reports.html import html_report
-from pytest_modelgate.reports.markdown import markdown_report, md_escape
-from pytest_modelgate.statjudge import PairedJudge
-from pytest_modelgate.verdict import build_verdict, error_verdict, validate_verdict
+from pytest_modelgate.verdict.reports.html import html_report
+from pytest_modelgate.verdict.reports.markdown import markdown_report, md_escape
 
 STARTED = datetime(2026, 1, 5, 12, 0, 0, tzinfo=timezone.utc)
 EVIL = '<script>alert("x")</script>'

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from pytest_modelgate.cli import main
-from pytest_modelgate.inifile import ini_verdict_path
+from pytest_modelgate.config.inifile import ini_verdict_path
 
 
 def _write_verdict(path: Path, reason: str) -> None:
-    from pytest_modelgate.records import ModelIdentity
-    from pytest_modelgate.verdict import error_verdict, write_verdict_atomic
+    from pytest_modelgate.calls.records import ModelIdentity
+    from pytest_modelgate.verdict.model import error_verdict, write_verdict_atomic
 
     now = datetime.now(timezone.utc)
     path.parent.mkdir(parents=True, exist_ok=True)

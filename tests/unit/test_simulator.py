@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from pytest_modelgate.langdetect import detect_language
+from pytest_modelgate.calls.langdetect import detect_language
 from pytest_modelgate.simulator import (
     LatencySpec,
     Scenario,

@@ -18,9 +18,9 @@ import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 
 from pytest_modelgate import statjudge
-from pytest_modelgate.config import GateLimits
+from pytest_modelgate.calls.records import Budgets, CallRecord, TestRecord, Usage
+from pytest_modelgate.config.settings import GateLimits
 from pytest_modelgate.judge import Judge, Judgement, MetricComparison, RunData, Samples
-from pytest_modelgate.records import Budgets, CallRecord, TestRecord, Usage
 from pytest_modelgate.statjudge import Margins, PairedJudge, metric_label
 from pytest_modelgate.stats import (
     PairedTable,

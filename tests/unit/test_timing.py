@@ -23,8 +23,10 @@ import vcr
 import vcr.patch
 import yaml
 
-from pytest_modelgate.client import LLM
-from pytest_modelgate.endpoints import ResolvedModel
+from pytest_modelgate.calls.client import LLM
+from pytest_modelgate.calls.endpoints import ResolvedModel
+from pytest_modelgate.calls.records import CallRecord
+from pytest_modelgate.calls.transport import CallLog, measuring_transport
 from pytest_modelgate.errors import ModelAPIError
 from pytest_modelgate.recording.timing import (
     TIMING_EXTENSION,
@@ -39,9 +41,7 @@ from pytest_modelgate.recording.timing import (
     pop_timing_header,
     timing_key,
 )
-from pytest_modelgate.records import CallRecord
 from pytest_modelgate.simulator import SimulatorServer
-from pytest_modelgate.transport import CallLog, measuring_transport
 
 SIM_KEY = "sk-sim-test-0123456789abcdef"  # the key tests/conftest.py starts simulators with
 SLOW = {"latency_ms": 300, "ttft_ms": 120}

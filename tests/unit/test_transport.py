@@ -16,11 +16,10 @@ import httpx2
 import pytest
 from loopback import ScriptedServer, Step, sse_events
 
-from pytest_modelgate.endpoints import PeakPricing, Price, ResolvedModel
-from pytest_modelgate.protocol import ParsedCompletion
-from pytest_modelgate.recording.timing import TIMING_HEADER, RecordedTiming
-from pytest_modelgate.records import CallRecord, Usage
-from pytest_modelgate.transport import (
+from pytest_modelgate.calls.endpoints import PeakPricing, Price, ResolvedModel
+from pytest_modelgate.calls.protocol import ParsedCompletion
+from pytest_modelgate.calls.records import CallRecord, Usage
+from pytest_modelgate.calls.transport import (
     ATTEMPT_EXTENSION,
     Attempt,
     AttemptHandle,
@@ -30,6 +29,7 @@ from pytest_modelgate.transport import (
     measuring_httpx2_transport,
     measuring_transport,
 )
+from pytest_modelgate.recording.timing import TIMING_HEADER, RecordedTiming
 
 # ------------------------------------------------------------------------------------------
 # helpers
@@ -641,6 +641,6 @@ def test_a_replayed_response_carries_its_recording_time(
     ],
 )
 def test_http_date_reads_only_dates_with_a_zone(value: str | None, expected: object) -> None:
-    from pytest_modelgate.transport import _http_date
+    from pytest_modelgate.calls.transport import _http_date
 
     assert _http_date(value) == expected

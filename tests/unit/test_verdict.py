@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from pytest_modelgate.config import GateLimits
+from pytest_modelgate.calls.records import CallRecord, ModelIdentity, TestRecord, Usage
+from pytest_modelgate.config.settings import GateLimits
 from pytest_modelgate.errors import ModelgateError
 from pytest_modelgate.judge import FixedLimitJudge, Judgement, RunData
-from pytest_modelgate.records import CallRecord, ModelIdentity, TestRecord, Usage
 from pytest_modelgate.statjudge import Margins, PairedJudge
-from pytest_modelgate.verdict import (
+from pytest_modelgate.verdict.model import (
     SCHEMA_VERSION,
     VerdictValidationError,
     build_verdict,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_modelgate.report import metric_display_label
+from pytest_modelgate.verdict.reports.terminal import metric_display_label
 
 __all__ = [
     "STEP_SUMMARY_LIMIT",

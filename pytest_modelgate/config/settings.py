@@ -43,10 +43,10 @@ from pydantic import (
     model_validator,
 )
 
-from pytest_modelgate.catalog import Catalog, CatalogMatch
-from pytest_modelgate.endpoints import Price, ResolvedModel
+from pytest_modelgate.calls.catalog import Catalog, CatalogMatch
+from pytest_modelgate.calls.endpoints import Price, ResolvedModel
+from pytest_modelgate.config.yamlfile import describe_validation_error, read_yaml_file
 from pytest_modelgate.errors import ConfigError, MissingAPIKeyError, UnknownModelError
-from pytest_modelgate.yamlfile import describe_validation_error, read_yaml_file
 
 __all__ = [
     "CONFIG_FILENAME",

@@ -3,7 +3,7 @@
 ``LLM.chat`` sends an OpenAI-compatible chat-completions request with httpx, retries what is worth
 retrying and returns a :class:`Reply`. ``LLM.openai()`` hands out an ``openai.OpenAI`` client whose
 HTTP goes through the same measuring layer, for code under test that already uses the SDK. Every
-HTTP attempt of either path lands in the test's :class:`~pytest_modelgate.transport.CallLog`.
+HTTP attempt of either path lands in the test's :class:`~pytest_modelgate.calls.transport.CallLog`.
 
 httpx, httpx2 and openai are imported on first use, so importing this module is cheap.
 """
@@ -22,10 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_modelgate.errors import CallDeadlineError, ModelAPIError, ReplyFormatError
-from pytest_modelgate.protocol import SSEAccumulator, looks_like_sse, shorten
-from pytest_modelgate.records import RETRYABLE_ERROR_KINDS, Arm, CallRecord, Usage
-from pytest_modelgate.transport import (
+from pytest_modelgate.calls.protocol import SSEAccumulator, looks_like_sse, shorten
+from pytest_modelgate.calls.records import RETRYABLE_ERROR_KINDS, Arm, CallRecord, Usage
+from pytest_modelgate.calls.transport import (
     ATTEMPT_EXTENSION,
     AttemptHandle,
     CallBounds,
@@ -35,12 +34,13 @@ from pytest_modelgate.transport import (
     measuring_httpx2_transport,
     measuring_transport,
 )
+from pytest_modelgate.errors import CallDeadlineError, ModelAPIError, ReplyFormatError
 
 if TYPE_CHECKING:
     import httpx
     import openai
 
-    from pytest_modelgate.endpoints import ResolvedModel
+    from pytest_modelgate.calls.endpoints import ResolvedModel
 
 __all__ = ["LLM", "Reply", "ToolCall"]
 
@@ -141,7 +141,7 @@ class LLM:
     and to each read; ``deadline_s`` to the whole logical call, of ``chat`` and of the openai SDK
     alike: every attempt, body and retry wait included (a retry that could not start before it
     is not made, and the deadline error is not an httpx one, so the SDK does not retry it); see
-    :class:`~pytest_modelgate.transport.CallBounds`. A body beyond ``max_response_bytes`` ends
+    :class:`~pytest_modelgate.calls.transport.CallBounds`. A body beyond ``max_response_bytes`` ends
     the call. ``sleep`` is how the client waits between attempts
     (tests inject a fake).
     """

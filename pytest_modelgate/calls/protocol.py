@@ -2,7 +2,7 @@
 
 Pure functions and small classes, no HTTP library: parse a completion body, assemble an SSE stream
 incrementally, normalise the usage block across provider quirks and classify error responses into
-:data:`~pytest_modelgate.records.ErrorKind`. Both the measuring transports and the ``llm`` client
+:data:`~.records.ErrorKind`. Both the measuring transports and the ``llm`` client
 build on this module, so a record and the reply a test sees always agree.
 
 Provider quirks handled here:
@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any, NamedTuple
 
-from pytest_modelgate.records import ErrorKind, Usage
+from pytest_modelgate.calls.records import ErrorKind, Usage
 
 __all__ = [
     "CompletionFormatError",

@@ -1,7 +1,7 @@
 """The per-case view: which cases changed between the arms, read from the records file.
 
 The records file (``<verdict>.records.jsonl``, one JSON line per test item and arm with its
-HTTP attempts, ``pytest_modelgate.records.TestRecord``) is read leniently as plain dicts: a report
+HTTP attempts, ``calls.records.TestRecord``) is read leniently as plain dicts: a report
 must still render when the file is absent, truncated, or written by a version with other fields.
 """
 

@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_modelgate.calls.records import ModelIdentity, TestRecord
 from pytest_modelgate.errors import ModelgateError
-from pytest_modelgate.records import ModelIdentity, TestRecord
 
 __all__ = [
     "PART_FORMAT",
@@ -146,7 +146,7 @@ def read_part(path: Path) -> Part:
 
 
 def _check_digest(path: Path, header: Mapping[str, Any]) -> None:
-    from pytest_modelgate.provenance import config_digest
+    from pytest_modelgate.verdict.provenance import config_digest
 
     settings = header["settings"]
     if not isinstance(settings, dict) or config_digest(settings) != header["config_digest"]:
@@ -236,7 +236,7 @@ def _cassette_lines(parts: Sequence[Part]) -> list[str] | None:
 
 
 def _provenance(parts: Sequence[Part]) -> dict[str, Any]:
-    from pytest_modelgate.provenance import cassette_lines_digest, tests_digest
+    from pytest_modelgate.verdict.provenance import cassette_lines_digest, tests_digest
 
     first = parts[0].header
     lines = _cassette_lines(parts)
@@ -273,7 +273,7 @@ def _started_at(parts: Sequence[Part]) -> datetime:
 
 def merge_parts(parts: Sequence[Part], *, expect_parts: int | None = None) -> MergeResult:
     """Judge the union of ``parts`` as one run; ``MergeRefused`` when they are not one run."""
-    from pytest_modelgate.config import ModelgateConfig
+    from pytest_modelgate.config.settings import ModelgateConfig
     from pytest_modelgate.decide import judged_verdict
     from pytest_modelgate.session import EXIT_ERROR
 
@@ -311,7 +311,7 @@ def merge_parts(parts: Sequence[Part], *, expect_parts: int | None = None) -> Me
     has_candidate = first.get("candidate") is not None
     incomplete = [p for p in parts if not p.header["complete"] or p.header["problems"]]
     if incomplete:
-        from pytest_modelgate.verdict import error_verdict
+        from pytest_modelgate.verdict.model import error_verdict
 
         reasons = [
             f"shard {p.path} is incomplete: "
@@ -368,7 +368,7 @@ def write_result(path: Path, result: MergeResult, parts: Sequence[Part]) -> None
     """
     from pytest_modelgate.decide import record_line
     from pytest_modelgate.redaction import redactor_for
-    from pytest_modelgate.verdict import write_text_atomic, write_verdict_atomic
+    from pytest_modelgate.verdict.model import write_text_atomic, write_verdict_atomic
 
     redactor = redactor_for(secret_values(parts))
     verdict = redactor.scrub_value(result.verdict)
@@ -382,7 +382,7 @@ def refusal_verdict(reason: str, parts: Sequence[Part]) -> dict[str, Any]:
     """The ``error`` verdict of a refused merge, with what the first readable part says."""
     from pytest_modelgate import __version__
     from pytest_modelgate.session import EXIT_ERROR
-    from pytest_modelgate.verdict import error_verdict
+    from pytest_modelgate.verdict.model import error_verdict
 
     header = parts[0].header if parts else {}
     now = datetime.now(timezone.utc)

@@ -13,14 +13,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_modelgate.metrics import format_value
-from pytest_modelgate.report import (
+from pytest_modelgate.verdict.reports.cases import CaseChange
+from pytest_modelgate.verdict.reports.terminal import (
     arms_text,
     comparison_headers,
     comparison_rows,
     latency_timing_line,
     rollout_lines,
 )
-from pytest_modelgate.reports.cases import CaseChange
 
 __all__ = ["DEFAULT_MAX_CHARS", "markdown_report", "md_escape", "verdict_line"]
 

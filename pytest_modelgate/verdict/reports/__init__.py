@@ -3,7 +3,7 @@ inline SVG charts, and GitHub Actions annotations.
 
 Pure: no pytest. Every function takes the verdict dict (the file format, ``docs/verdict.md``)
 and, when available, the run's records (``<verdict>.records.jsonl``, read by
-:mod:`pytest_modelgate.reports.cases`), and returns text. Fields they do not know are ignored,
+:mod:`.cases`), and returns text. Fields they do not know are ignored,
 so a verdict from a newer judge still renders.
 """
 
@@ -19,7 +19,7 @@ __all__ = ["github_lines", "render_html", "render_markdown"]
 
 def _case_view(verdict: Mapping[str, Any], verdict_path: Path) -> tuple[Any, Any, str | None]:
     """The per-case view and latencies from the records next to the verdict, and a note."""
-    from pytest_modelgate.reports.cases import case_changes, latencies, load_records
+    from pytest_modelgate.verdict.reports.cases import case_changes, latencies, load_records
 
     if verdict.get("candidate") is None:
         return None, None, "a stable-only run: there is no second arm to compare cases with"
@@ -31,7 +31,7 @@ def _case_view(verdict: Mapping[str, Any], verdict_path: Path) -> tuple[Any, Any
 
 def render_markdown(verdict: Mapping[str, Any], verdict_path: Path, *, max_chars: int) -> str:
     """The Markdown report of the verdict at ``verdict_path`` (records read from beside it)."""
-    from pytest_modelgate.reports.markdown import markdown_report
+    from pytest_modelgate.verdict.reports.markdown import markdown_report
 
     changes, _, note = _case_view(verdict, Path(verdict_path))
     return markdown_report(verdict, changes, records_note=note, max_chars=max_chars)
@@ -39,7 +39,7 @@ def render_markdown(verdict: Mapping[str, Any], verdict_path: Path, *, max_chars
 
 def render_html(verdict: Mapping[str, Any], verdict_path: Path) -> str:
     """The HTML report of the verdict at ``verdict_path`` (records read from beside it)."""
-    from pytest_modelgate.reports.html import html_report
+    from pytest_modelgate.verdict.reports.html import html_report
 
     changes, latency, note = _case_view(verdict, Path(verdict_path))
     return html_report(verdict, changes, latencies=latency, records_note=note)
@@ -53,7 +53,7 @@ def github_lines(
     Outside GitHub Actions (``GITHUB_ACTIONS`` not ``true``): nothing, and no file is touched.
     A summary that cannot be written adds one warning line; it never fails the run.
     """
-    from pytest_modelgate.reports.github import (
+    from pytest_modelgate.verdict.reports.github import (
         annotation_lines,
         append_step_summary,
         escape_data,

@@ -13,16 +13,8 @@ from html import escape
 from typing import Any
 
 from pytest_modelgate.metrics import format_value
-from pytest_modelgate.report import (
-    arms_text,
-    comparison_headers,
-    comparison_rows,
-    latency_timing_line,
-    metric_display_label,
-    rollout_lines,
-)
-from pytest_modelgate.reports.cases import ArmCase, CaseChange
-from pytest_modelgate.reports.svg import (
+from pytest_modelgate.verdict.reports.cases import ArmCase, CaseChange
+from pytest_modelgate.verdict.reports.svg import (
     ArmValues,
     BarGroup,
     ChangeRow,
@@ -30,6 +22,14 @@ from pytest_modelgate.reports.svg import (
     bars_chart,
     change_chart,
     ecdf_chart,
+)
+from pytest_modelgate.verdict.reports.terminal import (
+    arms_text,
+    comparison_headers,
+    comparison_rows,
+    latency_timing_line,
+    metric_display_label,
+    rollout_lines,
 )
 
 __all__ = ["html_report"]

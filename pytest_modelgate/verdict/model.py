@@ -22,11 +22,11 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from pytest_modelgate.calls.records import ModelIdentity
 from pytest_modelgate.errors import ModelgateError
 from pytest_modelgate.judge import CaseRef, Judgement, MetricComparison, Regression
 from pytest_modelgate.metrics import ArmMetrics
-from pytest_modelgate.provenance import empty_provenance
-from pytest_modelgate.records import ModelIdentity
+from pytest_modelgate.verdict.provenance import empty_provenance
 
 __all__ = [
     "KINDS",
@@ -215,7 +215,7 @@ def _outcomes(arm: ArmMetrics) -> dict[str, int]:
 
 
 def _cases(cases: Iterable[CaseRef]) -> list[dict[str, Any]]:
-    from pytest_modelgate.reports.cases import natural_key
+    from pytest_modelgate.verdict.reports.cases import natural_key
 
     # Natural order (case-2 before case-10), as every case list people read.
     ordered = sorted(cases, key=lambda case: (natural_key(case.case_id), case.repeat))
@@ -296,7 +296,7 @@ def build_verdict(
     ``started_at``/``finished_at`` are aware datetimes or seconds since the epoch. Floats are
     rounded for reading: rates to 6 decimals, ms and tokens to 0.1, USD to 8 significant digits,
     point changes to 0.001 and ratios to 0.0001. ``kind`` defaults to ``gate`` with a candidate
-    and ``smoke`` without; ``provenance`` (see ``pytest_modelgate.provenance``) to all nulls.
+    and ``smoke`` without; ``provenance`` (see ``verdict.provenance``) to all nulls.
     """
     units = {comparison.name: comparison.unit for comparison in judgement.metrics}
     tests = {

@@ -3,7 +3,7 @@
 The catalog ships as package data (``data/catalog.yaml``) and is validated on load, so a broken file
 fails loudly with ``CatalogError`` instead of mispricing a run. ``Catalog.resolve`` turns a model
 name typed by a user into a ``ResolvedModel``; ``modelgate.yaml`` can override any of it (see
-``pytest_modelgate.config``). This module never imports pytest.
+``pytest_modelgate.config.settings``). This module never imports pytest.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from pydantic import (
     model_validator,
 )
 
-from pytest_modelgate.endpoints import Price, ResolvedModel
-from pytest_modelgate.errors import CatalogError, ConfigError, UnknownModelError
-from pytest_modelgate.yamlfile import (
+from pytest_modelgate.calls.endpoints import Price, ResolvedModel
+from pytest_modelgate.config.yamlfile import (
     describe_validation_error,
     load_yaml,
     yaml_error_location,
     yaml_error_problem,
 )
+from pytest_modelgate.errors import CatalogError, ConfigError, UnknownModelError
 
 __all__ = [
     "Catalog",

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pytest_modelgate.records import Usage
+from pytest_modelgate.calls.records import Usage
 
 
 class PeakPricing(BaseModel):

@@ -117,7 +117,11 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 def load_verdict_file(path: Path) -> dict[str, Any]:
     """Read and validate a verdict; ``VerdictFileError`` (one line) when it cannot be judged."""
-    from pytest_modelgate.verdict import SCHEMA_VERSION, VerdictValidationError, validate_verdict
+    from pytest_modelgate.verdict.model import (
+        SCHEMA_VERSION,
+        VerdictValidationError,
+        validate_verdict,
+    )
 
     path = Path(path)
     try:

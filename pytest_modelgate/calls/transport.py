@@ -6,7 +6,7 @@ A measuring transport wraps the real transport of an ``httpx.Client`` (our own `
 
 1. starts a clock and sends the request through the inner transport;
 2. wraps the response byte stream, so it sees every byte as the caller reads it: SSE bytes go to an
-   incremental :class:`~pytest_modelgate.protocol.SSEAccumulator`, which stamps the time to first
+   incremental :class:`~.protocol.SSEAccumulator`, which stamps the time to first
    token, other bodies are buffered;
 3. when the body is exhausted, closed or breaks, builds one :class:`Attempt` and hands it to a sink
    (normally :meth:`CallLog.add`, which numbers it and turns it into a ``CallRecord``).
@@ -47,8 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pytest_modelgate.errors import CallDeadlineError, ModelAPIError, ResponseTooLargeError
-from pytest_modelgate.protocol import (
+from pytest_modelgate.calls.protocol import (
     CompletionFormatError,
     ParsedCompletion,
     SSEAccumulator,
@@ -58,6 +57,8 @@ from pytest_modelgate.protocol import (
     parse_completion,
     shorten,
 )
+from pytest_modelgate.calls.records import Arm, CallRecord, ErrorKind, TimingSource
+from pytest_modelgate.errors import CallDeadlineError, ModelAPIError, ResponseTooLargeError
 from pytest_modelgate.recording.timing import (
     TIMING_EXTENSION,
     RecordedTiming,
@@ -66,14 +67,13 @@ from pytest_modelgate.recording.timing import (
     pop_timing_header,
     timing_key,
 )
-from pytest_modelgate.records import Arm, CallRecord, ErrorKind, TimingSource
 from pytest_modelgate.redaction import redactor_for
 
 if TYPE_CHECKING:
     import httpx
     import httpx2
 
-    from pytest_modelgate.endpoints import ResolvedModel
+    from pytest_modelgate.calls.endpoints import ResolvedModel
     from pytest_modelgate.markers import ModelContract
     from pytest_modelgate.metrics import CustomMetric
 
@@ -417,8 +417,8 @@ def _check(
     answer: ParsedCompletion | None,
 ) -> dict[str, Any]:
     """The CallRecord fields of the contract checks and languages of one attempt."""
-    from pytest_modelgate.contracts import applied_checks, check_reply, prompt_text
-    from pytest_modelgate.langdetect import detect_language
+    from pytest_modelgate.calls.contracts import applied_checks, check_reply, prompt_text
+    from pytest_modelgate.calls.langdetect import detect_language
 
     if answer is None:
         return {"prompt_language": detect_language(prompt_text(request)) if request else None}

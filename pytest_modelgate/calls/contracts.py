@@ -3,7 +3,7 @@
 Pure: no pytest, no I/O. :func:`check_reply` takes the contract from the test's markers, the
 request that was sent (an OpenAI chat-completions body) and the parsed completion, and returns a
 :class:`ContractCheck` whose fields map one to one onto the contract fields of
-:class:`~pytest_modelgate.records.CallRecord`.
+:class:`~pytest_modelgate.calls.records.CallRecord`.
 
 Each check is ``True``/``False`` when it applied and ``None`` when it did not (the contract does
 not ask for it, or the reply gives nothing to judge). Every failed check adds one short sentence
@@ -24,9 +24,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
-from pytest_modelgate.langdetect import detect_language
+from pytest_modelgate.calls.langdetect import detect_language
+from pytest_modelgate.calls.protocol import ParsedCompletion, ParsedToolCall, content_text, shorten
 from pytest_modelgate.markers import ModelContract
-from pytest_modelgate.protocol import ParsedCompletion, ParsedToolCall, content_text, shorten
 
 __all__ = ["ContractCheck", "applied_checks", "check_reply", "prompt_text"]
 
