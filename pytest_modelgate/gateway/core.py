@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_modelgate.errors import ModelAPIError, ModelgateError
 from pytest_modelgate.gateway.bucketing import BUCKETS, bucket_of
+from pytest_modelgate.gateway.pinning import PinnedClient, current_pin
 from pytest_modelgate.gateway.routes import RouteContract, RouteSettings
 from pytest_modelgate.gateway.shadow import ShadowLog, ShadowPool
 from pytest_modelgate.gateway.state import ArmChoice, ArmName, StateBackend, StaticState, choose_arm
@@ -240,6 +241,12 @@ class Gateway:
         """
         if self._closed:
             raise RuntimeError("this Gateway is closed")
+        pin = current_pin()
+        if pin is not None:
+            # Under the gate: the test's arm answers, recorded and judged (gateway/pinning.py).
+            self.route(workflow)
+            self._count(workflow, _arm_of(pin), "requests")
+            return pin.chat(messages, **params)
         choice = self.choose(workflow, key=key)
         self._count(workflow, choice.arm, "requests")
         if choice.killed:
@@ -272,6 +279,12 @@ class Gateway:
         Its requests go to that arm's model whatever ``model=`` the code passes, measured,
         retried and bounded like ``chat``; fallback and shadow apply to ``chat`` only.
         """
+        pin = current_pin()
+        if pin is not None:
+            self.route(workflow)
+            self._count(workflow, _arm_of(pin), "requests")
+            sdk: openai.OpenAI = pin.openai(pin_model=True)
+            return sdk
         choice = self.choose(workflow, key=key)
         self._count(workflow, choice.arm, "requests")
         if choice.killed:
@@ -521,6 +534,10 @@ def _measurements(outcome: _Outcome, log_text: bool) -> dict[str, Any]:
         if log_text:
             entry["text"] = reply.text
     return entry
+
+
+def _arm_of(pin: PinnedClient) -> ArmName:
+    return "candidate" if pin.arm == "candidate" else "stable"
 
 
 def _model_contract(contract: RouteContract) -> ModelContract:
