@@ -19,7 +19,7 @@ Example::
         log_text: false            # message text in the shadow log only when true
         contract: {json: true, schema: {type: object, required: [label]}, tools: null}
         rollback:                  # evaluated by the canary monitor (issue 13), validated now
-          - {metric: error_rate, max_rise: 0.02, min_requests: 200}
+          - {metric: error_rate, op: ">", threshold: 0.015, unit: rate, min_requests: 200}
 """
 
 from __future__ import annotations
@@ -96,38 +96,41 @@ class RouteContract(_Settings):
         return tuple(value) if isinstance(value, list) else value
 
 
-RollbackMetric = Literal[
-    "error_rate",
-    "fallback_rate",
-    "contract_violation_rate",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "ttft_p95_ms",
-    "cost_per_call_usd",
-]
+_METRIC = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class RollbackTrigger(_Settings):
-    """One rollback condition of the canary (evaluated by the canary monitor of issue 13).
+    """One rollback condition of the canary, in the form of the verdict's rollback_triggers.
 
-    Rates take ``max_rise`` (absolute, candidate minus stable, 0..1); latencies and cost take
-    ``max_ratio`` (candidate / stable, >= 1). ``min_requests`` candidate requests are needed
-    before the trigger is judged.
+    ``{metric, op, threshold, unit}``: roll back when the candidate's live ``metric`` is
+    ``op`` (``>`` or ``<``) ``threshold``, e.g. ``{metric: error_rate, op: ">", threshold:
+    0.015, unit: rate}``; judged once ``min_requests`` candidate requests were seen. Validated
+    now; evaluated by the canary monitor of issue 13. ``modelgate rollout`` copies a verdict's
+    triggers here unchanged.
     """
 
-    metric: RollbackMetric
-    max_rise: float | None = Field(default=None, ge=0, le=1)
-    max_ratio: float | None = Field(default=None, ge=1, le=1000)
-    min_requests: int = Field(default=100, ge=1, le=10_000_000)
+    metric: str = Field(min_length=1)
+    op: Literal[">", "<"]
+    threshold: float
+    unit: Literal["rate", "ms", "usd", "tokens", "number"]
+    basis: str | None = None
+    min_requests: int = Field(default=200, ge=1, le=10_000_000)
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _int_threshold(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
-    def _one_limit(self) -> RollbackTrigger:
-        is_rate = self.metric.endswith("_rate")
-        wanted, other = ("max_rise", "max_ratio") if is_rate else ("max_ratio", "max_rise")
-        if getattr(self, other) is not None:
-            raise ValueError(f"{self.metric} takes {wanted}, not {other}")
-        if getattr(self, wanted) is None:
-            raise ValueError(f"{self.metric} needs {wanted}")
+    def _in_range(self) -> RollbackTrigger:
+        if not _METRIC.fullmatch(self.metric):
+            raise ValueError(
+                f"metric must be a metric name such as error_rate, got {self.metric!r}"
+            )
+        if self.unit == "rate" and not 0 <= self.threshold <= 1:
+            raise ValueError(f"a rate threshold lies in [0, 1], got {self.threshold:g}")
+        if self.unit in ("ms", "usd", "tokens") and self.threshold < 0:
+            raise ValueError(f"a {self.unit} threshold is >= 0, got {self.threshold:g}")
         return self
 
 

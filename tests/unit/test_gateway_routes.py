@@ -60,12 +60,15 @@ def route_error(tmp_path: Path, route: dict[str, object]) -> str:
         ({"stable": "sim-a", "sticky_key": "maybe"}, "routes.triage.sticky_key"),
         ({"stable": "sim-a", "colour": "red"}, "routes.triage.colour"),
         (
-            {"stable": "sim-a", "rollback": [{"metric": "error_rate", "max_ratio": 2}]},
-            "error_rate takes max_rise",
+            {
+                "stable": "sim-a",
+                "rollback": [{"metric": "error_rate", "op": ">", "threshold": 2, "unit": "rate"}],
+            },
+            "routes.triage.rollback[0]: a rate threshold lies in [0, 1], got 2",
         ),
         (
-            {"stable": "sim-a", "rollback": [{"metric": "latency_p95_ms"}]},
-            "latency_p95_ms needs max_ratio",
+            {"stable": "sim-a", "rollback": [{"metric": "latency_p95_ms", "op": ">"}]},
+            "routes.triage.rollback[0].threshold",
         ),
     ],
 )
@@ -109,8 +112,14 @@ def test_a_full_route_loads_with_its_rollback_triggers(tmp_path: Path) -> None:
                 "log_text": True,
                 "contract": {"json": True, "schema": {"type": "object"}, "tools": []},
                 "rollback": [
-                    {"metric": "error_rate", "max_rise": 0.02, "min_requests": 200},
-                    {"metric": "latency_p95_ms", "max_ratio": 1.5},
+                    {
+                        "metric": "error_rate",
+                        "op": ">",
+                        "threshold": 0.015,
+                        "unit": "rate",
+                        "min_requests": 200,
+                    },
+                    {"metric": "latency_p95_ms", "op": ">", "threshold": 492, "unit": "ms"},
                 ],
             }
         },
