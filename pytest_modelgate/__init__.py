@@ -26,12 +26,14 @@ _EXPORTS = {
     "ModelgateError": "pytest_modelgate.errors",
     "ModelAPIError": "pytest_modelgate.errors",
     "ReplyFormatError": "pytest_modelgate.errors",
+    "Gateway": "pytest_modelgate.gateway",
 }
 
 __all__ = [  # the same names as _EXPORTS (a unit test holds them equal)
     "LLM",
     "CallRecord",
     "CustomMetric",
+    "Gateway",
     "MeasuredCall",
     "ModelAPIError",
     "ModelgateError",
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from pytest_modelgate.calls.langdetect import detect_language
     from pytest_modelgate.calls.records import CallRecord, TestRecord
     from pytest_modelgate.errors import ModelAPIError, ModelgateError, ReplyFormatError
+    from pytest_modelgate.gateway import Gateway
     from pytest_modelgate.metrics import CustomMetric, MeasuredCall
 
 

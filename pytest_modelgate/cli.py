@@ -48,6 +48,16 @@ EXIT_STATUSES: dict[str, tuple[tuple[int, str], ...]] = {
         (0, "the catalog was listed"),
         (2, "bad arguments, or no model for --provider"),
     ),
+    "rollout": (
+        (0, "the plan's first step was applied to the route (or printed, with --dry-run)"),
+        (1, "refused as `modelgate check` refuses, another stable model, or no plan"),
+        (2, "bad arguments, or no such route or config file"),
+        (
+            3,
+            "no verdict to apply (missing, unreadable, invalid, incomplete), or the new file "
+            "would be invalid",
+        ),
+    ),
     "simulate": (
         (0, "stopped by SIGINT or SIGTERM"),
         (1, "the port cannot be bound"),
@@ -208,7 +218,48 @@ def _build_parser() -> argparse.ArgumentParser:
         help="longest Markdown report, in characters, at least 1000 (default 65000: a GitHub "
         "comment body holds 65536)",
     )
+    rollout = commands.add_parser(
+        "rollout",
+        help="apply a verdict's rollout plan to a route of modelgate.yaml and print the diff",
+        description="Set the route's candidate, first canary (or shadow) step and rollback "
+        "triggers from a verdict, after the refusals of `modelgate check` (and a verdict "
+        "against another stable model than the route's). The file is validated before it is "
+        "replaced; YAML comments are not kept.",
+        epilog=_exit_epilog("rollout"),
+        formatter_class=_HelpFormatter,
+    )
+    rollout.add_argument("verdict", type=Path, metavar="VERDICT", help="the verdict file")
+    rollout.add_argument("--route", required=True, metavar="NAME", help="the route to change")
+    rollout.add_argument(
+        "--config",
+        type=Path,
+        default=Path("modelgate.yaml"),
+        help="the file (default: %(default)s)",
+    )
+    rollout.add_argument(
+        "--allow-inconclusive",
+        action="store_true",
+        help="also apply an inconclusive verdict (its plan is a shadow phase)",
+    )
+    rollout.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     return parser
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    from pytest_modelgate.gateway.rollout import RolloutRefused, apply_rollout
+
+    try:
+        apply_rollout(
+            args.verdict,
+            args.route,
+            args.config,
+            allow_inconclusive=args.allow_inconclusive,
+            write=not args.dry_run,
+        )
+    except RolloutRefused as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    return 0
 
 
 def _max_chars(value: str) -> int:
@@ -246,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args)
     if args.command == "merge":
         return _merge(args)
+    if args.command == "rollout":
+        return _rollout(args)
     if args.verdict is None:
         from pytest_modelgate.config.inifile import ini_verdict_path
 

@@ -117,6 +117,10 @@ def llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
             stack.callback(_note_refusals, state, recording, model.name)
         # After the cassette: clients the product builds are measured above vcrpy, as ours are.
         stack.enter_context(measuring_every_client(log))
+        # Product code built on the gateway: every route answers with this arm's client.
+        from pytest_modelgate.gateway.pinning import pinned_to
+
+        stack.enter_context(pinned_to(client))
         yield client
 
 

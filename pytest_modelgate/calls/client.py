@@ -192,6 +192,7 @@ class LLM:
         self._lock = threading.Lock()
         self._http: httpx.Client | None = None
         self._openai: Any = None
+        self._pinned_openai: Any = None
         self._fallbacks: list[str] = []
         self._scores: list[tuple[str, float]] = []
 
@@ -384,11 +385,13 @@ class LLM:
     # ---------------------------------------------------------------------------------------
     # the openai SDK
 
-    def openai(self) -> openai.OpenAI:
+    def openai(self, *, pin_model: bool = False) -> openai.OpenAI:
         """An ``openai.OpenAI`` client for this arm whose every HTTP attempt is recorded.
 
         The SDK's own retries (``max_retries`` of this ``llm``) are recorded attempt by attempt.
-        The same client is returned on every call; :meth:`close` closes it.
+        The same client is returned on every call; :meth:`close` closes it. With
+        ``pin_model=True`` (the gateway's routes) every request is sent to this arm's model
+        whatever ``model=`` the caller passed.
         """
         try:
             import openai
@@ -399,7 +402,8 @@ class LLM:
         import httpx2
 
         with self._lock:
-            if self._openai is None:
+            cached = self._pinned_openai if pin_model else self._openai
+            if cached is None:
                 http_client = httpx2.Client(
                     transport=measuring_httpx2_transport(
                         httpx2.HTTPTransport(verify=_ssl_context("httpx2")),
@@ -412,15 +416,24 @@ class LLM:
                     timeout=self.timeout_s,
                     follow_redirects=True,
                 )
-                client_class = _gate_openai(openai.OpenAI, self, wait=self.mode != "replay")
-                self._openai = client_class(
+                client_class = _gate_openai(
+                    openai.OpenAI,
+                    self,
+                    wait=self.mode != "replay",
+                    model_id=self.resolved.model_id if pin_model else None,
+                )
+                cached = client_class(
                     base_url=self.base_url,
                     api_key=self._api_key or "not-needed",
                     http_client=http_client,
                     max_retries=self.max_retries,
                     timeout=self.timeout_s,
                 )
-            client: openai.OpenAI = self._openai
+                if pin_model:
+                    self._pinned_openai = cached
+                else:
+                    self._openai = cached
+            client: openai.OpenAI = cached
             return client
 
     # ---------------------------------------------------------------------------------------
@@ -471,15 +484,18 @@ class LLM:
     def close(self) -> None:
         """Close the HTTP clients; responses left unread are recorded as cut."""
         with self._lock:
-            http, sdk = self._http, self._openai
-            self._http = self._openai = None
+            http, sdks = self._http, (self._openai, self._pinned_openai)
+            self._http = self._openai = self._pinned_openai = None
         if http is not None:
             http.close()
-        if sdk is not None:
-            sdk.close()
+        for sdk in sdks:
+            if sdk is not None:
+                sdk.close()
 
 
-def _gate_openai(base: type[openai.OpenAI], llm: LLM, *, wait: bool) -> type[openai.OpenAI]:
+def _gate_openai(
+    base: type[openai.OpenAI], llm: LLM, *, wait: bool, model_id: str | None = None
+) -> type[openai.OpenAI]:
     """An ``openai.OpenAI`` whose calls keep ``llm``'s deadline, retries included.
 
     ``request`` (the SDK's retry loop) runs inside one :func:`call_deadline`, so the SDK's retries
@@ -487,11 +503,17 @@ def _gate_openai(base: type[openai.OpenAI], llm: LLM, *, wait: bool) -> type[ope
     guards) is skipped in replay (``wait=False``: a recorded 429/5xx is retried at once, as
     ``llm.chat`` does, recorded latency kept) and refused when it would pass the deadline. A
     future SDK without these methods still gets a deadline per attempt from the transport.
+    With ``model_id`` the body's ``model`` is replaced by it (a gateway route decides the model).
     """
     deadline_s = llm.deadline_s
 
     class GateOpenAI(base):  # type: ignore[valid-type, misc]
         def request(self, *args: Any, **kwargs: Any) -> Any:
+            if model_id is not None:
+                options = kwargs.get("options", args[1] if len(args) > 1 else None)
+                body = getattr(options, "json_data", None)
+                if isinstance(body, dict) and "model" in body:
+                    options.json_data = {**body, "model": model_id}  # type: ignore[union-attr]
             with call_deadline(deadline_s):
                 return super().request(*args, **kwargs)
 

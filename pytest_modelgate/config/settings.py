@@ -24,6 +24,8 @@ Example::
       timeout_s: 60                 # per connect / read
       deadline_s: 300               # the whole call, retries included
       max_response_bytes: 16777216  # 16 MiB
+    routes:                         # the access layer (docs/gateway.md)
+      ticket_triage: {stable: deepseek-chat, candidate: qwen-max, canary_percent: 5}
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from pytest_modelgate.calls.catalog import Catalog, CatalogMatch
 from pytest_modelgate.calls.endpoints import Price, ResolvedModel
 from pytest_modelgate.config.yamlfile import describe_validation_error, read_yaml_file
 from pytest_modelgate.errors import ConfigError, MissingAPIKeyError, UnknownModelError
+from pytest_modelgate.gateway.routes import RouteSettings, validate_route_names
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -188,11 +191,13 @@ class ModelgateConfig(_Settings):
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     gate: GateLimits = Field(default_factory=GateLimits)
     client: ClientSettings = Field(default_factory=ClientSettings)
+    # Per workflow, the models the access layer (pytest_modelgate.gateway) routes to.
+    routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
     # The file this came from; set by load_config, not by the file's contents.
     _path: Path | None = PrivateAttr(default=None)
 
-    @field_validator("models", "gate", "client", mode="before")
+    @field_validator("models", "gate", "client", "routes", mode="before")
     @classmethod
     def _empty_section(cls, value: Any) -> Any:
         # A section whose entries are all commented out parses as null: treat it as empty.
@@ -210,6 +215,11 @@ class ModelgateConfig(_Settings):
             if previous != name:
                 raise ValueError(f"{previous!r} and {name!r} name the same model")
         return models
+
+    @field_validator("routes")
+    @classmethod
+    def _route_names(cls, routes: dict[str, RouteSettings]) -> dict[str, RouteSettings]:
+        return validate_route_names(routes)
 
     @property
     def path(self) -> Path | None:
@@ -252,7 +262,7 @@ def load_config(path: Path) -> ModelgateConfig:
     if not isinstance(data, dict):
         raise ConfigError(
             f"{label}: the top level must be a mapping of settings "
-            f"(stable, candidate, models, gate, client), not a {_yaml_kind(data)}"
+            f"(stable, candidate, models, gate, client, routes), not a {_yaml_kind(data)}"
         )
     try:
         config = ModelgateConfig.model_validate(data)
@@ -389,6 +399,17 @@ def check_config(config: ModelgateConfig, catalog: Catalog) -> None:
             raise UnknownModelError(
                 exc.name, exc.suggestions, exc.hint, where=f"{config.label}: {arm}"
             ) from exc
+    for route_name, route in config.routes.items():
+        for field_path, model in route.models():
+            try:
+                resolve_model(model, config, catalog)
+            except UnknownModelError as exc:
+                raise UnknownModelError(
+                    exc.name,
+                    exc.suggestions,
+                    exc.hint,
+                    where=f"{config.label}: routes.{route_name}.{field_path}",
+                ) from exc
 
 
 def api_key_for(model: ResolvedModel, environ: Mapping[str, str]) -> str | None:

@@ -1,0 +1,52 @@
+"""The model access layer: product code names a workflow, ``routes:`` picks the model.
+
+``Gateway.from_config("modelgate.yaml")`` then ``gateway.chat("ticket_triage", messages)``;
+see docs/gateway.md. Never imports pytest; holds no state outside a :class:`Gateway`.
+
+The names below are imported on first use: ``config.py`` imports ``gateway.routes`` (the
+``routes:`` models), and reading a modelgate.yaml must not load the HTTP side of the gateway.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_modelgate.gateway.bucketing import BUCKETS, bucket_of
+    from pytest_modelgate.gateway.core import ContractBreakError, Gateway, NoRouteError
+    from pytest_modelgate.gateway.routes import RouteSettings
+    from pytest_modelgate.gateway.state import ArmChoice, RouteState, StateBackend, StaticState
+
+__all__ = [
+    "BUCKETS",
+    "ArmChoice",
+    "ContractBreakError",
+    "Gateway",
+    "NoRouteError",
+    "RouteSettings",
+    "RouteState",
+    "StateBackend",
+    "StaticState",
+    "bucket_of",
+]
+
+_HOME = {
+    "BUCKETS": "bucketing",
+    "bucket_of": "bucketing",
+    "ContractBreakError": "core",
+    "Gateway": "core",
+    "NoRouteError": "core",
+    "RouteSettings": "routes",
+    "ArmChoice": "state",
+    "RouteState": "state",
+    "StateBackend": "state",
+    "StaticState": "state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_modelgate.gateway' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"pytest_modelgate.gateway.{module}"), name)

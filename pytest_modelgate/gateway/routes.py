@@ -1,0 +1,200 @@
+"""``routes:`` in modelgate.yaml: which model serves a workflow, and how traffic moves to another.
+
+Pure pydantic models, no I/O and no pytest. :class:`RouteSettings` validates what one route can
+check alone (percentages, a fallback loop, a fallback naming the route's own models, a canary
+without a candidate); :func:`check_routes` then resolves every model name through the catalog and
+``models:``, so an unknown model is an error naming ``routes.<workflow>.<field>``.
+
+Example::
+
+    routes:
+      ticket_triage:
+        stable: deepseek-chat
+        candidate: qwen-max
+        canary_percent: 5          # 0..100, of the sticky buckets
+        shadow_percent: 20         # 0..100, sampled independently of the canary
+        sticky_key: optional       # required | optional | ignored
+        fallback: [qwen-plus]      # tried in order after the arm's own model (and stable)
+        kill_switch: {env: MODELGATE_KILL_TICKET_TRIAGE, file: /run/modelgate/kill}
+        log_text: false            # message text in the shadow log only when true
+        contract: {json: true, schema: {type: object, required: [label]}, tools: null}
+        rollback:                  # evaluated by the canary monitor (issue 13), validated now
+          - {metric: error_rate, op: ">", threshold: 0.015, unit: rate, min_requests: 200}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "KillSwitchSettings",
+    "RollbackTrigger",
+    "RouteContract",
+    "RouteSettings",
+    "StickyKey",
+    "validate_route_names",
+]
+
+StickyKey = Literal["required", "optional", "ignored"]
+
+_ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ROUTE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class KillSwitchSettings(_Settings):
+    """What sends a route's whole traffic to stable: a set environment variable or a file.
+
+    Either is enough; both are checked on every call (a dict lookup and one ``stat``).
+    """
+
+    env: str | None = None
+    file: str | None = Field(default=None, min_length=1)
+
+    @field_validator("env")
+    @classmethod
+    def _env_name(cls, name: str | None) -> str | None:
+        if name is not None and not _ENV_VAR.fullmatch(name):
+            raise ValueError(f"env must name an environment variable, got {name!r}")
+        return name
+
+    @model_validator(mode="after")
+    def _one_of(self) -> KillSwitchSettings:
+        if self.env is None and self.file is None:
+            raise ValueError("a kill_switch needs env, file or both")
+        return self
+
+
+class RouteContract(_Settings):
+    """What every reply of the route must satisfy, as ``model_contract`` in a test.
+
+    A reply that breaks it counts as a failed call: the next fallback model is tried.
+    """
+
+    json_: bool = Field(default=False, alias="json")
+    # A JSON Schema (implies json).
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    # The tools a reply may call; [] means none; None: not checked (beyond the request's own).
+    tools: tuple[str, ...] | None = None
+    language: str | None = Field(default=None, min_length=2)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True
+    )
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tools_list(cls, value: Any) -> Any:
+        # YAML gives a list; strict mode would refuse it for a tuple.
+        return tuple(value) if isinstance(value, list) else value
+
+
+_METRIC = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class RollbackTrigger(_Settings):
+    """One rollback condition of the canary, in the form of the verdict's rollback_triggers.
+
+    ``{metric, op, threshold, unit}``: roll back when the candidate's live ``metric`` is
+    ``op`` (``>`` or ``<``) ``threshold``, e.g. ``{metric: error_rate, op: ">", threshold:
+    0.015, unit: rate}``; judged once ``min_requests`` candidate requests were seen. Validated
+    now; evaluated by the canary monitor of issue 13. ``modelgate rollout`` copies a verdict's
+    triggers here unchanged.
+    """
+
+    metric: str = Field(min_length=1)
+    op: Literal[">", "<"]
+    threshold: float
+    unit: Literal["rate", "ms", "usd", "tokens", "number"]
+    basis: str | None = None
+    min_requests: int = Field(default=200, ge=1, le=10_000_000)
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _int_threshold(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _in_range(self) -> RollbackTrigger:
+        if not _METRIC.fullmatch(self.metric):
+            raise ValueError(
+                f"metric must be a metric name such as error_rate, got {self.metric!r}"
+            )
+        if self.unit == "rate" and not 0 <= self.threshold <= 1:
+            raise ValueError(f"a rate threshold lies in [0, 1], got {self.threshold:g}")
+        if self.unit in ("ms", "usd", "tokens") and self.threshold < 0:
+            raise ValueError(f"a {self.unit} threshold is >= 0, got {self.threshold:g}")
+        return self
+
+
+class RouteSettings(_Settings):
+    """One entry under ``routes:``: the models and traffic shares of one workflow."""
+
+    stable: str = Field(min_length=1)
+    candidate: str | None = Field(default=None, min_length=1)
+    # Percent of the sticky buckets (basis points: 0.01% resolution).
+    canary_percent: float = Field(default=0.0, ge=0, le=100)
+    shadow_percent: float = Field(default=0.0, ge=0, le=100)
+    sticky_key: StickyKey = "optional"
+    fallback: tuple[str, ...] = ()
+    kill_switch: KillSwitchSettings | None = None
+    log_text: bool = False
+    contract: RouteContract | None = None
+    rollback: tuple[RollbackTrigger, ...] = ()
+
+    @field_validator("fallback", "rollback", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("canary_percent", "shadow_percent", mode="before")
+    @classmethod
+    def _int_percent(cls, value: Any) -> Any:
+        # `5` is a percentage as much as `5.0`; strict mode would refuse the int for a float.
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RouteSettings:
+        if self.candidate is None and (self.canary_percent or self.shadow_percent):
+            raise ValueError("canary_percent and shadow_percent need a candidate")
+        own = {self.stable.lower()} | ({self.candidate.lower()} if self.candidate else set())
+        seen: set[str] = set()
+        for index, name in enumerate(self.fallback):
+            if name.lower() in own:
+                raise ValueError(
+                    f"fallback[{index}] names {name!r}, a model of the route itself "
+                    "(the candidate falls back to stable anyway)"
+                )
+            if name.lower() in seen:
+                raise ValueError(f"fallback[{index}] names {name!r} twice: a fallback loop")
+            seen.add(name.lower())
+        if self.candidate is not None and self.candidate.lower() == self.stable.lower():
+            raise ValueError("candidate is the same model as stable")
+        return self
+
+    def models(self) -> tuple[tuple[str, str], ...]:
+        """Every (field path, model name) the route names, for resolving them."""
+        named = [("stable", self.stable)]
+        if self.candidate is not None:
+            named.append(("candidate", self.candidate))
+        named += [(f"fallback[{i}]", name) for i, name in enumerate(self.fallback)]
+        return tuple(named)
+
+
+def validate_route_names(routes: dict[str, RouteSettings]) -> dict[str, RouteSettings]:
+    """Route (workflow) names are identifiers: they appear in logs, counters and file names."""
+    for name in routes:
+        if not _ROUTE_NAME.fullmatch(name):
+            raise ValueError(
+                f"route name {name!r} must be letters, digits, '_', '.' or '-' (a workflow name)"
+            )
+    return routes
