@@ -888,6 +888,26 @@ def _expect_cassettes(gate: GateSession, config: pytest.Config, gated: list[pyte
             gate.cassettes_expected.add(str(path))
 
 
+def pytest_report_collectionfinish(
+    config: pytest.Config, items: list[pytest.Item]
+) -> list[str] | None:
+    """Replay: say which models lack recordings before the first test runs, one line each.
+
+    Under xdist the controller collects nothing; it tells the same lines from the workers' node
+    ids (see _XdistController.pytest_xdist_node_collection_finished).
+    """
+    gate = _gate(config)
+    if gate is None or gate.is_worker or gate.preflight_told:
+        return None
+    gated: list[tuple[Path, str, ArmParam]] = []
+    for item in items:
+        param = getattr(getattr(item, "callspec", None), "params", {}).get(LLM_FIXTURE)
+        if param is not None:
+            gated.append((item.path, item.nodeid, param))
+    gate.preflight_told = True
+    return gate.preflight_lines(gated) or None
+
+
 def pytest_deselected(items: list[pytest.Item]) -> None:
     """Note that the selection is partial (-k, -m): unused recordings cannot be told then."""
     if items:
@@ -1108,16 +1128,25 @@ def _shorten_missing_recording(report: pytest.TestReport, exc: BaseException) ->
     The summary tells the count per model and the command once; a traceback per test through
     the client and vcrpy would bury it (a repeat run printed thousands of lines).
     """
-    from pytest_modelgate.recording.use import MissingRecordingError, is_missing_recording
+    from pytest_modelgate.recording.use import (
+        NO_CASSETTE_FILE,
+        MissingRecordingError,
+        is_missing_recording,
+    )
 
     if not is_missing_recording(exc):
         return
     current: BaseException | None = exc
     while current is not None and not isinstance(current, MissingRecordingError):
         current = current.__cause__ or current.__context__
-    text = str(current) if current is not None else f"{type(exc).__name__}: {exc}"
+    text = (str(current) if current is not None else f"{type(exc).__name__}: {exc}").strip()
+    first = text.splitlines()[0] if text else ""
+    if first.endswith(NO_CASSETTE_FILE):
+        # Told per model before the tests ran, with the command: one line per test is enough.
+        report.longrepr = first
+        return
     # The whole message: for a request that changed it is the diff against the recording.
-    report.longrepr = text.strip() or "no recording for a call in replay"
+    report.longrepr = text or "no recording for a call in replay"
 
 
 def _phase_json(
@@ -1461,6 +1490,28 @@ class _XdistController:
     def __init__(self, gate: GateSession, config: pytest.Config) -> None:
         self.gate = gate
         self.config = config
+
+    @pytest.hookimpl
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Tell the preflight lines once, from the first worker's collection, before any test.
+
+        Every worker collects the same selection, and a cassette path follows from the node id
+        (its module part, relative to the rootdir) and the arm fragment at its end.
+        """
+        if self.gate.preflight_told:
+            return
+        self.gate.preflight_told = True
+        root = self.config.rootpath
+        gated = [
+            (root / test_id.split("::", 1)[0], test_id, param)
+            for test_id in ids
+            if (param := self.gate.arm_param_of(test_id)) is not None
+        ]
+        lines = self.gate.preflight_lines(gated)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            for line in lines:
+                reporter.write_line(line)
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
