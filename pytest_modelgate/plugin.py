@@ -1353,6 +1353,9 @@ class _GateHooks:
             impl.plugin_name for impl in self.config.hook.pytest_modelgate_verdict.get_hookimpls()
         )
         self.gate.custom_metrics = tuple(m.name for m in self.config.stash.get(_METRICS_KEY, ()))
+        self.gate.custom_metric_labels = {
+            m.name: m.label for m in self.config.stash.get(_METRICS_KEY, ()) if m.label
+        }
         # Missing recordings are one reason per model, however many tests lacked them.
         for reason in self.gate.missing_recording_reasons():
             if reason not in self.gate.problems:

@@ -173,6 +173,8 @@ class GateSession:
     verdict_hooks: tuple[str, ...] = ()
     # Names of the metrics pytest_modelgate_metrics added: their definitions live in the plugins.
     custom_metrics: tuple[str, ...] = ()
+    # Their labels (CustomMetric.label), stored in the verdict for `modelgate show` and reports.
+    custom_metric_labels: dict[str, str] = field(default_factory=dict)
     # Replay's missing recordings: model -> {test id: its cassette file}. Told once per model
     # (missing_recording_reasons), not once per test.
     missing_recordings: dict[str, dict[str, str]] = field(default_factory=dict)
