@@ -304,11 +304,11 @@ class GateSession:
         follow from those alone, so a missing file is known before any test runs; a recording
         missing inside an existing file shows only when the test runs (and in the verdict).
         """
+        if self.settings.mode != "replay" or self.config_errors:
+            return []
         from pytest_modelgate.recording.cassettes import cassette_path
         from pytest_modelgate.recording.use import RECORD_HINT
 
-        if self.settings.mode != "replay" or self.config_errors:
-            return []
         missing: dict[str, int] = {}
         for module, test_id, param in gated:
             path = cassette_path(
