@@ -110,6 +110,9 @@ class GateHooks:
             impl.plugin_name for impl in self.config.hook.pytest_modelgate_verdict.get_hookimpls()
         )
         self.gate.custom_metrics = tuple(m.name for m in self.config.stash.get(METRICS_KEY, ()))
+        self.gate.custom_metric_labels = {
+            m.name: m.label for m in self.config.stash.get(METRICS_KEY, ()) if m.label
+        }
         # Missing recordings are one reason per model, however many tests lacked them.
         for reason in self.gate.missing_recording_reasons():
             if reason not in self.gate.problems:
@@ -247,6 +250,28 @@ class XdistController:
     def __init__(self, gate: GateSession, config: pytest.Config) -> None:
         self.gate = gate
         self.config = config
+
+    @pytest.hookimpl
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Tell the preflight lines once, from the first worker's collection, before any test.
+
+        Every worker collects the same selection, and a cassette path follows from the node id
+        (its module part, relative to the rootdir) and the arm fragment at its end.
+        """
+        if self.gate.preflight_told:
+            return
+        self.gate.preflight_told = True
+        root = self.config.rootpath
+        gated = [
+            (root / test_id.split("::", 1)[0], test_id, param)
+            for test_id in ids
+            if (param := self.gate.arm_param_of(test_id)) is not None
+        ]
+        lines = self.gate.preflight_lines(gated)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            for line in lines:
+                reporter.write_line(line)
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:

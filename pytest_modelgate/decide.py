@@ -254,6 +254,7 @@ def _judge(
         judge=chosen,
         amend=amend,
         allowances=gate.judged_settings()["allowances"],
+        metric_labels=gate.custom_metric_labels,
     )
 
 
@@ -278,6 +279,7 @@ def judged_verdict(
     judge: Callable[[], Judge | None] = lambda: None,
     amend: Callable[[dict[str, Any]], object] = lambda verdict: None,
     allowances: Sequence[Mapping[str, Any]] = (),
+    metric_labels: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Judge the records of both arms and build the verdict; also ``modelgate merge``'s path.
 
@@ -310,6 +312,7 @@ def judged_verdict(
         started_at=started_at,
         finished_at=datetime.now(timezone.utc),
         exit_status=exit_status,
+        metric_labels=metric_labels,
         **common,
     )
     _note_latency_timing(verdict, stable, candidate if has_candidate else None)

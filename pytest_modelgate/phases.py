@@ -18,16 +18,25 @@ def shorten_missing_recording(report: pytest.TestReport, exc: BaseException) -> 
     The summary tells the count per model and the command once; a traceback per test through
     the client and vcrpy would bury it (a repeat run printed thousands of lines).
     """
-    from pytest_modelgate.recording.use import MissingRecordingError, is_missing_recording
+    from pytest_modelgate.recording.use import (
+        NO_CASSETTE_FILE,
+        MissingRecordingError,
+        is_missing_recording,
+    )
 
     if not is_missing_recording(exc):
         return
     current: BaseException | None = exc
     while current is not None and not isinstance(current, MissingRecordingError):
         current = current.__cause__ or current.__context__
-    text = str(current) if current is not None else f"{type(exc).__name__}: {exc}"
+    text = (str(current) if current is not None else f"{type(exc).__name__}: {exc}").strip()
+    first = text.splitlines()[0] if text else ""
+    if first.endswith(NO_CASSETTE_FILE):
+        # Told per model before the tests ran, with the command: one line per test is enough.
+        report.longrepr = first
+        return
     # The whole message: for a request that changed it is the diff against the recording.
-    report.longrepr = text.strip() or "no recording for a call in replay"
+    report.longrepr = text or "no recording for a call in replay"
 
 
 def phase_json(

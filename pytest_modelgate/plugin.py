@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -379,6 +380,26 @@ def _expect_cassettes(gate: GateSession, config: pytest.Config, gated: list[pyte
         for model in models:
             path = cassette_path(item.path, case, model, repeat=param.repeat, repeats=param.repeats)
             gate.cassettes_expected.add(str(path))
+
+
+def pytest_report_collectionfinish(
+    config: pytest.Config, items: list[pytest.Item]
+) -> list[str] | None:
+    """Replay: say which models lack recordings before the first test runs, one line each.
+
+    Under xdist the controller collects nothing; it tells the same lines from the workers' node
+    ids (see XdistController.pytest_xdist_node_collection_finished).
+    """
+    gate = gate_of(config)
+    if gate is None or gate.is_worker or gate.preflight_told:
+        return None
+    gated: list[tuple[Path, str, ArmParam]] = []
+    for item in items:
+        param = getattr(getattr(item, "callspec", None), "params", {}).get(LLM_FIXTURE)
+        if param is not None:
+            gated.append((item.path, item.nodeid, param))
+    gate.preflight_told = True
+    return gate.preflight_lines(gated) or None
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -173,9 +173,13 @@ class GateSession:
     verdict_hooks: tuple[str, ...] = ()
     # Names of the metrics pytest_modelgate_metrics added: their definitions live in the plugins.
     custom_metrics: tuple[str, ...] = ()
+    # Their labels (CustomMetric.label), stored in the verdict for `modelgate show` and reports.
+    custom_metric_labels: dict[str, str] = field(default_factory=dict)
     # Replay's missing recordings: model -> {test id: its cassette file}. Told once per model
     # (missing_recording_reasons), not once per test.
     missing_recordings: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Whether the preflight line about missing recordings was printed (once, before the tests).
+    preflight_told: bool = False
 
     def arms(self) -> list[tuple[Arm, str]]:
         """The arms this run plays, stable first, with the model name each uses."""
@@ -270,13 +274,9 @@ class GateSession:
         from pytest_modelgate.recording.use import RECORD_HINT
 
         lines: list[str] = []
-        models = {m.name: m for m in (self.stable, self.candidate) if m is not None}
         for name in sorted(self.missing_recordings):
             tests = self.missing_recordings[name]
-            model = models.get(name)
-            flag = "--candidate-model" if self.candidate is model else "--stable-model"
-            key = model.api_key_env if model is not None else None
-            with_key = f"with {key} set" if key else "with the model's key variable set"
+            flag, with_key = self._record_advice(name)
             first = tests[min(tests)]
             count = len(tests)
             noun = "recording" if count == 1 else "recordings"
@@ -285,6 +285,59 @@ class GateSession:
                 f"pytest {flag} {name} {RECORD_HINT}"
             )
         return lines
+
+    def arm_param_of(self, test_id: str) -> ArmParam | None:
+        """The arm parameter a collected test id carries, or None for a test the gate does not run.
+
+        The controller under xdist knows only the workers' node ids, and the arm is their last
+        id fragment (see ``ArmParam.id``).
+        """
+        for param in self.arm_params():
+            if case_id_for(test_id, param.id) != test_id:
+                return param
+        return None
+
+    def preflight_lines(self, gated: Iterable[tuple[Path, str, ArmParam]]) -> list[str]:
+        """Before the tests run in replay: one line per model whose cassette files do not exist.
+
+        ``gated`` holds each gated test's module file, node id and arm parameter. Cassette paths
+        follow from those alone, so a missing file is known before any test runs; a recording
+        missing inside an existing file shows only when the test runs (and in the verdict).
+        """
+        if self.settings.mode != "replay" or self.config_errors:
+            return []
+        from pytest_modelgate.recording.cassettes import cassette_path
+        from pytest_modelgate.recording.use import RECORD_HINT
+
+        missing: dict[str, int] = {}
+        for module, test_id, param in gated:
+            path = cassette_path(
+                module,
+                case_id_for(test_id, param.id),
+                param.model,
+                repeat=param.repeat,
+                repeats=param.repeats,
+            )
+            if not path.is_file():
+                missing[param.model] = missing.get(param.model, 0) + 1
+        lines: list[str] = []
+        for name in sorted(missing):
+            count = missing[name]
+            noun = "recording" if count == 1 else "recordings"
+            flag, with_key = self._record_advice(name)
+            lines.append(
+                f"modelgate: {count} {noun} missing for {name}; record them {with_key} and "
+                f"`{RECORD_HINT}`: pytest {flag} {name} {RECORD_HINT}"
+            )
+        return lines
+
+    def _record_advice(self, name: str) -> tuple[str, str]:
+        """The option that names model ``name`` and "with KEY set", for advice to record it."""
+        models = {m.name: m for m in (self.stable, self.candidate) if m is not None}
+        model = models.get(name)
+        flag = "--candidate-model" if self.candidate is model else "--stable-model"
+        key = model.api_key_env if model is not None else None
+        return flag, f"with {key} set" if key else "with the model's key variable set"
 
     def check_api_keys(self, environ: Mapping[str, str] = os.environ) -> None:
         """Raise MissingAPIKeyError for the first arm whose key variable is unset (live mode)."""

@@ -22,6 +22,8 @@ RECORD_HINT = "--modelgate-mode=record"
 RERECORD_HINT = "--modelgate-mode=rerecord"
 # How every message about a call replay could not answer begins (the plugin counts them by it).
 MISSING_PREFIX = "no recording for "
+# The detail of a missing recording whose cassette file does not exist at all.
+NO_CASSETTE_FILE = "the cassette file does not exist"
 
 
 class MissingRecordingError(ModelgateError):
@@ -133,7 +135,7 @@ def missing_recording_error(
     request = getattr(exc, "failed_request", None)
     secrets = tuple(secrets)
     if not path.exists():
-        detail = "the cassette file does not exist"
+        detail = NO_CASSETTE_FILE
     else:
         detail = "no recorded request matches this one"
         body = getattr(request, "body", None)

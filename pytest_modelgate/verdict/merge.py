@@ -169,13 +169,18 @@ def _check_same(parts: Sequence[Part]) -> None:
                     f"{first.path} and {other.path} come from different runs: {label} "
                     f"{_short(first.header.get(key))} vs {_short(other.header.get(key))}"
                 )
-    seen_runs: dict[str, Path] = {}
-    for part in parts:
-        previous = seen_runs.setdefault(str(part.header["run_id"]), part.path)
-        if previous != part.path:
-            raise MergeRefused(
-                f"{previous} and {part.path} are the same part (run {part.header['run_id']})"
+    # Keyed by position, not path: the same file given twice (or through a directory too)
+    # would otherwise count every record twice.
+    seen_runs: dict[str, tuple[int, Path]] = {}
+    for index, part in enumerate(parts):
+        number, previous = seen_runs.setdefault(str(part.header["run_id"]), (index, part.path))
+        if number != index:
+            which = (
+                f"{part.path} is given twice"
+                if previous == part.path
+                else f"{previous} and {part.path} are the same part"
             )
+            raise MergeRefused(f"{which} (run {part.header['run_id']})")
     for part in parts:
         if part.header.get("judge") == "hook" or part.header.get("verdict_hooks"):
             hooks = ", ".join(part.header.get("verdict_hooks") or ()) or "pytest_modelgate_judge"
@@ -199,21 +204,21 @@ def _short(value: Any) -> str:
 
 
 def _check_disjoint(parts: Sequence[Part]) -> None:
-    where: dict[tuple[str, str, int], Path] = {}
-    for part in parts:
+    where: dict[tuple[str, str, int], tuple[int, Path]] = {}
+    for index, part in enumerate(parts):
         for record in part.records:
             key = (record.case_id, record.arm, record.repeat)
-            previous = where.setdefault(key, part.path)
-            if previous != part.path:
+            number, previous = where.setdefault(key, (index, part.path))
+            if number != index:
                 raise MergeRefused(
                     f"case {record.case_id} ({record.arm}, repeat {record.repeat + 1}) is in both "
                     f"{previous} and {part.path}: shards must not overlap"
                 )
-    tests: dict[str, Path] = {}
-    for part in parts:
+    tests: dict[str, tuple[int, Path]] = {}
+    for index, part in enumerate(parts):
         for test_id in (part.header.get("tests") or {}).get("ids") or ():
-            previous = tests.setdefault(test_id, part.path)
-            if previous != part.path:
+            number, previous = tests.setdefault(test_id, (index, part.path))
+            if number != index:
                 raise MergeRefused(
                     f"test {test_id} was selected in both {previous} and {part.path}: shards "
                     "must not overlap"

@@ -146,8 +146,9 @@ def _identity(model: ModelIdentity | None) -> dict[str, Any] | None:
     return {"model": model.model, "provider": model.provider, "base_url": model.base_url}
 
 
-def _metric(comparison: MetricComparison) -> dict[str, Any]:
-    return {
+def _metric(comparison: MetricComparison, label: str | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {} if label is None else {"label": label}
+    return entry | {
         "unit": comparison.unit,
         "stable": _round_value(comparison.unit, comparison.stable),
         "candidate": _round_value(comparison.unit, comparison.candidate),
@@ -290,6 +291,7 @@ def build_verdict(
     complete: bool = True,
     kind: str | None = None,
     provenance: Mapping[str, Any] | None = None,
+    metric_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The verdict dict for a judged run (not validated here: ``write_verdict_atomic`` does).
 
@@ -297,7 +299,10 @@ def build_verdict(
     rounded for reading: rates to 6 decimals, ms and tokens to 0.1, USD to 8 significant digits,
     point changes to 0.001 and ratios to 0.0001. ``kind`` defaults to ``gate`` with a candidate
     and ``smoke`` without; ``provenance`` (see ``verdict.provenance``) to all nulls.
+    ``metric_labels`` names plugins' metrics for people (``CustomMetric.label``); a metric with
+    a label carries it as ``label`` (built-in metrics have none: readers know their names).
     """
+    labels = metric_labels or {}
     units = {comparison.name: comparison.unit for comparison in judgement.metrics}
     tests = {
         "stable": _outcomes(judgement.stable),
@@ -317,7 +322,7 @@ def build_verdict(
         strict=strict,
         regressions=[_regression(r, units) for r in judgement.regressions],
         metrics={
-            comparison.name: _metric(comparison)
+            comparison.name: _metric(comparison, labels.get(comparison.name))
             for comparison in judgement.metrics
             if comparison.scope == "overall"
         },
@@ -333,7 +338,9 @@ def build_verdict(
     slices: dict[str, dict[str, Any]] = {}
     for comparison in judgement.metrics:
         if comparison.scope != "overall":
-            slices.setdefault(comparison.scope, {})[comparison.name] = _metric(comparison)
+            slices.setdefault(comparison.scope, {})[comparison.name] = _metric(
+                comparison, labels.get(comparison.name)
+            )
     envelope["slices"] = slices
     envelope["rollout"] = None if judgement.rollout is None else dict(judgement.rollout)
     return envelope

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from gatesettings import loose_gate
 
 from pytest_modelgate.session import EXIT_ERROR, EXIT_FAIL, EXIT_OK
 from pytest_modelgate.verdict.model import validate_verdict
@@ -23,14 +24,7 @@ MakeProject = Callable[..., "GateProject"]
 GATE = ("--stable-model", "sim-a", "--candidate-model", "sim-b")
 FAST: dict[str, Any] = {"latency_ms": 2}
 # Margins a dozen cases can show, latency not gated: only the rule under test can decide.
-SMALL_SUITE: dict[str, Any] = {
-    "latency_p50_max_ratio": None,
-    "latency_p95_max_ratio": None,
-    "ttft_p95_max_ratio": None,
-    "pass_rate_max_drop": 0.6,
-    "error_rate_max_rise": 0.6,
-    "fallback_rate_max_rise": 0.6,
-}
+SMALL_SUITE: dict[str, Any] = loose_gate(0.6, gate_cost=True)
 
 TRIAGE = """
 import pytest

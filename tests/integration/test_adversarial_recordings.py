@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from gatesettings import loose_gate
 
 if TYPE_CHECKING:
     from conftest import GateProject
@@ -26,15 +27,7 @@ STABLE = "sim-stable"
 CANDIDATE = "sim-candidate"
 GATE = ("--stable-model", STABLE, "--candidate-model", CANDIDATE)
 FAST: dict[str, Any] = {"latency_ms": 4}
-SMALL_RUN_GATE: dict[str, Any] = {
-    "cost_per_call_max_ratio": None,
-    "pass_rate_max_drop": 0.7,
-    "error_rate_max_rise": 0.7,
-    "fallback_rate_max_rise": 0.7,
-    "latency_p50_max_ratio": None,
-    "latency_p95_max_ratio": None,
-    "ttft_p95_max_ratio": None,
-}
+SMALL_RUN_GATE: dict[str, Any] = loose_gate()
 RERECORD = "--modelgate-mode=rerecord"
 
 MakeProject = Callable[..., "GateProject"]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from gatesettings import loose_gate
 
 from pytest_modelgate.cli import main as modelgate_main
 
@@ -32,15 +33,7 @@ CANDIDATE = "sim-candidate"
 FAST: dict[str, Any] = {"latency_ms": 2}
 GATE_ARGS = ("--candidate-model", CANDIDATE)
 # Margins wide enough for the two cases below to give a genuine `pass` (see test_fail_closed.py).
-SMALL_RUN_GATE: dict[str, Any] = {
-    "cost_per_call_max_ratio": None,
-    "pass_rate_max_drop": 0.7,
-    "error_rate_max_rise": 0.7,
-    "fallback_rate_max_rise": 0.7,
-    "latency_p50_max_ratio": None,
-    "latency_p95_max_ratio": None,
-    "ttft_p95_max_ratio": None,
-}
+SMALL_RUN_GATE: dict[str, Any] = loose_gate()
 
 WORKFLOW = """
     import pytest

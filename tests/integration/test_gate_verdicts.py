@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from gatesettings import loose_gate
 
 from pytest_modelgate.metrics import METRICS
 from pytest_modelgate.verdict.model import validate_verdict
@@ -44,12 +45,7 @@ NO_LATENCY_GATE: dict[str, Any] = {
 # points at 10 cases (+-24 at 12): the default margins of 1-2 points cannot be shown by a
 # handful of cases. Plumbing tests gate the rates with margins their few cases can show, so a
 # healthy run can still `pass`; the deterministic cost keeps its default x1.15.
-SMALL_SUITE: dict[str, Any] = {
-    **NO_LATENCY_GATE,
-    "pass_rate_max_drop": 0.6,
-    "error_rate_max_rise": 0.6,
-    "fallback_rate_max_rise": 0.6,
-}
+SMALL_SUITE: dict[str, Any] = loose_gate(0.6, gate_cost=True)
 # A small suite gated on the error rate alone, at its default +1.0 pts margin, with retries
 # enough that every test passes however often the candidate's attempts fail.
 ERROR_RATE_ONLY: dict[str, Any] = {

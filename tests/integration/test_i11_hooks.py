@@ -148,7 +148,7 @@ def test_the_margin_in_modelgate_yaml_overrides_the_metrics_own(
     assert polite["message"].startswith("politeness: 100.0% -> 50.0% (-50.0 pts")
     assert polite["message"].endswith("within allowed -80.0 pts")
     result.stdout.fnmatch_lines(
-        ["| polite * | 100.0% (n=40) * | 50.0% (n=40) * | -80.0 pts | ok *"]
+        ["| politeness * | 100.0% (n=40) * | 50.0% (n=40) * | -80.0 pts | ok *"]
     )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from gatesettings import loose_gate
 
 from pytest_modelgate.calls.records import CallRecord, TestRecord
 
@@ -30,16 +31,7 @@ FAST: dict[str, Any] = {"latency_ms": 4}
 # gate on it. Rates: the paired judge passes only what its intervals show, and with the two or
 # three cases used here a rate's 95% interval is about +-56 to +-66 points, so the rate margins
 # are wide enough for a healthy run to pass.
-SMALL_RUN_GATE: dict[str, Any] = {
-    # Fewer than five cases give no bootstrap interval, so no ratio can be shown within a margin.
-    "cost_per_call_max_ratio": None,
-    "pass_rate_max_drop": 0.7,
-    "error_rate_max_rise": 0.7,
-    "fallback_rate_max_rise": 0.7,
-    "latency_p50_max_ratio": None,
-    "latency_p95_max_ratio": None,
-    "ttft_p95_max_ratio": None,
-}
+SMALL_RUN_GATE: dict[str, Any] = loose_gate()
 GATE = ("--candidate-model", CANDIDATE)
 
 MakeProject = Callable[..., "GateProject"]

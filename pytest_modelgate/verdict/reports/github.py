@@ -55,12 +55,12 @@ def annotation_lines(verdict: Mapping[str, Any]) -> list[str]:
     kind = str(verdict.get("verdict", "error"))
     reasons = [str(r) for r in verdict.get("reasons") or []]
     lines: list[str] = []
+    metrics: Mapping[str, Any] = verdict.get("metrics") or {}
     for regression in verdict.get("regressions") or []:
+        name = str(regression.get("metric"))
         scope = str(regression.get("scope", "overall"))
         where = "" if scope == "overall" else f" in {scope}"
-        title = (
-            f"modelgate regression: {metric_display_label(str(regression.get('metric')))}{where}"
-        )
+        title = f"modelgate regression: {metric_display_label(name, metrics.get(name))}{where}"
         lines.append(_command("error", title, str(regression.get("message", ""))))
     if kind == "error":
         lines.append(

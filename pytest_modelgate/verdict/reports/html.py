@@ -110,7 +110,7 @@ def _metric_charts(verdict: Mapping[str, Any]) -> str:
         status = str(metric.get("status"))
         arms.append(
             ArmValues(
-                label=metric_display_label(name),
+                label=metric_display_label(name, metric),
                 unit=str(metric.get("unit")),
                 stable=stable,
                 candidate=candidate,
@@ -124,7 +124,7 @@ def _metric_charts(verdict: Mapping[str, Any]) -> str:
         if change is not None and kind in changes:
             changes[kind].append(
                 ChangeRow(
-                    label=metric_display_label(name),
+                    label=metric_display_label(name, metric),
                     change=change,
                     interval=_interval(metric.get("change_interval")),
                     limit=_number(metric.get("limit_value")),

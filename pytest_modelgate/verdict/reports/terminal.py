@@ -50,8 +50,14 @@ def _stable_only(verdict: Mapping[str, Any]) -> bool:
     return verdict.get("candidate") is None
 
 
-def metric_display_label(name: str) -> str:
-    """A metric's name for people: ``pass rate``, ``p95 latency``, ``score: faithfulness``."""
+def metric_display_label(name: str, metric: Mapping[str, Any] | None = None) -> str:
+    """A metric's name for people: ``pass rate``, ``p95 latency``, ``score: faithfulness``.
+
+    ``metric`` is the verdict's entry: a plugin's metric carries its own ``label`` there.
+    """
+    label = metric.get("label") if metric is not None else None
+    if isinstance(label, str) and label:
+        return label
     spec = metric_spec(name)
     if spec is not None:
         return spec.label
@@ -109,7 +115,7 @@ def comparison_rows(verdict: Mapping[str, Any]) -> list[list[str]]:
         unit = metric["unit"]
         samples = metric["samples"]
         row = [
-            metric_display_label(name),
+            metric_display_label(name, metric),
             _value(name, unit, metric["stable"], samples["stable"]),
         ]
         if not stable_only:
@@ -272,7 +278,7 @@ def not_gated_lines(verdict: Mapping[str, Any]) -> list[str]:
     for name, metric in (verdict.get("metrics") or {}).items():
         if metric.get("status") != "not_gated":
             continue
-        label = metric_display_label(name)
+        label = metric_display_label(name, metric)
         if not metric.get("limit"):
             no_margin.append(label)
             continue
