@@ -19,12 +19,12 @@ import pytest
 from pytest_modelgate import hooks
 
 if TYPE_CHECKING:
-    from pytest_modelgate.allowances import Allowance
     from pytest_modelgate.client import LLM
     from pytest_modelgate.config import ModelgateConfig
+    from pytest_modelgate.judge.allowances import Allowance
+    from pytest_modelgate.judge.metrics import CustomMetric
     from pytest_modelgate.lock import VerdictLock
     from pytest_modelgate.markers import MarkerSet
-    from pytest_modelgate.metrics import CustomMetric
     from pytest_modelgate.records import CallRecord
     from pytest_modelgate.session import ArmParam, GateSession, GateSettings
 
@@ -346,7 +346,7 @@ def _allowances(
     config: pytest.Config, file_config: ModelgateConfig
 ) -> tuple[ModelgateConfig, tuple[Allowance, ...]]:
     """Apply ``modelgate_allow`` (ini) then ``--modelgate-allow``: the command line wins."""
-    from pytest_modelgate.allowances import apply_allowances, parse_allowance
+    from pytest_modelgate.judge.allowances import apply_allowances, parse_allowance
 
     declared = [
         parse_allowance(line, "ini option modelgate_allow")
@@ -744,7 +744,7 @@ def _write_provisional(gate: GateSession) -> str | None:
 
 def _write_provisional_part(gate: GateSession) -> str | None:
     """Put an incomplete part over any earlier one: a shard killed later cannot be merged."""
-    from pytest_modelgate.decide import write_part
+    from pytest_modelgate.judge.decide import write_part
 
     if gate.git is None:
         gate.git = _git_state(gate)
@@ -836,7 +836,7 @@ def _parse_markers(gated: list[pytest.Item]) -> str | None:
 
 def _load_custom_metrics(config: pytest.Config, gate: GateSession) -> str | None:
     """Ask the pytest_modelgate_metrics hooks (after collection: every conftest is known)."""
-    from pytest_modelgate.metrics import resolve_custom_metrics
+    from pytest_modelgate.judge.metrics import resolve_custom_metrics
 
     try:
         defined = config.hook.pytest_modelgate_metrics(config=config)
@@ -1318,7 +1318,7 @@ class _GateHooks:
                 return
             if self.gate.git is None:
                 self.gate.git = _git_state(self.gate)
-        from pytest_modelgate.decide import finish
+        from pytest_modelgate.judge.decide import finish
 
         self.gate.verdict_hooks = tuple(
             impl.plugin_name for impl in self.config.hook.pytest_modelgate_verdict.get_hookimpls()
@@ -1391,8 +1391,8 @@ def _judge_with_custom_metrics(config: pytest.Config, gate: GateSession) -> Any:
     metrics = config.stash.get(_METRICS_KEY, ())
     if not metrics:
         return None
-    from pytest_modelgate.decide import default_judge
-    from pytest_modelgate.statjudge import PairedJudge
+    from pytest_modelgate.judge.decide import default_judge
+    from pytest_modelgate.judge.paired import PairedJudge
 
     judge = default_judge(gate.settings.config.gate)
     return judge.with_metrics(metrics) if isinstance(judge, PairedJudge) else judge
@@ -1486,7 +1486,7 @@ class _XdistController:
 
     def _merge_custom_metrics(self, definitions: list[dict[str, Any]]) -> None:
         """Every worker asks the same hooks: the first that defined metrics gives them."""
-        from pytest_modelgate.metrics import CustomMetric
+        from pytest_modelgate.judge.metrics import CustomMetric
 
         if not definitions:
             return

@@ -23,8 +23,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from pytest_modelgate.errors import ModelgateError
-from pytest_modelgate.judge import CaseRef, Judgement, MetricComparison, Regression
-from pytest_modelgate.metrics import ArmMetrics
+from pytest_modelgate.judge.metrics import ArmMetrics
+from pytest_modelgate.judge.model import CaseRef, Judgement, MetricComparison, Regression
 from pytest_modelgate.provenance import empty_provenance
 from pytest_modelgate.records import ModelIdentity
 

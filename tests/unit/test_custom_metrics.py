@@ -6,17 +6,17 @@ from typing import Any
 
 import pytest
 
-from pytest_modelgate import statjudge
-from pytest_modelgate.judge import RunData
-from pytest_modelgate.metrics import (
+from pytest_modelgate.judge import paired as statjudge
+from pytest_modelgate.judge.metrics import (
     BUILTIN_METRIC_NAMES,
     CustomMetric,
     CustomMetricError,
     MeasuredCall,
     resolve_custom_metrics,
 )
+from pytest_modelgate.judge.model import RunData
+from pytest_modelgate.judge.paired import PairedJudge
 from pytest_modelgate.records import CallRecord, TestRecord
-from pytest_modelgate.statjudge import PairedJudge
 from pytest_modelgate.transport import Attempt, CallLog
 
 

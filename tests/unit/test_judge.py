@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_modelgate.config import GateLimits
-from pytest_modelgate.judge import (
+from pytest_modelgate.judge.model import (
     CaseRef,
     FixedLimitJudge,
     Judge,

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_modelgate import statjudge
-from pytest_modelgate.judge import RunData
-from pytest_modelgate.records import CallRecord, TestRecord
-from pytest_modelgate.statjudge import PairedJudge
-from pytest_modelgate.stats import (
+from pytest_modelgate.judge import paired as statjudge
+from pytest_modelgate.judge.model import RunData
+from pytest_modelgate.judge.paired import PairedJudge
+from pytest_modelgate.judge.stats import (
     Interval,
     large_sample_mean_difference,
     large_sample_quantile,
@@ -26,6 +25,7 @@ from pytest_modelgate.stats import (
     paired_bootstrap,
     quantile,
 )
+from pytest_modelgate.records import CallRecord, TestRecord
 
 
 def _run(n: int, seed: int = 3, slowdown: float = 1.0) -> RunData:

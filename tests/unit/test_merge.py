@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_modelgate.config import ModelgateConfig
-from pytest_modelgate.decide import judged_verdict, record_line
+from pytest_modelgate.judge.decide import judged_verdict, record_line
 from pytest_modelgate.merge import (
     MergeRefused,
     Part,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_modelgate.config import GateLimits
-from pytest_modelgate.judge import FixedLimitJudge, RunData
+from pytest_modelgate.judge.model import FixedLimitJudge, RunData
 from pytest_modelgate.records import CallRecord, ModelIdentity, TestRecord, Usage
 from pytest_modelgate.report import comparison_headers, comparison_rows, summary_lines
 from pytest_modelgate.verdict import build_verdict, error_verdict, validate_verdict

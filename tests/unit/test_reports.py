@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from pytest_modelgate.cli import main
-from pytest_modelgate.judge import RunData
+from pytest_modelgate.judge.model import RunData
+from pytest_modelgate.judge.paired import PairedJudge
 from pytest_modelgate.records import CallRecord, ModelIdentity, TestRecord, Usage
 from pytest_modelgate.reports import github_lines, render_html, render_markdown
 from pytest_modelgate.reports.cases import case_changes, latencies, load_records
@@ -25,7 +26,6 @@ from pytest_modelgate.reports.github import (
 )
 from pytest_modelgate.reports.html import html_report
 from pytest_modelgate.reports.markdown import markdown_report, md_escape
-from pytest_modelgate.statjudge import PairedJudge
 from pytest_modelgate.verdict import build_verdict, error_verdict, validate_verdict
 
 STARTED = datetime(2026, 1, 5, 12, 0, 0, tzinfo=timezone.utc)

@@ -17,18 +17,18 @@ from typing import Any
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 
-from pytest_modelgate import statjudge
 from pytest_modelgate.config import GateLimits
-from pytest_modelgate.judge import Judge, Judgement, MetricComparison, RunData, Samples
-from pytest_modelgate.records import Budgets, CallRecord, TestRecord, Usage
-from pytest_modelgate.statjudge import Margins, PairedJudge, metric_label
-from pytest_modelgate.stats import (
+from pytest_modelgate.judge import paired as statjudge
+from pytest_modelgate.judge.model import Judge, Judgement, MetricComparison, RunData, Samples
+from pytest_modelgate.judge.paired import Margins, PairedJudge, metric_label
+from pytest_modelgate.judge.stats import (
     PairedTable,
     holm,
     mcnemar_mid_p,
     newcombe_paired_interval,
     wilson_interval,
 )
+from pytest_modelgate.records import Budgets, CallRecord, TestRecord, Usage
 
 ALPHA = 0.05
 

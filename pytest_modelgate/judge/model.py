@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pytest_modelgate.metrics import (
+from pytest_modelgate.judge.metrics import (
     METRICS,
     ArmMetrics,
     ChangeKind,

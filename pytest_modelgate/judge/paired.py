@@ -53,7 +53,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pytest_modelgate.judge import (
+from pytest_modelgate.judge.metrics import (
+    CustomMetric,
+    Unit,
+    call_tokens,
+    compute_arm_metrics,
+    format_value,
+)
+from pytest_modelgate.judge.model import (
     Judgement,
     MetricComparison,
     MetricStatus,
@@ -65,15 +72,7 @@ from pytest_modelgate.judge import (
     regressions_of,
     stable_floor_reason,
 )
-from pytest_modelgate.metrics import (
-    CustomMetric,
-    Unit,
-    call_tokens,
-    compute_arm_metrics,
-    format_value,
-)
-from pytest_modelgate.records import Budgets, CallRecord, TestRecord
-from pytest_modelgate.stats import (
+from pytest_modelgate.judge.stats import (
     Interval,
     PairedTable,
     holm,
@@ -92,6 +91,7 @@ from pytest_modelgate.stats import (
     wilcoxon_signed_rank,
     wilson_interval,
 )
+from pytest_modelgate.records import Budgets, CallRecord, TestRecord
 
 if TYPE_CHECKING:
     from pytest_modelgate.config import GateLimits
