@@ -1,8 +1,14 @@
 """The judge and its statistics: records of both arms in, a ``Judgement`` out.
 
-``metrics`` (what is measured per call and arm), ``stats`` (the statistics), ``paired`` (the
-``PairedJudge``), ``decide`` (the judgement to the verdict), ``allowances`` (declared intended
-changes); ``model`` holds the judgement types and the ``Judge`` protocol.
+Data flows one way: ``metrics`` (what is measured per call and arm) -> ``cases`` (the records
+paired by case) -> one module per statistic and data shape on the shared ``common``,
+``resampling``, ``inference`` and ``stats``: ``rates`` (paired pass/fail tables, McNemar and
+Newcombe, the cluster bootstrap), ``ratios`` with ``quantiles`` (latency and TTFT quantile
+ratios, ratios of sums for cost and tokens per call), ``means`` (scores and plugins' means),
+``budgets`` (absolute budgets from markers) -> ``paired`` (the ``PairedJudge`` that composes
+them, with ``messages`` and ``rollout``) -> ``decide`` (the judgement to the verdict).
+``model`` holds the judgement types and the ``Judge`` protocol, ``allowances`` the declared
+intended changes.
 
 The public names are re-exported here and imported on first use (PEP 562), so that importing
 one light module of the package (``pytest_modelgate.judge.metrics`` from a hook) does not pay for

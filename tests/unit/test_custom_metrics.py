@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pytest_modelgate.judge import paired as statjudge
+from pytest_modelgate.judge import common
 from pytest_modelgate.judge.metrics import (
     BUILTIN_METRIC_NAMES,
     CustomMetric,
@@ -31,7 +31,7 @@ def polite(**overrides: Any) -> CustomMetric:
 
 
 def test_every_builtin_comparison_name_is_reserved() -> None:
-    judged = {spec.name for spec in (*statjudge._RATES, *statjudge._RATIOS)}
+    judged = {spec.name for spec in (*common._RATES, *common._RATIOS)}
     assert judged <= BUILTIN_METRIC_NAMES
 
 
