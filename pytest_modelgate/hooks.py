@@ -31,7 +31,7 @@ def pytest_modelgate_judge(config: pytest.Config) -> Judge | None:
     so metrics from ``pytest_modelgate_metrics`` are compared only if it compares them.
     Example, in ``conftest.py``::
 
-        from pytest_modelgate.judge.model import FixedLimitJudge
+        from pytest_modelgate.judge import FixedLimitJudge
         from pytest_modelgate.config import GateLimits
 
         def pytest_modelgate_judge(config):
