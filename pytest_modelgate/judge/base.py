@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from pytest_modelgate.judge.cases import _arm_figure
+from pytest_modelgate.judge.common import _SAMPLE_NOUNS, Margins, _Result, _Slice, _Spec
+from pytest_modelgate.judge.inference import _points
 from pytest_modelgate.judge.metrics import (
     CustomMetric,
 )
@@ -13,12 +15,6 @@ from pytest_modelgate.judge.model import (
     MetricComparison,
     Samples,
 )
-
-if TYPE_CHECKING:
-    pass
-from pytest_modelgate.judge.cases import _arm_figure
-from pytest_modelgate.judge.common import _SAMPLE_NOUNS, Margins, _Result, _Slice, _Spec
-from pytest_modelgate.judge.inference import _points
 
 
 class _JudgeBase:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
+from pytest_modelgate.judge.base import _JudgeBase
+from pytest_modelgate.judge.cases import _Case, _cost_gaps
+from pytest_modelgate.judge.common import (
+    _LARGE_SAMPLE_CASES,
+    _MIN_BOOTSTRAP_CASES,
+    _Gather,
+    _Result,
+    _Slice,
+)
 from pytest_modelgate.judge.metrics import (
     Unit,
     format_value,
@@ -17,6 +25,7 @@ from pytest_modelgate.judge.model import (
     MetricStatus,
     Samples,
 )
+from pytest_modelgate.judge.resampling import _bootstrap, _RunMemo
 from pytest_modelgate.judge.stats import (
     Interval,
     large_sample_quantile,
@@ -25,19 +34,6 @@ from pytest_modelgate.judge.stats import (
     wilson_interval,
 )
 from pytest_modelgate.records import Budgets
-
-if TYPE_CHECKING:
-    pass
-from pytest_modelgate.judge.base import _JudgeBase
-from pytest_modelgate.judge.cases import _cost_gaps
-from pytest_modelgate.judge.common import (
-    _LARGE_SAMPLE_CASES,
-    _MIN_BOOTSTRAP_CASES,
-    _Gather,
-    _Result,
-    _Slice,
-)
-from pytest_modelgate.judge.resampling import _bootstrap, _RunMemo
 
 
 class _BudgetStatistics(_JudgeBase):
@@ -52,87 +48,10 @@ class _BudgetStatistics(_JudgeBase):
         """
         results: list[_Result] = []
         cases = piece.cases
-        n = len(cases)
-        # (name, unit, bound, statistic, each case's own figure or None, the large-sample
-        # interval of the statistic).
-        checks: list[
-            tuple[
-                str,
-                Unit,
-                float | None,
-                Callable[[_Gather], float],
-                list[float | None],
-                Callable[[], Interval],
-            ]
-        ] = []
-        confidence = self.confidence
-        latency_lists = [c.candidate.values("latency_p95_ms") for c in cases]
-        ttft_lists = [c.candidate.values("ttft_p95_ms") for c in cases]
-
-        def q_of(lists: list[list[float]], q: float) -> Callable[[_Gather], float]:
-            def statistic(gather: _Gather) -> float:
-                values = list(itertools.chain.from_iterable(gather(lists)))
-                return quantile(values, q) if values else math.nan
-
-            return statistic
-
-        # A latency quantile is beyond a maximum for sure when every call is: a case "counts" by
-        # its fastest call.
-        fastest = [min(v) if v else None for v in latency_lists]
-        first_tokens = [min(v) if v else None for v in ttft_lists]
-        for name, bound, lists, q, own in (
-            ("latency_p50_ms", budgets.latency_p50_ms, latency_lists, 0.5, fastest),
-            ("latency_p95_ms", budgets.latency_p95_ms, latency_lists, 0.95, fastest),
-            ("ttft_p95_ms", budgets.ttft_p95_ms, ttft_lists, 0.95, first_tokens),
-        ):
-            checks.append(
-                (
-                    name,
-                    "ms",
-                    bound,
-                    q_of(lists, q),
-                    own,
-                    functools.partial(large_sample_quantile, lists, q, confidence=confidence),
-                )
-            )
-        sums = [c.candidate.sums("cost_per_call_usd") for c in cases]
-        if all(s is not None for s in sums):
-            totals = [s[0] if s is not None else 0.0 for s in sums]
-            counts = [s[1] if s is not None else 0 for s in sums]
-            tests = [len(c.candidate.ran) for c in cases]
-
-            def cost_per_call(gather: _Gather) -> float:
-                calls = sum(gather(counts))
-                return math.fsum(gather(totals)) / calls if calls else math.nan
-
-            def cost_per_test(gather: _Gather) -> float:
-                ran = sum(gather(tests))
-                return math.fsum(gather(totals)) / ran if ran else math.nan
-
-            # A pooled per-call (per-test) cost lies between the cases' own: beyond a maximum
-            # for sure when every case's is.
-            per_call = [t / c if c else None for t, c in zip(totals, counts, strict=True)]
-            per_test = [t / r if r else None for t, r in zip(totals, tests, strict=True)]
-            checks.append(
-                (
-                    "cost_per_call_usd",
-                    "usd",
-                    budgets.cost_usd_per_call,
-                    cost_per_call,
-                    per_call,
-                    functools.partial(large_sample_ratio, totals, counts, confidence=confidence),
-                )
-            )
-            checks.append(
-                (
-                    "cost_per_test_usd",
-                    "usd",
-                    budgets.cost_usd_per_test,
-                    cost_per_test,
-                    per_test,
-                    functools.partial(large_sample_ratio, totals, tests, confidence=confidence),
-                )
-            )
+        checks = _latency_checks(cases, budgets, self.confidence)
+        cost = _cost_checks(cases, budgets, self.confidence)
+        if cost is not None:
+            checks += cost
         else:
             gaps, _ = _cost_gaps(cases)
             for name, bound in (
@@ -143,56 +62,63 @@ class _BudgetStatistics(_JudgeBase):
                     results.append(
                         self._budget_no_data(f"{name}:budget", "usd", piece, bound, True, gaps)
                     )
-        for name, unit, bound, statistic, per_case, large_sample in checks:
-            if bound is None:
-                continue
-            value = statistic(tuple)
-            if math.isnan(value):
-                results.append(
-                    self._budget_no_data(
-                        f"{name}:budget", unit, piece, bound, True, "no data on the candidate arm"
-                    )
-                )
-                continue
-            interval = (
-                large_sample()
-                if n >= _LARGE_SAMPLE_CASES
-                else _bootstrap(
-                    n,
-                    lambda s_gather, _c_gather, f=statistic: f(s_gather),  # type: ignore[misc]
-                    seed=piece.seed,
-                    resamples=self.resamples,
-                    confidence=self.confidence,
-                    paired=True,
-                    memo=memo,
-                )
-            )
-            figures = [f for f in per_case if f is not None]
-            every = bool(figures) and all(f > bound for f in figures)
-            results.append(
-                self._budget_result(
-                    f"{name}:budget", unit, piece, n, value, interval, bound, True, every
-                )
-            )
+        for check in checks:
+            if check[2] is not None:
+                results.append(self._budget_check(check, piece, memo))
         if budgets.min_pass_rate is not None:
-            passed = sum(sum(t.outcome == "passed" for t in c.candidate.ran) for c in cases)
-            ran = sum(len(c.candidate.ran) for c in cases)
-            if ran:
-                ci = wilson_interval(passed, ran, confidence=self.confidence)
-                results.append(
-                    self._budget_result(
-                        "pass_rate:budget",
-                        "rate",
-                        piece,
-                        n,
-                        passed / ran,
-                        ci,
-                        budgets.min_pass_rate,
-                        False,
-                        passed == 0 and budgets.min_pass_rate > 0,
-                    )
-                )
+            result = self._pass_rate_budget(piece, budgets.min_pass_rate)
+            if result is not None:
+                results.append(result)
         return results
+
+    def _budget_check(self, check: _Check, piece: _Slice, memo: _RunMemo) -> _Result:
+        """One maximum budget: its figure over the slice, with an interval, against the bound."""
+        name, unit, bound, statistic, per_case, large_sample = check
+        assert bound is not None
+        n = len(piece.cases)
+        value = statistic(tuple)
+        if math.isnan(value):
+            return self._budget_no_data(
+                f"{name}:budget", unit, piece, bound, True, "no data on the candidate arm"
+            )
+        interval = (
+            large_sample()
+            if n >= _LARGE_SAMPLE_CASES
+            else _bootstrap(
+                n,
+                lambda s_gather, _c_gather, f=statistic: f(s_gather),  # type: ignore[misc]
+                seed=piece.seed,
+                resamples=self.resamples,
+                confidence=self.confidence,
+                paired=True,
+                memo=memo,
+            )
+        )
+        figures = [f for f in per_case if f is not None]
+        every = bool(figures) and all(f > bound for f in figures)
+        return self._budget_result(
+            f"{name}:budget", unit, piece, n, value, interval, bound, True, every
+        )
+
+    def _pass_rate_budget(self, piece: _Slice, minimum: float) -> _Result | None:
+        """The candidate's pass rate against a minimum (Wilson interval); None if nothing ran."""
+        cases = piece.cases
+        passed = sum(sum(t.outcome == "passed" for t in c.candidate.ran) for c in cases)
+        ran = sum(len(c.candidate.ran) for c in cases)
+        if not ran:
+            return None
+        ci = wilson_interval(passed, ran, confidence=self.confidence)
+        return self._budget_result(
+            "pass_rate:budget",
+            "rate",
+            piece,
+            len(cases),
+            passed / ran,
+            ci,
+            minimum,
+            False,
+            passed == 0 and minimum > 0,
+        )
 
     def _budget_result(
         self,
@@ -274,3 +200,95 @@ class _BudgetStatistics(_JudgeBase):
             test=None,
         )
         return _Result(comparison, True, False, note=why)
+
+
+# (name, unit, bound, statistic, each case's own figure or None, the large-sample interval of the
+# statistic).
+_Check = tuple[
+    str,
+    Unit,
+    "float | None",
+    Callable[[_Gather], float],
+    "list[float | None]",
+    Callable[[], Interval],
+]
+
+
+def _quantile_of(lists: list[list[float]], q: float) -> Callable[[_Gather], float]:
+    """The ``q`` quantile of the pooled values of a resample of ``lists``."""
+
+    def statistic(gather: _Gather) -> float:
+        values = list(itertools.chain.from_iterable(gather(lists)))
+        return quantile(values, q) if values else math.nan
+
+    return statistic
+
+
+def _latency_checks(cases: Sequence[_Case], budgets: Budgets, confidence: float) -> list[_Check]:
+    """The latency and time-to-first-token budgets' checks (a bound of None is not checked)."""
+    latency_lists = [c.candidate.values("latency_p95_ms") for c in cases]
+    ttft_lists = [c.candidate.values("ttft_p95_ms") for c in cases]
+    # A latency quantile is beyond a maximum for sure when every call is: a case "counts" by
+    # its fastest call.
+    fastest = [min(v) if v else None for v in latency_lists]
+    first_tokens = [min(v) if v else None for v in ttft_lists]
+    checks: list[_Check] = []
+    for name, bound, lists, q, own in (
+        ("latency_p50_ms", budgets.latency_p50_ms, latency_lists, 0.5, fastest),
+        ("latency_p95_ms", budgets.latency_p95_ms, latency_lists, 0.95, fastest),
+        ("ttft_p95_ms", budgets.ttft_p95_ms, ttft_lists, 0.95, first_tokens),
+    ):
+        checks.append(
+            (
+                name,
+                "ms",
+                bound,
+                _quantile_of(lists, q),
+                own,
+                functools.partial(large_sample_quantile, lists, q, confidence=confidence),
+            )
+        )
+    return checks
+
+
+def _cost_checks(
+    cases: Sequence[_Case], budgets: Budgets, confidence: float
+) -> list[_Check] | None:
+    """The cost budgets' checks; None when a case lacks a cost (the budgets then have no data)."""
+    sums = [c.candidate.sums("cost_per_call_usd") for c in cases]
+    if not all(s is not None for s in sums):
+        return None
+    totals = [s[0] if s is not None else 0.0 for s in sums]
+    counts = [s[1] if s is not None else 0 for s in sums]
+    tests = [len(c.candidate.ran) for c in cases]
+
+    def cost_per_call(gather: _Gather) -> float:
+        calls = sum(gather(counts))
+        return math.fsum(gather(totals)) / calls if calls else math.nan
+
+    def cost_per_test(gather: _Gather) -> float:
+        ran = sum(gather(tests))
+        return math.fsum(gather(totals)) / ran if ran else math.nan
+
+    # A pooled per-call (per-test) cost lies between the cases' own: beyond a maximum for sure
+    # when every case's is.
+    per_call = [t / c if c else None for t, c in zip(totals, counts, strict=True)]
+    per_test = [t / r if r else None for t, r in zip(totals, tests, strict=True)]
+    return [
+        (
+            "cost_per_call_usd",
+            "usd",
+            budgets.cost_usd_per_call,
+            cost_per_call,
+            per_call,
+            functools.partial(large_sample_ratio, totals, counts, confidence=confidence),
+        ),
+        (
+            "cost_per_test_usd",
+            "usd",
+            budgets.cost_usd_per_test,
+            cost_per_test,
+            per_test,
+            functools.partial(large_sample_ratio, totals, tests, confidence=confidence),
+        ),
+    ]

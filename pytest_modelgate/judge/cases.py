@@ -7,17 +7,14 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from pytest_modelgate.judge.common import _CHECKS, _QUANTILES, Margins, _count, _Spec
 from pytest_modelgate.judge.metrics import (
     call_tokens,
 )
-from pytest_modelgate.records import Budgets, CallRecord, TestRecord
-
-if TYPE_CHECKING:
-    pass
-from pytest_modelgate.judge.common import _CHECKS, _QUANTILES, Margins, _count, _Spec
 from pytest_modelgate.judge.quantiles import _sorted_quantile
+from pytest_modelgate.records import Budgets, CallRecord, TestRecord
 
 _Figure = TypeVar("_Figure")
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
+from pytest_modelgate.judge.common import (
+    _EPSILON,
+    _MIN_BOOTSTRAP_CASES,
+    _OVERALL_ALPHA_SHARE,
+    _POWER,
+    _REPEATS_WORTH,
+)
 from pytest_modelgate.judge.model import (
     MetricComparison,
     MetricStatus,
@@ -15,16 +21,6 @@ from pytest_modelgate.judge.stats import (
     Interval,
     normal_quantile,
     sample_variance,
-)
-
-if TYPE_CHECKING:
-    pass
-from pytest_modelgate.judge.common import (
-    _EPSILON,
-    _MIN_BOOTSTRAP_CASES,
-    _OVERALL_ALPHA_SHARE,
-    _POWER,
-    _REPEATS_WORTH,
 )
 
 

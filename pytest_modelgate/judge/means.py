@@ -4,20 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from pytest_modelgate.judge.model import (
-    MetricComparison,
-    Samples,
-)
-from pytest_modelgate.judge.stats import (
-    Interval,
-    large_sample_mean_difference,
-    wilcoxon_signed_rank,
-)
-
-if TYPE_CHECKING:
-    pass
 from pytest_modelgate.judge.base import _JudgeBase
 from pytest_modelgate.judge.cases import _repeat_scores
 from pytest_modelgate.judge.common import _LARGE_SAMPLE_CASES, _Result, _Slice, _Spec
@@ -29,7 +16,16 @@ from pytest_modelgate.judge.inference import (
     _p_from_interval,
     _repeats_needed,
 )
+from pytest_modelgate.judge.model import (
+    MetricComparison,
+    Samples,
+)
 from pytest_modelgate.judge.resampling import _bootstrap, _RunMemo
+from pytest_modelgate.judge.stats import (
+    Interval,
+    large_sample_mean_difference,
+    wilcoxon_signed_rank,
+)
 
 
 class _MeanStatistics(_JudgeBase):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
+from pytest_modelgate.judge.common import _RATES, _RATIOS, _Result
+from pytest_modelgate.judge.inference import _has_interval
 from pytest_modelgate.judge.metrics import (
     format_value,
 )
@@ -12,11 +13,6 @@ from pytest_modelgate.judge.model import (
     MetricComparison,
     MetricStatus,
 )
-
-if TYPE_CHECKING:
-    pass
-from pytest_modelgate.judge.common import _RATES, _RATIOS, _Result
-from pytest_modelgate.judge.inference import _has_interval
 
 
 def metric_label(name: str) -> str:

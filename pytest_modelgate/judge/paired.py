@@ -43,28 +43,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from pytest_modelgate.judge.metrics import (
-    CustomMetric,
-    compute_arm_metrics,
-)
-from pytest_modelgate.judge.model import (
-    Judgement,
-    MetricComparison,
-    RunData,
-    judge_stable_only,
-    no_call_reasons,
-    paired_failures,
-    regressions_of,
-    stable_floor_reason,
-)
-from pytest_modelgate.judge.stats import (
-    holm,
-)
-
-if TYPE_CHECKING:
-    pass
 from pytest_modelgate.judge.budgets import _BudgetStatistics
 from pytest_modelgate.judge.cases import _Case, _cases, _has_budgets, _merge_budgets, _slice_margins
 from pytest_modelgate.judge.common import (
@@ -80,10 +60,27 @@ from pytest_modelgate.judge.common import (
 from pytest_modelgate.judge.inference import _cases_for_significance, _holm_weights, _mean_limit, _p
 from pytest_modelgate.judge.means import _MeanStatistics
 from pytest_modelgate.judge.messages import _message, metric_label
+from pytest_modelgate.judge.metrics import (
+    CustomMetric,
+    compute_arm_metrics,
+)
+from pytest_modelgate.judge.model import (
+    Judgement,
+    MetricComparison,
+    RunData,
+    judge_stable_only,
+    no_call_reasons,
+    paired_failures,
+    regressions_of,
+    stable_floor_reason,
+)
 from pytest_modelgate.judge.rates import _RateStatistics
 from pytest_modelgate.judge.ratios import _RatioStatistics
 from pytest_modelgate.judge.resampling import _RunMemo, _unless_repeated
 from pytest_modelgate.judge.rollout import rollout_plan
+from pytest_modelgate.judge.stats import (
+    holm,
+)
 
 __all__ = ["Margins", "PairedJudge", "metric_label", "rollout_plan"]
 

@@ -8,14 +8,8 @@ import functools
 import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pytest_modelgate.judge.stats import (
-    quantile,
-)
-
-if TYPE_CHECKING:
-    pass
 from pytest_modelgate.judge.common import (
     _BAND_SIGMAS,
     _MIN_BANDED_VALUES,
@@ -23,6 +17,9 @@ from pytest_modelgate.judge.common import (
     _Gather,
 )
 from pytest_modelgate.judge.resampling import _IntSums
+from pytest_modelgate.judge.stats import (
+    quantile,
+)
 
 
 class _QuantileRatios:

@@ -5,24 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from pytest_modelgate.judge.model import (
-    MetricComparison,
-    Samples,
-)
-from pytest_modelgate.judge.stats import (
-    Interval,
-    PairedTable,
-    large_sample_rate_difference,
-    mcnemar_mid_p,
-    newcombe_paired_interval,
-    wilcoxon_signed_rank,
-    wilson_interval,
-)
-
-if TYPE_CHECKING:
-    pass
 from pytest_modelgate.judge.base import _JudgeBase
 from pytest_modelgate.judge.cases import _repeat_rates
 from pytest_modelgate.judge.common import _LARGE_SAMPLE_CASES, _Result, _Slice, _Spec
@@ -35,7 +18,20 @@ from pytest_modelgate.judge.inference import (
     _repeats_needed,
     _two_proportion_p,
 )
+from pytest_modelgate.judge.model import (
+    MetricComparison,
+    Samples,
+)
 from pytest_modelgate.judge.resampling import _bootstrap, _IntSums, _rate_change, _RunMemo
+from pytest_modelgate.judge.stats import (
+    Interval,
+    PairedTable,
+    large_sample_rate_difference,
+    mcnemar_mid_p,
+    newcombe_paired_interval,
+    wilcoxon_signed_rank,
+    wilson_interval,
+)
 
 
 class _RateStatistics(_JudgeBase):
@@ -71,51 +67,13 @@ class _RateStatistics(_JudgeBase):
             p_value = mcnemar_mid_p(table.b, table.c)
             test = "mcnemar_mid_p+newcombe"
         else:
-            interval = (
-                large_sample_rate_difference(
-                    s_events,
-                    s_trials,
-                    c_events,
-                    c_trials,
-                    paired=self.paired,
-                    confidence=self.confidence,
-                )
-                if n >= _LARGE_SAMPLE_CASES
-                else _bootstrap(
-                    n,
-                    functools.partial(
-                        _rate_change, _IntSums((s_events, s_trials), (c_events, c_trials))
-                    ),
-                    seed=piece.seed,
-                    resamples=self.resamples,
-                    confidence=self.confidence,
-                    paired=self.paired,
-                    memo=memo,
-                )
+            interval, p_value, test = self._clustered_rate(
+                (s_events, s_trials, c_events, c_trials),
+                (s_rate, s_ci),
+                (c_rate, c_ci),
+                piece,
+                memo,
             )
-            # A bootstrap cannot see beyond what happened: an arm with no event (or nothing but
-            # events) is the same in every resample, so its own uncertainty drops out (0 errors
-            # in 116 calls would count as a rate known to be 0). Newcombe's interval from the
-            # Wilson intervals keeps the rule of three for that arm; the wider of the two holds.
-            s_constant = sum(s_events) in (0, sum(s_trials))
-            c_constant = sum(c_events) in (0, sum(c_trials))
-            if math.isnan(interval.low) or interval.width <= 0 or (s_constant and c_constant):
-                interval = _newcombe_unpaired(change, s_rate, s_ci, c_rate, c_ci)
-            elif s_constant or c_constant:
-                score = _newcombe_unpaired(change, s_rate, s_ci, c_rate, c_ci)
-                interval = Interval(min(interval.low, score.low), max(interval.high, score.high))
-            if self.paired:
-                differences = [
-                    c / ct - s / st
-                    for s, st, c, ct in zip(s_events, s_trials, c_events, c_trials, strict=True)
-                ]
-                p_value = wilcoxon_signed_rank(differences)
-                test = "wilcoxon+paired_bootstrap"
-            else:
-                p_value = _two_proportion_p(
-                    sum(s_events), sum(s_trials), sum(c_events), sum(c_trials)
-                )
-                test = "z_test+bootstrap"
         result = self._rate_result(
             spec,
             piece,
@@ -155,6 +113,69 @@ class _RateStatistics(_JudgeBase):
             result,
             comparison=replace(result.comparison, cases_needed=needed, repeats_needed=repeats),
         )
+
+    def _clustered_rate(
+        self,
+        columns: tuple[list[int], list[int], list[int], list[int]],
+        stable: tuple[float, Interval],
+        candidate: tuple[float, Interval],
+        piece: _Slice,
+        memo: _RunMemo,
+    ) -> tuple[Interval, float, str]:
+        """The interval, p-value and test of a rate with several trials per case (or unpaired).
+
+        ``columns``: each case's stable events and trials, then the candidate's; ``stable`` and
+        ``candidate``: each arm's pooled rate and Wilson interval.
+        """
+        s_events, s_trials, c_events, c_trials = columns
+        s_rate, s_ci = stable
+        c_rate, c_ci = candidate
+        change = c_rate - s_rate
+        n = len(s_events)
+        interval = (
+            large_sample_rate_difference(
+                s_events,
+                s_trials,
+                c_events,
+                c_trials,
+                paired=self.paired,
+                confidence=self.confidence,
+            )
+            if n >= _LARGE_SAMPLE_CASES
+            else _bootstrap(
+                n,
+                functools.partial(
+                    _rate_change, _IntSums((s_events, s_trials), (c_events, c_trials))
+                ),
+                seed=piece.seed,
+                resamples=self.resamples,
+                confidence=self.confidence,
+                paired=self.paired,
+                memo=memo,
+            )
+        )
+        # A bootstrap cannot see beyond what happened: an arm with no event (or nothing but
+        # events) is the same in every resample, so its own uncertainty drops out (0 errors
+        # in 116 calls would count as a rate known to be 0). Newcombe's interval from the
+        # Wilson intervals keeps the rule of three for that arm; the wider of the two holds.
+        s_constant = sum(s_events) in (0, sum(s_trials))
+        c_constant = sum(c_events) in (0, sum(c_trials))
+        if math.isnan(interval.low) or interval.width <= 0 or (s_constant and c_constant):
+            interval = _newcombe_unpaired(change, s_rate, s_ci, c_rate, c_ci)
+        elif s_constant or c_constant:
+            score = _newcombe_unpaired(change, s_rate, s_ci, c_rate, c_ci)
+            interval = Interval(min(interval.low, score.low), max(interval.high, score.high))
+        if self.paired:
+            differences = [
+                c / ct - s / st
+                for s, st, c, ct in zip(s_events, s_trials, c_events, c_trials, strict=True)
+            ]
+            p_value = wilcoxon_signed_rank(differences)
+            test = "wilcoxon+paired_bootstrap"
+        else:
+            p_value = _two_proportion_p(sum(s_events), sum(s_trials), sum(c_events), sum(c_trials))
+            test = "z_test+bootstrap"
+        return interval, p_value, test
 
     def _rate_cases_needed(
         self,

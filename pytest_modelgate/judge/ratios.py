@@ -6,22 +6,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
-from pytest_modelgate.judge.model import (
-    MetricComparison,
-    MetricStatus,
-    Samples,
-)
-from pytest_modelgate.judge.stats import (
-    Interval,
-    large_sample_quantile_ratio,
-    large_sample_ratio_of_sums,
-    wilcoxon_signed_rank,
-)
-
-if TYPE_CHECKING:
-    pass
 from pytest_modelgate.judge.base import _JudgeBase
 from pytest_modelgate.judge.cases import _cost_gaps
 from pytest_modelgate.judge.common import (
@@ -37,6 +22,11 @@ from pytest_modelgate.judge.common import (
     _Statistic,
 )
 from pytest_modelgate.judge.inference import _cases_needed, _mde, _p_from_interval
+from pytest_modelgate.judge.model import (
+    MetricComparison,
+    MetricStatus,
+    Samples,
+)
 from pytest_modelgate.judge.quantiles import _median, _pooled_quantile, _QuantileRatios
 from pytest_modelgate.judge.resampling import (
     _bootstrap,
@@ -44,6 +34,12 @@ from pytest_modelgate.judge.resampling import (
     _IntSums,
     _RunMemo,
     _share,
+)
+from pytest_modelgate.judge.stats import (
+    Interval,
+    large_sample_quantile_ratio,
+    large_sample_ratio_of_sums,
+    wilcoxon_signed_rank,
 )
 
 
@@ -193,33 +189,7 @@ class _RatioStatistics(_JudgeBase):
             return None
         n = data.n
         change = data.candidate / data.stable
-        if isinstance(data.interval, Interval):
-            interval = data.interval
-        elif n >= _LARGE_SAMPLE_CASES and data.sums is not None:
-            interval = large_sample_ratio_of_sums(
-                *data.sums, paired=self.paired, confidence=self.confidence
-            )
-        else:
-            interval = _bootstrap(
-                n,
-                data.interval,
-                seed=seed,
-                resamples=self.resamples,
-                confidence=self.confidence,
-                paired=self.paired,
-                memo=memo,
-            )
-        if self.paired and data.rank_test:
-            log_ratios = [math.log(c / s) for s, c in data.per_case if s > 0 and c > 0]
-            p_value = wilcoxon_signed_rank(log_ratios) if log_ratios else 1.0
-        elif change > 0 and interval.low > 0:
-            p_value = _p_from_interval(
-                math.log(change),
-                Interval(math.log(interval.low), math.log(interval.high)),
-                self.confidence,
-            )
-        else:
-            p_value = 1.0
+        interval, p_value = self._ratio_interval(data, change, seed, memo)
         status, worse_beyond = _ratio_status(change, interval, margin)
         if math.isnan(interval.low):
             status, worse_beyond = ("inconclusive" if margin is not None else "not_gated"), False
@@ -270,6 +240,40 @@ class _RatioStatistics(_JudgeBase):
             )
         gated = piece.gated and margin is not None
         return _Result(comparison, gated, worse_beyond, note=note, partial=note is not None)
+
+    def _ratio_interval(
+        self, data: _RatioData, change: float, seed: int, memo: _RunMemo
+    ) -> tuple[Interval, float]:
+        """A ratio's interval (given, large-sample or bootstrap) and its p-value."""
+        n = data.n
+        if isinstance(data.interval, Interval):
+            interval = data.interval
+        elif n >= _LARGE_SAMPLE_CASES and data.sums is not None:
+            interval = large_sample_ratio_of_sums(
+                *data.sums, paired=self.paired, confidence=self.confidence
+            )
+        else:
+            interval = _bootstrap(
+                n,
+                data.interval,
+                seed=seed,
+                resamples=self.resamples,
+                confidence=self.confidence,
+                paired=self.paired,
+                memo=memo,
+            )
+        if self.paired and data.rank_test:
+            log_ratios = [math.log(c / s) for s, c in data.per_case if s > 0 and c > 0]
+            p_value = wilcoxon_signed_rank(log_ratios) if log_ratios else 1.0
+        elif change > 0 and interval.low > 0:
+            p_value = _p_from_interval(
+                math.log(change),
+                Interval(math.log(interval.low), math.log(interval.high)),
+                self.confidence,
+            )
+        else:
+            p_value = 1.0
+        return interval, p_value
 
     def _latency(self, spec: _Spec, piece: _Slice, seed: int, memo: _RunMemo) -> _RatioData | None:
         """A latency quantile's figures; None when no case has a latency on both arms."""

@@ -13,16 +13,13 @@ import random
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
+from pytest_modelgate.judge.common import _MIN_BOOTSTRAP_CASES, _Gather, _Result, _Slice, _Statistic
 from pytest_modelgate.judge.stats import (
     Interval,
     quantile,
 )
-
-if TYPE_CHECKING:
-    pass
-from pytest_modelgate.judge.common import _MIN_BOOTSTRAP_CASES, _Gather, _Result, _Slice, _Statistic
 
 _T = TypeVar("_T")
 

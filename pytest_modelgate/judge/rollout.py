@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pytest_modelgate.judge.common import _POWER, Margins
 from pytest_modelgate.judge.metrics import (
     format_value,
 )
@@ -15,10 +16,6 @@ from pytest_modelgate.judge.model import (
 from pytest_modelgate.judge.stats import (
     normal_quantile,
 )
-
-if TYPE_CHECKING:
-    pass
-from pytest_modelgate.judge.common import _POWER, Margins
 
 _CANARY_STEPS = (5, 25, 50, 100)
 
