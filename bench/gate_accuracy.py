@@ -873,8 +873,8 @@ def _unit_seed(seed: int, n: int, index: int) -> int:
 
 def _judge_classes() -> tuple[Any, Any]:
     try:
-        from pytest_modelgate.judge import RunData
-        from pytest_modelgate.statjudge import PairedJudge
+        from pytest_modelgate.judge.model import RunData
+        from pytest_modelgate.judge.paired import PairedJudge
     except ImportError as exc:
         raise BenchError(f"the statistical judge cannot be imported: {exc}") from exc
     return RunData, PairedJudge
@@ -1287,7 +1287,7 @@ def _describe(plan: Plan) -> None:
     else:
         print("judge: PairedJudge with default margins and its default resamples")
     # The judge changes as it is developed: say which one these figures are about.
-    import pytest_modelgate.statjudge as statjudge
+    import pytest_modelgate.judge.paired as statjudge
 
     source = Path(statjudge.__file__).read_bytes()
     print(f"judge source: {Path(statjudge.__file__).name} sha256 {sha256(source).hexdigest()[:12]}")

@@ -43,8 +43,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from pytest_modelgate.calls.records import Arm, CallRecord, TestRecord, Usage  # noqa: E402
-from pytest_modelgate.judge import RunData  # noqa: E402
-from pytest_modelgate.statjudge import PairedJudge  # noqa: E402
+from pytest_modelgate.judge.model import RunData  # noqa: E402
+from pytest_modelgate.judge.paired import PairedJudge  # noqa: E402
 
 WORKFLOWS = 10
 LANGUAGES = ("en", "zh", "ja", "es", "fr")

@@ -21,8 +21,8 @@ _EXPORTS = {
     "detect_language": "pytest_modelgate.calls.langdetect",
     "CallRecord": "pytest_modelgate.calls.records",
     "TestRecord": "pytest_modelgate.calls.records",
-    "CustomMetric": "pytest_modelgate.metrics",
-    "MeasuredCall": "pytest_modelgate.metrics",
+    "CustomMetric": "pytest_modelgate.judge.metrics",
+    "MeasuredCall": "pytest_modelgate.judge.metrics",
     "ModelgateError": "pytest_modelgate.errors",
     "ModelAPIError": "pytest_modelgate.errors",
     "ReplyFormatError": "pytest_modelgate.errors",
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from pytest_modelgate.calls.records import CallRecord, TestRecord
     from pytest_modelgate.errors import ModelAPIError, ModelgateError, ReplyFormatError
     from pytest_modelgate.gateway import Gateway
-    from pytest_modelgate.metrics import CustomMetric, MeasuredCall
+    from pytest_modelgate.judge.metrics import CustomMetric, MeasuredCall
 
 
 def __getattr__(name: str) -> Any:

@@ -104,7 +104,7 @@ class GateHooks:
                 return
             if self.gate.git is None:
                 self.gate.git = read_git_state(self.gate)
-        from pytest_modelgate.decide import finish
+        from pytest_modelgate.judge.decide import finish
 
         self.gate.verdict_hooks = tuple(
             impl.plugin_name for impl in self.config.hook.pytest_modelgate_verdict.get_hookimpls()
@@ -180,8 +180,8 @@ def _judge_with_custom_metrics(config: pytest.Config, gate: GateSession) -> Any:
     metrics = config.stash.get(METRICS_KEY, ())
     if not metrics:
         return None
-    from pytest_modelgate.decide import default_judge
-    from pytest_modelgate.statjudge import PairedJudge
+    from pytest_modelgate.judge.decide import default_judge
+    from pytest_modelgate.judge.paired import PairedJudge
 
     judge = default_judge(gate.settings.config.gate)
     return judge.with_metrics(metrics) if isinstance(judge, PairedJudge) else judge
@@ -297,7 +297,7 @@ class XdistController:
 
     def _merge_custom_metrics(self, definitions: list[dict[str, Any]]) -> None:
         """Every worker asks the same hooks: the first that defined metrics gives them."""
-        from pytest_modelgate.metrics import CustomMetric
+        from pytest_modelgate.judge.metrics import CustomMetric
 
         if not definitions:
             return

@@ -18,8 +18,8 @@ import pytest
 
 if TYPE_CHECKING:
     from pytest_modelgate.calls.records import CallRecord
-    from pytest_modelgate.judge import Judge
-    from pytest_modelgate.metrics import CustomMetric
+    from pytest_modelgate.judge.metrics import CustomMetric
+    from pytest_modelgate.judge.model import Judge
 
 
 @pytest.hookspec(firstresult=True)
@@ -95,7 +95,7 @@ def pytest_modelgate_call_recorded(record: CallRecord, config: pytest.Config) ->
 def pytest_modelgate_metrics(config: pytest.Config) -> list[CustomMetric] | None:
     """Return metrics of your own for the built-in judge to compare, like the built-in ones.
 
-    Each is a ``pytest_modelgate.metrics.CustomMetric``: a ``name`` (a lowercase identifier no
+    Each is a ``pytest_modelgate.judge.metrics.CustomMetric``: a ``name`` (a lowercase identifier no
     built-in metric uses), a ``kind`` (``rate``, ``mean`` or ``ratio``), an ``extract`` function
     of a ``MeasuredCall`` (``.record``, the reply's ``.text``, the ``.request`` body) and a
     ``margin`` (None: reported, not gated; ``gate: metrics: {NAME: MARGIN}`` in modelgate.yaml
@@ -109,7 +109,7 @@ def pytest_modelgate_metrics(config: pytest.Config) -> list[CustomMetric] | None
     and an ``extract`` that raises or returns a wrong type fails its test and makes the
     verdict ``error``. Example, in ``conftest.py``::
 
-        from pytest_modelgate.metrics import CustomMetric
+        from pytest_modelgate.judge.metrics import CustomMetric
 
         def pytest_modelgate_metrics(config):
             return [

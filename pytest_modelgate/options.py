@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_modelgate.allowances import Allowance
     from pytest_modelgate.config.settings import ModelgateConfig
+    from pytest_modelgate.judge.allowances import Allowance
     from pytest_modelgate.session import GateSettings
 from pytest_modelgate.stash import DEFAULT_VERDICT
 
@@ -284,7 +284,7 @@ def _allowances(
     config: pytest.Config, file_config: ModelgateConfig
 ) -> tuple[ModelgateConfig, tuple[Allowance, ...]]:
     """Apply ``modelgate_allow`` (ini) then ``--modelgate-allow``: the command line wins."""
-    from pytest_modelgate.allowances import apply_allowances, parse_allowance
+    from pytest_modelgate.judge.allowances import apply_allowances, parse_allowance
 
     declared = [
         parse_allowance(line, "ini option modelgate_allow")

@@ -344,7 +344,7 @@ def _parse_markers(gated: list[pytest.Item]) -> str | None:
 
 def _load_custom_metrics(config: pytest.Config, gate: GateSession) -> str | None:
     """Ask the pytest_modelgate_metrics hooks (after collection: every conftest is known)."""
-    from pytest_modelgate.metrics import resolve_custom_metrics
+    from pytest_modelgate.judge.metrics import resolve_custom_metrics
 
     try:
         defined = config.hook.pytest_modelgate_metrics(config=config)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pytest_modelgate import __version__
 
 if TYPE_CHECKING:
-    from pytest_modelgate.allowances import Allowance
+    from pytest_modelgate.judge.allowances import Allowance
 from pytest_modelgate.calls.endpoints import ResolvedModel
 from pytest_modelgate.calls.records import (
     ARMS,
@@ -409,7 +409,7 @@ class GateSession:
 
     def judged_settings(self) -> dict[str, Any]:
         """What ``config_digest`` digests: the resolved settings that affect judging."""
-        from pytest_modelgate.allowances import allowance_json
+        from pytest_modelgate.judge.allowances import allowance_json
 
         settings = self.settings
         return {

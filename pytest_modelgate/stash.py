@@ -14,8 +14,8 @@ import pytest
 if TYPE_CHECKING:
     from pytest_modelgate.calls.client import LLM
     from pytest_modelgate.calls.records import CallRecord
+    from pytest_modelgate.judge.metrics import CustomMetric
     from pytest_modelgate.markers import MarkerSet
-    from pytest_modelgate.metrics import CustomMetric
     from pytest_modelgate.session import GateSession
     from pytest_modelgate.verdict.lock import VerdictLock
 

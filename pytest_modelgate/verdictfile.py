@@ -135,7 +135,7 @@ def write_provisional(gate: GateSession) -> str | None:
 
 def write_provisional_part(gate: GateSession) -> str | None:
     """Put an incomplete part over any earlier one: a shard killed later cannot be merged."""
-    from pytest_modelgate.decide import write_part
+    from pytest_modelgate.judge.decide import write_part
 
     if gate.git is None:
         gate.git = read_git_state(gate)

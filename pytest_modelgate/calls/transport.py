@@ -74,8 +74,8 @@ if TYPE_CHECKING:
     import httpx2
 
     from pytest_modelgate.calls.endpoints import ResolvedModel
+    from pytest_modelgate.judge.metrics import CustomMetric
     from pytest_modelgate.markers import ModelContract
-    from pytest_modelgate.metrics import CustomMetric
 
 __all__ = [
     "ATTEMPT_EXTENSION",
@@ -354,7 +354,7 @@ class CallLog:
         self, record: CallRecord, attempt: Attempt, answer: ParsedCompletion
     ) -> CallRecord:
         """``record`` with the values of the plugins' metrics (see ``CustomMetric``)."""
-        from pytest_modelgate.metrics import MeasuredCall
+        from pytest_modelgate.judge.metrics import MeasuredCall
 
         call = MeasuredCall(record=record, text=answer.text, request=attempt.request)
         values: dict[str, float] = {}

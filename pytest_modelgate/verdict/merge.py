@@ -279,7 +279,7 @@ def _started_at(parts: Sequence[Part]) -> datetime:
 def merge_parts(parts: Sequence[Part], *, expect_parts: int | None = None) -> MergeResult:
     """Judge the union of ``parts`` as one run; ``MergeRefused`` when they are not one run."""
     from pytest_modelgate.config.settings import ModelgateConfig
-    from pytest_modelgate.decide import judged_verdict
+    from pytest_modelgate.judge.decide import judged_verdict
     from pytest_modelgate.session import EXIT_ERROR
 
     if not parts:
@@ -371,7 +371,7 @@ def write_result(path: Path, result: MergeResult, parts: Sequence[Part]) -> None
 
     Everything written is scrubbed of the key values set here, as a run scrubs its own files.
     """
-    from pytest_modelgate.decide import record_line
+    from pytest_modelgate.judge.decide import record_line
     from pytest_modelgate.redaction import redactor_for
     from pytest_modelgate.verdict.model import write_text_atomic, write_verdict_atomic
 

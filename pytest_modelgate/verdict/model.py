@@ -24,8 +24,8 @@ from jsonschema.exceptions import ValidationError
 
 from pytest_modelgate.calls.records import ModelIdentity
 from pytest_modelgate.errors import ModelgateError
-from pytest_modelgate.judge import CaseRef, Judgement, MetricComparison, Regression
-from pytest_modelgate.metrics import ArmMetrics
+from pytest_modelgate.judge.metrics import ArmMetrics
+from pytest_modelgate.judge.model import CaseRef, Judgement, MetricComparison, Regression
 from pytest_modelgate.verdict.provenance import empty_provenance
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The gate's decision end to end: verdict, exit status, terminal summary and the file on disk.
 
-The built-in judge is the paired statistical judge (``pytest_modelgate/statjudge.py``): ``pass``
+The built-in judge is the paired statistical judge (``pytest_modelgate/judge/paired.py``): ``pass``
 only when non-inferiority is shown for every gated metric, ``fail`` when a whole interval is beyond
 its margin and the difference is significant after Holm's correction, else ``inconclusive``.
 
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from gatesettings import loose_gate
 
-from pytest_modelgate.metrics import METRICS
+from pytest_modelgate.judge.metrics import METRICS
 from pytest_modelgate.verdict.model import validate_verdict
 
 if TYPE_CHECKING:

@@ -44,7 +44,7 @@ def test_answer(llm, case):
 POLITE = "Thank you for asking. Please find your order status in the account page."
 CURT = "Order status is on the account page."
 POLITE_METRIC = """
-from pytest_modelgate.metrics import CustomMetric
+from pytest_modelgate.judge.metrics import CustomMetric
 
 def pytest_modelgate_metrics(config):
     return [
@@ -173,7 +173,7 @@ def test_the_hookspec_example_metrics_are_compared(gate_project: MakeProject) ->
 def test_a_mean_metric_lower_is_better_regresses_on_a_rise(gate_project: MakeProject) -> None:
     """kind='mean' with higher_is_better=False: words per reply may rise by 2; they rise by 5."""
     conftest = """
-from pytest_modelgate.metrics import CustomMetric
+from pytest_modelgate.judge.metrics import CustomMetric
 
 def pytest_modelgate_metrics(config):
     return [CustomMetric(name="words", kind="mean", higher_is_better=False, margin=2,

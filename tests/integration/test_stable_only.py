@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_modelgate.metrics import METRICS
+from pytest_modelgate.judge.metrics import METRICS
 from pytest_modelgate.verdict.model import validate_verdict
 
 if TYPE_CHECKING:

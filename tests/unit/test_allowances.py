@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_modelgate.allowances import (
+from pytest_modelgate.config.settings import GateLimits, ModelgateConfig
+from pytest_modelgate.errors import ConfigError
+from pytest_modelgate.judge.allowances import (
     Allowance,
     allowance_json,
     apply_allowances,
     margin_names,
     parse_allowance,
 )
-from pytest_modelgate.config.settings import GateLimits, ModelgateConfig
-from pytest_modelgate.errors import ConfigError
 
 
 def test_every_margin_can_be_allowed_and_nothing_else() -> None:

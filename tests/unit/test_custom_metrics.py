@@ -6,18 +6,18 @@ from typing import Any
 
 import pytest
 
-from pytest_modelgate import statjudge
 from pytest_modelgate.calls.records import CallRecord, TestRecord
 from pytest_modelgate.calls.transport import Attempt, CallLog
-from pytest_modelgate.judge import RunData
-from pytest_modelgate.metrics import (
+from pytest_modelgate.judge import common
+from pytest_modelgate.judge.metrics import (
     BUILTIN_METRIC_NAMES,
     CustomMetric,
     CustomMetricError,
     MeasuredCall,
     resolve_custom_metrics,
 )
-from pytest_modelgate.statjudge import PairedJudge
+from pytest_modelgate.judge.model import RunData
+from pytest_modelgate.judge.paired import PairedJudge
 
 
 def polite(**overrides: Any) -> CustomMetric:
@@ -31,7 +31,7 @@ def polite(**overrides: Any) -> CustomMetric:
 
 
 def test_every_builtin_comparison_name_is_reserved() -> None:
-    judged = {spec.name for spec in (*statjudge._RATES, *statjudge._RATIOS)}
+    judged = {spec.name for spec in (*common._RATES, *common._RATIOS)}
     assert judged <= BUILTIN_METRIC_NAMES
 
 

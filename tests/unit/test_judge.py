@@ -10,7 +10,7 @@ import pytest
 
 from pytest_modelgate.calls.records import CallRecord, TestRecord, Usage
 from pytest_modelgate.config.settings import GateLimits
-from pytest_modelgate.judge import (
+from pytest_modelgate.judge.model import (
     CaseRef,
     FixedLimitJudge,
     Judge,

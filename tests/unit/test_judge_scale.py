@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_modelgate import statjudge
 from pytest_modelgate.calls.records import CallRecord, TestRecord
-from pytest_modelgate.judge import RunData
-from pytest_modelgate.statjudge import PairedJudge
-from pytest_modelgate.stats import (
+from pytest_modelgate.judge import common, resampling
+from pytest_modelgate.judge.model import RunData
+from pytest_modelgate.judge.paired import PairedJudge
+from pytest_modelgate.judge.stats import (
     Interval,
     large_sample_mean_difference,
     large_sample_quantile,
@@ -74,11 +74,11 @@ def _comparison(judgement: object, name: str) -> object:
 def test_draws_in_blocks_are_the_draws_of_one_call(
     n: int, count: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    whole = statjudge._draws(5, n, count)
+    whole = resampling._draws(5, n, count)
     # Blocks of one resample (the smallest there is), and of two.
     for block in (1, 4 * n * 2):
-        monkeypatch.setattr(statjudge, "_DRAW_BLOCK_BYTES", block)
-        assert statjudge._draws(5, n, count) == whole
+        monkeypatch.setattr(resampling, "_DRAW_BLOCK_BYTES", block)
+        assert resampling._draws(5, n, count) == whole
     assert len(whole) == count
     assert all(len(r) == n and max(r) < n for r in whole)
 
@@ -98,7 +98,7 @@ def test_a_scope_of_70000_cases_is_judged_without_overflow() -> None:
 def test_nothing_of_a_judgement_outlives_it() -> None:
     # The draws of 1,000 cases x 1,000 resamples are 8 MB of pointers: the cache that held them
     # beyond judge() (module-level lru_cache) is gone, and the run's memo is dropped on return.
-    assert not hasattr(statjudge._draws, "cache_info")
+    assert not hasattr(resampling._draws, "cache_info")
     run = _run(1_000)
     judge = PairedJudge()
     judge.judge(run)  # warm: imports and small module-level tables
@@ -119,7 +119,7 @@ def test_nothing_of_a_judgement_outlives_it() -> None:
 
 # -- large-sample intervals against the bootstrap, at the threshold ----------------------------
 
-N = statjudge._LARGE_SAMPLE_CASES
+N = common._LARGE_SAMPLE_CASES
 
 
 def _bootstrap(statistic: Callable[[Sequence[int]], float], resamples: int = 2000) -> Interval:

@@ -13,7 +13,7 @@ import pytest
 
 from pytest_modelgate.calls.records import CallRecord, ModelIdentity, TestRecord, Usage
 from pytest_modelgate.config.settings import ModelgateConfig
-from pytest_modelgate.decide import judged_verdict, record_line
+from pytest_modelgate.judge.decide import judged_verdict, record_line
 from pytest_modelgate.redaction import redactor_for
 from pytest_modelgate.verdict.merge import (
     MergeRefused,

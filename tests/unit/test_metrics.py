@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pytest_modelgate.calls.records import CallRecord, TestRecord, Usage
-from pytest_modelgate.metrics import (
+from pytest_modelgate.judge.metrics import (
     METRICS,
     Measurement,
     compute_arm_metrics,
@@ -351,7 +351,7 @@ def test_format_limit() -> None:
 
 
 def test_milliseconds_round_half_up_so_table_and_message_agree() -> None:
-    from pytest_modelgate.metrics import format_value
+    from pytest_modelgate.judge.metrics import format_value
 
     # The verdict stores 26.5 for a raw 26.53; both must print as 27 ms.
     assert format_value("ms", 26.5) == "27 ms"

@@ -11,7 +11,7 @@ import pytest
 
 from pytest_modelgate.calls.records import CallRecord, ModelIdentity, TestRecord, Usage
 from pytest_modelgate.config.settings import GateLimits
-from pytest_modelgate.judge import FixedLimitJudge, RunData
+from pytest_modelgate.judge.model import FixedLimitJudge, RunData
 from pytest_modelgate.verdict.model import build_verdict, error_verdict, validate_verdict
 from pytest_modelgate.verdict.reports.terminal import (
     comparison_headers,

@@ -14,8 +14,8 @@ import pytest
 
 from pytest_modelgate.calls.records import CallRecord, ModelIdentity, TestRecord, Usage
 from pytest_modelgate.cli import main
-from pytest_modelgate.judge import RunData
-from pytest_modelgate.statjudge import PairedJudge
+from pytest_modelgate.judge.model import RunData
+from pytest_modelgate.judge.paired import PairedJudge
 from pytest_modelgate.verdict.model import build_verdict, error_verdict, validate_verdict
 from pytest_modelgate.verdict.reports import github_lines, render_html, render_markdown
 from pytest_modelgate.verdict.reports.cases import case_changes, latencies, load_records

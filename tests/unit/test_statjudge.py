@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 
-from pytest_modelgate import statjudge
 from pytest_modelgate.calls.records import Budgets, CallRecord, TestRecord, Usage
 from pytest_modelgate.config.settings import GateLimits
-from pytest_modelgate.judge import Judge, Judgement, MetricComparison, RunData, Samples
-from pytest_modelgate.statjudge import Margins, PairedJudge, metric_label
-from pytest_modelgate.stats import (
+from pytest_modelgate.judge import inference, quantiles, ratios, resampling, stats
+from pytest_modelgate.judge.model import Judge, Judgement, MetricComparison, RunData, Samples
+from pytest_modelgate.judge.paired import Margins, PairedJudge, metric_label
+from pytest_modelgate.judge.stats import (
     PairedTable,
     holm,
     mcnemar_mid_p,
@@ -981,7 +981,7 @@ def test_draws_are_little_endian_32_bit_words_modulo_n(
     n: int, word_ok: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Without a 4-byte array("I") the words are read one by one, to the same indexes.
-    monkeypatch.setattr(statjudge, "_WORD_OK", word_ok)
+    monkeypatch.setattr(resampling, "_WORD_OK", word_ok)
     rng = random.Random(42)
     expected = []
     for _ in range(3):
@@ -989,7 +989,7 @@ def test_draws_are_little_endian_32_bit_words_modulo_n(
         expected.append(
             tuple(int.from_bytes(words[i : i + 4], "little") % n for i in range(0, 4 * n, 4))
         )
-    assert list(statjudge._draws(42, n, 3)) == expected
+    assert list(resampling._draws(42, n, 3)) == expected
 
 
 @pytest.mark.parametrize("paired", [True, False])
@@ -998,7 +998,7 @@ def test_packed_integer_sums_are_the_column_sums(paired: bool) -> None:
     n = 50
     stable = [[rng.randrange(4) for _ in range(n)], [rng.randrange(10**6) for _ in range(n)]]
     candidate = [[0] * n, [rng.randrange(3) for _ in range(n)], [n] * n]
-    sums = statjudge._IntSums(stable, candidate)
+    sums = resampling._IntSums(stable, candidate)
     for _ in range(20):
         s_idx = [rng.randrange(n) for _ in range(n)]
         c_idx = s_idx if paired else [rng.randrange(n) for _ in range(n)]
@@ -1008,7 +1008,7 @@ def test_packed_integer_sums_are_the_column_sums(paired: bool) -> None:
         expected += [sum(col[i] for i in c_idx) for col in candidate]
         assert sums(s_gather, c_gather) == expected
     with pytest.raises(ValueError, match="non-negative"):
-        statjudge._IntSums([[1, -1]], [])
+        resampling._IntSums([[1, -1]], [])
 
 
 def _quantile_arms() -> dict[str, list[list[float]]]:
@@ -1033,12 +1033,12 @@ def test_banded_quantiles_are_the_fully_sorted_quantiles(
 ) -> None:
     if sigmas is not None:
         # Narrow bands: resampled quantiles often fall at or past a band's edge.
-        monkeypatch.setattr(statjudge, "_BAND_SIGMAS", sigmas)
+        monkeypatch.setattr(quantiles, "_BAND_SIGMAS", sigmas)
     lists = _quantile_arms()[shape]
     n = len(lists)
-    arm = statjudge._ArmQuantiles(lists)
+    arm = quantiles._ArmQuantiles(lists)
     assert arm.columns, "the arm is large enough to be banded"
-    counts = statjudge._IntSums(arm.columns, [])
+    counts = resampling._IntSums(arm.columns, [])
     rng = random.Random(11)
     resamples = [[rng.randrange(n) for _ in range(n)] for _ in range(200)]
     # Resamples whose quantiles lie far outside the bands: the whole resample is sorted.
@@ -1062,7 +1062,7 @@ def test_per_call_ratios_match_left_to_right_float_sums(whole: bool, single: boo
 
     s_tot = [total(c) for c in s_cnt]
     c_tot = [total(c) for c in c_cnt]
-    statistic = statjudge._per_call_statistic(s_tot, s_cnt, c_tot, c_cnt)
+    statistic = ratios._per_call_statistic(s_tot, s_cnt, c_tot, c_cnt)
     for _ in range(50):
         idx = [rng.randrange(n) for _ in range(n)]
         gather = operator.itemgetter(*idx)
@@ -1161,20 +1161,20 @@ def test_repeats_needed_for_a_rate_with_repeats() -> None:
 
 
 def test_repeats_needed_needs_every_case_repeated() -> None:
-    interval = statjudge.Interval(-0.2, 0.2)
+    interval = stats.Interval(-0.2, 0.2)
     noise = random.Random(5)
     per_case = [
         ([noise.random(), noise.random()], [noise.random(), noise.random()]) for _ in range(30)
     ]
-    assert statjudge._repeats_needed(per_case, interval, 0.15, 60) is not None
-    assert statjudge._repeats_needed([*per_case, ([0.3], [0.4, 0.5])], interval, 0.15, 60) is None
+    assert inference._repeats_needed(per_case, interval, 0.15, 60) is not None
+    assert inference._repeats_needed([*per_case, ([0.3], [0.4, 0.5])], interval, 0.15, 60) is None
     # Already decided (the half-width is within the distance): nothing to add.
-    assert statjudge._repeats_needed(per_case, interval, 0.25, 60) is None
+    assert inference._repeats_needed(per_case, interval, 0.25, 60) is None
     # Offered only while it takes at most four times the test runs of adding cases: 30 cases x 5
     # repeats is within 4 x 31 cases x 2 repeats, not within 4 x 18 x 2.
-    assert statjudge._repeats_needed(per_case, interval, 0.15, 31) == 5
-    assert statjudge._repeats_needed(per_case, interval, 0.15, 18) is None
-    assert statjudge._repeats_needed(per_case, interval, 0.15, None) is None
+    assert inference._repeats_needed(per_case, interval, 0.15, 31) == 5
+    assert inference._repeats_needed(per_case, interval, 0.15, 18) is None
+    assert inference._repeats_needed(per_case, interval, 0.15, None) is None
 
 
 # --- issue 10: the gate never says pass without evidence --------------------------------------

@@ -20,7 +20,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
-from pytest_modelgate.stats import (
+from pytest_modelgate.judge.stats import (
     Interval,
     PairedTable,
     Statistic,

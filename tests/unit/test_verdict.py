@@ -21,8 +21,8 @@ from jsonschema import Draft202012Validator
 from pytest_modelgate.calls.records import CallRecord, ModelIdentity, TestRecord, Usage
 from pytest_modelgate.config.settings import GateLimits
 from pytest_modelgate.errors import ModelgateError
-from pytest_modelgate.judge import FixedLimitJudge, Judgement, RunData
-from pytest_modelgate.statjudge import Margins, PairedJudge
+from pytest_modelgate.judge.model import FixedLimitJudge, Judgement, RunData
+from pytest_modelgate.judge.paired import Margins, PairedJudge
 from pytest_modelgate.verdict.model import (
     SCHEMA_VERSION,
     VerdictValidationError,

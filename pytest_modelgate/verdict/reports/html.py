@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from pytest_modelgate.metrics import format_value
+from pytest_modelgate.judge.metrics import format_value
 from pytest_modelgate.verdict.reports.cases import ArmCase, CaseChange
 from pytest_modelgate.verdict.reports.svg import (
     ArmValues,

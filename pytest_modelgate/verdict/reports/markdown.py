@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_modelgate.metrics import format_value
+from pytest_modelgate.judge.metrics import format_value
 from pytest_modelgate.verdict.reports.cases import CaseChange
 from pytest_modelgate.verdict.reports.terminal import (
     arms_text,

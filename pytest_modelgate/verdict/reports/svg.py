@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from pytest_modelgate.metrics import format_value
+from pytest_modelgate.judge.metrics import format_value
 
 __all__ = [
     "CANDIDATE_COLOUR",

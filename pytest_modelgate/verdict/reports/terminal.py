@@ -14,7 +14,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from pytest_modelgate.metrics import MISSING, format_change, format_value, metric_spec
+from pytest_modelgate.judge.metrics import MISSING, format_change, format_value, metric_spec
 
 __all__ = [
     "allowance_line",
@@ -61,7 +61,7 @@ def metric_display_label(name: str, metric: Mapping[str, Any] | None = None) -> 
     spec = metric_spec(name)
     if spec is not None:
         return spec.label
-    from pytest_modelgate.statjudge import metric_label
+    from pytest_modelgate.judge.paired import metric_label
 
     return metric_label(name)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_modelgate.calls.records import Arm, TestRecord
 from pytest_modelgate.errors import ModelgateError
-from pytest_modelgate.judge import Judge, Judgement, RunData
+from pytest_modelgate.judge.model import Judge, Judgement, RunData
 from pytest_modelgate.redaction import Redactor, redactor_for
 from pytest_modelgate.session import EXIT_ERROR, EXIT_FAIL, EXIT_OK, GateSession
 
@@ -420,7 +420,7 @@ def _restrict_rollout(verdict: dict[str, Any], why: str) -> None:
 
 def default_judge(limits: GateLimits) -> Judge:
     """The built-in judge: the paired statistical judge with the configured margins."""
-    from pytest_modelgate.statjudge import Margins, PairedJudge
+    from pytest_modelgate.judge.paired import Margins, PairedJudge
 
     return PairedJudge(
         Margins.from_limits(limits),
@@ -435,7 +435,7 @@ def _note_latency_timing(
     verdict: dict[str, Any], stable: list[TestRecord], candidate: list[TestRecord] | None
 ) -> None:
     """Say, per latency figure and arm, whether it was measured live or replayed from recordings."""
-    from pytest_modelgate.metrics import METRICS
+    from pytest_modelgate.judge.metrics import METRICS
 
     for spec in METRICS:
         entry = verdict["metrics"].get(spec.name)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pytest_modelgate.calls.records import TestRecord
-from pytest_modelgate.metrics import (
+from pytest_modelgate.judge.metrics import (
     METRICS,
     ArmMetrics,
     ChangeKind,

@@ -1,0 +1,313 @@
+"""Ratios: quantile ratios (latency, TTFT) and ratios of sums (cost and tokens per call)."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from pytest_modelgate.judge.base import _JudgeBase
+from pytest_modelgate.judge.cases import _cost_gaps
+from pytest_modelgate.judge.common import (
+    _EPSILON,
+    _LARGE_SAMPLE_CASES,
+    _MIN_TAIL_SAMPLES,
+    _QUANTILE_LEVELS,
+    _QUANTILES,
+    _Gather,
+    _Result,
+    _Slice,
+    _Spec,
+    _Statistic,
+)
+from pytest_modelgate.judge.inference import _cases_needed, _mde, _p_from_interval
+from pytest_modelgate.judge.model import (
+    MetricComparison,
+    MetricStatus,
+    Samples,
+)
+from pytest_modelgate.judge.quantiles import _median, _pooled_quantile, _QuantileRatios
+from pytest_modelgate.judge.resampling import (
+    _bootstrap,
+    _bootstrap_many,
+    _IntSums,
+    _RunMemo,
+    _share,
+)
+from pytest_modelgate.judge.stats import (
+    Interval,
+    large_sample_quantile_ratio,
+    large_sample_ratio_of_sums,
+    wilcoxon_signed_rank,
+)
+
+
+@dataclass(frozen=True)
+class _RatioData:
+    """What a ratio comparison is judged from, whatever the shape of its data."""
+
+    stable: float
+    candidate: float
+    # The interval when it is already worked out, else the statistic to bootstrap it from.
+    interval: Interval | _Statistic
+    # (stable, candidate) figure of each case, for the rank test.
+    per_case: list[tuple[float, float]]
+    samples: Samples
+    # Whether the rank test on ``per_case`` speaks for this ratio.
+    rank_test: bool
+    n: int
+    # (stable totals, stable calls, candidate totals, candidate calls) per case, for the
+    # large-sample interval of a ratio of sums.
+    sums: tuple[list[float], list[int], list[float], list[int]] | None = None
+
+
+def _latency_data(
+    s_lists: list[list[float]],
+    c_lists: list[list[float]],
+    q: float,
+    interval: Interval,
+) -> _RatioData:
+    """Quantile ``q`` of the paired cases' call latencies, pooled per arm."""
+    return _RatioData(
+        stable=_pooled_quantile(s_lists, q),
+        candidate=_pooled_quantile(c_lists, q),
+        interval=interval,
+        per_case=[(_median(s), _median(c)) for s, c in zip(s_lists, c_lists, strict=True)],
+        samples=Samples(sum(map(len, s_lists)), sum(map(len, c_lists))),
+        # A rank test on per-case medians speaks for the median only; a tail quantile's
+        # significance comes from its own bootstrap distribution.
+        rank_test=q == 0.5,
+        n=len(s_lists),
+    )
+
+
+def _ratio_of_sums(
+    sums: Sequence[tuple[tuple[float, int], tuple[float, int]]],
+) -> _RatioData | None:
+    """Cost or tokens per successful call from each case's (total, calls); None without calls."""
+    pairs = [(s, c) for s, c in sums if s[1] and c[1]]
+    if not pairs:
+        return None
+    s_tot = [s[0] for s, _ in pairs]
+    s_cnt = [s[1] for s, _ in pairs]
+    c_tot = [c[0] for _, c in pairs]
+    c_cnt = [c[1] for _, c in pairs]
+    return _RatioData(
+        stable=_share(sum(s_tot), sum(s_cnt)),
+        candidate=_share(sum(c_tot), sum(c_cnt)),
+        interval=_per_call_statistic(s_tot, s_cnt, c_tot, c_cnt),
+        per_case=[(s[0] / s[1], c[0] / c[1]) for s, c in pairs],
+        samples=Samples(sum(s_cnt), sum(c_cnt)),
+        rank_test=True,
+        n=len(pairs),
+        sums=(s_tot, s_cnt, c_tot, c_cnt),
+    )
+
+
+def _per_call_statistic(
+    s_tot: Sequence[float], s_cnt: Sequence[int], c_tot: Sequence[float], c_cnt: Sequence[int]
+) -> _Statistic:
+    """Candidate / stable cost or tokens per successful call on a resample.
+
+    Whole-number totals (tokens, always) are summed as ints in one packed sum with the call
+    counts: summed left to right as floats they are the same integers (every partial sum stays
+    below 2**53), and int / int rounds like float / int. Other totals (prices) are summed as
+    floats, left to right in draw order: that order is part of the result.
+    """
+    cases = len(s_tot)
+    totals = (*s_tot, *c_tot)
+    if all(t.is_integer() and t >= 0 for t in totals) and cases * max(totals) < 2**53:
+        whole = ([int(t) for t in s_tot], s_cnt), ([int(t) for t in c_tot], c_cnt)
+        return functools.partial(_whole_per_call_ratio, _IntSums(*whole))
+    # One successful call per case (the usual shape): the call count is the case count.
+    counts = None if all(c == 1 for c in (*s_cnt, *c_cnt)) else _IntSums((s_cnt,), (c_cnt,))
+    return functools.partial(_float_per_call_ratio, tuple(s_tot), tuple(c_tot), counts, cases)
+
+
+def _whole_per_call_ratio(sums: _IntSums, s_gather: _Gather, c_gather: _Gather) -> float:
+    s_total, s_calls, c_total, c_calls = sums(s_gather, c_gather)
+    base = _share(s_total, s_calls)
+    return _share(c_total, c_calls) / base if base > 0 else math.nan
+
+
+def _float_per_call_ratio(
+    s_tot: tuple[float, ...],
+    c_tot: tuple[float, ...],
+    counts: _IntSums | None,
+    cases: int,
+    s_gather: _Gather,
+    c_gather: _Gather,
+) -> float:
+    s_calls, c_calls = counts(s_gather, c_gather) if counts else (cases, cases)
+    base = _share(sum(s_gather(s_tot)), s_calls)
+    return _share(sum(c_gather(c_tot)), c_calls) / base if base > 0 else math.nan
+
+
+def _ratio_status(
+    change: float, interval: Interval, margin: float | None
+) -> tuple[MetricStatus, bool]:
+    """Status of a candidate / stable ratio (higher is worse) against ``margin``."""
+    if margin is None:
+        return "not_gated", False
+    if interval.low > margin + _EPSILON:
+        return "regressed", True
+    if interval.high < 1 - _EPSILON:
+        return "improved", False
+    if interval.high <= margin + _EPSILON:
+        return "ok", False
+    return "inconclusive", False
+
+
+class _RatioStatistics(_JudgeBase):
+    """The ratios statistics of ``PairedJudge`` (see the module docstring)."""
+
+    def _ratio(
+        self, spec: _Spec, piece: _Slice, margin: float | None, memo: _RunMemo
+    ) -> _Result | None:
+        """Candidate / stable of a latency quantile, or of cost or tokens per call."""
+        seed = piece.seed
+        note: str | None = None
+        if spec.name in _QUANTILES:
+            data = self._latency(spec, piece, seed, memo)
+        else:
+            sums = [(c.stable.sums(spec.name), c.candidate.sums(spec.name)) for c in piece.cases]
+            known = [(s, c) for s, c in sums if s is not None and c is not None]
+            if len(known) < len(sums):
+                gaps, price_missing = _cost_gaps(piece.cases)
+                if price_missing or not known:
+                    # A cost is unknown on an arm: never "ok", and a gated cost cannot pass.
+                    return self._unknown(spec, piece, margin, sums, gaps)
+                # Only usage is missing (a server that sends none on streams): judge the cases
+                # whose every call has a cost on both arms, and say so. Never a mix within a case.
+                note = (
+                    f"judged on the {len(known)} of {len(sums)} cases with a cost on both arms; "
+                    + gaps
+                )
+            data = _ratio_of_sums(known)
+        if data is None or not (data.stable > 0) or math.isnan(data.candidate):
+            return None
+        n = data.n
+        change = data.candidate / data.stable
+        interval, p_value = self._ratio_interval(data, change, seed, memo)
+        status, worse_beyond = _ratio_status(change, interval, margin)
+        if math.isnan(interval.low):
+            status, worse_beyond = ("inconclusive" if margin is not None else "not_gated"), False
+        log_half = (
+            (math.log(interval.high) - math.log(interval.low)) / 2
+            if interval.low > 0 and interval.high > 0
+            else math.nan
+        )
+        mde = _mde(log_half, self.confidence) if not math.isnan(log_half) else None
+        needed = None
+        if status == "inconclusive" and margin is not None and not math.isnan(log_half):
+            needed = _cases_needed(n, log_half, abs(math.log(change) - math.log(margin)))
+        samples = data.samples
+        comparison = MetricComparison(
+            name=spec.name,
+            unit=spec.unit,
+            stable=data.stable,
+            candidate=data.candidate,
+            change=change,
+            change_kind="ratio",
+            limit=None if margin is None else f"x{margin:.2f}",
+            limit_value=margin,
+            status=status,
+            samples=samples,
+            message="",
+            scope=piece.scope,
+            n=n,
+            change_interval=(interval.low, interval.high),
+            test=(
+                ("wilcoxon+paired_bootstrap" if data.rank_test else "paired_bootstrap")
+                if self.paired
+                else "bootstrap"
+            ),
+            p_value=p_value,
+            min_detectable_change=None if mde is None else math.exp(mde),
+            cases_needed=needed,
+        )
+        tail = spec.name in _QUANTILES and _QUANTILES[spec.name] > 0.5
+        if tail and min(samples.stable, samples.candidate or 0) < _MIN_TAIL_SAMPLES:
+            # A p95 over a few dozen calls is its few slowest calls: report it, do not gate on it.
+            return _Result(
+                replace(comparison, cases_needed=None),
+                False,
+                False,
+                f"a p95 over fewer than {_MIN_TAIL_SAMPLES} calls per arm rests on a handful "
+                "of values",
+                note,
+            )
+        gated = piece.gated and margin is not None
+        return _Result(comparison, gated, worse_beyond, note=note, partial=note is not None)
+
+    def _ratio_interval(
+        self, data: _RatioData, change: float, seed: int, memo: _RunMemo
+    ) -> tuple[Interval, float]:
+        """A ratio's interval (given, large-sample or bootstrap) and its p-value."""
+        n = data.n
+        if isinstance(data.interval, Interval):
+            interval = data.interval
+        elif n >= _LARGE_SAMPLE_CASES and data.sums is not None:
+            interval = large_sample_ratio_of_sums(
+                *data.sums, paired=self.paired, confidence=self.confidence
+            )
+        else:
+            interval = _bootstrap(
+                n,
+                data.interval,
+                seed=seed,
+                resamples=self.resamples,
+                confidence=self.confidence,
+                paired=self.paired,
+                memo=memo,
+            )
+        if self.paired and data.rank_test:
+            log_ratios = [math.log(c / s) for s, c in data.per_case if s > 0 and c > 0]
+            p_value = wilcoxon_signed_rank(log_ratios) if log_ratios else 1.0
+        elif change > 0 and interval.low > 0:
+            p_value = _p_from_interval(
+                math.log(change),
+                Interval(math.log(interval.low), math.log(interval.high)),
+                self.confidence,
+            )
+        else:
+            p_value = 1.0
+        return interval, p_value
+
+    def _latency(self, spec: _Spec, piece: _Slice, seed: int, memo: _RunMemo) -> _RatioData | None:
+        """A latency quantile's figures; None when no case has a latency on both arms."""
+        q = _QUANTILES[spec.name]
+        rows = [(c.stable.values(spec.name), c.candidate.values(spec.name)) for c in piece.cases]
+        rows = [(s, c) for s, c in rows if s and c]
+        if not rows:
+            return None
+        s_lists = [s for s, _ in rows]
+        c_lists = [c for _, c in rows]
+        key = (piece.scope, spec.name == "ttft_p95_ms", seed, len(rows))
+        if key not in memo.quantiles:
+            memo.quantiles[key] = self._quantile_intervals(s_lists, c_lists, seed, memo)
+        return _latency_data(s_lists, c_lists, q, memo.quantiles[key][q])
+
+    def _quantile_intervals(
+        self, s_lists: list[list[float]], c_lists: list[list[float]], seed: int, memo: _RunMemo
+    ) -> dict[float, Interval]:
+        """Every level's quantile-ratio interval: p50 and p95 of the same calls from one pass."""
+        if len(s_lists) >= _LARGE_SAMPLE_CASES:
+            return {
+                q: large_sample_quantile_ratio(
+                    s_lists, c_lists, q, paired=self.paired, confidence=self.confidence
+                )
+                for q in _QUANTILE_LEVELS
+            }
+        intervals = _bootstrap_many(
+            len(s_lists),
+            _QuantileRatios(s_lists, c_lists),
+            len(_QUANTILE_LEVELS),
+            seed=seed,
+            resamples=self.resamples,
+            confidence=self.confidence,
+            paired=self.paired,
+            memo=memo,
+        )
+        return dict(zip(_QUANTILE_LEVELS, intervals, strict=True))
