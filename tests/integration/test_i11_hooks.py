@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import DEFAULT_PRICE
 
 from pytest_modelgate import hooks
 
@@ -407,3 +408,30 @@ def pytest_modelgate_verdict(config, verdict):
     verdict = project.verdict()
     assert verdict["verdict"] == "error"
     assert any("turned the verdict 'inconclusive' into 'pass'" in r for r in verdict["reasons"])
+
+
+# --------------------------------------------------------------------------------------------
+# pytest_modelgate_judge
+
+
+def test_the_judge_example_replaces_the_built_in_judge(gate_project: MakeProject) -> None:
+    """The docstring's FixedLimitJudge with a x1.05 cost limit fails a candidate 10% dearer,
+    which the built-in judge (default x1.15) lets through: the hook's judge decided."""
+    dearer = {key: round(value * 1.1, 6) for key, value in DEFAULT_PRICE.items()}
+    models = {"sim-a": {"latency_ms": 2}, "sim-b": {"latency_ms": 2}}
+    gate = {**LIMITS, "cost_per_call_max_ratio": 1.15}
+
+    built_in = gate_project(models, gate=gate, prices={"sim-b": dearer})
+    built_in.pytester.makepyfile(test_wf=WORKFLOW)
+    assert run(built_in).ret == 0
+    assert built_in.verdict()["verdict"] == "pass"
+
+    hooked = gate_project(models, gate=gate, prices={"sim-b": dearer})
+    hooked.pytester.makeconftest(example(hooks.pytest_modelgate_judge))
+    hooked.pytester.makepyfile(test_wf=WORKFLOW)
+    result = run(hooked)
+
+    assert result.ret == 1
+    verdict = hooked.verdict()
+    assert verdict["verdict"] == "fail"
+    assert any("cost per call" in reason and "x1.05" in reason for reason in verdict["reasons"])
