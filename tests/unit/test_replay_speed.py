@@ -1,4 +1,4 @@
-"""The replay hot path's shortcuts keep vcrpy's behaviour: absent transports fail fast, only then."""
+"""Replay shortcuts keep vcrpy's behaviour: only absent transports fail fast, only inside."""
 
 from __future__ import annotations
 
@@ -49,9 +49,16 @@ def test_a_module_someone_else_put_in_sys_modules_is_left_alone(
 
 def test_the_mark_is_removed_when_the_block_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cassettes, "_absent_optional_modules", lambda: ("modelgate_no_such_mod",))
-    with pytest.raises(RuntimeError), absent_imports_fail_fast():
-        assert sys.modules["modelgate_no_such_mod"] is None
-        raise RuntimeError("cassette enter failed")
+    seen = []
+
+    def enter_fails() -> None:
+        with absent_imports_fail_fast():
+            seen.append(sys.modules["modelgate_no_such_mod"])
+            raise RuntimeError("cassette enter failed")
+
+    with pytest.raises(RuntimeError):
+        enter_fails()
+    assert seen == [None]
     assert "modelgate_no_such_mod" not in sys.modules
 
 
