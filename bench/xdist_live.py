@@ -60,6 +60,28 @@ def test_reply(llm, case):
     assert llm.chat([{{"role": "user", "content": f"hello {{case}}"}}]).text
 """
 
+# The same calls with the plugin off (-p no:modelgate): pytest-xdist alone, one plain httpx call
+# per test, a client per worker process; what the machine gives any suite of these calls.
+PLAIN_WORKFLOW = """
+import os
+
+import httpx
+import pytest
+
+CLIENT = httpx.Client(timeout=60)
+URL = os.environ["XDIST_BENCH_URL"] + "/chat/completions"
+HEADERS = {{"Authorization": "Bearer " + os.environ["{key_env}"]}}
+
+
+@pytest.mark.parametrize("model", ["sim-a", "sim-b"])
+@pytest.mark.parametrize("case", range({cases}))
+def test_reply(case, model):
+    body = {{"model": model, "messages": [{{"role": "user", "content": f"hello {{case}}"}}]}}
+    response = CLIENT.post(URL, json=body, headers=HEADERS)
+    response.raise_for_status()
+    assert response.json()["choices"][0]["message"]["content"]
+"""
+
 # Timestamps of every test on its worker, one JSON line each (O_APPEND writes are atomic).
 CONFTEST = """
 import json, os, time
@@ -93,15 +115,28 @@ def write_project(root: Path, sim: SimulatorServer, cases: int) -> None:
     (root / "modelgate.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     (root / "test_workflow.py").write_text(WORKFLOW.format(cases=cases), encoding="utf-8")
     (root / "conftest.py").write_text(CONFTEST, encoding="utf-8")
+    (root / "plain").mkdir()
+    (root / "plain" / "test_plain.py").write_text(
+        PLAIN_WORKFLOW.format(cases=cases, key_env=KEY_ENV), encoding="utf-8"
+    )
 
 
-def run(root: Path, workers: int | None, log: Path) -> tuple[float, float, int, str]:
-    """One gate run; returns (launch time, wall seconds, exit code, last output line)."""
+def run(
+    root: Path, workers: int | None, log: Path, *, base_url: str, plain: bool = False
+) -> tuple[float, float, int, str]:
+    """One run; returns (launch time, wall seconds, exit code, last output line).
+
+    ``plain``: the same calls without the plugin (``-p no:modelgate``), pytest-xdist alone.
+    """
     log.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELGATE_")}
-    env |= {KEY_ENV: KEY, "XDIST_BENCH_LOG": str(log), "MODELGATE_MODE": "live"}
+    env |= {KEY_ENV: KEY, "XDIST_BENCH_LOG": str(log), "XDIST_BENCH_URL": base_url}
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    args += ["--candidate-model", "sim-b"]
+    if plain:
+        args += ["plain/test_plain.py", "-p", "no:modelgate"]
+    else:
+        env["MODELGATE_MODE"] = "live"
+        args += ["test_workflow.py", "--candidate-model", "sim-b"]
     if workers:
         args += ["-n", str(workers)]
     launched = time.time()
@@ -156,8 +191,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=400, help="live calls (even; both arms)")
     parser.add_argument("--latency-ms", type=float, default=200.0)
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument(
+        "--workers",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[8],
+        help="worker counts, comma-separated (default 8; e.g. 2,4,8)",
+    )
     parser.add_argument("--no-serial", action="store_true", help="skip the serial run")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="also run each worker count without the plugin (pytest-xdist and httpx alone)",
+    )
     args = parser.parse_args()
     cases = args.calls // 2
     calls = cases * 2
@@ -176,19 +221,22 @@ def main() -> int:
         root = Path(tmp)
         write_project(root, sim, cases)
         log = root / "stamps.jsonl"
-        runs: list[int | None] = [args.workers] if args.no_serial else [None, args.workers]
-        for workers in runs:
-            launched, wall, code, verdict = run(root, workers, log)
+        counts: list[int | None] = [*([] if args.no_serial else [None]), *args.workers]
+        runs = [(w, plain) for w in counts for plain in ((False, True) if args.plain else (False,))]
+        for workers, plain in runs:
+            launched, wall, code, verdict = run(
+                root, workers, log, base_url=sim.base_url, plain=plain
+            )
             ideal = calls * latency_s / (workers or 1)
-            label = "serial" if workers is None else f"-n {workers}"
+            label = ("serial" if workers is None else f"-n {workers}") + (" plain" if plain else "")
             ratio = wall / ideal
-            print(f"  {label:>7}: {wall:6.2f} s, ideal {ideal:6.2f} s, ratio {ratio:.2f}x")
+            print(f"  {label:>13}: {wall:6.2f} s, ideal {ideal:6.2f} s, ratio {ratio:.2f}x")
             print(f"    exit {code}; {verdict}")
             print("\n".join(breakdown(log, launched, wall, latency_s)))
             served = len(sim.requests)
             sim.clear_requests()
             print(f"    requests served: {served}")
-            if workers is not None and ratio > 1.3:
+            if workers is not None and not plain and ratio > 1.3:
                 status = 1
     return status
 

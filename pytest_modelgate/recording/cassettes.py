@@ -49,6 +49,7 @@ configuration loader.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import hashlib
@@ -56,8 +57,9 @@ import json
 import os
 import re
 import string
+import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -851,6 +853,48 @@ def absent_patchers() -> tuple[str, ...]:
         if not found:
             absent.append(group)
     return tuple(absent)
+
+
+# Optional transports vcrpy's httpx patcher group imports on every cassette it enters (vcrpy
+# 9.4), whether or not they are installed.
+_OPTIONAL_HTTPX_MODULES = ("httpx_curl_cffi", "pyreqwest")
+
+
+@functools.cache
+def _absent_optional_modules() -> tuple[str, ...]:
+    """The :data:`_OPTIONAL_HTTPX_MODULES` that are not installed (computed once per process)."""
+    import importlib.util
+
+    absent = []
+    for module in _OPTIONAL_HTTPX_MODULES:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            absent.append(module)
+    return tuple(absent)
+
+
+@contextlib.contextmanager
+def absent_imports_fail_fast() -> Iterator[None]:
+    """While entering a cassette, make vcrpy's imports of absent optional transports fail at once.
+
+    A failed import is not cached: each one scans ``sys.path`` again, and vcrpy's httpx group
+    tries two of them per cassette (a sixth of a replayed test's cost). ``None`` in
+    ``sys.modules`` makes ``import`` raise ``ModuleNotFoundError`` without a search, which is what
+    the search would end in for a module that is not installed. Only modules found absent are
+    marked, only for the duration, and a mark is removed only if it is still ours.
+    """
+    marked = [name for name in _absent_optional_modules() if name not in sys.modules]
+    for name in marked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in marked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def make_vcr(

@@ -52,7 +52,11 @@ def recorded_calls(
     starts from an empty cassette: the file is replaced by what this test records, so requests
     the test no longer makes do not linger in it.
     """
-    from pytest_modelgate.recording.cassettes import CassetteError, scrubber_for
+    from pytest_modelgate.recording.cassettes import (
+        CassetteError,
+        absent_imports_fail_fast,
+        scrubber_for,
+    )
     from pytest_modelgate.recording.timing import capture_timing
 
     secrets = tuple(secrets)
@@ -65,7 +69,8 @@ def recorded_calls(
     with contextlib.ExitStack() as stack:
         stack.enter_context(timing)
         try:
-            cassette = stack.enter_context(vcr.use_cassette(str(path)))
+            with absent_imports_fail_fast():
+                cassette = stack.enter_context(vcr.use_cassette(str(path)))
         except CassetteError as exc:
             which = f" ({test_id})" if test_id else ""
             raise CassetteError(
