@@ -30,8 +30,16 @@ class SimulatorProcess:
 
     def __enter__(self) -> SimulatorProcess:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "pytest_modelgate.cli", "simulate", "--port", "0"]
-            + ["--scenario", str(self._path)],
+            [
+                sys.executable,
+                "-m",
+                "pytest_modelgate.cli",
+                "simulate",
+                "--port",
+                "0",
+                "--scenario",
+                str(self._path),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -46,11 +46,13 @@ import gc
 import logging
 import os
 import platform
+import re
 import sys
 import tempfile
 import threading
 import time
 import tracemalloc
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,12 +68,15 @@ ROUTE = "triage"
 
 
 class _CountingHandler(logging.Handler):
+    """Counts the gateway's warnings per scenario and message (a number in it made ``N``)."""
+
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.count = 0
+        self.scenario = ""
+        self.counts: Counter[tuple[str, str]] = Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
+        self.counts[self.scenario, re.sub(r"\d+", "N", record.getMessage())] += 1
 
 
 @dataclass
@@ -119,9 +124,7 @@ def rss_kb() -> int:
     return 0
 
 
-def write_config(
-    tmp: Path, stable_url: str, candidate_url: str, *, timeout_s: float = 5.0
-) -> Path:
+def write_config(tmp: Path, stable_url: str, candidate_url: str, *, timeout_s: float = 5.0) -> Path:
     model = {"api_key_env": KEY_ENV, "price": {"input": 1.0, "output": 2.0}}
     data = {
         "models": {
@@ -194,7 +197,9 @@ def warm_up(gateway: Any, args: argparse.Namespace, requests: int) -> dict[str, 
 def minus(
     after: dict[str, dict[str, int]], before: dict[str, dict[str, int]]
 ) -> dict[str, dict[str, int]]:
-    return {arm: {k: v - before[arm][k] for k, v in counts.items()} for arm, counts in after.items()}
+    return {
+        arm: {k: v - before[arm][k] for k, v in counts.items()} for arm, counts in after.items()
+    }
 
 
 def scenario(
@@ -242,7 +247,29 @@ def scenario(
     return outcome
 
 
-def memory_scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[int], int, Outcome]:
+# The bench keeps every request's time: its own lists are not the gateway's memory.
+_NOT_THE_BENCH = (
+    tracemalloc.Filter(False, __file__),
+    tracemalloc.Filter(False, tracemalloc.__file__),
+)
+
+
+_FRAMES = 12
+
+
+def _where(traceback: tracemalloc.Traceback) -> str:
+    """The allocating line, and the innermost line of the package that led to it."""
+    frames = list(traceback)
+    ours = [f for f in frames if "pytest_modelgate" in f.filename]
+    where = f"{frames[-1]}" if frames else "?"
+    if ours:
+        where += f" via {ours[-1]}"
+    return where
+
+
+def memory_scenario(
+    args: argparse.Namespace, tmp: Path, grew: list[str]
+) -> tuple[list[int], int, Outcome]:
     from pytest_modelgate.gateway import Gateway
 
     outcome = Outcome("memory")
@@ -250,6 +277,7 @@ def memory_scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[int], int
     workdir = tmp / "memory"
     workdir.mkdir()
     traced: list[int] = []
+    snapshots: list[tracemalloc.Snapshot] = []
     with (
         SimulatorProcess({"api_key": KEY, "models": models}, workdir, "stable") as stable,
         SimulatorProcess(
@@ -263,7 +291,7 @@ def memory_scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[int], int
         # One untraced batch first: connections, lazy imports and caches are made once.
         baseline = warm_up(gateway, args, args.requests)
         outcome.rss_before_kb = rss_kb()
-        tracemalloc.start()
+        tracemalloc.start(_FRAMES)
         started = time.perf_counter()
         for batch in range(args.memory_batches):
             run_requests(gateway, outcome, args.requests, args.concurrency, batch * args.requests)
@@ -275,9 +303,12 @@ def memory_scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[int], int
                     break
                 time.sleep(0.02)
             gc.collect()
-            traced.append(tracemalloc.get_traced_memory()[0])
+            snapshots.append(tracemalloc.take_snapshot().filter_traces(_NOT_THE_BENCH))
+            traced.append(sum(stat.size for stat in snapshots[-1].statistics("filename")))
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
+        growth = snapshots[-1].compare_to(snapshots[0], "traceback")[:3]
+        grew.extend(f"{stat.size_diff / 1024:+.1f} KiB {_where(stat.traceback)}" for stat in growth)
         outcome.wall_s = time.perf_counter() - started
         outcome.not_run = gateway.close(timeout_s=args.drain_s)
         outcome.counters = minus(gateway.counters()[ROUTE], baseline)
@@ -323,15 +354,20 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        outcomes.append(scenario("healthy", args, tmp, candidate_ms=args.latency_ms))
-        outcomes.append(
-            scenario("candidate-down", args, tmp, candidate_ms=args.latency_ms, candidate_down=True)
-        )
-        outcomes.append(scenario("candidate-slow", args, tmp, candidate_ms=args.slow_ms))
-        outcomes.append(
-            scenario("tiny-queue", args, tmp, candidate_ms=50, shadow_workers=1, shadow_queue=1)
-        )
-        traced, peak, memory = memory_scenario(args, tmp)
+        runs: list[tuple[str, dict[str, Any]]] = [
+            ("healthy", {"candidate_ms": args.latency_ms}),
+            ("candidate-down", {"candidate_ms": args.latency_ms, "candidate_down": True}),
+            ("candidate-slow", {"candidate_ms": args.slow_ms}),
+            ("tiny-queue", {"candidate_ms": 50, "shadow_workers": 1, "shadow_queue": 1}),
+            # healthy once more, last: the load of the machine drifts; slow is compared with both.
+            ("healthy-again", {"candidate_ms": args.latency_ms}),
+        ]
+        for name, options in runs:
+            counter.scenario = name
+            outcomes.append(scenario(name, args, tmp, **options))
+        counter.scenario = "memory"
+        grew: list[str] = []
+        traced, peak, memory = memory_scenario(args, tmp, grew)
         outcomes.append(memory)
 
     header = (
@@ -352,16 +388,24 @@ def main(argv: list[str] | None = None) -> int:
     print(" + not run at close; rss: before -> after the scenario's requests)")
     mib = ", ".join(f"{t / 2**20:.2f}" for t in traced)
     print(
-        f"memory: traced after each batch of {args.requests}: {mib} MiB; "
-        f"tracemalloc peak {peak / 2**20:.2f} MiB"
+        f"memory: traced after each batch of {args.requests} (the bench's own lists left out): "
+        f"{mib} MiB; tracemalloc peak {peak / 2**20:.2f} MiB; most growth first to last batch:"
     )
-    print(f"gateway warnings logged (fallbacks, failures, drops), all scenarios: {counter.count}")
+    for line in grew:
+        print(f"  {line}")
+    print("gateway warnings logged, per scenario:")
+    for (name, message), count in sorted(counter.counts.items()):
+        print(f"  {name:15s} {count:5d} x {message}")
     by_name = {o.name: o for o in outcomes}
-    healthy, slow = by_name["healthy"], by_name["candidate-slow"]
-    if healthy.stable_ms and slow.stable_ms:
-        ratio = quantile(slow.stable_ms, 0.99) / quantile(healthy.stable_ms, 0.99)
-        print(f"stable-arm p99, candidate slow / healthy: {ratio:.2f}")
-    problems = [f"{o.name}: {o.failures} failed, first {o.first_failure}" for o in outcomes if o.failures]
+    slow = by_name["candidate-slow"]
+    for name in ("healthy", "healthy-again"):
+        healthy = by_name[name]
+        if healthy.stable_ms and slow.stable_ms:
+            ratio = quantile(slow.stable_ms, 0.99) / quantile(healthy.stable_ms, 0.99)
+            print(f"stable-arm p99, candidate slow / {name}: {ratio:.2f}")
+    problems = [
+        f"{o.name}: {o.failures} failed, first {o.first_failure}" for o in outcomes if o.failures
+    ]
     problems += [f"{o.name}: shadow accounting off" for o in outcomes if not o.balanced]
     if by_name["candidate-down"].fallbacks == 0:
         problems.append("candidate-down: no fallback happened")

@@ -21,13 +21,14 @@ litellm
     ``bench/.venv-litellm``).
 
 The simulator runs in its own process (``bench/_simproc.py``), so its threads do not share the
-GIL with the client being timed. The paths are interleaved in rounds of ``--round`` calls (default 100), the order rotating each
-round, so machine noise falls on all of them alike. Each path gets ``--warmup`` untimed calls
-first (connections, lazy imports, LiteLLM's first-call set-up). Printed per path: p50 and p95 of
-the per-call time, and the added latency (that path's quantile minus direct's), then the ratio
-of the gateway's added p50 to LiteLLM's. Targets (issue 12): gateway added p50 < 0.3 ms and at
-most 1/5 of LiteLLM Router's. The exit status is 0 whatever the figures (this reports, it does
-not gate), 1 when a call fails or a non-loopback connection is attempted.
+GIL with the client being timed. The paths are interleaved in rounds of ``--round`` calls
+(default 100), the order rotating each round, so machine noise falls on all of them alike. Each
+path gets ``--warmup`` untimed calls first (connections, lazy imports, LiteLLM's first-call
+set-up). Printed per path: p50 and p95 of the per-call time and the added latency (that path's
+quantile minus direct's), then the ratio of the gateway's added p50 to LiteLLM's. Targets
+(issue 12): gateway added p50 < 0.3 ms and at most 1/5 of LiteLLM Router's. The exit status is
+0 whatever the figures (this reports, it does not gate), 1 when a call fails or a non-loopback
+connection is attempted.
 
 No network beyond loopback: ``LITELLM_LOCAL_MODEL_COST_MAP=True`` (the model cost map is read
 from the installed package instead of fetched), ``LITELLM_TELEMETRY=False`` and
@@ -46,7 +47,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -58,10 +58,9 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_TELEMETRY", "False")
 
-import httpx  # noqa: E402
-import yaml  # noqa: E402
-
-from _simproc import SimulatorProcess  # noqa: E402
+import httpx
+import yaml
+from _simproc import SimulatorProcess
 
 KEY = "sk-bench-gateway-0123456789"
 KEY_ENV = "MODELGATE_BENCH_GATEWAY_KEY"
@@ -147,7 +146,9 @@ def gateway_paths(
     return {"gateway": (plain, close), "gateway-canary5": (canary, no_op)}, ""
 
 
-def litellm_path(base_url: str) -> tuple[tuple[Callable[[int], None], Callable[[], None]] | None, str]:
+def litellm_path(
+    base_url: str,
+) -> tuple[tuple[Callable[[int], None], Callable[[], None]] | None, str]:
     """The LiteLLM Router path and its version, or none and why litellm cannot be imported."""
     try:
         import litellm
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.addaudithook(_loopback_only)
 
-    scenario = {"api_key": KEY, "models": dict.fromkeys(MODELS, {})}
+    scenario = {"api_key": KEY, "models": {name: {} for name in MODELS}}
     with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(scenario, Path(tmp), "sim") as sim:
         paths: dict[str, tuple[Callable[[int], None], Callable[[], None]]] = {
             "direct": direct_path(sim.base_url)
