@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo demo-record clean browser
+.PHONY: venv test lint demo demo-record clean browser bench-gateway
 
 venv: $(STAMP)
 
@@ -42,5 +42,21 @@ demo: $(STAMP)
 demo-record: $(STAMP)
 	$(BIN)/python example_project/demo.py --record
 
+# The gateway benches (issue 12). LiteLLM is not our dependency: it goes into the bench's own
+# venv, pinned (a release known to work here), with this package installed editable beside it.
+# GATEWAY_PATH: a tree whose pytest_modelgate/gateway/ to use first (a worktree not merged yet).
+LITELLM_VENV := bench/.venv-litellm
+LITELLM_VERSION ?= 1.110.2
+GATEWAY_PATH ?=
+$(LITELLM_VENV)/.installed: pyproject.toml
+	test -x $(LITELLM_VENV)/bin/python || $(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet 'litellm==$(LITELLM_VERSION)'
+	$(LITELLM_VENV)/bin/python -m pip install --quiet -e .
+	touch $@
+
+bench-gateway: $(LITELLM_VENV)/.installed
+	PYTHONPATH=$(GATEWAY_PATH) $(LITELLM_VENV)/bin/python bench/gateway_overhead.py
+	PYTHONPATH=$(GATEWAY_PATH) $(LITELLM_VENV)/bin/python bench/gateway_load.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(LITELLM_VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
