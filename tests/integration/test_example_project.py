@@ -95,3 +95,10 @@ def test_demo_shows_a_pass_an_inconclusive_run_and_a_fail(tmp_path: Path) -> Non
     assert "asked again, 0 customers change arm" in scene
     assert "is answered by simulated-stable; kill_switch_hits: 1" in scene
     assert "demo: OK" in scene
+    # README.md's "The rollout path" shows these lines as the demo prints them.
+    readme = (EXAMPLE.parent / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("## The rollout path", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    assert len(shown.splitlines()) >= 8
+    printed = scene.splitlines()
+    for line in shown.splitlines():
+        assert line in printed, f"README.md shows a line the demo does not print: {line!r}"
