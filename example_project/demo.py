@@ -12,8 +12,11 @@ and no key, with each call's latency as measured when it was recorded. ``--recor
 ``make demo-record`` runs) re-records them: each run starts a fresh simulator on the port
 ``modelgate.yaml`` names (8900; cassettes match on the URL), so its seeded draws repeat.
 
-pytest's own output (with the gate's comparison table) is shown as it runs, then a recap. The demo
-is also a check: it exits 0 only when every run ends as expected.
+pytest's own output (with the gate's comparison table) is shown as it runs, then a recap, then a
+short production scene (``production.py``): the product on its gateway against a simulator on a
+free loopback port, in shadow (the inconclusive verdict), as a 5% canary (the passing verdict,
+applied by ``modelgate rollout``), then with its kill switch on. The demo is also a check: it
+exits 0 only when every run and every step of the scene ends as expected.
 
     python example_project/demo.py            # the three gate runs, replayed
     python example_project/demo.py --record   # re-record from the simulator, then check
@@ -203,11 +206,43 @@ def demo(mode: str = "replay") -> int:
         results.append(gate_run(run, scenario, mode))
     for line in recap(results):
         print(line)
-    if all(result.as_expected for result in results):
-        print("demo: OK, the gate let the good candidate through and stopped the bad one")
+    problems = scene(results, scenario)
+    if all(result.as_expected for result in results) and not problems:
+        print(
+            "demo: OK, the gate let the good candidate through and stopped the bad one; "
+            "in production the good one went to shadow, then a 5% canary, then was switched off"
+        )
         return 0
-    print("demo: FAILED, a run did not end as expected (see above)", file=sys.stderr)
+    for problem in problems:
+        print(f"demo: production scene: {problem}", file=sys.stderr)
+    print("demo: FAILED, a step did not end as expected (see above)", file=sys.stderr)
     return 1
+
+
+def scene(results: list[RunResult], scenario: Scenario) -> list[str]:
+    """The production scene (production.py) on the verdicts of runs 1 and 2; what went wrong."""
+    print(f"\n{' production: the support desk on its gateway (simulator, offline) ':=^100}")
+    by_verdict = {result.run.expected_verdict: result for result in results}
+    passed, inconclusive = by_verdict["pass"], by_verdict["inconclusive"]
+    if not (inconclusive.as_expected and passed.as_expected):
+        return ["skipped: the pass and inconclusive runs did not end as expected"]
+    # The product package and production.py live next to this file.
+    sys.path.insert(0, str(HERE))
+    from production import production_scene
+
+    started = time.monotonic()
+    try:
+        problems = production_scene(
+            CONFIG,
+            scenario,
+            KEY_VARIABLE,
+            inconclusive_verdict=inconclusive.run.verdict_path,
+            pass_verdict=passed.run.verdict_path,
+        )
+    except Exception as exc:  # a demo reports, it does not print a traceback
+        problems = [f"{type(exc).__name__}: {exc}"]
+    print(f"(production scene: {time.monotonic() - started:.1f} s)")
+    return problems
 
 
 def serve(port: int) -> int:

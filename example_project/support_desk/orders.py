@@ -13,9 +13,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from support_desk.client import ModelClient, ToolCallLike
+from support_desk.gateway import default_gateway, fell_back
+
+if TYPE_CHECKING:
+    from pytest_modelgate import ToolCall
+    from pytest_modelgate.gateway import Gateway
 
 __all__ = [
     "LOOKUP_ORDER_TOOL",
@@ -27,6 +31,8 @@ __all__ = [
     "answer_order_question",
     "lookup_order",
 ]
+
+WORKFLOW = "order_lookup"
 
 ORDER_ID_PATTERN = r"[A-Z]{2,4}-[0-9]{4,8}"
 _ORDER_ID = re.compile(rf"\b{ORDER_ID_PATTERN}\b", re.ASCII)
@@ -116,7 +122,7 @@ def lookup_order(order_id: str) -> dict[str, str]:
     return {"order_id": order.order_id, "status": order.status, "item": order.item}
 
 
-def validate_tool_call(call: ToolCallLike) -> str:
+def validate_tool_call(call: ToolCall) -> str:
     """The order id of a well-formed ``lookup_order`` call; ``ToolCallError`` otherwise."""
     if call.name != "lookup_order":
         raise ToolCallError(f"unknown tool {call.name!r}")
@@ -132,8 +138,14 @@ def validate_tool_call(call: ToolCallLike) -> str:
     return order_id
 
 
-def answer_order_question(client: ModelClient, message: str) -> OrderAnswer:
-    """Answer a customer's question about an order, looking it up through the model's tool call."""
+def answer_order_question(
+    message: str, *, key: str | None = None, gateway: Gateway | None = None
+) -> OrderAnswer:
+    """Answer a customer's question about an order, looking it up through the model's tool call.
+
+    ``key`` and ``gateway`` as for ``triage_ticket``.
+    """
+    gateway = gateway or default_gateway()
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": message},
@@ -141,13 +153,20 @@ def answer_order_question(client: ModelClient, message: str) -> OrderAnswer:
     lookups: list[str] = []
     status: str | None = None
     for _ in range(MAX_TOOL_ROUNDS):
-        reply = client.chat(messages, tools=[LOOKUP_ORDER_TOOL], tool_choice="auto", temperature=0)
+        reply = gateway.chat(
+            WORKFLOW,
+            messages,
+            key=key,
+            tools=[LOOKUP_ORDER_TOOL],
+            tool_choice="auto",
+            temperature=0,
+        )
         if not reply.tool_calls:
             return OrderAnswer(text=reply.text.strip(), lookups=tuple(lookups), status=status)
         try:
             order_ids = [validate_tool_call(call) for call in reply.tool_calls]
         except ToolCallError as exc:
-            client.note_fallback(f"orders: drifted tool call: {exc}")
+            fell_back(f"orders: drifted tool call: {exc}")
             return fallback_answer(message)
         messages.append(
             {
@@ -170,7 +189,7 @@ def answer_order_question(client: ModelClient, message: str) -> OrderAnswer:
             messages.append(
                 {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}
             )
-    client.note_fallback(f"orders: no answer after {MAX_TOOL_ROUNDS} tool rounds")
+    fell_back(f"orders: no answer after {MAX_TOOL_ROUNDS} tool rounds")
     return fallback_answer(message)
 
 

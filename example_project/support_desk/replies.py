@@ -7,11 +7,16 @@ token is what the customer feels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from support_desk.client import ModelClient
+from support_desk.gateway import default_gateway, fell_back
+
+if TYPE_CHECKING:
+    from pytest_modelgate.gateway import Gateway
 
 __all__ = ["MAX_REPLY_TOKENS", "SYSTEM_PROMPT", "CustomerReply", "reply_to_customer"]
+
+WORKFLOW = "customer_reply"
 
 # The widget shows a short message; a longer reply is cut by the API (finish_reason "length").
 MAX_REPLY_TOKENS = 160
@@ -33,19 +38,26 @@ class CustomerReply:
     source: Literal["model", "fallback"] = "model"
 
 
-def reply_to_customer(client: ModelClient, message: str) -> CustomerReply:
-    """Write a short reply to a customer's message, in the customer's language."""
-    reply = client.chat(
+def reply_to_customer(
+    message: str, *, key: str | None = None, gateway: Gateway | None = None
+) -> CustomerReply:
+    """Write a short reply to a customer's message, in the customer's language.
+
+    ``key`` and ``gateway`` as for ``triage_ticket``.
+    """
+    reply = (gateway or default_gateway()).chat(
+        WORKFLOW,
         [
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": message},
         ],
         stream=True,
         max_tokens=MAX_REPLY_TOKENS,
+        key=key,
         temperature=0.3,
     )
     text = reply.text.strip()
     if not text:
-        client.note_fallback("replies: empty reply")
+        fell_back("replies: empty reply")
         return CustomerReply(text=CANNED_REPLY, source="fallback")
     return CustomerReply(text=text, truncated=reply.finish_reason == "length")

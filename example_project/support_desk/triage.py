@@ -2,8 +2,8 @@
 
 The model is asked for a JSON object (JSON mode plus a system prompt that says so). An answer that
 is not valid JSON, or not the object we asked for, gets one retry with a repair instruction; if
-that fails too, a keyword rule labels the ticket and the fallback is reported to the client, so a
-model that breaks its JSON more often shows up even when the rule happens to guess right.
+that fails too, a keyword rule labels the ticket and the fallback is reported (``fell_back``), so
+a model that breaks its JSON more often shows up even when the rule happens to guess right.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from support_desk.client import ModelClient
+from support_desk.gateway import default_gateway, fell_back
+
+if TYPE_CHECKING:
+    from pytest_modelgate.gateway import Gateway
 
 __all__ = [
     "CATEGORIES",
@@ -24,6 +27,8 @@ __all__ = [
     "parse_triage",
     "triage_ticket",
 ]
+
+WORKFLOW = "ticket_triage"
 
 CATEGORIES: tuple[str, ...] = ("refund", "billing", "shipping", "account", "technical", "other")
 PRIORITIES: tuple[str, ...] = ("urgent", "high", "normal")
@@ -89,21 +94,27 @@ def parse_triage(text: str) -> Triage:
     return Triage(category, priority, language.strip().lower(), summary.strip())
 
 
-def triage_ticket(client: ModelClient, text: str) -> Triage:
-    """Label a support ticket with the model; fall back to keywords if its JSON stays broken."""
+def triage_ticket(text: str, *, key: str | None = None, gateway: Gateway | None = None) -> Triage:
+    """Label a support ticket with the model; fall back to keywords if its JSON stays broken.
+
+    ``key`` (the customer's id) keeps a customer on one arm of a canary; ``gateway`` defaults to
+    the app's (``support_desk.gateway.default_gateway``).
+    """
+    gateway = gateway or default_gateway()
     params: dict[str, Any] = {"response_format": {"type": "json_object"}, "temperature": 0}
-    reply = client.chat(_messages(SYSTEM_PROMPT, text), **params)
+    reply = gateway.chat(WORKFLOW, _messages(SYSTEM_PROMPT, text), key=key, **params)
     try:
         return parse_triage(reply.text)
     except TriageFormatError:
         pass
     # The repair goes into the system prompt, not a new user turn: the ticket must stay the last
     # thing the customer said, or the model would triage our instruction instead.
-    repair = client.chat(_messages(f"{SYSTEM_PROMPT}\n\n{REPAIR_INSTRUCTION}", text), **params)
+    repair_prompt = f"{SYSTEM_PROMPT}\n\n{REPAIR_INSTRUCTION}"
+    repair = gateway.chat(WORKFLOW, _messages(repair_prompt, text), key=key, **params)
     try:
         return parse_triage(repair.text)
     except TriageFormatError:
-        client.note_fallback("triage: unparseable JSON")
+        fell_back("triage: unparseable JSON")
         return keyword_triage(text)
 
 

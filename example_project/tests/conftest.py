@@ -1,17 +1,22 @@
 """Shared setup of the support-desk workflow tests.
 
-Every test takes the gate's ``llm`` fixture and hands it to the product as its model client: the
-product only needs ``chat`` and ``note_fallback`` (``support_desk.client.ModelClient``), so the
-tests exercise exactly the code that runs in production.
+The tests call the product as production does: it asks its gateway for a workflow and never sees
+a client. Every test uses the gate's ``llm`` fixture (through the fixtures below), which pins
+every gateway route to the arm the test runs on: the product's calls go to that arm's model and
+are recorded, replayed and measured by the gate.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from pytest_modelgate import LLM
+
+from support_desk.gateway import FALLBACK_LOGGER
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # Endpoints already probed in this run: base_url -> None (up) or why it is down.
@@ -43,3 +48,26 @@ def _local_simulator_is_running(request: pytest.FixtureRequest, llm: LLM) -> Non
             "(or run `python demo.py`, which starts it for you)",
             returncode=pytest.ExitCode.INTERRUPTED,
         )
+
+
+class _FallbackToGate(logging.Handler):
+    """Hands each fallback the product logs to the gate, which counts it in the fallback rate."""
+
+    def __init__(self, llm: LLM) -> None:
+        super().__init__(logging.WARNING)
+        self._llm = llm
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._llm.note_fallback(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def _fallbacks_reach_the_gate(llm: LLM) -> Iterator[None]:
+    """The product reports its fallbacks on a logger (``support_desk.gateway.fell_back``)."""
+    logger = logging.getLogger(FALLBACK_LOGGER)
+    handler = _FallbackToGate(llm)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

@@ -8,7 +8,7 @@ Whatever happens, the customer is answered in their own language.
 from __future__ import annotations
 
 import pytest
-from pytest_modelgate import LLM, detect_language
+from pytest_modelgate import detect_language
 
 from support_desk.orders import NOT_FOUND, answer_order_question
 
@@ -68,8 +68,8 @@ _ASKS_FOR_NUMBER = {
     ("message", "order_id", "status", "language"),
     [pytest.param(*case[1:], id=case[0]) for case in _KNOWN],
 )
-def test_order_status(llm: LLM, message: str, order_id: str, status: str, language: str) -> None:
-    answer = answer_order_question(llm, message)
+def test_order_status(message: str, order_id: str, status: str, language: str) -> None:
+    answer = answer_order_question(message)
 
     assert answer.lookups == (order_id,)
     assert answer.status == status
@@ -84,8 +84,8 @@ def test_order_status(llm: LLM, message: str, order_id: str, status: str, langua
     ("message", "order_id", "language"),
     [pytest.param(*case[1:], id=case[0]) for case in _UNKNOWN],
 )
-def test_unknown_order(llm: LLM, message: str, order_id: str, language: str) -> None:
-    answer = answer_order_question(llm, message)
+def test_unknown_order(message: str, order_id: str, language: str) -> None:
+    answer = answer_order_question(message)
 
     assert answer.lookups == (order_id,)
     assert answer.status == NOT_FOUND
@@ -99,8 +99,8 @@ def test_unknown_order(llm: LLM, message: str, order_id: str, language: str) -> 
     ("message", "language"),
     [pytest.param(*case[1:], id=case[0]) for case in _NO_ID],
 )
-def test_order_without_id(llm: LLM, message: str, language: str) -> None:
-    answer = answer_order_question(llm, message)
+def test_order_without_id(message: str, language: str) -> None:
+    answer = answer_order_question(message)
 
     assert answer.lookups == ()
     assert _ASKS_FOR_NUMBER[language] in answer.text

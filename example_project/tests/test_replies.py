@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pytest_modelgate import LLM, detect_language
+from pytest_modelgate import detect_language
 
 from support_desk.replies import reply_to_customer
 
@@ -54,8 +54,8 @@ _MESSAGES = [
     ("message", "language"),
     [pytest.param(*case[1:], id=case[0]) for case in _MESSAGES],
 )
-def test_customer_reply(llm: LLM, message: str, language: str) -> None:
-    reply = reply_to_customer(llm, message)
+def test_customer_reply(message: str, language: str) -> None:
+    reply = reply_to_customer(message)
 
     assert reply.text
     assert not reply.truncated, "the reply did not fit the widget's token budget"

@@ -1,4 +1,4 @@
-"""The bundled example stays a working demo: a pass, an inconclusive run and a fail.
+"""The bundled example stays a working demo: a pass, an inconclusive run, a fail, production.
 
 Runs ``example_project/demo.py`` (what ``make demo`` runs) on a copy of the example, so the
 source tree is not written to.
@@ -78,3 +78,27 @@ def test_demo_shows_a_pass_an_inconclusive_run_and_a_fail(tmp_path: Path) -> Non
     assert bad["metrics"]["error_rate"]["change"] > 0
     # Dozens of realistic cases per arm, not three.
     assert good["tests"]["stable"]["passed"] >= 90
+    # The production scene: the product on its gateway, shadow, a sticky 5% canary, kill switch.
+    scene = result.stdout.split(" production: the support desk on its gateway ", 1)[1]
+    assert "$ modelgate rollout verdicts/simulated-candidate-good-default-margins.json" in scene
+    assert "canary_percent 0, shadow_percent 100, 9 rollback triggers" in scene
+    assert (
+        "shadow: 20 requests answered by stable, 20 mirrored to the candidate (0 dropped)" in scene
+    )
+    assert "shadow.jsonl: 20 lines, 20 with a reply from simulated-candidate-good" in scene
+    assert (
+        "$ modelgate rollout verdicts/simulated-candidate-good.json --route ticket_triage" in scene
+    )
+    assert "canary_percent 5, shadow_percent 0" in scene
+    # SHA-256 buckets: the same 16 of these 400 customer ids on every machine.
+    assert "400 customers, 16 answered by the candidate (4.0%), 384 by stable" in scene
+    assert "asked again, 0 customers change arm" in scene
+    assert "is answered by simulated-stable; kill_switch_hits: 1" in scene
+    assert "demo: OK" in scene
+    # README.md's "The rollout path" shows these lines as the demo prints them.
+    readme = (EXAMPLE.parent / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("## The rollout path", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    assert len(shown.splitlines()) >= 8
+    printed = scene.splitlines()
+    for line in shown.splitlines():
+        assert line in printed, f"README.md shows a line the demo does not print: {line!r}"
