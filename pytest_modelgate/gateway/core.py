@@ -87,8 +87,14 @@ class _GatewayLog(CallLog):
     """A CallLog that keeps nothing: a server makes calls for ever.
 
     The gateway reads each attempt's record from the request's AttemptHandle; attempts are not
-    numbered into calls here, so the retry bookkeeping is dropped with the record.
+    numbered into calls here, so the retry bookkeeping is dropped with the record. Nobody judges
+    these records, so no prompt or reply language is detected (``Reply.record`` has none); a
+    route's ``contract:`` is checked on the reply by the gateway itself.
     """
+
+    def __init__(self, **fields: Any) -> None:
+        super().__init__(**fields)
+        self.detect_languages = False
 
     def add(self, attempt: Attempt) -> CallRecord:
         record = super().add(attempt)
