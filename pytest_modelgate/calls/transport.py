@@ -275,6 +275,10 @@ class CallLog:
         self.problems: list[str] = []
         # What every reply must satisfy (``@pytest.mark.model_contract``), set by the fixture.
         self.contract: ModelContract | None = None
+        # Whether each record names its prompt's and reply's language (the judge's language
+        # metrics need them). A log nobody judges (the gateway's) turns it off: with no contract
+        # either, an attempt is then not checked at all, which is most of what it costs here.
+        self.detect_languages = True
         # The bounds measured clients the product builds itself get (measuring_every_client).
         self.bounds: CallBounds | None = None
         # Set by the llm fixture from the extension hooks: the metrics plugins add (worked out
@@ -312,7 +316,11 @@ class CallLog:
         cost = None
         if price is not None:
             cost = price.cost_usd(usage, at=attempt.billed_at)
-        checked = _check(self.contract, attempt.request, answer)
+        checked = (
+            _check(self.contract, attempt.request, answer)
+            if self.detect_languages or self.contract is not None
+            else {}
+        )
         with self._lock:
             call_index, number = self._number(attempt)
             record = CallRecord(

@@ -87,8 +87,14 @@ class _GatewayLog(CallLog):
     """A CallLog that keeps nothing: a server makes calls for ever.
 
     The gateway reads each attempt's record from the request's AttemptHandle; attempts are not
-    numbered into calls here, so the retry bookkeeping is dropped with the record.
+    numbered into calls here, so the retry bookkeeping is dropped with the record. Nobody judges
+    these records, so no prompt or reply language is detected (``Reply.record`` has none); a
+    route's ``contract:`` is checked on the reply by the gateway itself.
     """
+
+    def __init__(self, **fields: Any) -> None:
+        super().__init__(**fields)
+        self.detect_languages = False
 
     def add(self, attempt: Attempt) -> CallRecord:
         record = super().add(attempt)
@@ -156,6 +162,9 @@ class Gateway:
         self._shadow_workers = shadow_workers
         self._shadow_queue = shadow_queue
         self._pool: ShadowPool | None = None
+        # Shadow jobs queued and not started, per route: what close() counts as dropped.
+        self._shadow_pending = dict.fromkeys(self._routes, 0)
+        self._shadow_ended = False
         self._async_workers = async_workers
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
@@ -373,6 +382,11 @@ class Gateway:
         params = dict(params)
 
         def job() -> None:
+            with self._lock:
+                if self._shadow_ended:
+                    # close() already counted this job as dropped: it is not run after all.
+                    return
+                self._shadow_pending[workflow] -= 1
             reply, error_kind, violations, _ = self._call(workflow, model, messages, params)
             shadow = _Outcome(reply, error_kind, violations, model)
             self._count(workflow, "candidate", "shadow_calls")
@@ -381,7 +395,12 @@ class Gateway:
             if self._shadow_log is not None:
                 self._shadow_log.append(self._pair(workflow, messages, user, shadow))
 
+        # Counted as pending before it is queued: a worker may start it before submit returns.
+        with self._lock:
+            self._shadow_pending[workflow] += 1
         if not pool.submit(job):
+            with self._lock:
+                self._shadow_pending[workflow] -= 1
             self._count(workflow, "candidate", "shadow_drops")
             self._log(logging.WARNING, f"route {workflow}: shadow queue full, call dropped")
 
@@ -489,7 +508,8 @@ class Gateway:
     def close(self, *, timeout_s: float = 5.0, cancel_shadow: bool = False) -> int:
         """Drain (or cancel) the shadow pool within ``timeout_s``, then close every client.
 
-        Returns the number of shadow jobs that did not run (also counted as shadow drops).
+        Returns the number of shadow jobs that did not run (also counted as shadow drops of
+        their route; a job still queued when the wait ends is then never run).
         """
         with self._lock:
             if self._closed:
@@ -498,6 +518,11 @@ class Gateway:
             pool, executor = self._pool, self._executor
         started = time.monotonic()
         not_run = pool.close(timeout_s=timeout_s, cancel=cancel_shadow) if pool else 0
+        with self._lock:
+            self._shadow_ended = True
+            for workflow, pending in self._shadow_pending.items():
+                self._counters[workflow]["candidate"]["shadow_drops"] += pending
+                self._shadow_pending[workflow] = 0
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         if self._shadow_log is not None:
