@@ -8,25 +8,24 @@ once the plugin is installed, costs nothing.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# name -> module that defines it; the README's "Package layout" section lists the same names.
+# name -> the submodule that defines it; the README's "Package layout" section lists the same names.
 _EXPORTS = {
-    "LLM": "pytest_modelgate.calls.client",
-    "Reply": "pytest_modelgate.calls.client",
-    "ToolCall": "pytest_modelgate.calls.client",
-    "detect_language": "pytest_modelgate.calls.langdetect",
-    "CallRecord": "pytest_modelgate.calls.records",
-    "TestRecord": "pytest_modelgate.calls.records",
-    "CustomMetric": "pytest_modelgate.judge.metrics",
-    "MeasuredCall": "pytest_modelgate.judge.metrics",
-    "ModelgateError": "pytest_modelgate.errors",
-    "ModelAPIError": "pytest_modelgate.errors",
-    "ReplyFormatError": "pytest_modelgate.errors",
-    "Gateway": "pytest_modelgate.gateway",
+    "LLM": "calls.client",
+    "Reply": "calls.client",
+    "ToolCall": "calls.client",
+    "detect_language": "calls.langdetect",
+    "CallRecord": "calls.records",
+    "TestRecord": "calls.records",
+    "CustomMetric": "judge.metrics",
+    "MeasuredCall": "judge.metrics",
+    "ModelgateError": "errors",
+    "ModelAPIError": "errors",
+    "ReplyFormatError": "errors",
+    "Gateway": "gateway",
 }
 
 __all__ = [  # the same names as _EXPORTS (a unit test holds them equal)
@@ -55,10 +54,11 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pytest_modelgate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    if name not in _EXPORTS:  # pytest probes module attributes: a miss must stay free
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from pytest_modelgate.lazyexports import lazy_attribute
+
+    value = lazy_attribute(__name__, _EXPORTS, name)
     globals()[name] = value  # later lookups skip this function
     return value
 

@@ -9,8 +9,9 @@ The names below are imported on first use: ``config.py`` imports ``gateway.route
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from pytest_modelgate.lazyexports import lazy_attribute
 
 if TYPE_CHECKING:
     from pytest_modelgate.gateway.bucketing import BUCKETS, bucket_of
@@ -46,7 +47,4 @@ _HOME = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pytest_modelgate.gateway' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"pytest_modelgate.gateway.{module}"), name)
+    return lazy_attribute(__name__, _HOME, name)

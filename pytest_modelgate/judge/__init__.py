@@ -17,8 +17,9 @@ the whole judge.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from pytest_modelgate.lazyexports import lazy_attribute
 
 if TYPE_CHECKING:
     from pytest_modelgate.judge.metrics import CustomMetric, MeasuredCall
@@ -64,7 +65,4 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    return lazy_attribute(__name__, _HOMES, name)
