@@ -18,6 +18,7 @@ import httpx2  # noqa: F401
 import openai  # noqa: F401
 import pytest
 import yaml
+from gatesettings import DEFAULT_PRICE
 
 from pytest_modelgate.simulator import Scenario, SimulatorServer
 
@@ -26,8 +27,6 @@ SIM_KEY_ENV = "MODELGATE_TEST_SIM_KEY"
 
 # Quick, healthy behaviour: tests stay fast and a healthy candidate passes reliably.
 HEALTHY: dict[str, Any] = {"latency_ms": {"median": 4, "p95": 8}}
-
-DEFAULT_PRICE = {"input": 0.27, "output": 1.10, "cached_input": 0.07}
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# The price every simulated model gets unless a test sets its own (USD per million tokens).
+DEFAULT_PRICE = {"input": 0.27, "output": 1.10, "cached_input": 0.07}
+
 
 def loose_gate(rate_margin: float = 0.7, *, gate_cost: bool = False) -> dict[str, Any]:
     """The ``gate:`` section of a small test suite: latency not gated, wide rate margins.

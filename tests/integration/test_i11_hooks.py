@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import DEFAULT_PRICE
+from gatesettings import DEFAULT_PRICE
 
 from pytest_modelgate import hooks
 
