@@ -16,19 +16,36 @@ from pytest_modelgate.lazyexports import lazy_attribute
 if TYPE_CHECKING:
     from pytest_modelgate.gateway.bucketing import BUCKETS, bucket_of
     from pytest_modelgate.gateway.core import ContractBreakError, Gateway, NoRouteError
+    from pytest_modelgate.gateway.events import ModelCallEvent, Observer, RequestEvent
     from pytest_modelgate.gateway.routes import RouteSettings
-    from pytest_modelgate.gateway.state import ArmChoice, RouteState, StateBackend, StaticState
+    from pytest_modelgate.gateway.state import (
+        ArmChoice,
+        MemoryStore,
+        MonitorStore,
+        RouteState,
+        RouteStatus,
+        StateBackend,
+        StaticState,
+        StoreState,
+    )
 
 __all__ = [
     "BUCKETS",
     "ArmChoice",
     "ContractBreakError",
     "Gateway",
+    "MemoryStore",
+    "ModelCallEvent",
+    "MonitorStore",
     "NoRouteError",
+    "Observer",
+    "RequestEvent",
     "RouteSettings",
     "RouteState",
+    "RouteStatus",
     "StateBackend",
     "StaticState",
+    "StoreState",
     "bucket_of",
 ]
 
@@ -38,11 +55,18 @@ _HOME = {
     "ContractBreakError": "core",
     "Gateway": "core",
     "NoRouteError": "core",
+    "ModelCallEvent": "events",
+    "Observer": "events",
+    "RequestEvent": "events",
     "RouteSettings": "routes",
     "ArmChoice": "state",
     "RouteState": "state",
     "StateBackend": "state",
     "StaticState": "state",
+    "MemoryStore": "state",
+    "MonitorStore": "state",
+    "RouteStatus": "state",
+    "StoreState": "state",
 }
 
 

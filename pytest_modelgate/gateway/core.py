@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_modelgate.calls.transport import Attempt, CallLog
 from pytest_modelgate.errors import ModelAPIError, ModelgateError
 from pytest_modelgate.gateway.bucketing import BUCKETS, bucket_of
+from pytest_modelgate.gateway.events import CallRole, ModelCallEvent, Observer, RequestEvent
 from pytest_modelgate.gateway.pinning import PinnedClient, current_pin
 from pytest_modelgate.gateway.routes import RouteContract, RouteSettings
 from pytest_modelgate.gateway.shadow import ShadowLog, ShadowPool
@@ -112,6 +113,8 @@ class _Outcome:
     error_kind: str | None
     violations: tuple[str, ...]
     model: str
+    # The model calls made for it, in order (only with observers).
+    events: tuple[ModelCallEvent, ...] = ()
 
 
 class Gateway:
@@ -122,7 +125,8 @@ class Gateway:
     ``shadow_log`` is the JSONL file of shadow pairs (no file: pairs are counted, not written);
     ``shadow_workers`` / ``shadow_queue`` bound the shadow pool; ``async_workers`` bounds the
     threads ``achat`` runs on; ``state`` replaces the in-process route states (issue 13's
-    monitor or a shared backend).
+    monitor or a shared backend); ``observers`` receive every request's and every model call's
+    measurements (:mod:`~pytest_modelgate.gateway.events`).
     """
 
     def __init__(
@@ -136,6 +140,7 @@ class Gateway:
         shadow_queue: int = 64,
         async_workers: int = 16,
         state: StateBackend | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         from pytest_modelgate.calls.catalog import load_catalog
         from pytest_modelgate.config.settings import check_config
@@ -169,6 +174,7 @@ class Gateway:
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         self._logger = logging.getLogger(LOGGER_NAME)
+        self._observers = tuple(observers)
 
     @classmethod
     def from_config(
@@ -261,6 +267,17 @@ class Gateway:
         if choice.killed:
             self._count(workflow, "stable", "kill_switch_hits")
         outcome, reply, failure = self._serve(workflow, choice, messages, params)
+        if self._observers and outcome.events:
+            self._notify_request(
+                RequestEvent(
+                    route=workflow,
+                    arm=choice.arm,
+                    primary=outcome.events[0],
+                    fallbacks=len(outcome.events) - 1,
+                    served_by=outcome.model if reply is not None else None,
+                    killed=choice.killed,
+                )
+            )
         if choice.shadow_model is not None:
             self._shadow(workflow, choice.shadow_model, messages, params, outcome)
         if reply is not None:
@@ -314,12 +331,16 @@ class Gateway:
         order += list(route.fallback)
         failure: BaseException | None = None
         last = _Outcome(None, None, (), choice.model)
+        events: list[ModelCallEvent] = []
         for index, model in enumerate(order):
             if index:
                 self._count(workflow, choice.arm, "fallbacks")
                 self._log(logging.WARNING, f"route {workflow}: falling back to {model}")
-            reply, error_kind, violations, failure = self._call(workflow, model, messages, params)
-            last = _Outcome(reply, error_kind, violations, model)
+            role: CallRole = "fallback" if index else "primary"
+            reply, error_kind, violations, failure = self._call(
+                workflow, model, messages, params, arm=choice.arm, role=role, events=events
+            )
+            last = _Outcome(reply, error_kind, violations, model, tuple(events))
             if reply is not None and not violations:
                 return last, reply, None
             self._count(workflow, choice.arm, "contract_breaks" if violations else "errors")
@@ -333,13 +354,59 @@ class Gateway:
         model: str,
         messages: Sequence[Mapping[str, Any]],
         params: Mapping[str, Any],
+        *,
+        arm: ArmName,
+        role: CallRole,
+        events: list[ModelCallEvent] | None = None,
     ) -> tuple[Reply | None, str | None, tuple[str, ...], BaseException | None]:
+        """One model's call and its contract check; with observers, its event is reported
+        (and appended to ``events``)."""
+        client = self._llm(model)
+        started_ns = time.time_ns() if self._observers else 0
+        started = time.perf_counter()
+        reply: Reply | None = None
+        error: ModelAPIError | None = None
+        violations: tuple[str, ...] = ()
         try:
-            reply = self._llm(model).chat(messages, **params)
+            reply = client.chat(messages, **params)
         except ModelAPIError as exc:
             self._log(logging.WARNING, f"route {workflow}: {model} failed: {exc.error_kind}")
-            return None, exc.error_kind, (), exc
-        return reply, None, self._violations(workflow, messages, params, reply), None
+            error = exc
+        else:
+            violations = self._violations(workflow, messages, params, reply)
+        if self._observers:
+            event = _call_event(
+                client,
+                workflow,
+                arm,
+                role,
+                params,
+                started_ns,
+                time.perf_counter() - started,
+                reply,
+                error,
+                violations,
+            )
+            if events is not None:
+                events.append(event)
+            self._notify_call(event)
+        if error is not None:
+            return None, error.error_kind, (), error
+        return reply, None, violations, None
+
+    def _notify_call(self, event: ModelCallEvent) -> None:
+        for observer in self._observers:
+            try:
+                observer.on_model_call(event)
+            except Exception:  # an observer never breaks user traffic
+                self._logger.exception("gateway observer %r failed on a model call", observer)
+
+    def _notify_request(self, event: RequestEvent) -> None:
+        for observer in self._observers:
+            try:
+                observer.on_request(event)
+            except Exception:  # an observer never breaks user traffic
+                self._logger.exception("gateway observer %r failed on a request", observer)
 
     def _violations(
         self,
@@ -387,7 +454,9 @@ class Gateway:
                     # close() already counted this job as dropped: it is not run after all.
                     return
                 self._shadow_pending[workflow] -= 1
-            reply, error_kind, violations, _ = self._call(workflow, model, messages, params)
+            reply, error_kind, violations, _ = self._call(
+                workflow, model, messages, params, arm="candidate", role="shadow"
+            )
             shadow = _Outcome(reply, error_kind, violations, model)
             self._count(workflow, "candidate", "shadow_calls")
             if reply is None:
@@ -559,6 +628,48 @@ def _measurements(outcome: _Outcome, log_text: bool) -> dict[str, Any]:
         if log_text:
             entry["text"] = reply.text
     return entry
+
+
+def _call_event(
+    client: LLM,
+    workflow: str,
+    arm: ArmName,
+    role: CallRole,
+    params: Mapping[str, Any],
+    started_ns: int,
+    duration_s: float,
+    reply: Reply | None,
+    error: ModelAPIError | None,
+    violations: tuple[str, ...],
+) -> ModelCallEvent:
+    resolved = client.resolved
+    event = ModelCallEvent(
+        route=workflow,
+        arm=arm,
+        role=role,
+        model=resolved.name,
+        model_id=resolved.model_id,
+        provider=resolved.provider,
+        base_url=resolved.base_url,
+        started_ns=started_ns,
+        duration_s=duration_s,
+        stream=bool(params.get("stream")),
+        error_kind=error.error_kind if error is not None else None,
+        attempts=error.attempts if error is not None else 1,
+        violations=violations,
+    )
+    if reply is None:
+        return event
+    return replace(
+        event,
+        ttft_s=reply.ttft_ms / 1000.0 if reply.ttft_ms is not None else None,
+        input_tokens=reply.usage.prompt_tokens,
+        output_tokens=reply.usage.completion_tokens,
+        cost_usd=reply.cost_usd,
+        finish_reason=reply.finish_reason,
+        response_model=reply.model or None,
+        attempts=reply.attempts,
+    )
 
 
 def _arm_of(pin: PinnedClient) -> ArmName:

@@ -9,67 +9,15 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pytest_modelgate.errors import ModelAPIError
-from pytest_modelgate.gateway import Gateway, NoRouteError
-from pytest_modelgate.simulator import SimulatorServer
+from pytest_modelgate.gateway import NoRouteError
 from tests.conftest import SIM_KEY
-
-KEY_ENV = "MODELGATE_GW_TEST_KEY"
-STICKY = "user-secret-sticky-4711"
-MESSAGES = [{"role": "user", "content": "Classify this ticket as JSON: my invoice is wrong"}]
-
-BEHAVIOURS: dict[str, dict[str, Any]] = {
-    "sim-a": {},
-    "sim-b": {},
-    "sim-down": {"server_error_rate": 1.0},
-    "sim-broken": {"json_breakage": 1.0},
-    "sim-slow": {"latency_ms": 400},
-    "sim-100ms": {"latency_ms": 100},
-}
-
-
-@pytest.fixture
-def sim(start_simulator: Callable[..., SimulatorServer]) -> SimulatorServer:
-    return start_simulator(BEHAVIOURS)
-
-
-@pytest.fixture
-def make_gateway(
-    sim: SimulatorServer, tmp_path: Path
-) -> Iterator[Callable[..., tuple[Gateway, Path]]]:
-    made: list[Gateway] = []
-
-    def make(routes: Mapping[str, Any], **options: Any) -> tuple[Gateway, Path]:
-        models = {
-            name: {
-                "base_url": sim.base_url,
-                "api_key_env": KEY_ENV,
-                "price": {"input": 1.0, "output": 2.0},
-            }
-            for name in BEHAVIOURS
-        }
-        data = {
-            "models": models,
-            "client": {"max_retries": 0, "backoff_base_s": 0.01},
-            "routes": dict(routes),
-        }
-        path = tmp_path / "modelgate.yaml"
-        path.write_text(yaml.safe_dump(data), encoding="utf-8")
-        options.setdefault("environ", {KEY_ENV: SIM_KEY})
-        gateway = Gateway.from_config(path, **options)
-        made.append(gateway)
-        return gateway, path
-
-    yield make
-    for gateway in made:
-        gateway.close(timeout_s=2, cancel_shadow=True)
+from tests.gatewaybench import KEY_ENV, MESSAGES, STICKY
 
 
 def test_an_unknown_workflow_names_it_and_the_routes(make_gateway: Any) -> None:
