@@ -37,7 +37,16 @@ from pytest_modelgate.gateway.events import CallRole, ModelCallEvent, Observer, 
 from pytest_modelgate.gateway.pinning import PinnedClient, current_pin
 from pytest_modelgate.gateway.routes import RouteContract, RouteSettings
 from pytest_modelgate.gateway.shadow import ShadowLog, ShadowPool
-from pytest_modelgate.gateway.state import ArmChoice, ArmName, StateBackend, StaticState, choose_arm
+from pytest_modelgate.gateway.state import (
+    ArmChoice,
+    ArmName,
+    MemoryStore,
+    MonitorStore,
+    StateBackend,
+    StaticState,
+    StoreState,
+    choose_arm,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -46,6 +55,7 @@ if TYPE_CHECKING:
     from pytest_modelgate.calls.client import LLM, Reply
     from pytest_modelgate.calls.records import CallRecord
     from pytest_modelgate.config.settings import ModelgateConfig
+    from pytest_modelgate.gateway.monitor import CanaryMonitor
     from pytest_modelgate.markers import ModelContract
     from pytest_modelgate.redaction import Redactor
 
@@ -126,7 +136,12 @@ class Gateway:
     ``shadow_workers`` / ``shadow_queue`` bound the shadow pool; ``async_workers`` bounds the
     threads ``achat`` runs on; ``state`` replaces the in-process route states (issue 13's
     monitor or a shared backend); ``observers`` receive every request's and every model call's
-    measurements (:mod:`~pytest_modelgate.gateway.events`).
+    measurements (:mod:`~pytest_modelgate.gateway.events`). When a route has ``rollback:``
+    triggers, or ``store`` is given, route states live in ``store`` (default: an in-process
+    :class:`~pytest_modelgate.gateway.state.MemoryStore`; a shared one makes every process and
+    replica agree) and :attr:`monitor`, a
+    :class:`~pytest_modelgate.gateway.monitor.CanaryMonitor` with false-rollback budget
+    ``monitor_alpha``, watches every request.
     """
 
     def __init__(
@@ -141,6 +156,8 @@ class Gateway:
         async_workers: int = 16,
         state: StateBackend | None = None,
         observers: Sequence[Observer] = (),
+        store: MonitorStore | None = None,
+        monitor_alpha: float = 0.01,
     ) -> None:
         from pytest_modelgate.calls.catalog import load_catalog
         from pytest_modelgate.config.settings import check_config
@@ -175,6 +192,29 @@ class Gateway:
         self._closed = False
         self._logger = logging.getLogger(LOGGER_NAME)
         self._observers = tuple(observers)
+        self.monitor: CanaryMonitor | None = None
+        self.store: MonitorStore | None = None
+        self._arm_monitor(store, state, monitor_alpha)
+
+    def _arm_monitor(
+        self, store: MonitorStore | None, state: StateBackend | None, alpha: float
+    ) -> None:
+        """With rollback triggers (or a store), route states live in a store and a canary
+        monitor watches every request (:mod:`~pytest_modelgate.gateway.monitor`)."""
+        if store is None and not any(route.rollback for route in self._routes.values()):
+            return
+        from pytest_modelgate.gateway.monitor import CanaryMonitor
+        from pytest_modelgate.judge.common import Margins
+
+        store = store if store is not None else MemoryStore()
+        if state is None:
+            self._state = StoreState(self._routes, store)
+        self.store = store
+        self.monitor = CanaryMonitor(
+            self._routes, store, margins=Margins.from_limits(self._config.gate), alpha=alpha
+        )
+        if self.monitor.routes:
+            self._observers = (*self._observers, self.monitor)
 
     @classmethod
     def from_config(

@@ -24,12 +24,15 @@ Example::
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "CanaryStep",
     "KillSwitchSettings",
     "RollbackTrigger",
     "RouteContract",
@@ -115,6 +118,10 @@ class RollbackTrigger(_Settings):
     unit: Literal["rate", "ms", "usd", "tokens", "number"]
     basis: str | None = None
     min_requests: int = Field(default=200, ge=1, le=10_000_000)
+    # How much worse than stable on the same route the candidate may be (a rate: absolute
+    # points, 0.01 = 1 point; ms and usd: a ratio, 1.2 = 20% more). None: the ``gate:``
+    # section's margin for the metric; without one either, ``threshold`` is an absolute limit.
+    margin: float | None = None
 
     @field_validator("threshold", mode="before")
     @classmethod
@@ -131,7 +138,27 @@ class RollbackTrigger(_Settings):
             raise ValueError(f"a rate threshold lies in [0, 1], got {self.threshold:g}")
         if self.unit in ("ms", "usd", "tokens") and self.threshold < 0:
             raise ValueError(f"a {self.unit} threshold is >= 0, got {self.threshold:g}")
+        if self.margin is not None:
+            if not math.isfinite(self.margin):
+                raise ValueError(f"margin must be a finite number, got {self.margin!r}")
+            if self.unit == "rate" and not 0 <= self.margin < 1:
+                raise ValueError(f"a rate margin lies in [0, 1), got {self.margin:g}")
+            if self.unit != "rate" and self.margin < 1:
+                raise ValueError(f"a {self.unit} margin is a ratio >= 1, got {self.margin:g}")
         return self
+
+
+class CanaryStep(_Settings):
+    """One step of a canary's promotion: its share of traffic and the requests it needs first."""
+
+    percent: float = Field(gt=0, le=100)
+    # Candidate requests at this step before the monitor may promote to the next one.
+    min_requests: int = Field(default=200, ge=1, le=10_000_000)
+
+    @field_validator("percent", mode="before")
+    @classmethod
+    def _int_percent(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class RouteSettings(_Settings):
@@ -148,8 +175,12 @@ class RouteSettings(_Settings):
     log_text: bool = False
     contract: RouteContract | None = None
     rollback: tuple[RollbackTrigger, ...] = ()
+    # The canary's promotion path (e.g. 5 -> 25 -> 50 -> 100 %); the first step is
+    # ``canary_percent``. The canary monitor moves to the next step once non-inferiority is
+    # shown at the current one; empty: the canary stays at ``canary_percent``.
+    steps: tuple[CanaryStep, ...] = ()
 
-    @field_validator("fallback", "rollback", mode="before")
+    @field_validator("fallback", "rollback", "steps", mode="before")
     @classmethod
     def _list(cls, value: Any) -> Any:
         if value is None:
@@ -179,6 +210,19 @@ class RouteSettings(_Settings):
             seen.add(name.lower())
         if self.candidate is not None and self.candidate.lower() == self.stable.lower():
             raise ValueError("candidate is the same model as stable")
+        if self.steps and not self.rollback:
+            raise ValueError(
+                "steps need rollback triggers: a promotion waits for non-inferiority on them"
+            )
+        if self.steps:
+            percents = [step.percent for step in self.steps]
+            if any(b <= a for a, b in itertools.pairwise(percents)):
+                raise ValueError(f"steps must grow, got {percents}")
+            if percents[0] != self.canary_percent:
+                raise ValueError(
+                    f"steps[0] is {percents[0]:g}%, canary_percent {self.canary_percent:g}%: "
+                    "the first step is the canary's current share"
+                )
         return self
 
     def models(self) -> tuple[tuple[str, str], ...]:

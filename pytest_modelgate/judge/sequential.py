@@ -25,6 +25,13 @@ their means, ``d = m_c - m_s`` with variance ``V = s_c^2/n_c + s_s^2/n_s``: the 
 ``N = n_c + n_s`` observations with per-observation variance ``N V`` (GrowthBook's construction).
 Ratios (cost per call, mean latency) use the log of the ratio, with the delta-method variance.
 
+Quantiles (a p95 latency) use the fixed-quantile sequence of Howard and Ramdas ("Sequential
+estimation of quantiles with applications to A/B-testing and best-arm identification", 2022): at
+the true quantile ``q_p`` the indicators ``1{X_i <= q_p}`` are Bernoulli(``p``), so a boundary
+``u_t`` for their centred sum holds for every ``t`` with probability ``1 - alpha``, and the set
+``{x: |#{X_i <= x} - t p| <= u_t}`` (an interval, the count being monotone in ``x``) covers
+``q_p`` at every look. From a histogram the interval's ends are bucket edges (rounded outwards).
+
 State is three sums per stream (count, sum, sum of squares), so it adds up exactly across threads,
 processes and replicas (the shared-state backends store these). Pure: standard library only.
 """
@@ -32,7 +39,10 @@ processes and replicas (the shared-state backends store these). Pure: standard l
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 __all__ = [
     "SequenceInterval",
@@ -41,6 +51,7 @@ __all__ = [
     "log_ratio_sequence",
     "mean_sequence",
     "mixture_margin",
+    "quantile_sequence",
     "tuned_rho2",
 ]
 
@@ -158,3 +169,34 @@ def log_ratio_sequence(
     )
     estimate = math.log(candidate.mean / stable.mean)
     return _two_stream(estimate, variance, n, alpha=alpha, t_opt=t_opt)
+
+
+def quantile_sequence(
+    histogram: Sequence[tuple[float, float, int]], p: float, *, alpha: float, t_opt: float
+) -> SequenceInterval:
+    """The sequence for the ``p`` quantile of a stream held as a histogram.
+
+    ``histogram`` is ``(lower edge, upper edge, count)`` per bucket, sorted by edge, buckets not
+    overlapping. ``estimate`` is the upper edge of the bucket holding the empirical quantile;
+    ``lower`` / ``upper`` are the edges the boundary reaches (``-inf`` / ``inf`` while it reaches
+    past the data).
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be strictly between 0 and 1, got {p!r}")
+    cumulative = list(accumulate(count for _, _, count in histogram))
+    n = cumulative[-1] if cumulative else 0
+    if n < 2:
+        return SequenceInterval(math.nan, -math.inf, math.inf, n)
+    rho2 = tuned_rho2(t_opt, alpha)
+    # The boundary of the centred Bernoulli(p) sum: the mean's half-width times t.
+    slack = n * math.sqrt(p * (1.0 - p)) * mixture_margin(n, rho2, alpha)
+    low_rank, high_rank = n * p - slack, n * p + slack
+    # q_p >= x wherever #{X <= x} < n p - u: the first bucket whose cumulative count reaches
+    # n p - u bounds q_p below by its lower edge; q_p <= x once #{X <= x} > n p + u.
+    lower = -math.inf
+    if low_rank > 0:
+        lower = histogram[bisect_left(cumulative, low_rank)][0]
+    estimate = histogram[min(bisect_left(cumulative, n * p), len(histogram) - 1)][1]
+    high = bisect_right(cumulative, high_rank)
+    upper = histogram[high][1] if high < len(histogram) else math.inf
+    return SequenceInterval(estimate, lower, upper, n)
