@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo demo-record clean browser bench-gateway
+.PHONY: venv test lint demo demo-record clean browser redis bench-gateway
 
 venv: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP) browser
+test: $(STAMP) browser redis
 	$(BIN)/python -m pytest -q
 
 # Best effort, never fails: the HTML report's browser test needs chromium (it skips, saying so,
@@ -27,6 +27,18 @@ browser:
 	    $(APT_CHROMIUM) >/dev/null 2>&1 || { timeout 300 apt-get update -q >/dev/null 2>&1 && \
 	      $(APT_CHROMIUM) >/dev/null 2>&1; } || echo "make: could not install chromium"; \
 	  else echo "make: chromium not found; the browser test of the HTML report will skip"; fi; } \
+	  || true
+
+# Best effort, never fails: the shared-state tests start a real redis-server on loopback (they
+# skip, saying so, without one). As root with apt-get, install Debian's redis-server package.
+APT_REDIS := DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q --no-install-recommends redis-server
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: installing redis-server for the shared-state tests"; \
+	    $(APT_REDIS) >/dev/null 2>&1 || { timeout 300 apt-get update -q >/dev/null 2>&1 && \
+	      $(APT_REDIS) >/dev/null 2>&1; } || echo "make: could not install redis-server"; \
+	  else echo "make: redis-server not found; the Redis tests will skip"; fi; } \
 	  || true
 
 lint: $(STAMP)

@@ -58,6 +58,12 @@ EXIT_STATUSES: dict[str, tuple[tuple[int, str], ...]] = {
             "would be invalid",
         ),
     ),
+    "route": (
+        (0, "done (status: no route rolled back or killed)"),
+        (1, "status: a route is rolled back or killed"),
+        (2, "bad arguments, no such route, or an invalid config file"),
+        (3, "the state store cannot be reached, or the config shares no state (memory)"),
+    ),
     "simulate": (
         (0, "stopped by SIGINT or SIGTERM"),
         (1, "the port cannot be bound"),
@@ -242,6 +248,27 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also apply an inconclusive verdict (its plan is a shadow phase)",
     )
     rollout.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    route = commands.add_parser(
+        "route",
+        help="a route's shared state: status, reset a rollback, kill switch on or off",
+        description="Read or move the state every gateway process and replica shares through "
+        "the state: store of modelgate.yaml (file or redis): the canary monitor's rollback, "
+        "step and trigger figures, the counters, and a kill switch they all obey on their "
+        "next call. reset ends a rollback (the canary starts again at its first step).",
+        epilog=_exit_epilog("route"),
+        formatter_class=_HelpFormatter,
+    )
+    route.add_argument("action", choices=("status", "reset", "kill", "unkill"))
+    route.add_argument(
+        "names", nargs="*", metavar="NAME", help="the routes (status: default every route)"
+    )
+    route.add_argument(
+        "--config",
+        type=Path,
+        default=Path("modelgate.yaml"),
+        help="the file (default: %(default)s)",
+    )
+    route.add_argument("--json", action="store_true", help="status as JSON")
     return parser
 
 
@@ -299,6 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _merge(args)
     if args.command == "rollout":
         return _rollout(args)
+    if args.command == "route":
+        from pytest_modelgate.gateway.routecli import route_command
+
+        return route_command(args.action, args.names, args.config, as_json=args.json)
     if args.verdict is None:
         from pytest_modelgate.config.inifile import ini_verdict_path
 

@@ -144,3 +144,14 @@ def gate_project(
         return project
 
     return make
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real redis-server on loopback for the session (skips, saying why, without one)."""
+    from redisserver import RedisServer, free_port
+
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

@@ -40,7 +40,9 @@ def gateway_factory(
 ) -> Iterator[Callable[..., tuple[Gateway, Path]]]:
     made: list[Gateway] = []
 
-    def make(routes: Mapping[str, Any], **options: Any) -> tuple[Gateway, Path]:
+    def make(
+        routes: Mapping[str, Any], *, sections: Mapping[str, Any] | None = None, **options: Any
+    ) -> tuple[Gateway, Path]:
         models = {
             name: {
                 "base_url": sim.base_url,
@@ -53,6 +55,7 @@ def gateway_factory(
             "models": models,
             "client": {"max_retries": 0, "backoff_base_s": 0.01},
             "routes": dict(routes),
+            **(sections or {}),
         }
         path = tmp_path / "modelgate.yaml"
         path.write_text(yaml.safe_dump(data), encoding="utf-8")

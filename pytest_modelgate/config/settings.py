@@ -49,7 +49,7 @@ from pytest_modelgate.calls.catalog import Catalog, CatalogMatch
 from pytest_modelgate.calls.endpoints import Price, ResolvedModel
 from pytest_modelgate.config.yamlfile import describe_validation_error, read_yaml_file
 from pytest_modelgate.errors import ConfigError, MissingAPIKeyError, UnknownModelError
-from pytest_modelgate.gateway.routes import RouteSettings, validate_route_names
+from pytest_modelgate.gateway.routes import RouteSettings, StateSettings, validate_route_names
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -193,6 +193,8 @@ class ModelgateConfig(_Settings):
     client: ClientSettings = Field(default_factory=ClientSettings)
     # Per workflow, the models the access layer (pytest_modelgate.gateway) routes to.
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
+    # Where route status and canary sums live (pytest_modelgate.gateway.stores); None: memory.
+    state: StateSettings | None = None
 
     # The file this came from; set by load_config, not by the file's contents.
     _path: Path | None = PrivateAttr(default=None)

@@ -194,13 +194,23 @@ class Gateway:
         self._observers = tuple(observers)
         self.monitor: CanaryMonitor | None = None
         self.store: MonitorStore | None = None
+        self._shared_counters = False
+        self._owns_store = False
         self._arm_monitor(store, state, monitor_alpha)
 
     def _arm_monitor(
         self, store: MonitorStore | None, state: StateBackend | None, alpha: float
     ) -> None:
-        """With rollback triggers (or a store), route states live in a store and a canary
-        monitor watches every request (:mod:`~pytest_modelgate.gateway.monitor`)."""
+        """With rollback triggers, a ``state:`` section or a store, route states live in a store
+        and a canary monitor watches every request (:mod:`~pytest_modelgate.gateway.monitor`).
+        A shared store (not the in-process one) also holds the counters, summed over every
+        process and replica."""
+        if store is None and self._config.state is not None:
+            from pytest_modelgate.gateway.stores import open_store
+
+            config_path = self._config.path
+            store = open_store(self._config.state, base=config_path.parent if config_path else None)
+            self._owns_store = True
         if store is None and not any(route.rollback for route in self._routes.values()):
             return
         from pytest_modelgate.gateway.monitor import CanaryMonitor
@@ -210,6 +220,7 @@ class Gateway:
         if state is None:
             self._state = StoreState(self._routes, store)
         self.store = store
+        self._shared_counters = not isinstance(store, MemoryStore)
         self.monitor = CanaryMonitor(
             self._routes, store, margins=Margins.from_limits(self._config.gate), alpha=alpha
         )
@@ -540,8 +551,18 @@ class Gateway:
         """``{route: {arm: {counter: n}}}``: requests, errors, contract_breaks, fallbacks,
         kill_switch_hits (on stable), shadow_calls, shadow_errors, shadow_drops (on candidate).
 
-        No key and no text ever appear here. A copy: safe to keep and serialise.
+        No key and no text ever appear here. A copy: safe to keep and serialise. With a shared
+        store (``state:`` file or redis) these are the sums over every process using it.
         """
+        if self._shared_counters and self.store is not None:
+            store = self.store
+            return {
+                route: {
+                    arm: {**dict.fromkeys(_COUNTERS, 0), **values}
+                    for arm, values in store.counters(route).items()
+                }
+                for route in self._routes
+            }
         with self._lock:
             return {
                 route: {arm: dict(values) for arm, values in arms.items()}
@@ -549,6 +570,9 @@ class Gateway:
             }
 
     def _count(self, workflow: str, arm: ArmName, counter: str) -> None:
+        if self._shared_counters and self.store is not None:
+            self.store.count(workflow, arm, counter)
+            return
         with self._lock:
             self._counters[workflow][arm][counter] += 1
 
@@ -629,15 +653,22 @@ class Gateway:
         not_run = pool.close(timeout_s=timeout_s, cancel=cancel_shadow) if pool else 0
         with self._lock:
             self._shadow_ended = True
-            for workflow, pending in self._shadow_pending.items():
-                self._counters[workflow]["candidate"]["shadow_drops"] += pending
-                self._shadow_pending[workflow] = 0
+            dropped = {w: n for w, n in self._shadow_pending.items() if n}
+            self._shadow_pending = dict.fromkeys(self._shadow_pending, 0)
+        for workflow, pending in dropped.items():
+            if self._shared_counters and self.store is not None:
+                self.store.count(workflow, "candidate", "shadow_drops", pending)
+            else:
+                with self._lock:
+                    self._counters[workflow]["candidate"]["shadow_drops"] += pending
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         if self._shadow_log is not None:
             self._shadow_log.close()
         for client in list(self._clients.values()):
             client.close()
+        if self._owns_store and self.store is not None:
+            self.store.close()
         if not_run:
             self._log(
                 logging.WARNING,

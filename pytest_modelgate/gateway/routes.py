@@ -37,6 +37,7 @@ __all__ = [
     "RollbackTrigger",
     "RouteContract",
     "RouteSettings",
+    "StateSettings",
     "StickyKey",
     "validate_route_names",
 ]
@@ -232,6 +233,42 @@ class RouteSettings(_Settings):
             named.append(("candidate", self.candidate))
         named += [(f"fallback[{i}]", name) for i, name in enumerate(self.fallback)]
         return tuple(named)
+
+
+class StateSettings(_Settings):
+    """``state:`` in modelgate.yaml: where route status, canary sums and counters live.
+
+    ``memory`` (the default without the section): in the process, nothing shared. ``file``: an
+    SQLite file every process on the host opens (``path``, relative to modelgate.yaml); nothing
+    to install. ``redis``: a Redis server every replica reaches (``url``; the ``redis`` extra).
+    """
+
+    backend: Literal["memory", "file", "redis"]
+    path: str | None = Field(default=None, min_length=1)
+    url: str | None = Field(default=None, min_length=1)
+    # Key prefix in Redis (several services may share one server).
+    prefix: str = Field(default="modelgate", min_length=1, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    # How long a store operation may take before the gateway falls back to stable for the call.
+    timeout_s: float = Field(default=0.25, gt=0, le=30)
+
+    @field_validator("timeout_s", mode="before")
+    @classmethod
+    def _int_timeout(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _where(self) -> StateSettings:
+        if self.backend == "file" and self.path is None:
+            raise ValueError("backend 'file' needs path (the SQLite file every process opens)")
+        if self.backend == "redis" and self.url is None:
+            raise ValueError("backend 'redis' needs url, e.g. redis://127.0.0.1:6379/0")
+        if (
+            self.backend == "redis"
+            and self.url is not None
+            and not self.url.startswith(("redis://", "rediss://", "unix://"))
+        ):
+            raise ValueError("url must start with redis://, rediss:// or unix://")
+        return self
 
 
 def validate_route_names(routes: dict[str, RouteSettings]) -> dict[str, RouteSettings]:
