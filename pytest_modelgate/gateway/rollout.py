@@ -8,7 +8,8 @@ file like any modelgate.yaml, prints the diff and writes it atomically.
 What is applied: ``candidate`` (the verdict's candidate), the first phase of ``rollout.plan``
 (``canary`` -> ``canary_percent``; ``shadow`` -> ``canary_percent: 0`` and the route's
 ``shadow_percent``, 100 when it had none) and ``rollout.rollback_triggers`` as ``rollback:``
-(each with the phase's ``min_requests``). The file is rewritten from its parsed form, so YAML
+(each with the phase's ``min_requests``), and a canary plan's steps as ``steps:`` (the canary
+monitor promotes through them). The file is rewritten from its parsed form, so YAML
 comments are not kept (the diff shows every change).
 """
 
@@ -52,6 +53,14 @@ def planned_route(verdict: dict[str, Any], route: dict[str, Any]) -> dict[str, A
         {**trigger, "min_requests": int(first["min_requests"])}
         for trigger in rollout.get("rollback_triggers") or []
     ]
+    canary = [step for step in plan if step["phase"] == "canary"]
+    new.pop("steps", None)
+    if first["phase"] == "canary" and new["rollback"] and len(canary) > 1:
+        # The later steps: the canary monitor promotes through them (non-inferiority shown).
+        new["steps"] = [
+            {"percent": step["traffic_percent"], "min_requests": int(step["min_requests"])}
+            for step in canary
+        ]
     return new
 
 

@@ -42,7 +42,7 @@ def verdict_file(tmp_path: Path, verdict: str = "pass", stable: str = "deepseek-
         provenance={},
     )
     plan: list[dict[str, Any]] = (
-        [{"phase": "canary", "traffic_percent": 5, "min_requests": 400}]
+        [{"phase": "canary", "traffic_percent": p, "min_requests": 400} for p in (5, 25, 100)]
         if verdict == "pass"
         else [{"phase": "shadow", "traffic_percent": 0, "min_requests": 300}]
     )
@@ -105,6 +105,12 @@ def test_a_pass_sets_candidate_first_canary_step_and_triggers(
         0.015,
         400,
     )
+    # The later steps go in as the route's promotion path, for the canary monitor.
+    assert [(step.percent, step.min_requests) for step in route.steps] == [
+        (5.0, 400),
+        (25.0, 400),
+        (100.0, 400),
+    ]
 
 
 def test_dry_run_prints_the_diff_and_writes_nothing(
