@@ -49,7 +49,12 @@ from pytest_modelgate.calls.catalog import Catalog, CatalogMatch
 from pytest_modelgate.calls.endpoints import Price, ResolvedModel
 from pytest_modelgate.config.yamlfile import describe_validation_error, read_yaml_file
 from pytest_modelgate.errors import ConfigError, MissingAPIKeyError, UnknownModelError
-from pytest_modelgate.gateway.routes import RouteSettings, StateSettings, validate_route_names
+from pytest_modelgate.gateway.routes import (
+    RouteSettings,
+    StateSettings,
+    TelemetrySettings,
+    validate_route_names,
+)
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -195,11 +200,13 @@ class ModelgateConfig(_Settings):
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
     # Where route status and canary sums live (pytest_modelgate.gateway.stores); None: memory.
     state: StateSettings | None = None
+    # Spans and metrics of the gateway's model calls (pytest_modelgate.gateway.otel).
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     # The file this came from; set by load_config, not by the file's contents.
     _path: Path | None = PrivateAttr(default=None)
 
-    @field_validator("models", "gate", "client", "routes", mode="before")
+    @field_validator("models", "gate", "client", "routes", "telemetry", mode="before")
     @classmethod
     def _empty_section(cls, value: Any) -> Any:
         # A section whose entries are all commented out parses as null: treat it as empty.

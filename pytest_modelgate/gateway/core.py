@@ -197,6 +197,10 @@ class Gateway:
         self._shared_counters = False
         self._owns_store = False
         self._arm_monitor(store, state, monitor_alpha)
+        if config.telemetry.opentelemetry:
+            from pytest_modelgate.gateway.otel import OpenTelemetryObserver
+
+            self._observers = (*self._observers, OpenTelemetryObserver())
 
     def _arm_monitor(
         self, store: MonitorStore | None, state: StateBackend | None, alpha: float
@@ -247,6 +251,12 @@ class Gateway:
 
     def __repr__(self) -> str:
         return f"Gateway(routes={sorted(self._routes)!r})"
+
+    @property
+    def observers(self) -> tuple[Observer, ...]:
+        """Everything that sees this gateway's events: the caller's observers, then the canary
+        monitor and the OpenTelemetry observer when the configuration turns them on."""
+        return self._observers
 
     # ---------------------------------------------------------------------------------------
     # routing

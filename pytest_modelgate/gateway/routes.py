@@ -39,6 +39,7 @@ __all__ = [
     "RouteSettings",
     "StateSettings",
     "StickyKey",
+    "TelemetrySettings",
     "validate_route_names",
 ]
 
@@ -269,6 +270,16 @@ class StateSettings(_Settings):
         ):
             raise ValueError("url must start with redis://, rediss:// or unix://")
         return self
+
+
+class TelemetrySettings(_Settings):
+    """``telemetry:`` in modelgate.yaml: what the gateway reports beyond its own counters.
+
+    ``opentelemetry: true``: a span and the GenAI metrics per model call, through the global
+    OpenTelemetry providers (``pytest_modelgate.gateway.otel``; the ``otel`` extra).
+    """
+
+    opentelemetry: bool = False
 
 
 def validate_route_names(routes: dict[str, RouteSettings]) -> dict[str, RouteSettings]:
