@@ -58,6 +58,16 @@ EXIT_STATUSES: dict[str, tuple[tuple[int, str], ...]] = {
             "would be invalid",
         ),
     ),
+    "analyze": (
+        (0, "the shadow verdict is pass or inconclusive"),
+        (1, "the shadow verdict is fail"),
+        (2, "bad arguments, or an invalid config file"),
+        (
+            3,
+            "error: no usable pair, the logs mix routes or model pairs, a log is missing, or the "
+            "verdict cannot be written",
+        ),
+    ),
     "route": (
         (0, "done (status: no route rolled back or killed)"),
         (1, "status: a route is rolled back or killed"),
@@ -248,6 +258,44 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also apply an inconclusive verdict (its plan is a shadow phase)",
     )
     rollout.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    analyze = commands.add_parser(
+        "analyze",
+        help="judge a gateway's shadow log with the gate's judge and write a shadow verdict",
+        description="Each line of a shadow log is one production request answered by stable and "
+        "mirrored to the candidate: a paired case. The pairs of one route are judged by the same "
+        "paired judge and margins as the gate, and the verdict (kind shadow, the gate's schema) "
+        "works with `modelgate check` and `modelgate rollout`. Corrupt or torn lines are skipped "
+        "and counted; a log mixing routes (without --route) or model pairs is refused.",
+        epilog=_exit_epilog("analyze"),
+        formatter_class=_HelpFormatter,
+    )
+    analyze.add_argument("logs", nargs="+", type=Path, metavar="SHADOW.jsonl")
+    analyze.add_argument(
+        "--verdict",
+        type=Path,
+        default=Path("modelgate-shadow-verdict.json"),
+        help="where to write the verdict (default: %(default)s)",
+    )
+    analyze.add_argument("--route", metavar="NAME", help="the route whose pairs to judge")
+    analyze.add_argument(
+        "--config",
+        type=Path,
+        help="modelgate.yaml: its gate: margins, and a check that the route's stable matches",
+    )
+    analyze.add_argument(
+        "--max-pairs",
+        type=_positive,
+        default=5000,
+        metavar="N",
+        help="judge at most N pairs, a seeded uniform sample of a larger log (default 5000)",
+    )
+    analyze.add_argument(
+        "--engine",
+        choices=("auto", "python", "duckdb"),
+        default="auto",
+        help="how to read the logs: duckdb (the duckdb extra) or python; auto: duckdb for logs "
+        "over 20 MB when installed",
+    )
     route = commands.add_parser(
         "route",
         help="a route's shared state: status, reset a rollback, kill switch on or off",
@@ -289,6 +337,47 @@ def _rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze(args: argparse.Namespace) -> int:
+    from pytest_modelgate.errors import ConfigError
+    from pytest_modelgate.verdict.model import discard_verdict, write_verdict_atomic
+    from pytest_modelgate.verdict.shadow import AnalyzeRefused, analyze_logs
+
+    try:
+        result = analyze_logs(
+            args.logs,
+            route=args.route,
+            config_path=args.config,
+            max_pairs=args.max_pairs,
+            engine=args.engine,
+        )
+    except ConfigError as exc:
+        print(f"modelgate analyze: {exc}", file=sys.stderr)
+        return 2
+    except AnalyzeRefused as exc:
+        print(f"modelgate analyze: refused: {exc}", file=sys.stderr)
+        # No earlier verdict at OUT may pass for this analysis.
+        _done, happened = discard_verdict(args.verdict)
+        print(f"modelgate analyze: {happened}", file=sys.stderr)
+        return 3
+    read = result.read
+    for problem in read.problems:
+        print(f"modelgate analyze: skipped {problem}", file=sys.stderr)
+    try:
+        write_verdict_atomic(args.verdict, result.verdict)
+    except (OSError, ValueError) as exc:
+        _done, happened = discard_verdict(args.verdict)
+        print(f"modelgate analyze: cannot write {args.verdict}: {exc}; {happened}", file=sys.stderr)
+        return 3
+    sampled = f", a sample of {len(read.pairs)} judged" if read.pairs_seen > len(read.pairs) else ""
+    print(
+        f"modelgate analyze: {read.lines} line(s), {read.pairs_seen} pair(s) of route "
+        f"{read.route} ({read.stable} vs {read.candidate}){sampled}, {read.skipped} skipped, "
+        f"{read.other_routes} of other routes ({read.engine}): verdict "
+        f"{result.verdict['verdict']} written to {args.verdict}"
+    )
+    return result.exit_status
+
+
 def _max_chars(value: str) -> int:
     try:
         number = int(value)
@@ -326,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _merge(args)
     if args.command == "rollout":
         return _rollout(args)
+    if args.command == "analyze":
+        return _analyze(args)
     if args.command == "route":
         from pytest_modelgate.gateway.routecli import route_command
 

@@ -3,8 +3,8 @@
 Pure: no pytest. ``cli.py`` only wires arguments to :func:`check_file`. Exit statuses (README,
 "Deploying on the verdict"):
 
-- 0 go: a complete, schema-valid gate verdict ``pass`` (``inconclusive`` too with
-  ``allow_inconclusive``) meeting every expectation;
+- 0 go: a complete, schema-valid gate (or shadow analysis) verdict ``pass`` (``inconclusive``
+  too with ``allow_inconclusive``) meeting every expectation;
 - 1 no-go: a valid, complete verdict that is not an approved pass: ``fail``, ``error``, an
   inconclusive one, a smoke run, another model, another or a dirty commit, too old;
 - 2 usage error: a bad argument (``--max-age 5x``), ``--expect-commit HEAD`` outside a repository;
@@ -210,8 +210,8 @@ def decide(
             "a smoke run (stable model only, no candidate was compared): it approves no "
             "deployment; run the gate with --candidate-model"
         )
-    if data.get("kind") != "gate":
-        # Kinds added later (shadow analyses) approve nothing until this check learns them.
+    if data.get("kind") not in ("gate", "shadow"):
+        # Kinds added later approve nothing until this check learns them.
         return no_go(f"a {data.get('kind')} verdict, not a gate run: it approves no deployment")
     if verdict == "inconclusive" and not expectations.allow_inconclusive:
         return no_go(

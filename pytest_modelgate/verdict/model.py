@@ -46,7 +46,7 @@ SCHEMA_VERSION = "2"
 _SCHEMA_RESOURCE = "data/verdict.schema.json"
 # What kind of run wrote the verdict. gate: a candidate was compared with the stable model; smoke:
 # the stable model alone (never a deployment approval). Kept in step with the schema's enum.
-KINDS: tuple[str, ...] = ("gate", "smoke")
+KINDS: tuple[str, ...] = ("gate", "smoke", "shadow")
 
 
 class VerdictValidationError(ModelgateError, ValueError):

@@ -107,10 +107,17 @@ def test_smoke_run_is_refused_saying_so() -> None:
 
 
 def test_a_kind_this_check_does_not_know_is_refused() -> None:
-    # Within schema version 2 new kinds may appear (shadow); only `gate` approves a deployment.
+    # Within schema version 2 new kinds may appear; only those this check knows approve one.
     data = a_verdict()
-    data["kind"] = "shadow"
-    assert "a shadow verdict, not a gate run" in no_go(data)
+    data["kind"] = "canary-report"
+    assert "a canary-report verdict, not a gate run" in no_go(data)
+
+
+def test_a_shadow_analysis_pass_is_go() -> None:
+    # `modelgate analyze` judged production pairs with the gate's judge: as good as a gate run.
+    decision = decide(a_verdict(kind="shadow"), Expectations(), now=NOW)
+    assert decision.go
+    assert decision.line.startswith("modelgate check: go: pass for candidate qwen-max")
 
 
 @pytest.mark.parametrize("verdict", ["fail", "error"])
