@@ -6,27 +6,26 @@ shadow, fallback and the kill switch. No model name and no client appear in the 
 Under pytest the gate pins every route to the arm a test runs on (``llm`` fixture), so the same
 code is gated, recorded and replayed.
 
-A workflow that gives up on the model's answer and uses its own fallback reports it on the logger
-``support_desk.fallback``: production sees a log line, the tests forward it to the gate
-(``tests/conftest.py``), which counts it in the fallback rate.
+A workflow that gives up on the model's answer and uses its own fallback reports it with
+``gateway.note_fallback(workflow, reason, key=...)``: production counts it per route and arm
+(``product_fallbacks``) and logs it; under the gate the pin hands it to the test's arm, which
+counts it in the fallback rate.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
-import logging
 import os
 from pathlib import Path
 
 from pytest_modelgate.gateway import Gateway
 
-__all__ = ["CONFIG_VARIABLE", "DEFAULT_CONFIG", "FALLBACK_LOGGER", "default_gateway", "fell_back"]
+__all__ = ["CONFIG_VARIABLE", "DEFAULT_CONFIG", "default_gateway"]
 
 # The file the app reads its routes from: $SUPPORT_DESK_MODELGATE, else the project's own.
 CONFIG_VARIABLE = "SUPPORT_DESK_MODELGATE"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "modelgate.yaml"
-FALLBACK_LOGGER = "support_desk.fallback"
 
 
 @functools.cache
@@ -35,8 +34,3 @@ def default_gateway() -> Gateway:
     gateway = Gateway.from_config(os.environ.get(CONFIG_VARIABLE) or DEFAULT_CONFIG)
     atexit.register(gateway.close)
     return gateway
-
-
-def fell_back(reason: str) -> None:
-    """Report that a workflow answered without the model (``reason`` says which and why)."""
-    logging.getLogger(FALLBACK_LOGGER).warning("%s", reason)

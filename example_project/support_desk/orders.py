@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from support_desk.gateway import default_gateway, fell_back
+from support_desk.gateway import default_gateway
 
 if TYPE_CHECKING:
     from pytest_modelgate import ToolCall
@@ -166,7 +166,7 @@ def answer_order_question(
         try:
             order_ids = [validate_tool_call(call) for call in reply.tool_calls]
         except ToolCallError as exc:
-            fell_back(f"orders: drifted tool call: {exc}")
+            gateway.note_fallback(WORKFLOW, f"orders: drifted tool call: {exc}", key=key)
             return fallback_answer(message)
         messages.append(
             {
@@ -189,7 +189,8 @@ def answer_order_question(
             messages.append(
                 {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}
             )
-    fell_back(f"orders: no answer after {MAX_TOOL_ROUNDS} tool rounds")
+    reason = f"orders: no answer after {MAX_TOOL_ROUNDS} tool rounds"
+    gateway.note_fallback(WORKFLOW, reason, key=key)
     return fallback_answer(message)
 
 

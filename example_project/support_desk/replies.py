@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from support_desk.gateway import default_gateway, fell_back
+from support_desk.gateway import default_gateway
 
 if TYPE_CHECKING:
     from pytest_modelgate.gateway import Gateway
@@ -45,7 +45,8 @@ def reply_to_customer(
 
     ``key`` and ``gateway`` as for ``triage_ticket``.
     """
-    reply = (gateway or default_gateway()).chat(
+    gateway = gateway or default_gateway()
+    reply = gateway.chat(
         WORKFLOW,
         [
             {"role": "system", "content": SYSTEM_PROMPT},
@@ -58,6 +59,6 @@ def reply_to_customer(
     )
     text = reply.text.strip()
     if not text:
-        fell_back("replies: empty reply")
+        gateway.note_fallback(WORKFLOW, "replies: empty reply", key=key)
         return CustomerReply(text=CANNED_REPLY, source="fallback")
     return CustomerReply(text=text, truncated=reply.finish_reason == "length")

@@ -2,8 +2,9 @@
 
 The model is asked for a JSON object (JSON mode plus a system prompt that says so). An answer that
 is not valid JSON, or not the object we asked for, gets one retry with a repair instruction; if
-that fails too, a keyword rule labels the ticket and the fallback is reported (``fell_back``), so
-a model that breaks its JSON more often shows up even when the rule happens to guess right.
+that fails too, a keyword rule labels the ticket and the fallback is reported
+(``gateway.note_fallback``), so a model that breaks its JSON more often shows up even when the
+rule happens to guess right.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from support_desk.gateway import default_gateway, fell_back
+from support_desk.gateway import default_gateway
 
 if TYPE_CHECKING:
     from pytest_modelgate.gateway import Gateway
@@ -114,7 +115,7 @@ def triage_ticket(text: str, *, key: str | None = None, gateway: Gateway | None 
     try:
         return parse_triage(repair.text)
     except TriageFormatError:
-        fell_back("triage: unparseable JSON")
+        gateway.note_fallback(WORKFLOW, "triage: unparseable JSON", key=key)
         return keyword_triage(text)
 
 

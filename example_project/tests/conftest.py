@@ -8,15 +8,11 @@ are recorded, replayed and measured by the gate.
 
 from __future__ import annotations
 
-import logging
 import socket
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from pytest_modelgate import LLM
-
-from support_desk.gateway import FALLBACK_LOGGER
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # Endpoints already probed in this run: base_url -> None (up) or why it is down.
@@ -48,26 +44,3 @@ def _local_simulator_is_running(request: pytest.FixtureRequest, llm: LLM) -> Non
             "(or run `python demo.py`, which starts it for you)",
             returncode=pytest.ExitCode.INTERRUPTED,
         )
-
-
-class _FallbackToGate(logging.Handler):
-    """Hands each fallback the product logs to the gate, which counts it in the fallback rate."""
-
-    def __init__(self, llm: LLM) -> None:
-        super().__init__(logging.WARNING)
-        self._llm = llm
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._llm.note_fallback(record.getMessage())
-
-
-@pytest.fixture(autouse=True)
-def _fallbacks_reach_the_gate(llm: LLM) -> Iterator[None]:
-    """The product reports its fallbacks on a logger (``support_desk.gateway.fell_back``)."""
-    logger = logging.getLogger(FALLBACK_LOGGER)
-    handler = _FallbackToGate(llm)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)

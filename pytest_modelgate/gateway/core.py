@@ -23,7 +23,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -72,7 +72,12 @@ _COUNTERS = (
     "shadow_calls",
     "shadow_errors",
     "shadow_drops",
+    "product_fallbacks",
 )
+
+# The product's own check of a reply (``chat(..., accept=...)``): True or None accepts it; False
+# or a string (the reason) rejects it, and the route's next model is tried.
+Accept = Callable[["Reply"], "bool | str | None"]
 
 
 class NoRouteError(ModelgateError, KeyError):
@@ -306,6 +311,7 @@ class Gateway:
         messages: Sequence[Mapping[str, Any]],
         *,
         key: str | None = None,
+        accept: Accept | None = None,
         **params: Any,
     ) -> Reply:
         """Answer one chat request of ``workflow``; the same ``Reply`` as the ``llm`` fixture.
@@ -314,6 +320,10 @@ class Gateway:
         is never logged, counted or written. ``params`` go into the body as for ``llm.chat``.
         A failed call or a contract break moves to the next model: the candidate to stable,
         then ``fallback`` in order. The last failure is raised when every model failed.
+        ``accept`` is the product's own check of a reply (a parse, a business rule): returning
+        False or a reason string rejects it like a contract break, so the next model answers
+        (counted in ``contract_breaks`` and ``fallbacks``). Under a pytest pin there is one
+        model: a rejected reply raises ``ContractBreakError``.
         """
         if self._closed:
             raise RuntimeError("this Gateway is closed")
@@ -322,12 +332,16 @@ class Gateway:
             # Under the gate: the test's arm answers, recorded and judged (gateway/pinning.py).
             self.route(workflow)
             self._count(workflow, _arm_of(pin), "requests")
-            return pin.chat(messages, **params)
+            pinned = pin.chat(messages, **params)
+            rejected = _rejection(accept, pinned)
+            if rejected:
+                raise ContractBreakError(workflow, rejected)
+            return pinned
         choice = self.choose(workflow, key=key)
         self._count(workflow, choice.arm, "requests")
         if choice.killed:
             self._count(workflow, "stable", "kill_switch_hits")
-        outcome, reply, failure = self._serve(workflow, choice, messages, params)
+        outcome, reply, failure = self._serve(workflow, choice, messages, params, accept)
         if self._observers and outcome.events:
             self._notify_request(
                 RequestEvent(
@@ -352,12 +366,15 @@ class Gateway:
         messages: Sequence[Mapping[str, Any]],
         *,
         key: str | None = None,
+        accept: Accept | None = None,
         **params: Any,
     ) -> Reply:
         """``chat`` for asyncio: runs on the gateway's bounded thread pool, the loop stays free."""
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        call = functools.partial(context.run, self.chat, workflow, messages, key=key, **params)
+        call = functools.partial(
+            context.run, self.chat, workflow, messages, key=key, accept=accept, **params
+        )
         return await loop.run_in_executor(self._async_pool(), call)
 
     def openai(self, workflow: str, *, key: str | None = None) -> openai.OpenAI:
@@ -384,6 +401,7 @@ class Gateway:
         choice: ArmChoice,
         messages: Sequence[Mapping[str, Any]],
         params: Mapping[str, Any],
+        accept: Accept | None = None,
     ) -> tuple[_Outcome, Reply | None, BaseException | None]:
         route = self._routes[workflow]
         order = [choice.model]
@@ -399,7 +417,14 @@ class Gateway:
                 self._log(logging.WARNING, f"route {workflow}: falling back to {model}")
             role: CallRole = "fallback" if index else "primary"
             reply, error_kind, violations, failure = self._call(
-                workflow, model, messages, params, arm=choice.arm, role=role, events=events
+                workflow,
+                model,
+                messages,
+                params,
+                arm=choice.arm,
+                role=role,
+                events=events,
+                accept=accept,
             )
             last = _Outcome(reply, error_kind, violations, model, tuple(events))
             if reply is not None and not violations:
@@ -419,6 +444,7 @@ class Gateway:
         arm: ArmName,
         role: CallRole,
         events: list[ModelCallEvent] | None = None,
+        accept: Accept | None = None,
     ) -> tuple[Reply | None, str | None, tuple[str, ...], BaseException | None]:
         """One model's call and its contract check; with observers, its event is reported
         (and appended to ``events``)."""
@@ -435,6 +461,8 @@ class Gateway:
             error = exc
         else:
             violations = self._violations(workflow, messages, params, reply)
+            if not violations:
+                violations = _rejection(accept, reply)
         if self._observers:
             event = _call_event(
                 client,
@@ -581,9 +609,33 @@ class Gateway:
     # ---------------------------------------------------------------------------------------
     # counters, logs, clients, lifetime
 
+    def note_fallback(self, workflow: str, reason: str, *, key: str | None = None) -> None:
+        """Report that the product answered ``workflow`` without the model (a default answer,
+        a keyword rule) and why; counted as ``product_fallbacks`` on the request's arm.
+
+        ``key`` is the request's sticky key: it names the arm on a route with a canary (required
+        there). Under pytest the pin hands it to the test's ``llm.note_fallback``, so the gate
+        counts it in the arm's fallback rate. ``reason`` is logged (scrubbed), never counted.
+        """
+        route = self.route(workflow)
+        pin = current_pin()
+        if pin is not None:
+            self._count(workflow, _arm_of(pin), "product_fallbacks")
+            pin.note_fallback(reason)
+            return
+        if key is None and route.candidate is not None and self._state.state(workflow).canary_bp:
+            raise ValueError(
+                f"route {workflow!r} has a canary: note_fallback(..., key=) needs the request's "
+                "key to know which arm fell back"
+            )
+        arm = self.choose(workflow, key=key).arm if key is not None else "stable"
+        self._count(workflow, arm, "product_fallbacks")
+        self._log(logging.WARNING, f"route {workflow}: product fallback on {arm}: {reason}")
+
     def counters(self) -> dict[str, dict[str, dict[str, int]]]:
         """``{route: {arm: {counter: n}}}``: requests, errors, contract_breaks, fallbacks,
-        kill_switch_hits (on stable), shadow_calls, shadow_errors, shadow_drops (on candidate).
+        kill_switch_hits (on stable), shadow_calls, shadow_errors, shadow_drops (on candidate),
+        product_fallbacks (``note_fallback``).
 
         No key and no text ever appear here. A copy: safe to keep and serialise. With a shared
         store (``state:`` file or redis) these are the sums over every process using it.
@@ -790,6 +842,18 @@ def _call_event(
         response_model=reply.model or None,
         attempts=reply.attempts,
     )
+
+
+def _rejection(accept: Accept | None, reply: Reply) -> tuple[str, ...]:
+    """The product's reason for rejecting ``reply`` (empty: accepted, or no check)."""
+    if accept is None:
+        return ()
+    verdict = accept(reply)
+    if verdict is None or verdict is True:
+        return ()
+    if verdict is False:
+        return ("rejected by the product's accept check",)
+    return (f"rejected by the product's accept check: {verdict}",)
 
 
 def _arm_of(pin: PinnedClient) -> ArmName:

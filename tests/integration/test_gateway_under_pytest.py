@@ -32,6 +32,24 @@ PRODUCT = """
         return reply.json()["category"]
 
 
+    def triage_in_threads(texts):
+        # Threads the product starts itself, without copying the caller's context.
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        results = {}
+
+        def work(i, text):
+            results[i] = triage(text)
+
+        thread = threading.Thread(target=work, args=(0, texts[0]))
+        thread.start()
+        thread.join()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(work, range(1, len(texts)), texts[1:]))
+        return [results[i] for i in range(len(texts))]
+
+
     def triage_sdk(text):
         client = GATEWAY.openai("ticket_triage")
         completion = client.chat.completions.create(
@@ -50,6 +68,11 @@ TESTS = """
 
     def test_sdk(llm):
         assert product.triage_sdk("Hello") == llm.model
+
+
+    def test_threads(llm):
+        texts = ["Classify this ticket as JSON: my invoice is wrong"] * 3
+        assert product.triage_in_threads(texts) == ["billing"] * 3
 """
 
 
@@ -82,10 +105,13 @@ def test_routes_are_pinned_to_the_arm_and_recorded(
     result = project.pytester.runpytest(
         "--candidate-model=sim-candidate", "-p", "no:cacheprovider", *workers
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=6)
     records: list[dict[str, Any]] = project.records()
     models = {(record["arm"], call["model"]) for record in records for call in record["calls"]}
     assert models == {("stable", "sim-stable"), ("candidate", "sim-candidate")}
-    assert sum(len(record["calls"]) for record in records) == 4
+    # 1 + 1 + 3 calls per arm: the three made on the product's own threads are recorded too.
+    assert sum(len(record["calls"]) for record in records) == 10
+    threaded = [r for r in records if "test_threads" in r["test_id"]]
+    assert sorted(len(r["calls"]) for r in threaded) == [3, 3]
     clients = sorted(call["client"] for record in records for call in record["calls"])
-    assert clients == ["modelgate", "modelgate", "openai", "openai"]
+    assert clients == ["modelgate"] * 8 + ["openai", "openai"]
