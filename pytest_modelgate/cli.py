@@ -240,7 +240,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Set the route's candidate, first canary (or shadow) step and rollback "
         "triggers from a verdict, after the refusals of `modelgate check` (and a verdict "
         "against another stable model than the route's). The file is validated before it is "
-        "replaced; YAML comments are not kept.",
+        "replaced; the route's changed fields are edited in place, so comments and the rest of "
+        "the file are kept.",
         epilog=_exit_epilog("rollout"),
         formatter_class=_HelpFormatter,
     )

@@ -9,8 +9,9 @@ What is applied: ``candidate`` (the verdict's candidate), the first phase of ``r
 (``canary`` -> ``canary_percent``; ``shadow`` -> ``canary_percent: 0`` and the route's
 ``shadow_percent``, 100 when it had none) and ``rollout.rollback_triggers`` as ``rollback:``
 (each with the phase's ``min_requests``), and a canary plan's steps as ``steps:`` (the canary
-monitor promotes through them). The file is rewritten from its parsed form, so YAML
-comments are not kept (the diff shows every change).
+monitor promotes through them). Only the route's changed fields are edited, in place:
+comments and every other line are kept (``gateway/yamledit.py``), and the diff printed is the
+file's own.
 """
 
 from __future__ import annotations
@@ -101,9 +102,8 @@ def apply_rollout(
     data = read_yaml_file(config_path, ConfigError)
     old_route = data["routes"][route_name]
     new_route = planned_route(verdict, old_route)
-    new_data = {**data, "routes": {**data["routes"], route_name: new_route}}
     old_text = config_path.read_text(encoding="utf-8")
-    new_text = yaml.safe_dump(new_data, sort_keys=False, allow_unicode=True)
+    new_text = _edited(old_text, data, route_name, old_route, new_route, config_path)
     directory = config_path.resolve().parent
     fd, temp_name = tempfile.mkstemp(prefix=".modelgate-rollout-", suffix=".yaml", dir=directory)
     temp = Path(temp_name)
@@ -115,11 +115,12 @@ def apply_rollout(
             check_config(load_config(temp), load_catalog())
         except ConfigError as exc:
             raise RolloutRefused(f"the new {config_path} would be invalid: {exc}", 3) from exc
+        # The file's own diff: what changes on disk, comments and all.
         diff = difflib.unified_diff(
-            yaml.safe_dump({route_name: old_route}, sort_keys=False).splitlines(),
-            yaml.safe_dump({route_name: new_route}, sort_keys=False).splitlines(),
-            f"{config_path} routes (before)",
-            f"{config_path} routes (after)",
+            old_text.splitlines(),
+            new_text.splitlines(),
+            f"{config_path} (before)",
+            f"{config_path} (after)",
             lineterm="",
         )
         for line in diff:
@@ -131,3 +132,39 @@ def apply_rollout(
             echo("modelgate rollout: --dry-run: nothing written")
     finally:
         temp.unlink(missing_ok=True)
+
+
+# The fields a rollout sets; the others of the route are left as they are.
+_ROLLOUT_FIELDS = ("candidate", "canary_percent", "shadow_percent", "rollback", "steps")
+
+
+def _edited(
+    old_text: str,
+    data: dict[str, Any],
+    route_name: str,
+    old_route: dict[str, Any],
+    new_route: dict[str, Any],
+    config_path: Path,
+) -> str:
+    """The file with the route's changed fields edited in place (comments kept); refused when
+    the edit would not parse back to exactly the planned route and the rest unchanged."""
+    from pytest_modelgate.gateway.yamledit import YamlEditError, edit_route
+
+    changes = {
+        key: new_route[key]
+        for key in _ROLLOUT_FIELDS
+        if key in new_route and new_route.get(key) != old_route.get(key)
+    }
+    removals = tuple(key for key in _ROLLOUT_FIELDS if key in old_route and key not in new_route)
+    try:
+        new_text = edit_route(old_text, route_name, changes, removals)
+    except YamlEditError as exc:
+        raise RolloutRefused(f"{config_path}: cannot edit routes.{route_name}: {exc}", 3) from exc
+    expected = {**data, "routes": {**data["routes"], route_name: new_route}}
+    if yaml.safe_load(new_text) != expected:
+        raise RolloutRefused(
+            f"{config_path}: editing routes.{route_name} in place did not give the planned "
+            "route (an unusual layout); nothing written",
+            3,
+        )
+    return new_text

@@ -93,8 +93,8 @@ def test_a_pass_sets_candidate_first_canary_step_and_triggers(
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert "+  candidate: qwen-max" in out
-    assert "+  canary_percent: 5" in out
+    assert "+    candidate: qwen-max" in out
+    assert "+    canary_percent: 5" in out
     assert f"modelgate rollout: wrote {config}" in out
     route = load_config(config).routes["triage"]
     assert (route.candidate, route.canary_percent) == ("qwen-max", 5.0)
@@ -120,7 +120,7 @@ def test_dry_run_prints_the_diff_and_writes_nothing(
     before = config.read_text(encoding="utf-8")
     args = ["rollout", str(verdict_file(tmp_path)), "--route", "triage", "--config", str(config)]
     assert main([*args, "--dry-run"]) == 0
-    assert "+  candidate: qwen-max" in capsys.readouterr().out
+    assert "+    candidate: qwen-max" in capsys.readouterr().out
     assert config.read_text(encoding="utf-8") == before
 
 
