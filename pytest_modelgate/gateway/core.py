@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,7 @@ from pytest_modelgate.gateway.bucketing import BUCKETS, bucket_of
 from pytest_modelgate.gateway.events import CallRole, ModelCallEvent, Observer, RequestEvent
 from pytest_modelgate.gateway.pinning import PinnedClient, current_pin
 from pytest_modelgate.gateway.routes import RouteContract, RouteSettings
-from pytest_modelgate.gateway.shadow import ShadowLog, ShadowPool
+from pytest_modelgate.gateway.shadow import ShadowLog, ShadowPool, shadow_line
 from pytest_modelgate.gateway.state import (
     ArmChoice,
     ArmName,
@@ -569,40 +568,8 @@ class Gateway:
         user: _Outcome,
         shadow: _Outcome,
     ) -> dict[str, Any]:
-        """One shadow-log line (format ``v`` 1, read by ``modelgate analyze``): the route, its
-        stable and shadow models, a digest of the request (the case), both replies'
-        measurements and languages; text only with ``log_text``.
-
-        Runs on the shadow worker: the languages are detected here, off the user's path.
-        """
-        import hashlib
-        import json
-
-        from pytest_modelgate.calls.contracts import prompt_text
-        from pytest_modelgate.calls.langdetect import detect_language
-
-        route = self._routes[workflow]
-        log_text = route.log_text
-        # The case: the same messages are the same case (a retry, a popular question).
-        digest = hashlib.sha256(
-            json.dumps(list(messages), sort_keys=True, default=str).encode("utf-8")
-        ).hexdigest()[:16]
-        contract = route.contract
-        checks_json = contract is not None and (contract.json_ or contract.schema_ is not None)
-        checks_schema = contract is not None and contract.schema_ is not None
-        entry: dict[str, Any] = {
-            "v": 1,
-            "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            "route": workflow,
-            "stable": route.stable,
-            "candidate": shadow.model,
-            "case": digest,
-            "prompt_language": detect_language(prompt_text({"messages": list(messages)})),
-            "user": _measurements(user, log_text, checks_json, checks_schema),
-            "shadow": _measurements(shadow, log_text, checks_json, checks_schema),
-        }
-        if log_text:
-            entry["messages"] = [dict(m) for m in messages]
+        """One shadow-log line (:func:`~pytest_modelgate.gateway.shadow.shadow_line`), scrubbed."""
+        entry = shadow_line(workflow, self._routes[workflow], messages, user, shadow)
         scrubbed: dict[str, Any] = self._scrubber().scrub_value(entry)
         return scrubbed
 
@@ -762,44 +729,6 @@ class Gateway:
                 f"{not_run} shadow call(s) not made",
             )
         return not_run
-
-
-_NOT_JSON = "reply is not JSON"
-_NOT_SCHEMA = "reply does not match the schema"
-
-
-def _measurements(
-    outcome: _Outcome, log_text: bool, checks_json: bool = False, checks_schema: bool = False
-) -> dict[str, Any]:
-    from pytest_modelgate.calls.langdetect import detect_language
-
-    reply = outcome.reply
-    entry: dict[str, Any] = {
-        "model": outcome.model,
-        "error_kind": outcome.error_kind,
-        "contract_ok": None if reply is None else not outcome.violations,
-        "violations": len(outcome.violations),
-    }
-    if reply is not None:
-        entry.update(
-            latency_ms=reply.latency_ms,
-            ttft_ms=reply.ttft_ms,
-            prompt_tokens=reply.usage.prompt_tokens,
-            completion_tokens=reply.usage.completion_tokens,
-            cost_usd=reply.cost_usd,
-            attempts=reply.attempts,
-            tool_calls=[call.name for call in reply.tool_calls],
-            reply_language=detect_language(reply.text) if reply.text else None,
-        )
-        if checks_json:
-            entry["json_valid"] = not any(v.startswith(_NOT_JSON) for v in outcome.violations)
-        if checks_schema:
-            entry["schema_valid"] = not any(
-                v.startswith((_NOT_JSON, _NOT_SCHEMA)) for v in outcome.violations
-            )
-        if log_text:
-            entry["text"] = reply.text
-    return entry
 
 
 def _call_event(

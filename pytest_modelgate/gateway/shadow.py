@@ -22,11 +22,16 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["ShadowLog", "ShadowPool"]
+if TYPE_CHECKING:
+    from pytest_modelgate.calls.client import Reply
+    from pytest_modelgate.gateway.routes import RouteSettings
+
+__all__ = ["ShadowLog", "ShadowPool", "shadow_line"]
 
 try:  # pragma: no cover - Windows has no fcntl; O_APPEND alone then
     import fcntl
@@ -145,3 +150,102 @@ class ShadowLog:
             fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# the lines
+
+_NOT_JSON = "reply is not JSON"
+_NOT_SCHEMA = "reply does not match the schema"
+
+
+class Answer(Protocol):
+    """One side of a pair: the reply (or none), its error kind, contract violations, model."""
+
+    @property
+    def reply(self) -> Reply | None: ...
+
+    @property
+    def error_kind(self) -> str | None: ...
+
+    @property
+    def violations(self) -> tuple[str, ...]: ...
+
+    @property
+    def model(self) -> str: ...
+
+
+def shadow_line(
+    workflow: str,
+    route: RouteSettings,
+    messages: Sequence[Mapping[str, Any]],
+    user: Answer,
+    shadow: Answer,
+) -> dict[str, Any]:
+    """One shadow-log line (format ``v`` 1, read by ``modelgate analyze``): the route, its
+    stable and shadow models, a digest of the request (the case), both replies' measurements
+    and languages; text only with ``log_text``. Not yet scrubbed (the gateway scrubs it).
+
+    Runs on the shadow worker: the languages are detected here, off the user's path.
+    """
+    import hashlib
+
+    from pytest_modelgate.calls.contracts import prompt_text
+    from pytest_modelgate.calls.langdetect import detect_language
+
+    # The case: the same messages are the same case (a retry, a popular question).
+    digest = hashlib.sha256(
+        json.dumps(list(messages), sort_keys=True, default=str).encode("utf-8")
+    ).hexdigest()[:16]
+    contract = route.contract
+    checks_json = contract is not None and (contract.json_ or contract.schema_ is not None)
+    checks_schema = contract is not None and contract.schema_ is not None
+    entry: dict[str, Any] = {
+        "v": 1,
+        "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "route": workflow,
+        "stable": route.stable,
+        "candidate": shadow.model,
+        "case": digest,
+        "prompt_language": detect_language(prompt_text({"messages": list(messages)})),
+        "user": _measurements(user, route.log_text, checks_json, checks_schema),
+        "shadow": _measurements(shadow, route.log_text, checks_json, checks_schema),
+    }
+    if route.log_text:
+        entry["messages"] = [dict(m) for m in messages]
+    return entry
+
+
+def _measurements(
+    answer: Answer, log_text: bool, checks_json: bool, checks_schema: bool
+) -> dict[str, Any]:
+    from pytest_modelgate.calls.langdetect import detect_language
+
+    reply = answer.reply
+    entry: dict[str, Any] = {
+        "model": answer.model,
+        "error_kind": answer.error_kind,
+        "contract_ok": None if reply is None else not answer.violations,
+        "violations": len(answer.violations),
+    }
+    if reply is None:
+        return entry
+    entry.update(
+        latency_ms=reply.latency_ms,
+        ttft_ms=reply.ttft_ms,
+        prompt_tokens=reply.usage.prompt_tokens,
+        completion_tokens=reply.usage.completion_tokens,
+        cost_usd=reply.cost_usd,
+        attempts=reply.attempts,
+        tool_calls=[call.name for call in reply.tool_calls],
+        reply_language=detect_language(reply.text) if reply.text else None,
+    )
+    if checks_json:
+        entry["json_valid"] = not any(v.startswith(_NOT_JSON) for v in answer.violations)
+    if checks_schema:
+        entry["schema_valid"] = not any(
+            v.startswith((_NOT_JSON, _NOT_SCHEMA)) for v in answer.violations
+        )
+    if log_text:
+        entry["text"] = reply.text
+    return entry
