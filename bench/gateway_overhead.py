@@ -259,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'paired p50':>10s} {'cpu p50':>8s} {'added cpu':>9s}"
     )
     added: dict[str, float] = {}
+    added_cpu: dict[str, float] = {}
     for name in names:
         if not times[name]:
             print(f"{name:16s} no successful call")
@@ -274,19 +275,26 @@ def main(argv: list[str] | None = None) -> int:
         # other processes' load (the simulator's own work is in its process, not counted).
         cpu50 = quantile(cpu[name], 0.5)
         cpu_added = cpu50 - quantile(cpu["direct"], 0.5)
+        added_cpu[name] = cpu_added
         print(
             f"{name:16s} {p50:8.3f} {p95:8.3f} {p50 - base50:10.3f} {p95 - base95:10.3f} "
             f"{paired:10.3f} {cpu50:8.3f} {cpu_added:9.3f}"
         )
-    if "gateway" in added:
-        ok = "met" if added["gateway"] < TARGET_P50_MS else "NOT met"
-        print(f"gateway added p50 {added['gateway']:.3f} ms (target < {TARGET_P50_MS} ms: {ok})")
-    if "gateway" in added and "litellm" in added and added["litellm"] > 0:
-        ratio = added["gateway"] / added["litellm"]
-        ok = "met" if ratio <= TARGET_RATIO else "NOT met"
+    # The targets are judged on the calling thread's CPU time: on this shared machine the wall
+    # figures drift with other processes' load by more than the overhead itself (even below 0).
+    if "gateway" in added_cpu:
+        ok = "met" if added_cpu["gateway"] < TARGET_P50_MS else "NOT met"
         print(
-            f"ratio gateway/litellm added p50: {ratio:.3f} (target <= {TARGET_RATIO}: {ok}); "
-            f"canary5 {added.get('gateway-canary5', float('nan')) / added['litellm']:.3f}"
+            f"gateway added cpu p50 {added_cpu['gateway']:.3f} ms (target < {TARGET_P50_MS} ms: "
+            f"{ok}); wall p50 {added.get('gateway', float('nan')):+.3f} ms (load-sensitive)"
+        )
+    if "gateway" in added_cpu and added_cpu.get("litellm", 0) > 0:
+        ratio = added_cpu["gateway"] / added_cpu["litellm"]
+        ok = "met" if ratio <= TARGET_RATIO else "NOT met"
+        canary = added_cpu.get("gateway-canary5", float("nan")) / added_cpu["litellm"]
+        print(
+            f"ratio gateway/litellm added cpu p50: {ratio:.3f} (target <= {TARGET_RATIO}: {ok}); "
+            f"canary5 {canary:.3f}"
         )
     print(f"non-loopback connections attempted: {len(_BLOCKED)}")
     for entry in _BLOCKED[:5]:

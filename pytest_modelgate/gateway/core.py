@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_modelgate.calls.transport import Attempt, CallLog
+from pytest_modelgate.calls.attempts import Attempt, CallLog
 from pytest_modelgate.errors import ModelAPIError, ModelgateError
 from pytest_modelgate.gateway.bucketing import BUCKETS, bucket_of
 from pytest_modelgate.gateway.events import CallRole, ModelCallEvent, Observer, RequestEvent

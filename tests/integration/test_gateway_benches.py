@@ -46,7 +46,7 @@ def test_the_overhead_bench_measures_every_path_it_can_and_says_which_it_skips()
     if HAS_GATEWAY:
         assert any(line.startswith("gateway ") for line in lines), done.stdout
         assert any(line.startswith("gateway-canary5 ") for line in lines), done.stdout
-        assert any(line.startswith("gateway added p50 ") for line in lines), done.stdout
+        assert any(line.startswith("gateway added cpu p50 ") for line in lines), done.stdout
     else:
         assert any(line.startswith("gateway: skipped: ") for line in lines), done.stdout
     if not importable("litellm"):
