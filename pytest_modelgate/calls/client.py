@@ -38,6 +38,7 @@ from pytest_modelgate.errors import CallDeadlineError, ModelAPIError, ReplyForma
 
 if TYPE_CHECKING:
     import httpx
+    import httpx2
     import openai
 
     from pytest_modelgate.calls.endpoints import ResolvedModel
@@ -193,6 +194,8 @@ class LLM:
         self._http: httpx.Client | None = None
         self._openai: Any = None
         self._pinned_openai: Any = None
+        # The measured httpx2 client of the gateway's routed SDK requests (forward_sdk_request).
+        self._forward_http: Any = None
         self._fallbacks: list[str] = []
         self._scores: list[tuple[str, float]] = []
 
@@ -436,6 +439,58 @@ class LLM:
             client: openai.OpenAI = cached
             return client
 
+    def forward_sdk_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send an openai SDK request made for another base URL to this arm's model.
+
+        The gateway's routed SDK client (``Gateway.openai``) builds requests against a
+        placeholder URL; this sends one to this model's URL with its key and its model id in the
+        body, through a measured transport (recorded, bounded, scrubbed like ``llm.openai()``'s).
+        The response is returned unread (a stream stays a stream).
+        """
+        import httpx2
+
+        with self._lock:
+            if self._forward_http is None:
+                self._forward_http = httpx2.Client(
+                    transport=measuring_httpx2_transport(
+                        httpx2.HTTPTransport(verify=_ssl_context("httpx2")),
+                        self.log.add,
+                        client="openai",
+                        translate_error=self.log.translate_error,
+                        bounds=self.bounds,
+                        secrets=self.log.secrets,
+                    ),
+                    timeout=self.timeout_s,
+                    follow_redirects=True,
+                )
+            http = self._forward_http
+        body = request.read()
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            data["model"] = self.resolved.model_id
+            body = json.dumps(data).encode("utf-8")
+        path = request.url.path
+        suffix = path[path.index("/chat/") :] if "/chat/" in path else path
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() not in ("host", "authorization", "content-length")
+        }
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        forwarded = http.build_request(
+            request.method,
+            self.base_url.rstrip("/") + suffix,
+            headers=headers,
+            content=body,
+            extensions=dict(request.extensions),
+        )
+        response: httpx2.Response = http.send(forwarded, stream=True)
+        return response
+
     # ---------------------------------------------------------------------------------------
     # fallbacks and lifetime
 
@@ -485,9 +540,12 @@ class LLM:
         """Close the HTTP clients; responses left unread are recorded as cut."""
         with self._lock:
             http, sdks = self._http, (self._openai, self._pinned_openai)
-            self._http = self._openai = self._pinned_openai = None
+            forward = self._forward_http
+            self._http = self._openai = self._pinned_openai = self._forward_http = None
         if http is not None:
             http.close()
+        if forward is not None:
+            forward.close()
         for sdk in sdks:
             if sdk is not None:
                 sdk.close()

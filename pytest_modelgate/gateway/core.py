@@ -377,10 +377,13 @@ class Gateway:
         return await loop.run_in_executor(self._async_pool(), call)
 
     def openai(self, workflow: str, *, key: str | None = None) -> openai.OpenAI:
-        """An ``openai.OpenAI`` client for the arm ``key`` falls in now (kill switch honoured).
+        """An ``openai.OpenAI`` client whose every request the route decides
+        (:mod:`~pytest_modelgate.gateway.sdkroute`).
 
-        Its requests go to that arm's model whatever ``model=`` the code passes, measured,
-        retried and bounded like ``chat``; fallback and shadow apply to ``chat`` only.
+        Each request chooses its arm then (``key``, canary share, kill switch, rollback), goes
+        to that arm's model whatever ``model=`` the code passes, measured, retried and bounded
+        like ``chat``, and falls back to the route's next model on a transport error, a 429 or
+        a 5xx. The contract check and the shadow call are ``chat``'s only.
         """
         pin = current_pin()
         if pin is not None:
@@ -388,11 +391,26 @@ class Gateway:
             self._count(workflow, _arm_of(pin), "requests")
             sdk: openai.OpenAI = pin.openai(pin_model=True)
             return sdk
-        choice = self.choose(workflow, key=key)
-        self._count(workflow, choice.arm, "requests")
-        if choice.killed:
-            self._count(workflow, "stable", "kill_switch_hits")
-        return self._llm(choice.model).openai(pin_model=True)
+        from pytest_modelgate.gateway.sdkroute import routed_openai
+
+        self.route(workflow)
+        routed: openai.OpenAI = routed_openai(
+            self,
+            workflow,
+            key,
+            max_retries=self._config.client.max_retries,
+            timeout_s=self._config.client.timeout_s,
+        )
+        return routed
+
+    def _model_order(self, workflow: str, choice: ArmChoice) -> list[str]:
+        """The models that may answer a request, in order: the arm's, stable, ``fallback``."""
+        route = self._routes[workflow]
+        order = [choice.model]
+        if choice.arm == "candidate":
+            order.append(route.stable)
+        order += list(route.fallback)
+        return order
 
     def _serve(
         self,
@@ -402,11 +420,7 @@ class Gateway:
         params: Mapping[str, Any],
         accept: Accept | None = None,
     ) -> tuple[_Outcome, Reply | None, BaseException | None]:
-        route = self._routes[workflow]
-        order = [choice.model]
-        if choice.arm == "candidate":
-            order.append(route.stable)
-        order += list(route.fallback)
+        order = self._model_order(workflow, choice)
         failure: BaseException | None = None
         last = _Outcome(None, None, (), choice.model)
         events: list[ModelCallEvent] = []

@@ -259,3 +259,48 @@ def test_the_openai_sdk_client_is_pinned_to_the_arm_model(make_gateway: Any) -> 
     assert response.model == "sim-b"
     assert response.choices[0].message.content
     assert gateway.counters()["triage"]["candidate"]["requests"] == 1
+
+
+def test_a_long_lived_sdk_client_obeys_the_kill_switch_on_its_next_request(
+    make_gateway: Any, tmp_path: Path
+) -> None:
+    kill_file = tmp_path / "kill"
+    gateway, _ = make_gateway(
+        {
+            "triage": {
+                "stable": "sim-a",
+                "candidate": "sim-b",
+                "canary_percent": 100,
+                "kill_switch": {"file": str(kill_file)},
+            }
+        }
+    )
+    client = gateway.openai("triage", key=STICKY)  # made once, as an app does at start-up
+
+    def ask() -> str:
+        response = client.chat.completions.create(model="anything", messages=MESSAGES)  # type: ignore[arg-type]
+        return response.model
+
+    assert ask() == "sim-b"
+    kill_file.touch()
+    assert ask() == "sim-a"
+    kill_file.unlink()
+    assert ask() == "sim-b"
+    counters = gateway.counters()["triage"]
+    assert (counters["candidate"]["requests"], counters["stable"]["kill_switch_hits"]) == (2, 1)
+
+
+def test_the_sdk_client_falls_back_when_the_candidate_fails_and_streams(
+    make_gateway: Any,
+) -> None:
+    gateway, _ = make_gateway(
+        {"triage": {"stable": "sim-a", "candidate": "sim-down", "canary_percent": 100}}
+    )
+    client = gateway.openai("triage", key=STICKY)
+    response = client.chat.completions.create(model="x", messages=MESSAGES)  # type: ignore[arg-type]
+    assert response.model == "sim-a"
+    stream = client.chat.completions.create(model="x", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text
+    counters = gateway.counters()["triage"]["candidate"]
+    assert (counters["requests"], counters["fallbacks"], counters["errors"]) == (2, 2, 2)
