@@ -138,8 +138,8 @@ class Gateway:
     ``environ`` (default ``os.environ``, read live) supplies API keys and kill switches;
     ``shadow_log`` is the JSONL file of shadow pairs (no file: pairs are counted, not written);
     ``shadow_workers`` / ``shadow_queue`` bound the shadow pool; ``async_workers`` bounds the
-    threads ``achat`` runs on; ``state`` replaces the in-process route states (issue 13's
-    monitor or a shared backend); ``observers`` receive every request's and every model call's
+    threads ``achat`` runs on; ``state`` replaces the in-process route states (a custom
+    backend); ``observers`` receive every request's and every model call's
     measurements (:mod:`~pytest_modelgate.gateway.events`). When a route has ``rollback:``
     triggers, or ``store`` is given, route states live in ``store`` (default: an in-process
     :class:`~pytest_modelgate.gateway.state.MemoryStore`; a shared one makes every process and

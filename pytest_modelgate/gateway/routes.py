@@ -18,7 +18,7 @@ Example::
         kill_switch: {env: MODELGATE_KILL_TICKET_TRIAGE, file: /run/modelgate/kill}
         log_text: false            # message text in the shadow log only when true
         contract: {json: true, schema: {type: object, required: [label]}, tools: null}
-        rollback:                  # evaluated by the canary monitor (issue 13), validated now
+        rollback:                  # checked after every request by the canary monitor
           - {metric: error_rate, op: ">", threshold: 0.015, unit: rate, min_requests: 200}
 """
 
@@ -107,10 +107,12 @@ _METRIC = re.compile(r"[a-z][a-z0-9_]*")
 class RollbackTrigger(_Settings):
     """One rollback condition of the canary, in the form of the verdict's rollback_triggers.
 
-    ``{metric, op, threshold, unit}``: roll back when the candidate's live ``metric`` is
-    ``op`` (``>`` or ``<``) ``threshold``, e.g. ``{metric: error_rate, op: ">", threshold:
-    0.015, unit: rate}``; judged once ``min_requests`` candidate requests were seen. Validated
-    now; evaluated by the canary monitor of issue 13. ``modelgate rollout`` copies a verdict's
+    ``{metric, op, threshold, unit, margin}``: with a margin (this one's, else the ``gate:``
+    margin of the metric) the canary monitor rolls back when the candidate is shown worse than
+    stable on the same route by more than it; without one, when the candidate's own ``metric``
+    is shown ``op`` (``>`` or ``<``) ``threshold``, e.g. ``{metric: error_rate, op: ">",
+    threshold: 0.015, unit: rate}``; judged once ``min_requests`` candidate requests were seen
+    (:mod:`~pytest_modelgate.gateway.monitor`). ``modelgate rollout`` copies a verdict's
     triggers here unchanged.
     """
 

@@ -18,7 +18,7 @@ one GrowthBook ships. With ``t`` observations of mean ``m`` and standard deviati
 paper's closed-form approximation). Validity is asymptotic (it rests on a strong approximation of
 the sum by Brownian motion), so the monitor also asks for a minimum number of requests per arm and
 regularises small-sample variances; the simulations in ``tests/unit/test_sequential.py`` and
-``bench/canary_monitor.py`` (to come with the monitor) check the false-alarm rate.
+``bench/canary_monitor.py`` check the false-alarm rate.
 
 Two streams (canary and stable, unpaired, at unequal shares) are compared through the difference of
 their means, ``d = m_c - m_s`` with variance ``V = s_c^2/n_c + s_s^2/n_s``: the sequence is run on
