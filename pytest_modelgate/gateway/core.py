@@ -784,6 +784,7 @@ def _call_event(
         finish_reason=reply.finish_reason,
         response_model=reply.model or None,
         attempts=reply.attempts,
+        tool_calls=len(reply.tool_calls),
     )
 
 

@@ -52,6 +52,8 @@ class ModelCallEvent:
     cost_usd: float | None = None
     finish_reason: str | None = None
     response_model: str | None = None
+    # How many tool calls the reply made (0: none, or the call failed).
+    tool_calls: int = 0
     attempts: int = 1
     # The transport's error kind when every attempt failed (``timeout``, ``rate_limited``, ...).
     error_kind: str | None = None

@@ -28,10 +28,10 @@ step starts a new sequence.
 What is observed per request is the arm's own model call (not the fallbacks): ``error`` (every
 attempt failed), ``fallback`` (the user needed another model), and for a reply ``json_valid`` /
 ``schema_valid`` (the route's contract), the latency and time to first token (in histogram
-buckets 2% wide, which is what a quantile sequence reads and what a shared store can add up) and
-the cost. Metrics the gateway does not see per request (tool call accuracy, language match,
-tokens) are not watched; :attr:`CanaryMonitor.unwatched` lists them with why, and the monitor
-logs them once.
+buckets 2% wide, which is what a quantile sequence reads and what a shared store can add up),
+the cost, and whether a reply's tool calls kept the contract. Metrics the gateway does not see
+per request (language match, tokens) are not watched; :attr:`CanaryMonitor.unwatched` lists
+them with why, and the monitor logs them once.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ WATCHED_METRICS: dict[str, tuple[_Shape, str, float, str]] = {
     "fallback_rate": ("rate", "fallback", 0.0, "fallback_rate"),
     "json_validity": ("rate", "json_valid", 0.0, "json_validity"),
     "schema_validity": ("rate", "schema_valid", 0.0, "schema_validity"),
+    "tool_call_accuracy": ("rate", "tool_valid", 0.0, "tool_call_accuracy"),
     "latency_p50_ms": ("quantile", "latency", 0.50, "latency_p50_ratio"),
     "latency_p95_ms": ("quantile", "latency", 0.95, "latency_p95_ratio"),
     "ttft_p95_ms": ("quantile", "ttft", 0.95, "ttft_p95_ratio"),
@@ -81,6 +82,7 @@ _BUCKET_GROWTH = 1.02
 _LOG_GROWTH = math.log(_BUCKET_GROWTH)
 _NOT_JSON = "reply is not JSON"
 _NOT_SCHEMA = "reply does not match the schema"
+_BAD_TOOL_CALL = 'tool call "'
 _EMPTY = StreamSums()
 
 
@@ -165,6 +167,8 @@ class _WatchedRoute:
     steps: tuple[tuple[int, int], ...]  # (canary basis points, min requests)
     json_checked: bool
     schema_checked: bool
+    # The contract checks tool calls (against its tools and the request's declarations).
+    tools_checked: bool
     alpha_each: float
 
 
@@ -225,6 +229,7 @@ class CanaryMonitor(Observer):
             streams=frozenset(t.stream for t in triggers) | {"error"},
             steps=tuple((basis_points(s.percent), s.min_requests) for s in route.steps),
             json_checked=contract is not None and (contract.json_ or contract.schema_ is not None),
+            tools_checked=contract is not None,
             schema_checked=contract is not None and contract.schema_ is not None,
             alpha_each=self.alpha / len(triggers),
         )
@@ -243,7 +248,7 @@ class CanaryMonitor(Observer):
             margin = getattr(self._margins, margin_field)
         if shape != "rate" and trigger.op != ">" and margin is not None:
             raise ValueError(f"{where}: a ratio to stable is watched with op '>' only")
-        expected_op = "<" if stream in ("json_valid", "schema_valid") else ">"
+        expected_op = "<" if stream in ("json_valid", "schema_valid", "tool_valid") else ">"
         if margin is not None and trigger.op != expected_op:
             raise ValueError(
                 f"{where}: {trigger.metric} against stable is a rise to watch with op "
@@ -291,6 +296,9 @@ class CanaryMonitor(Observer):
             values["schema_valid"] = 0.0 if broken else 1.0
         # A quantile stream is its histogram ("latency#k": one count per observation in bucket
         # k) plus the plain stream, whose count says whether the histogram changed.
+        if watched.tools_checked and "tool_valid" in streams and call.tool_calls:
+            broken = any(v.startswith(_BAD_TOOL_CALL) for v in call.violations)
+            values["tool_valid"] = 0.0 if broken else 1.0
         if "latency" in streams:
             ms = call.duration_s * 1000.0
             values["latency"] = ms

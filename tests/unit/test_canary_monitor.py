@@ -8,6 +8,7 @@ import logging
 import math
 import random
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -251,3 +252,31 @@ def test_the_quantile_sequence_covers_the_p95_at_every_look() -> None:
                 break
     assert missed <= 14  # 5% of 200 is 10; a little room for the asymptotic form
     assert quantile_sequence([(1.0, 2.0, 1)], 0.5, alpha=0.05, t_opt=10).upper == math.inf
+
+
+def test_tool_calls_that_break_the_contract_roll_the_route_back() -> None:
+    triggers = [{"metric": "tool_call_accuracy", "op": "<", "threshold": 0.9, "unit": "rate"}]
+    store = MemoryStore()
+    monitor = CanaryMonitor(
+        {"r": route(rollback=triggers, contract={"tools": ["lookup_order"]})}, store
+    )
+    rng = random.Random(3)
+    for _ in range(3_000):
+        arm = "candidate" if rng.random() < 0.3 else "stable"
+        drifted = arm == "candidate" and rng.random() < 0.3
+        event = request(arm)
+        call = replace(
+            event.primary,
+            tool_calls=1,
+            violations=('tool call "lookup" is not allowed by the contract',) if drifted else (),
+        )
+        monitor.on_request(replace(event, primary=call))
+        if store.status("r").rolled_back:
+            break
+    status = store.status("r")
+    assert status.rolled_back
+    assert status.reason is not None
+    assert "tool_call_accuracy" in status.reason
+    assert monitor.unwatched == {}  # tool_call_accuracy is one the gateway measures
+    # Only replies with tool calls count: every request here made one, on either arm.
+    assert store.sums("r")["candidate"]["tool_valid"].n == store.sums("r")["candidate"]["error"].n
