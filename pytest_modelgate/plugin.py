@@ -60,6 +60,9 @@ _MARKER_LINES = (
     "allowed against the stable model (fractions: 0.05 = 5 points)",
     "workflow(name): group several test functions into one workflow for the gate's slices",
 )
+# The names alone, for the collection hook (pytest_modelgate.markers holds the same tuple;
+# tests/unit/test_markers.py checks they agree): importing markers would cost an unused plugin.
+_MARKER_NAMES = tuple(line.split("(", 1)[0] for line in _MARKER_LINES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,6 +264,33 @@ def _scrub_report(gate: GateSession, report: pytest.TestReport | pytest.CollectR
             if redactor.scrub_text(text) != text:
                 report.longrepr = redactor.scrub_text(text)
     report.sections = [(title, redactor.scrub_text(body)) for title, body in report.sections]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """A test with a modelgate marker but no ``llm`` argument uses the fixture anyway.
+
+    The marker says the test checks a workflow; product code built on the gateway is pinned to
+    the arm, recorded and judged only through the fixture. ``usefixtures`` is added to the
+    function before pytest computes its fixtures (a later hook would be too late: pytest prunes
+    the closure to what the function asks for). Returns None: pytest then makes the item.
+    """
+    if not callable(obj) or not name.startswith("test"):
+        return
+    own = {getattr(mark, "name", None) for mark in getattr(obj, "pytestmark", ())}
+    marked = bool(own.intersection(_MARKER_NAMES)) or any(
+        next(collector.iter_markers(marker), None) is not None for marker in _MARKER_NAMES
+    )
+    if not marked:
+        return
+    import inspect
+
+    try:
+        parameters = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return
+    if LLM_FIXTURE not in parameters and "usefixtures" not in own:
+        pytest.mark.usefixtures(LLM_FIXTURE)(obj)
 
 
 @pytest.hookimpl(trylast=True)

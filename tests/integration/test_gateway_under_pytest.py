@@ -70,6 +70,15 @@ TESTS = """
         assert product.triage_sdk("Hello") == llm.model
 
 
+    import pytest
+
+
+    @pytest.mark.model_contract(json=True)
+    def test_marker_only():
+        # No llm argument: the modelgate marker makes it a gated test, pinned like the others.
+        assert product.triage("Classify this ticket as JSON: my invoice is wrong") == "billing"
+
+
     def test_threads(llm):
         texts = ["Classify this ticket as JSON: my invoice is wrong"] * 3
         assert product.triage_in_threads(texts) == ["billing"] * 3
@@ -105,13 +114,16 @@ def test_routes_are_pinned_to_the_arm_and_recorded(
     result = project.pytester.runpytest(
         "--candidate-model=sim-candidate", "-p", "no:cacheprovider", *workers
     )
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=8)
     records: list[dict[str, Any]] = project.records()
     models = {(record["arm"], call["model"]) for record in records for call in record["calls"]}
     assert models == {("stable", "sim-stable"), ("candidate", "sim-candidate")}
-    # 1 + 1 + 3 calls per arm: the three made on the product's own threads are recorded too.
-    assert sum(len(record["calls"]) for record in records) == 10
+    # 1 + 1 + 1 + 3 calls per arm: those of the marker-only test and of the product's own
+    # threads are recorded too.
+    assert sum(len(record["calls"]) for record in records) == 12
+    marked = [r for r in records if "test_marker_only" in r["test_id"]]
+    assert sorted((r["arm"], len(r["calls"])) for r in marked) == [("candidate", 1), ("stable", 1)]
     threaded = [r for r in records if "test_threads" in r["test_id"]]
     assert sorted(len(r["calls"]) for r in threaded) == [3, 3]
     clients = sorted(call["client"] for record in records for call in record["calls"])
-    assert clients == ["modelgate"] * 8 + ["openai", "openai"]
+    assert clients == ["modelgate"] * 10 + ["openai", "openai"]

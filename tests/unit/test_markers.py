@@ -701,3 +701,9 @@ def test_budgets_from_parsed_markers() -> None:
     ]
     budgets = parse_markers(TEST_ID, TEST_PATH, marks).budgets()
     assert budgets == Budgets(min_pass_rate=0.75, latency_max_ratio=1.25)
+
+
+def test_the_plugins_marker_names_are_the_markers_modules() -> None:
+    from pytest_modelgate import markers, plugin
+
+    assert plugin._MARKER_NAMES == markers.MARKER_NAMES
