@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pytest_modelgate import __version__
 
@@ -259,6 +260,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also apply an inconclusive verdict (its plan is a shadow phase)",
     )
     rollout.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    _add_analyze(commands)
+    _add_route(commands)
+    return parser
+
+
+def _add_analyze(commands: Any) -> None:
+    """``modelgate analyze``'s parser."""
     analyze = commands.add_parser(
         "analyze",
         help="judge a gateway's shadow log with the gate's judge and write a shadow verdict",
@@ -297,6 +305,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="how to read the logs: duckdb (the duckdb extra) or python; auto: duckdb for logs "
         "over 20 MB when installed",
     )
+
+
+def _add_route(commands: Any) -> None:
+    """``modelgate route``'s parser."""
     route = commands.add_parser(
         "route",
         help="a route's shared state: status, reset a rollback, kill switch on or off",
@@ -318,7 +330,6 @@ def _build_parser() -> argparse.ArgumentParser:
         help="the file (default: %(default)s)",
     )
     route.add_argument("--json", action="store_true", help="status as JSON")
-    return parser
 
 
 def _rollout(args: argparse.Namespace) -> int:

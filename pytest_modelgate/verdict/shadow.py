@@ -289,23 +289,28 @@ def _duckdb_read(paths: Sequence[Path], route: str | None, max_pairs: int, seed:
         }
         for r in rows
     ]
+    read.summary = _duckdb_summary(con, read.route)
+    con.close()
+    return read
+
+
+def _duckdb_summary(con: Any, route: str) -> dict[str, Any]:
+    """Whole-log figures of one route's pairs, computed by DuckDB."""
     figures = con.execute(
         "SELECT avg(CASE WHEN json_extract_string(\"user\", '$.error_kind') IS NULL THEN 0 "
         "ELSE 1 END), avg(CASE WHEN json_extract_string(shadow, '$.error_kind') IS NULL "
         "THEN 0 ELSE 1 END), avg(CAST(json_extract(\"user\", '$.latency_ms') AS DOUBLE)), "
         "avg(CAST(json_extract(shadow, '$.latency_ms') AS DOUBLE)) FROM pairs WHERE route = ?",
-        [read.route],
+        [route],
     ).fetchone()
     assert figures is not None
-    read.summary = {
+    return {
         "stable": {"error_rate": _round(figures[0], 6), "mean_latency_ms": _round(figures[2], 1)},
         "candidate": {
             "error_rate": _round(figures[1], 6),
             "mean_latency_ms": _round(figures[3], 1),
         },
     }
-    con.close()
-    return read
 
 
 def _round(value: Any, digits: int) -> float | None:
