@@ -402,23 +402,11 @@ class LLM:
             raise ImportError(
                 "llm.openai() needs the openai package: pip install pytest-modelgate[openai]"
             ) from exc
-        import httpx2
 
         with self._lock:
             cached = self._pinned_openai if pin_model else self._openai
             if cached is None:
-                http_client = httpx2.Client(
-                    transport=measuring_httpx2_transport(
-                        httpx2.HTTPTransport(verify=_ssl_context("httpx2")),
-                        self.log.add,
-                        client="openai",
-                        translate_error=self.log.translate_error,
-                        bounds=self.bounds,
-                        secrets=self.log.secrets,
-                    ),
-                    timeout=self.timeout_s,
-                    follow_redirects=True,
-                )
+                http_client = self._measured_httpx2()
                 client_class = _gate_openai(
                     openai.OpenAI,
                     self,
@@ -439,6 +427,23 @@ class LLM:
             client: openai.OpenAI = cached
             return client
 
+    def _measured_httpx2(self) -> httpx2.Client:
+        """An httpx2 client (the openai SDK's library) whose attempts this arm's log records."""
+        import httpx2
+
+        return httpx2.Client(
+            transport=measuring_httpx2_transport(
+                httpx2.HTTPTransport(verify=_ssl_context("httpx2")),
+                self.log.add,
+                client="openai",
+                translate_error=self.log.translate_error,
+                bounds=self.bounds,
+                secrets=self.log.secrets,
+            ),
+            timeout=self.timeout_s,
+            follow_redirects=True,
+        )
+
     def forward_sdk_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send an openai SDK request made for another base URL to this arm's model.
 
@@ -447,22 +452,10 @@ class LLM:
         body, through a measured transport (recorded, bounded, scrubbed like ``llm.openai()``'s).
         The response is returned unread (a stream stays a stream).
         """
-        import httpx2
 
         with self._lock:
             if self._forward_http is None:
-                self._forward_http = httpx2.Client(
-                    transport=measuring_httpx2_transport(
-                        httpx2.HTTPTransport(verify=_ssl_context("httpx2")),
-                        self.log.add,
-                        client="openai",
-                        translate_error=self.log.translate_error,
-                        bounds=self.bounds,
-                        secrets=self.log.secrets,
-                    ),
-                    timeout=self.timeout_s,
-                    follow_redirects=True,
-                )
+                self._forward_http = self._measured_httpx2()
             http = self._forward_http
         body = request.read()
         try:
