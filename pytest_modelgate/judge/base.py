@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pytest_modelgate.judge.cases import _arm_figure
 from pytest_modelgate.judge.common import _SAMPLE_NOUNS, Margins, _Result, _Slice, _Spec
 from pytest_modelgate.judge.inference import _points
 from pytest_modelgate.judge.metrics import (
@@ -77,8 +76,8 @@ class _JudgeBase:
         neither arm the metric does not apply here (no streamed call: no TTFT): reported when
         ``always``, else left out.
         """
-        s_value, s_n = _arm_figure(spec, piece.cases, "stable")
-        c_value, c_n = _arm_figure(spec, piece.cases, "candidate")
+        s_value, s_n = piece.columns.arm_figure(spec, piece.positions, "stable")
+        c_value, c_n = piece.columns.arm_figure(spec, piece.positions, "candidate")
 
         def comparison(
             limit: str | None, limit_value: float | None, n: int, *, figures: bool

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pytest_modelgate.calls.records import Budgets, CallRecord, TestRecord
-from pytest_modelgate.judge.common import _CHECKS, _QUANTILES, Margins, _count, _Spec
+from pytest_modelgate.judge.common import _CHECKS, Margins, _count
 from pytest_modelgate.judge.metrics import (
     call_tokens,
 )
-from pytest_modelgate.judge.quantiles import _sorted_quantile
 
 _Figure = TypeVar("_Figure")
 
@@ -49,16 +48,20 @@ class _CaseArm:
     """
 
     tests: list[TestRecord] = field(default_factory=list)
+    # The tests that were not skipped, kept as ``tests`` grows (see ``add``).
+    ran: list[TestRecord] = field(default_factory=list)
     figures: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @functools.cached_property
-    def ran(self) -> list[TestRecord]:
-        return [t for t in self.tests if t.outcome != "skipped"]
+    def add(self, test: TestRecord) -> None:
+        """One more test (a repeat) of the case on this arm."""
+        self.tests.append(test)
+        if test.outcome != "skipped":
+            self.ran.append(test)
 
     @functools.cached_property
     def repeats(self) -> list[_CaseArm]:
         """Each repeat that ran, as a case arm of its own."""
-        return [_CaseArm(tests=[t]) for t in self.ran]
+        return [_CaseArm(tests=[t], ran=[t]) for t in self.ran]
 
     @functools.cached_property
     def calls(self) -> list[CallRecord]:
@@ -134,7 +137,7 @@ class _Case:
 
 def _cases(stable: Sequence[TestRecord], candidate: Sequence[TestRecord]) -> list[_Case]:
     by_id: dict[str, _Case] = {}
-    for arm, records in (("stable", stable), ("candidate", candidate)):
+    for is_stable, records in ((True, stable), (False, candidate)):
         for record in records:
             case = by_id.get(record.case_id)
             if case is None:
@@ -143,34 +146,12 @@ def _cases(stable: Sequence[TestRecord], candidate: Sequence[TestRecord]) -> lis
                 )
             if case.language is None:
                 case.language = record.language
-            getattr(case, arm).tests.append(record)
+            (case.stable if is_stable else case.candidate).add(record)
     # Only cases both arms ran are paired; sorted so that every bootstrap sees the same order.
     return sorted(
         (c for c in by_id.values() if c.stable.ran and c.candidate.ran),
-        key=lambda c: c.case_id,
+        key=operator.attrgetter("case_id"),
     )
-
-
-def _arm_figure(spec: _Spec, cases: Sequence[_Case], arm: str) -> tuple[float | None, int]:
-    """One arm's figure of a metric over ``cases``, unpaired, and how many values it rests on.
-
-    Only for comparisons that could not be paired (see ``PairedJudge._no_data``).
-    """
-    arms: list[_CaseArm] = [getattr(case, arm) for case in cases]
-    if spec.kind == "rate":
-        counts = [a.counts(spec.name) for a in arms]
-        trials = sum(t for _, t in counts)
-        return (sum(e for e, _ in counts) / trials if trials else None), trials
-    if spec.name in _QUANTILES:
-        values = sorted(itertools.chain.from_iterable(a.values(spec.name) for a in arms))
-        figure = _sorted_quantile(values, _QUANTILES[spec.name]) if values else None
-        return figure, len(values)
-    sums = [a.sums(spec.name) for a in arms]
-    if any(part is None for part in sums):
-        return None, sum(len(a.ok_calls) for a in arms)
-    total = math.fsum(part[0] for part in sums if part is not None)
-    calls = sum(part[1] for part in sums if part is not None)
-    return (total / calls if calls else None), calls
 
 
 def _cost_gaps(cases: Sequence[_Case]) -> tuple[str, bool]:

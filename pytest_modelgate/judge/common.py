@@ -21,6 +21,7 @@ from pytest_modelgate.judge.stats import (
 if TYPE_CHECKING:
     from pytest_modelgate.config.settings import GateLimits
     from pytest_modelgate.judge.cases import _Case
+    from pytest_modelgate.judge.columns import CaseColumns, Ints
 
 
 Kind = Literal["rate", "ratio", "score"]
@@ -193,6 +194,10 @@ class _Slice:
     cases: list[_Case]
     budgets: Budgets | None
     gated: bool
+    # The run's per-case columns, and the positions of this slice's cases in them (in the
+    # order of ``cases``).
+    columns: CaseColumns
+    positions: Ints
 
     @functools.cached_property
     def seed(self) -> int:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
+from pytest_modelgate.judge import largesample
 from pytest_modelgate.judge.base import _JudgeBase
 from pytest_modelgate.judge.cases import _repeat_scores
+from pytest_modelgate.judge.columns import Floats
 from pytest_modelgate.judge.common import _LARGE_SAMPLE_CASES, _Result, _Slice, _Spec
 from pytest_modelgate.judge.inference import (
     _cases_needed,
@@ -23,7 +24,6 @@ from pytest_modelgate.judge.model import (
 from pytest_modelgate.judge.resampling import _bootstrap, _RunMemo
 from pytest_modelgate.judge.stats import (
     Interval,
-    large_sample_mean_difference,
     wilcoxon_signed_rank,
 )
 
@@ -36,15 +36,16 @@ class _MeanStatistics(_JudgeBase):
     ) -> _Result | None:
         """The per-case mean of a plugin's per-call values: the paired difference, like scores."""
 
-        # (total, calls with a value) per case and arm; sums() is never None for these.
-        sums = [
-            (case.stable.sums(spec.name) or (0.0, 0), case.candidate.sums(spec.name) or (0.0, 0))
-            for case in piece.cases
-        ]
-        values = [(s[0] / s[1], c[0] / c[1]) for s, c in sums if s[1] and c[1]]
-        if not values:
+        # (total, calls with a value) per case and arm: never unknown for these.
+        sums = piece.columns.sums(spec.name).take(piece.positions)
+        both = (sums.s_calls > 0) & (sums.c_calls > 0)
+        if not bool(both.any()):
             return None
-        n = len(values)
+        values = (
+            sums.s_total[both] / sums.s_calls[both],
+            sums.c_total[both] / sums.c_calls[both],
+        )
+        n = len(values[0])
         s_mean, c_mean, interval, p_value = self._mean_difference(values, piece, memo)
         change = c_mean - s_mean
         # Oriented so that lower is worse, as for the rates.
@@ -67,7 +68,7 @@ class _MeanStatistics(_JudgeBase):
             limit=None if allowed is None else f"{allowed:+g}",
             limit_value=allowed,
             status=status,
-            samples=Samples(sum(s[1] for s, _ in sums), sum(c[1] for _, c in sums)),
+            samples=Samples(int(sums.s_calls.sum()), int(sums.c_calls.sum())),
             message="",
             scope=piece.scope,
             n=n,
@@ -80,35 +81,39 @@ class _MeanStatistics(_JudgeBase):
         return _Result(comparison, piece.gated and margin is not None, worse_beyond)
 
     def _mean_difference(
-        self, values: Sequence[tuple[float, float]], piece: _Slice, memo: _RunMemo
+        self, values: tuple[Floats, Floats], piece: _Slice, memo: _RunMemo
     ) -> tuple[float, float, Interval, float]:
-        """Both arms' means of per-case ``(stable, candidate)`` values, the interval of their
+        """Both arms' means of per-case values (stable, candidate), the interval of their
         difference (candidate - stable) and its p-value: for scores and plugins' mean metrics.
         """
-        s_vals = [s for s, _ in values]
-        c_vals = [c for _, c in values]
-        n = len(values)
+        stable, candidate = values
+        s_vals, c_vals = stable.tolist(), candidate.tolist()
+        n = len(s_vals)
         s_mean, c_mean = math.fsum(s_vals) / n, math.fsum(c_vals) / n
-        interval = (
-            large_sample_mean_difference(
-                s_vals, c_vals, paired=self.paired, confidence=self.confidence
-            )
-            if n >= _LARGE_SAMPLE_CASES
-            else _bootstrap(
-                n,
-                lambda s_gather, c_gather: (
-                    (math.fsum(c_gather(c_vals)) - math.fsum(s_gather(s_vals))) / n
-                ),
-                seed=piece.seed,
-                resamples=self.resamples,
-                confidence=self.confidence,
-                paired=self.paired,
-                memo=memo,
-            )
-        )
         change = c_mean - s_mean
+        if n >= _LARGE_SAMPLE_CASES:
+            interval = largesample.mean_difference(
+                stable, candidate, paired=self.paired, confidence=self.confidence
+            )
+            p_value = (
+                largesample.wilcoxon(candidate - stable)
+                if self.paired
+                else _p_from_interval(change, interval, self.confidence)
+            )
+            return s_mean, c_mean, interval, p_value
+        interval = _bootstrap(
+            n,
+            lambda s_gather, c_gather: (
+                (math.fsum(c_gather(c_vals)) - math.fsum(s_gather(s_vals))) / n
+            ),
+            seed=piece.seed,
+            resamples=self.resamples,
+            confidence=self.confidence,
+            paired=self.paired,
+            memo=memo,
+        )
         if self.paired:
-            p_value = wilcoxon_signed_rank([c - s for s, c in values])
+            p_value = wilcoxon_signed_rank([c - s for s, c in zip(s_vals, c_vals, strict=True)])
         else:
             p_value = _p_from_interval(change, interval, self.confidence)
         return s_mean, c_mean, interval, p_value
@@ -116,11 +121,13 @@ class _MeanStatistics(_JudgeBase):
     def _score(
         self, name: str, piece: _Slice, margin: float | None, memo: _RunMemo
     ) -> _Result | None:
-        pairs = [(c.stable.score(name), c.candidate.score(name)) for c in piece.cases]
-        values = [(s, c) for s, c in pairs if s is not None and c is not None]
-        if not values:
+        s_all, s_has, c_all, c_has = piece.columns.score(name)
+        both = s_has[piece.positions] & c_has[piece.positions]
+        rows = piece.positions[both]
+        if not len(rows):
             return None
-        n = len(values)
+        values = (s_all[rows], c_all[rows])
+        n = len(rows)
         s_mean, c_mean, interval, p_value = self._mean_difference(values, piece, memo)
         change = c_mean - s_mean
         status, worse_beyond = _non_inferiority(change, interval.low, interval.high, margin)
@@ -132,8 +139,7 @@ class _MeanStatistics(_JudgeBase):
             repeats = _repeats_needed(
                 (
                     (_repeat_scores(c.stable, name), _repeat_scores(c.candidate, name))
-                    for c in piece.cases
-                    if c.stable.score(name) is not None and c.candidate.score(name) is not None
+                    for c in (piece.columns.cases[i] for i in rows.tolist())
                 ),
                 interval,
                 abs(change + margin),

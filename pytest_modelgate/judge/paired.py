@@ -1,6 +1,6 @@
 """The paired statistical judge: non-inferiority per metric and scope, with an honest third answer.
 
-Pure: no pytest, no numpy; deterministic (every bootstrap is seeded from the metric, the scope and
+Pure: no pytest; deterministic (every bootstrap is seeded from the metric, the scope and
 the case ids, so the same records give the same judgement, byte for byte).
 
 How a run is judged (see ``docs/statistics.md`` for the reasoning):
@@ -40,13 +40,18 @@ How a run is judged (see ``docs/statistics.md`` for the reasoning):
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Literal
 
+import numpy as np
+
 from pytest_modelgate.judge.budgets import _BudgetStatistics
 from pytest_modelgate.judge.cases import _Case, _cases, _has_budgets, _merge_budgets, _slice_margins
+from pytest_modelgate.judge.columns import CaseColumns
 from pytest_modelgate.judge.common import (
     _CORE,
     _RATES,
@@ -83,6 +88,26 @@ from pytest_modelgate.judge.stats import (
 )
 
 __all__ = ["Margins", "PairedJudge", "metric_label", "rollout_plan"]
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while judging; reference counting frees as usual.
+
+    A judgement allocates a few container objects per case, and the collections those
+    allocations set off walk every live object, the run's records (about a million pydantic
+    objects at 100,000 cases) and the cases built so far, again and again: a third of a large
+    judgement's time (``bench/judge_scale.py``). The judge makes no reference cycles of its
+    own; any a caller's thread makes meanwhile are collected once judging ends. The previous
+    state is restored, so a caller that had disabled collection keeps it disabled.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetStatistics):
@@ -140,6 +165,10 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
 
     def judge(self, run: RunData) -> Judgement:
         """Judge one run."""
+        with _collector_paused():
+            return self._judge(run)
+
+    def _judge(self, run: RunData) -> Judgement:
         stable_metrics = compute_arm_metrics(run.stable)
         if run.candidate is None:
             return judge_stable_only(stable_metrics)
@@ -224,27 +253,36 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
         return replace(judgement, rollout=rollout_plan(judgement, self.margins, stable_model))
 
     def _slices(self, cases: list[_Case]) -> Iterable[_Slice]:
-        yield _Slice("overall", cases, None, True)
-        by_workflow: dict[str, list[_Case]] = defaultdict(list)
-        by_language: dict[str, list[_Case]] = defaultdict(list)
-        for case in cases:
-            by_workflow[case.workflow].append(case)
+        columns = CaseColumns(cases)
+        yield _Slice("overall", cases, None, True, columns, np.arange(len(cases), dtype=np.int64))
+        by_workflow: dict[str, list[int]] = defaultdict(list)
+        by_language: dict[str, list[int]] = defaultdict(list)
+        for position, case in enumerate(cases):
+            by_workflow[case.workflow].append(position)
             if case.language is not None:
-                by_language[case.language].append(case)
+                by_language[case.language].append(position)
+
+        # A budget is a workflow's: looked for per workflow only if the run declares one.
+        declared = any(t.budgets for c in cases for t in (*c.stable.tests, *c.candidate.tests))
+
+        def piece(scope: str, positions: list[int], budgets: bool) -> _Slice:
+            members = [cases[p] for p in positions]
+            return _Slice(
+                scope,
+                members,
+                _merge_budgets(members) if budgets and declared else None,
+                len(members) >= self.min_cases,
+                columns,
+                np.asarray(positions, dtype=np.int64),
+            )
+
         # A slice equal to the whole run says nothing new.
         if len(by_workflow) > 1 or _has_budgets(cases):
             for name in sorted(by_workflow):
-                members = by_workflow[name]
-                yield _Slice(
-                    f"workflow:{name}",
-                    members,
-                    _merge_budgets(members),
-                    len(members) >= self.min_cases,
-                )
+                yield piece(f"workflow:{name}", by_workflow[name], True)
         if len(by_language) > 1:
             for code in sorted(by_language):
-                members = by_language[code]
-                yield _Slice(f"language:{code}", members, None, len(members) >= self.min_cases)
+                yield piece(f"language:{code}", by_language[code], False)
 
     def _judge_slice(self, piece: _Slice, memo: _RunMemo) -> list[_Result]:
         results: list[_Result] = []
@@ -265,8 +303,7 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
                 result = self._no_data(spec, piece, margin, piece.scope == "overall")
             if result is not None:
                 results.append(result)
-        names = sorted({n for c in piece.cases for t in c.stable.tests for n, _ in t.scores})
-        for name in names:
+        for name in piece.columns.score_names(piece.positions):
             result = self._score(name, piece, margins.score_drop, memo)
             if result is not None:
                 results.append(result)

@@ -6,8 +6,12 @@ import functools
 import math
 from dataclasses import replace
 
+import numpy as np
+
+from pytest_modelgate.judge import largesample
 from pytest_modelgate.judge.base import _JudgeBase
 from pytest_modelgate.judge.cases import _repeat_rates
+from pytest_modelgate.judge.columns import RateColumns
 from pytest_modelgate.judge.common import _LARGE_SAMPLE_CASES, _Result, _Slice, _Spec
 from pytest_modelgate.judge.inference import (
     _cases_needed,
@@ -26,12 +30,22 @@ from pytest_modelgate.judge.resampling import _bootstrap, _IntSums, _rate_change
 from pytest_modelgate.judge.stats import (
     Interval,
     PairedTable,
-    large_sample_rate_difference,
     mcnemar_mid_p,
     newcombe_paired_interval,
     wilcoxon_signed_rank,
     wilson_interval,
 )
+
+
+def _paired_table(columns: RateColumns) -> PairedTable:
+    """The paired 2x2 table of one trial per case and arm: (stable, candidate) success."""
+    stable, candidate = columns.s_events > 0, columns.c_events > 0
+    return PairedTable(
+        a=int(np.count_nonzero(stable & candidate)),
+        b=int(np.count_nonzero(stable & ~candidate)),
+        c=int(np.count_nonzero(~stable & candidate)),
+        d=int(np.count_nonzero(~stable & ~candidate)),
+    )
 
 
 class _RateStatistics(_JudgeBase):
@@ -40,42 +54,33 @@ class _RateStatistics(_JudgeBase):
     def _rate(
         self, spec: _Spec, piece: _Slice, margin: float | None, memo: _RunMemo
     ) -> _Result | None:
-        name = spec.name
-        # Each case arm's counts looked up once: per case, metric and scope, these look-ups
-        # were most of a judgement of 100,000 cases.
-        rows = [
-            (case, case.stable.counts(name), case.candidate.counts(name)) for case in piece.cases
-        ]
-        rows = [row for row in rows if row[1][1] and row[2][1]]
-        if not rows:
+        columns = piece.columns.rate(spec.name).take(piece.positions)
+        both = (columns.s_trials > 0) & (columns.c_trials > 0)
+        rows = np.flatnonzero(both)
+        if not len(rows):
             return None
-        kept = [case for case, _, _ in rows]
-        pairs = [(s, c) for _, s, c in rows]
-        n = len(pairs)
-        s_events = [s[0] for s, _ in pairs]
-        s_trials = [s[1] for s, _ in pairs]
-        c_events = [c[0] for _, c in pairs]
-        c_trials = [c[1] for _, c in pairs]
-        s_rate = sum(s_events) / sum(s_trials)
-        c_rate = sum(c_events) / sum(c_trials)
-        s_ci = wilson_interval(sum(s_events), sum(s_trials), confidence=self.confidence)
-        c_ci = wilson_interval(sum(c_events), sum(c_trials), confidence=self.confidence)
+        columns = columns.take(rows)
+        n = len(rows)
+        totals = (
+            int(columns.s_events.sum()),
+            int(columns.s_trials.sum()),
+            int(columns.c_events.sum()),
+            int(columns.c_trials.sum()),
+        )
+        s_rate = totals[0] / totals[1]
+        c_rate = totals[2] / totals[3]
+        s_ci = wilson_interval(totals[0], totals[1], confidence=self.confidence)
+        c_ci = wilson_interval(totals[2], totals[3], confidence=self.confidence)
         change = c_rate - s_rate
-        binary = all(t == 1 for t in s_trials) and all(t == 1 for t in c_trials)
-        if binary and self.paired:
-            table = PairedTable.from_pairs(
-                (bool(s), bool(c)) for s, c in zip(s_events, c_events, strict=True)
-            )
+        binary = bool(np.all(columns.s_trials == 1) and np.all(columns.c_trials == 1))
+        table = _paired_table(columns) if binary and self.paired else None
+        if table is not None:
             interval = newcombe_paired_interval(table, confidence=self.confidence)
             p_value = mcnemar_mid_p(table.b, table.c)
             test = "mcnemar_mid_p+newcombe"
         else:
             interval, p_value, test = self._clustered_rate(
-                (s_events, s_trials, c_events, c_trials),
-                (s_rate, s_ci),
-                (c_rate, c_ci),
-                piece,
-                memo,
+                columns, (s_rate, s_ci), (c_rate, c_ci), piece, memo
             )
         result = self._rate_result(
             spec,
@@ -90,23 +95,15 @@ class _RateStatistics(_JudgeBase):
             interval,
             p_value,
             test,
-            Samples(sum(s_trials), sum(c_trials)),
+            Samples(totals[1], totals[3]),
         )
         if result.comparison.status != "inconclusive" or margin is None:
             return result
-        counts = (sum(s_events), sum(s_trials), sum(c_events), sum(c_trials))
-        paired_table = (
-            PairedTable.from_pairs(
-                (bool(s), bool(c)) for s, c in zip(s_events, c_events, strict=True)
-            )
-            if binary and self.paired
-            else None
-        )
-        needed = self._rate_cases_needed(spec, n, counts, paired_table, margin)
+        needed = self._rate_cases_needed(spec, n, totals, table, margin)
         repeats = _repeats_needed(
             (
                 (_repeat_rates(c.stable, spec.name), _repeat_rates(c.candidate, spec.name))
-                for c in kept
+                for c in (piece.cases[i] for i in rows.tolist())
             ),
             interval,
             abs(change + (margin if spec.higher_is_better else -margin)),
@@ -119,7 +116,7 @@ class _RateStatistics(_JudgeBase):
 
     def _clustered_rate(
         self,
-        columns: tuple[list[int], list[int], list[int], list[int]],
+        columns: RateColumns,
         stable: tuple[float, Interval],
         candidate: tuple[float, Interval],
         piece: _Slice,
@@ -130,22 +127,23 @@ class _RateStatistics(_JudgeBase):
         ``columns``: each case's stable events and trials, then the candidate's; ``stable`` and
         ``candidate``: each arm's pooled rate and Wilson interval.
         """
-        s_events, s_trials, c_events, c_trials = columns
         s_rate, s_ci = stable
         c_rate, c_ci = candidate
         change = c_rate - s_rate
-        n = len(s_events)
-        interval = (
-            large_sample_rate_difference(
-                s_events,
-                s_trials,
-                c_events,
-                c_trials,
+        n = len(columns.s_events)
+        large = n >= _LARGE_SAMPLE_CASES
+        if large:
+            interval = largesample.rate_difference(
+                columns.s_events.astype(np.float64),
+                columns.s_trials.astype(np.float64),
+                columns.c_events.astype(np.float64),
+                columns.c_trials.astype(np.float64),
                 paired=self.paired,
                 confidence=self.confidence,
             )
-            if n >= _LARGE_SAMPLE_CASES
-            else _bootstrap(
+        else:
+            s_events, s_trials, c_events, c_trials = columns.lists()
+            interval = _bootstrap(
                 n,
                 functools.partial(
                     _rate_change, _IntSums((s_events, s_trials), (c_events, c_trials))
@@ -156,29 +154,37 @@ class _RateStatistics(_JudgeBase):
                 paired=self.paired,
                 memo=memo,
             )
-        )
+        s_events_total, s_trials_total = int(columns.s_events.sum()), int(columns.s_trials.sum())
+        c_events_total, c_trials_total = int(columns.c_events.sum()), int(columns.c_trials.sum())
         # A bootstrap cannot see beyond what happened: an arm with no event (or nothing but
         # events) is the same in every resample, so its own uncertainty drops out (0 errors
         # in 116 calls would count as a rate known to be 0). Newcombe's interval from the
         # Wilson intervals keeps the rule of three for that arm; the wider of the two holds.
-        s_constant = sum(s_events) in (0, sum(s_trials))
-        c_constant = sum(c_events) in (0, sum(c_trials))
+        s_constant = s_events_total in (0, s_trials_total)
+        c_constant = c_events_total in (0, c_trials_total)
         if math.isnan(interval.low) or interval.width <= 0 or (s_constant and c_constant):
             interval = _newcombe_unpaired(change, s_rate, s_ci, c_rate, c_ci)
         elif s_constant or c_constant:
             score = _newcombe_unpaired(change, s_rate, s_ci, c_rate, c_ci)
             interval = Interval(min(interval.low, score.low), max(interval.high, score.high))
-        if self.paired:
-            differences = [
-                c / ct - s / st
-                for s, st, c, ct in zip(s_events, s_trials, c_events, c_trials, strict=True)
-            ]
-            p_value = wilcoxon_signed_rank(differences)
-            test = "wilcoxon+paired_bootstrap"
+        if not self.paired:
+            p_value = _two_proportion_p(
+                s_events_total, s_trials_total, c_events_total, c_trials_total
+            )
+            return interval, p_value, "z_test+bootstrap"
+        if large:
+            p_value = largesample.wilcoxon(
+                columns.c_events / columns.c_trials - columns.s_events / columns.s_trials
+            )
         else:
-            p_value = _two_proportion_p(sum(s_events), sum(s_trials), sum(c_events), sum(c_trials))
-            test = "z_test+bootstrap"
-        return interval, p_value, test
+            s_events, s_trials, c_events, c_trials = columns.lists()
+            p_value = wilcoxon_signed_rank(
+                [
+                    c / ct - s / st
+                    for s, st, c, ct in zip(s_events, s_trials, c_events, c_trials, strict=True)
+                ]
+            )
+        return interval, p_value, "wilcoxon+paired_bootstrap"
 
     def _rate_cases_needed(
         self,

@@ -7,8 +7,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
+from pytest_modelgate.judge import largesample
 from pytest_modelgate.judge.base import _JudgeBase
 from pytest_modelgate.judge.cases import _cost_gaps
+from pytest_modelgate.judge.columns import Floats, Ragged, SumColumns
 from pytest_modelgate.judge.common import (
     _EPSILON,
     _LARGE_SAMPLE_CASES,
@@ -27,7 +31,7 @@ from pytest_modelgate.judge.model import (
     MetricStatus,
     Samples,
 )
-from pytest_modelgate.judge.quantiles import _median, _pooled_quantile, _QuantileRatios
+from pytest_modelgate.judge.quantiles import _median, _QuantileRatios
 from pytest_modelgate.judge.resampling import (
     _bootstrap,
     _bootstrap_many,
@@ -37,8 +41,6 @@ from pytest_modelgate.judge.resampling import (
 )
 from pytest_modelgate.judge.stats import (
     Interval,
-    large_sample_quantile_ratio,
-    large_sample_ratio_of_sums,
     wilcoxon_signed_rank,
 )
 
@@ -51,58 +53,70 @@ class _RatioData:
     candidate: float
     # The interval when it is already worked out, else the statistic to bootstrap it from.
     interval: Interval | _Statistic
-    # (stable, candidate) figure of each case, for the rank test.
-    per_case: list[tuple[float, float]]
+    # The stable and the candidate figure of each case, for the rank test.
+    per_case: tuple[Floats, Floats]
     samples: Samples
     # Whether the rank test on ``per_case`` speaks for this ratio.
     rank_test: bool
     n: int
-    # (stable totals, stable calls, candidate totals, candidate calls) per case, for the
-    # large-sample interval of a ratio of sums.
-    sums: tuple[list[float], list[int], list[float], list[int]] | None = None
+    # Each case's (total, calls) on both arms, for the large-sample interval of a ratio of sums.
+    sums: SumColumns | None = None
 
 
-def _latency_data(
-    s_lists: list[list[float]],
-    c_lists: list[list[float]],
-    q: float,
-    interval: Interval,
-) -> _RatioData:
+def _latency_data(stable: Ragged, candidate: Ragged, q: float, interval: Interval) -> _RatioData:
     """Quantile ``q`` of the paired cases' call latencies, pooled per arm."""
     return _RatioData(
-        stable=_pooled_quantile(s_lists, q),
-        candidate=_pooled_quantile(c_lists, q),
+        stable=largesample.pooled_quantile(stable.values, q),
+        candidate=largesample.pooled_quantile(candidate.values, q),
         interval=interval,
-        per_case=[(_median(s), _median(c)) for s, c in zip(s_lists, c_lists, strict=True)],
-        samples=Samples(sum(map(len, s_lists)), sum(map(len, c_lists))),
         # A rank test on per-case medians speaks for the median only; a tail quantile's
         # significance comes from its own bootstrap distribution.
+        per_case=(_medians(stable), _medians(candidate)) if q == 0.5 else _NO_CASES,
+        samples=Samples(len(stable.values), len(candidate.values)),
         rank_test=q == 0.5,
-        n=len(s_lists),
+        n=len(stable.counts),
     )
 
 
-def _ratio_of_sums(
-    sums: Sequence[tuple[tuple[float, int], tuple[float, int]]],
-) -> _RatioData | None:
+_NO_CASES: tuple[Floats, Floats] = (np.empty(0), np.empty(0))
+
+
+def _medians(data: Ragged) -> Floats:
+    """Each case's median value (one call per case: its value)."""
+    if data.single:
+        return data.values
+    return np.asarray([_median(values) for values in data.lists()], dtype=np.float64)
+
+
+def _ratio_of_sums(sums: SumColumns) -> _RatioData | None:
     """Cost or tokens per successful call from each case's (total, calls); None without calls."""
-    pairs = [(s, c) for s, c in sums if s[1] and c[1]]
-    if not pairs:
+    sums = sums.take(np.flatnonzero((sums.s_calls > 0) & (sums.c_calls > 0)))
+    if not len(sums.s_calls):
         return None
-    s_tot = [s[0] for s, _ in pairs]
-    s_cnt = [s[1] for s, _ in pairs]
-    c_tot = [c[0] for _, c in pairs]
-    c_cnt = [c[1] for _, c in pairs]
+    s_tot, c_tot = sums.s_total.tolist(), sums.c_total.tolist()
+    s_cnt, c_cnt = sums.s_calls.tolist(), sums.c_calls.tolist()
     return _RatioData(
         stable=_share(sum(s_tot), sum(s_cnt)),
         candidate=_share(sum(c_tot), sum(c_cnt)),
-        interval=_per_call_statistic(s_tot, s_cnt, c_tot, c_cnt),
-        per_case=[(s[0] / s[1], c[0] / c[1]) for s, c in pairs],
+        # The bootstrap's statistic, built only where a bootstrap will run.
+        interval=(
+            _per_call_statistic(s_tot, s_cnt, c_tot, c_cnt)
+            if len(s_cnt) < _LARGE_SAMPLE_CASES
+            else _NOT_RESAMPLED
+        ),
+        per_case=(sums.s_total / sums.s_calls, sums.c_total / sums.c_calls),
         samples=Samples(sum(s_cnt), sum(c_cnt)),
         rank_test=True,
-        n=len(pairs),
-        sums=(s_tot, s_cnt, c_tot, c_cnt),
+        n=len(s_cnt),
+        sums=sums,
     )
+
+
+def _not_resampled(s_gather: _Gather, c_gather: _Gather) -> float:
+    raise AssertionError("a comparison of this many cases takes the large-sample interval")
+
+
+_NOT_RESAMPLED: _Statistic = _not_resampled
 
 
 def _per_call_statistic(
@@ -166,30 +180,30 @@ class _RatioStatistics(_JudgeBase):
         self, spec: _Spec, piece: _Slice, margin: float | None, memo: _RunMemo
     ) -> _Result | None:
         """Candidate / stable of a latency quantile, or of cost or tokens per call."""
-        seed = piece.seed
         note: str | None = None
         if spec.name in _QUANTILES:
-            data = self._latency(spec, piece, seed, memo)
+            data = self._latency(spec, piece, memo)
         else:
-            sums = [(c.stable.sums(spec.name), c.candidate.sums(spec.name)) for c in piece.cases]
-            known = [(s, c) for s, c in sums if s is not None and c is not None]
-            if len(known) < len(sums):
+            sums = piece.columns.sums(spec.name).take(piece.positions)
+            known = sums.s_known & sums.c_known
+            if not bool(known.all()):
                 gaps, price_missing = _cost_gaps(piece.cases)
-                if price_missing or not known:
+                if price_missing or not bool(known.any()):
                     # A cost is unknown on an arm: never "ok", and a gated cost cannot pass.
-                    return self._unknown(spec, piece, margin, sums, gaps)
+                    return self._unknown(spec, piece, margin, sums.pairs(), gaps)
                 # Only usage is missing (a server that sends none on streams): judge the cases
                 # whose every call has a cost on both arms, and say so. Never a mix within a case.
                 note = (
-                    f"judged on the {len(known)} of {len(sums)} cases with a cost on both arms; "
-                    + gaps
+                    f"judged on the {int(known.sum())} of {len(known)} cases with a cost on "
+                    "both arms; " + gaps
                 )
-            data = _ratio_of_sums(known)
+                sums = sums.take(known)
+            data = _ratio_of_sums(sums)
         if data is None or not (data.stable > 0) or math.isnan(data.candidate):
             return None
         n = data.n
         change = data.candidate / data.stable
-        interval, p_value = self._ratio_interval(data, change, seed, memo)
+        interval, p_value = self._ratio_interval(data, change, piece, memo)
         status, worse_beyond = _ratio_status(change, interval, margin)
         if math.isnan(interval.low):
             status, worse_beyond = ("inconclusive" if margin is not None else "not_gated"), False
@@ -242,29 +256,45 @@ class _RatioStatistics(_JudgeBase):
         return _Result(comparison, gated, worse_beyond, note=note, partial=note is not None)
 
     def _ratio_interval(
-        self, data: _RatioData, change: float, seed: int, memo: _RunMemo
+        self, data: _RatioData, change: float, piece: _Slice, memo: _RunMemo
     ) -> tuple[Interval, float]:
         """A ratio's interval (given, large-sample or bootstrap) and its p-value."""
         n = data.n
         if isinstance(data.interval, Interval):
             interval = data.interval
         elif n >= _LARGE_SAMPLE_CASES and data.sums is not None:
-            interval = large_sample_ratio_of_sums(
-                *data.sums, paired=self.paired, confidence=self.confidence
+            sums = data.sums
+            interval = largesample.ratio_of_sums(
+                sums.s_total,
+                sums.s_calls.astype(np.float64),
+                sums.c_total,
+                sums.c_calls.astype(np.float64),
+                paired=self.paired,
+                confidence=self.confidence,
             )
         else:
             interval = _bootstrap(
                 n,
                 data.interval,
-                seed=seed,
+                seed=piece.seed,
                 resamples=self.resamples,
                 confidence=self.confidence,
                 paired=self.paired,
                 memo=memo,
             )
         if self.paired and data.rank_test:
-            log_ratios = [math.log(c / s) for s, c in data.per_case if s > 0 and c > 0]
-            p_value = wilcoxon_signed_rank(log_ratios) if log_ratios else 1.0
+            stable, candidate = data.per_case
+            if n >= _LARGE_SAMPLE_CASES:
+                both = (stable > 0) & (candidate > 0)
+                log_ratios = np.log(candidate[both] / stable[both])
+                p_value = largesample.wilcoxon(log_ratios) if len(log_ratios) else 1.0
+            else:
+                logs = [
+                    math.log(c / s)
+                    for s, c in zip(stable.tolist(), candidate.tolist(), strict=True)
+                    if s > 0 and c > 0
+                ]
+                p_value = wilcoxon_signed_rank(logs) if logs else 1.0
         elif change > 0 and interval.low > 0:
             p_value = _p_from_interval(
                 math.log(change),
@@ -275,36 +305,36 @@ class _RatioStatistics(_JudgeBase):
             p_value = 1.0
         return interval, p_value
 
-    def _latency(self, spec: _Spec, piece: _Slice, seed: int, memo: _RunMemo) -> _RatioData | None:
+    def _latency(self, spec: _Spec, piece: _Slice, memo: _RunMemo) -> _RatioData | None:
         """A latency quantile's figures; None when no case has a latency on both arms."""
         q = _QUANTILES[spec.name]
-        rows = [(c.stable.values(spec.name), c.candidate.values(spec.name)) for c in piece.cases]
-        rows = [(s, c) for s, c in rows if s and c]
-        if not rows:
+        s_all, c_all = piece.columns.values(spec.name)
+        s_counts, c_counts = s_all.counts[piece.positions], c_all.counts[piece.positions]
+        rows = piece.positions[(s_counts > 0) & (c_counts > 0)]
+        if not len(rows):
             return None
-        s_lists = [s for s, _ in rows]
-        c_lists = [c for _, c in rows]
-        key = (piece.scope, spec.name == "ttft_p95_ms", seed, len(rows))
+        stable, candidate = s_all.take(rows), c_all.take(rows)
+        key = (piece.scope, spec.name == "ttft_p95_ms", len(rows))
         if key not in memo.quantiles:
-            memo.quantiles[key] = self._quantile_intervals(s_lists, c_lists, seed, memo)
-        return _latency_data(s_lists, c_lists, q, memo.quantiles[key][q])
+            memo.quantiles[key] = self._quantile_intervals(stable, candidate, piece, memo)
+        return _latency_data(stable, candidate, q, memo.quantiles[key][q])
 
     def _quantile_intervals(
-        self, s_lists: list[list[float]], c_lists: list[list[float]], seed: int, memo: _RunMemo
+        self, stable: Ragged, candidate: Ragged, piece: _Slice, memo: _RunMemo
     ) -> dict[float, Interval]:
         """Every level's quantile-ratio interval: p50 and p95 of the same calls from one pass."""
-        if len(s_lists) >= _LARGE_SAMPLE_CASES:
+        if len(stable.counts) >= _LARGE_SAMPLE_CASES:
             return {
-                q: large_sample_quantile_ratio(
-                    s_lists, c_lists, q, paired=self.paired, confidence=self.confidence
+                q: largesample.quantile_ratio(
+                    stable, candidate, q, paired=self.paired, confidence=self.confidence
                 )
                 for q in _QUANTILE_LEVELS
             }
         intervals = _bootstrap_many(
-            len(s_lists),
-            _QuantileRatios(s_lists, c_lists),
+            len(stable.counts),
+            _QuantileRatios(stable.lists(), candidate.lists()),
             len(_QUANTILE_LEVELS),
-            seed=seed,
+            seed=piece.seed,
             resamples=self.resamples,
             confidence=self.confidence,
             paired=self.paired,

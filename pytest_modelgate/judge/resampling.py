@@ -205,8 +205,8 @@ def _share(part: float, whole: int) -> float:
 class _RunMemo:
     """What one ``judge()`` call works out once and reuses; never kept on the judge itself."""
 
-    # Quantile-ratio intervals per (slice, TTFT or latency, seed, cases): p50 and p95 together.
-    quantiles: dict[tuple[str, bool, int, int], dict[float, Interval]] = field(default_factory=dict)
+    # Quantile-ratio intervals per (slice, TTFT or latency, cases): p50 and p95 together.
+    quantiles: dict[tuple[str, bool, int], dict[float, Interval]] = field(default_factory=dict)
     # The overall comparisons' (n, margin) by metric, for slices that repeat them.
     overall: dict[str, tuple[int | None, float | None]] = field(default_factory=dict)
     # The current slice's resampled indexes by (seed, cases, resamples): its metrics share them.
