@@ -28,6 +28,10 @@ BEHAVIOURS: dict[str, dict[str, Any]] = {
     "sim-broken": {"json_breakage": 1.0},
     "sim-slow": {"latency_ms": 400},
     "sim-100ms": {"latency_ms": 100},
+    # Twins whose latency is a fixed 20 ms rather than a millisecond of scheduling noise: a
+    # busy machine cannot make one look 1.2x slower than the other.
+    "sim-twin-a": {"latency_ms": 20},
+    "sim-twin-b": {"latency_ms": 20},
 }
 
 

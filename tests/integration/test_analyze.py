@@ -14,10 +14,17 @@ from pytest_modelgate import cli
 from pytest_modelgate.verdict.model import validate_verdict
 
 
-def write_log(make_gateway: Any, tmp_path: Path, candidate: str, n: int, **route: Any) -> Path:
+def write_log(
+    make_gateway: Any,
+    tmp_path: Path,
+    candidate: str,
+    n: int,
+    stable: str = "sim-a",
+    **route: Any,
+) -> Path:
     log = tmp_path / f"shadow-{candidate}.jsonl"
     gateway, _ = make_gateway(
-        {"triage": {"stable": "sim-a", "candidate": candidate, "shadow_percent": 100, **route}},
+        {"triage": {"stable": stable, "candidate": candidate, "shadow_percent": 100, **route}},
         shadow_log=log,
     )
     for i in range(n):
@@ -57,13 +64,13 @@ def test_a_slow_candidate_fails_and_check_refuses_it(
 def test_a_twin_candidate_can_go_to_rollout(
     make_gateway: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log = write_log(make_gateway, tmp_path, "sim-b", 40)
+    log = write_log(make_gateway, tmp_path, "sim-twin-b", 40, stable="sim-twin-a")
     config = tmp_path / "modelgate.yaml"  # written by make_gateway
     verdict_path = tmp_path / "verdict.json"
     code, _, _ = analyze(capsys, str(log), "--verdict", str(verdict_path), "--config", str(config))
     verdict = json.loads(verdict_path.read_text(encoding="utf-8"))
     # 40 pairs cannot show the default 1-2 point margins: inconclusive, a shadow plan.
-    assert (code, verdict["verdict"]) == (0, "inconclusive")
+    assert (code, verdict["verdict"]) == (0, "inconclusive"), verdict["reasons"]
     assert cli.main(["check", str(verdict_path), "--allow-inconclusive"]) == 0
     capsys.readouterr()
     code = cli.main(
@@ -71,7 +78,7 @@ def test_a_twin_candidate_can_go_to_rollout(
          "--allow-inconclusive", "--dry-run"]
     )  # fmt: skip
     assert code == 0
-    assert "candidate: sim-b" in capsys.readouterr().out
+    assert "candidate: sim-twin-b" in capsys.readouterr().out
 
 
 def test_corrupt_and_torn_lines_are_skipped_and_counted(
