@@ -19,6 +19,7 @@ from pytest_modelgate.judge.quantiles import _interpolation
 from pytest_modelgate.judge.stats import (
     _WILCOXON_EXACT_MAX,
     Interval,
+    _signed_rank_normal_p,
     _two_sided_z,
     wilcoxon_signed_rank,
 )
@@ -186,9 +187,4 @@ def wilcoxon(differences: Floats) -> float:
     ranks = np.repeat(average, sizes)
     rank_plus = float(ranks[nonzero[order] > 0].sum())
     tie_correction = float((sizes.astype(np.float64) ** 3 - sizes).sum())
-    mean = m * (m + 1) * 0.25
-    sigma = math.sqrt((m * (m + 1) * (2 * m + 1) - tie_correction / 2) / 24)
-    z = (rank_plus - mean) / sigma
-    if z != 0:
-        z -= math.copysign(0.5, z) / sigma
-    return math.erfc(abs(z) / math.sqrt(2.0))
+    return _signed_rank_normal_p(rank_plus, m, tie_correction)

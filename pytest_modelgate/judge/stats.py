@@ -365,6 +365,12 @@ def wilcoxon_signed_rank(differences: Sequence[float]) -> float:
         # Without ties every rank is an integer, and so is R+.
         smaller = min(int(rank_plus), m * (m + 1) // 2 - int(rank_plus))
         return min(1.0, 2 * _signed_rank_cdf(smaller, m) / (1 << m))
+    return _signed_rank_normal_p(rank_plus, m, tie_correction)
+
+
+def _signed_rank_normal_p(rank_plus: float, m: int, tie_correction: float) -> float:
+    """The normal approximation of the signed-rank p-value, with tie and continuity correction
+    (``tie_correction``: the sum of ``t^3 - t`` over tie groups of size ``t``)."""
     mean = m * (m + 1) * 0.25
     sigma = math.sqrt((m * (m + 1) * (2 * m + 1) - tie_correction / 2) / 24)
     z = (rank_plus - mean) / sigma
