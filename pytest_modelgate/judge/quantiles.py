@@ -203,10 +203,6 @@ def _level_interpolations(size: int) -> tuple[tuple[int, int, float], ...]:
     return tuple(_interpolation(size, level) for level in _QUANTILE_LEVELS)
 
 
-def _pooled_quantile(lists: Sequence[list[float]], q: float) -> float:
-    return _sorted_quantile(sorted(itertools.chain.from_iterable(lists)), q)
-
-
 def _median(values: Sequence[float]) -> float:
     # One call per case (the usual shape): its value is its median (nan included).
     return values[0] if len(values) == 1 else quantile(values, 0.5)
