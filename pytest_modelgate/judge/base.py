@@ -37,7 +37,7 @@ class _JudgeBase:
     ) -> _Result:
         """A figure unknown on at least one arm (a missing price or usage): reported, never ok.
 
-        ``gaps`` says, per arm, which calls lack a cost and why (see ``_cost_gaps``).
+        ``gaps`` says, per arm, which calls lack a cost and why (see ``CaseColumns.cost_gaps``).
         """
 
         def arm_value(index: int) -> tuple[float | None, int]:
@@ -61,7 +61,7 @@ class _JudgeBase:
             samples=Samples(s_calls, c_calls),
             message="",
             scope=piece.scope,
-            n=len(piece.cases),
+            n=len(piece.positions),
             test=None,
         )
         return _Result(comparison, piece.gated and margin is not None, False, note=gaps)
@@ -124,7 +124,7 @@ class _JudgeBase:
             limit = None if margin is None else f"x{margin:.2f}"
             limit_value = margin
         return _Result(
-            comparison(limit, limit_value, len(piece.cases), figures=True),
+            comparison(limit, limit_value, len(piece.positions), figures=True),
             piece.gated and blocks,
             False,
             note=note,

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from pytest_modelgate.calls.records import Budgets
 from pytest_modelgate.judge.base import _JudgeBase
-from pytest_modelgate.judge.cases import _Case, _cost_gaps
+from pytest_modelgate.judge.cases import _Case
 from pytest_modelgate.judge.common import (
     _LARGE_SAMPLE_CASES,
     _MIN_BOOTSTRAP_CASES,
@@ -47,13 +47,13 @@ class _BudgetStatistics(_JudgeBase):
         few cases cannot place is inconclusive, saying why; a figure with no data blocks.
         """
         results: list[_Result] = []
-        cases = piece.cases
+        cases = piece.columns.members(piece.positions)
         checks = _latency_checks(cases, budgets, self.confidence)
         cost = _cost_checks(cases, budgets, self.confidence)
         if cost is not None:
             checks += cost
         else:
-            gaps, _ = _cost_gaps(cases)
+            gaps, _ = piece.columns.cost_gaps(piece.positions)
             for name, bound in (
                 ("cost_per_call_usd", budgets.cost_usd_per_call),
                 ("cost_per_test_usd", budgets.cost_usd_per_test),
@@ -75,7 +75,7 @@ class _BudgetStatistics(_JudgeBase):
         """One maximum budget: its figure over the slice, with an interval, against the bound."""
         name, unit, bound, statistic, per_case, large_sample = check
         assert bound is not None
-        n = len(piece.cases)
+        n = len(piece.positions)
         value = statistic(tuple)
         if math.isnan(value):
             return self._budget_no_data(
@@ -102,7 +102,7 @@ class _BudgetStatistics(_JudgeBase):
 
     def _pass_rate_budget(self, piece: _Slice, minimum: float) -> _Result | None:
         """The candidate's pass rate against a minimum (Wilson interval); None if nothing ran."""
-        cases = piece.cases
+        cases = piece.columns.members(piece.positions)
         passed = sum(sum(t.outcome == "passed" for t in c.candidate.ran) for c in cases)
         ran = sum(len(c.candidate.ran) for c in cases)
         if not ran:
@@ -196,7 +196,7 @@ class _BudgetStatistics(_JudgeBase):
             samples=Samples(0, 0),
             message="",
             scope=piece.scope,
-            n=len(piece.cases),
+            n=len(piece.positions),
             test=None,
         )
         return _Result(comparison, True, False, note=why)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pytest_modelgate.calls.records import Budgets, CallRecord, TestRecord
-from pytest_modelgate.judge.common import _CHECKS, Margins, _count
+from pytest_modelgate.judge.common import _CHECKS, Margins
 from pytest_modelgate.judge.metrics import (
     call_tokens,
 )
@@ -152,45 +152,6 @@ def _cases(stable: Sequence[TestRecord], candidate: Sequence[TestRecord]) -> lis
         (c for c in by_id.values() if c.stable.ran and c.candidate.ran),
         key=operator.attrgetter("case_id"),
     )
-
-
-def _cost_gaps(cases: Sequence[_Case]) -> tuple[str, bool]:
-    """Which successful calls have no cost, per arm and why; and whether a price is missing.
-
-    A call with usage but no cost lacks a price; a call without usage was never billed as far
-    as we can tell, typically a stream from a server that ignores
-    ``stream_options.include_usage`` (llama.cpp's server).
-    """
-    parts: list[str] = []
-    price_missing = False
-    for arm in ("stable", "candidate"):
-        streamed = plain = unpriced = 0
-        for case in cases:
-            for call in getattr(case, arm).ok_calls:
-                if call.cost_usd is not None:
-                    continue
-                if call.usage is not None:
-                    unpriced += 1
-                elif call.streamed:
-                    streamed += 1
-                else:
-                    plain += 1
-        reasons = []
-        if streamed:
-            reasons.append(
-                f"{_count(streamed, 'streamed call')} reported no usage (the server did not "
-                "honour stream_options.include_usage), so no cost"
-            )
-        if plain:
-            reasons.append(f"{_count(plain, 'call')} reported no usage, so no cost")
-        if unpriced:
-            reasons.append(
-                f"{_count(unpriced, 'call')} with usage but no price (a price is missing)"
-            )
-            price_missing = True
-        if reasons:
-            parts.append(f"on the {arm} arm " + " and ".join(reasons))
-    return "; ".join(parts), price_missing
 
 
 def _has_budgets(cases: Sequence[_Case]) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,9 +23,18 @@ from numpy.typing import NDArray
 
 from pytest_modelgate.calls.records import TestRecord
 from pytest_modelgate.judge import largesample
-from pytest_modelgate.judge.cases import _Case, _CaseArm
-from pytest_modelgate.judge.common import _CHECKS, _QUANTILES, _Spec
-from pytest_modelgate.judge.metrics import call_tokens
+from pytest_modelgate.judge.cases import _Case, _CaseArm, _repeat_rates
+from pytest_modelgate.judge.common import _CHECKS, _QUANTILES, _count, _Spec
+from pytest_modelgate.judge.metrics import ArmMetrics
+from pytest_modelgate.judge.model import CaseRef
+from pytest_modelgate.judge.tables import (
+    CHECK_ORDER,
+    PASSED,
+    SKIPPED,
+    CallTable,
+    TestTable,
+    tables_of_records,
+)
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
@@ -145,19 +154,33 @@ def _sum_pairs(total: Floats, calls: Ints, known: Flags) -> list[tuple[float, in
     ]
 
 
-# The check rates in a fixed order: the column of each in the extracted figures.
-_CHECK_ORDER = tuple(_CHECKS)
-
-# Figures of one case arm, in this order (see _arm_figures).
-_PASSED, _RAN, _FELL_BACK, _ERRORS, _CALLS, _OK = range(6)
-_CHECK_BASE = 6
+# Figures of one case arm, in this order (see _counts): counts, then (events, trials) of each
+# check in CHECK_ORDER.
+(
+    _PASSED,
+    _RAN,
+    _FELL_BACK,
+    _ERRORS,
+    _CALLS,
+    _OK,
+    _UNPRICED,
+    _NO_USAGE_STREAMED,
+    _NO_USAGE_PLAIN,
+) = range(9)
+_CHECK_BASE = 9
+_WIDTH = _CHECK_BASE + 2 * len(CHECK_ORDER)
+_BUILT_IN_RATES = {
+    "pass_rate": (_PASSED, _RAN),
+    "fallback_rate": (_FELL_BACK, _RAN),
+    "error_rate": (_ERRORS, _CALLS),
+}
 
 
 @dataclass(frozen=True)
-class _ArmColumns:
-    """One arm's built-in figures, one entry per case."""
+class ArmColumns:
+    """One arm's built-in figures, one entry per case (``arm_columns``)."""
 
-    counts: Ints  # (cases, _CHECK_BASE + 2 * checks): the integer figures
+    counts: Ints  # (cases, _WIDTH): the integer figures
     latency: Ragged
     ttft: Ragged
     cost: Floats
@@ -165,14 +188,22 @@ class _ArmColumns:
     tokens: Floats
     token_calls: Ints
     scores: dict[str, tuple[Floats, Flags]]
+    # Each test's case, grouped by case, and its own counts (a repeat's figures).
+    test_case: Ints
+    test_counts: Ints
 
 
 class CaseColumns:
     """Every paired case's figures per metric and arm, extracted once per run.
 
-    ``cases`` are the run's paired cases in their sorted order; a scope passes the positions of
-    its cases in that list. Built-in metrics are extracted in one pass per case arm when first
-    asked for; a plugin's metric (``pytest_modelgate_metrics``) is read through ``_CaseArm``.
+    Cases are the run's paired cases in their sorted order; a scope passes the positions of its
+    cases in that list. Two sources:
+
+    * ``CaseColumns(cases)``: the gate's records, paired by ``_cases``. Built-in metrics are
+      extracted in one pass per case arm when first asked for; a plugin's metric
+      (``pytest_modelgate_metrics``), a score's repeats and a budget read the records.
+    * ``CaseColumns.of_arms(...)``: per-case aggregates an engine computed without records
+      (``modelgate analyze``); built-in metrics only.
     """
 
     def __init__(self, cases: Sequence[_Case]) -> None:
@@ -180,14 +211,130 @@ class CaseColumns:
         self.n = len(cases)
         self._rates: dict[str, RateColumns] = {}
         self._sums: dict[str, SumColumns] = {}
+        self._arms: tuple[ArmColumns, ArmColumns] | None = None
+        self._labels: tuple[Sequence[str], Sequence[str], Sequence[str | None]] | None = None
+
+    @classmethod
+    def of_arms(
+        cls,
+        case_ids: Sequence[str],
+        workflows: Sequence[str],
+        languages: Sequence[str | None],
+        stable: ArmColumns,
+        candidate: ArmColumns,
+    ) -> CaseColumns:
+        """Columns of aggregates already computed: each case's id, workflow and language (in
+        sorted case-id order) and each arm's ``arm_columns``."""
+        n = len(case_ids)
+        if not (len(workflows) == len(languages) == len(stable.counts) == n):
+            raise ValueError("case ids, workflows, languages and arm columns differ in length")
+        if len(candidate.counts) != n:
+            raise ValueError("case ids, workflows, languages and arm columns differ in length")
+        columns = cls(())
+        columns.n = n
+        columns._arms = (stable, candidate)
+        columns._labels = (case_ids, workflows, languages)
+        return columns
+
+    @property
+    def has_records(self) -> bool:
+        """Whether the cases' records are at hand (a budget or a plugin's metric needs them)."""
+        return self._labels is None
 
     @functools.cached_property
-    def _stable(self) -> _ArmColumns:
+    def _stable(self) -> ArmColumns:
+        if self._arms is not None:
+            return self._arms[0]
         return _arm_columns([case.stable for case in self.cases])
 
     @functools.cached_property
-    def _candidate(self) -> _ArmColumns:
+    def _candidate(self) -> ArmColumns:
+        if self._arms is not None:
+            return self._arms[1]
         return _arm_columns([case.candidate for case in self.cases])
+
+    @functools.cached_property
+    def case_ids(self) -> Sequence[str]:
+        """Each case's id, in case order."""
+        if self._labels is not None:
+            return self._labels[0]
+        return [case.case_id for case in self.cases]
+
+    def groups(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        """The positions of each workflow's cases and of each language's (cases without a
+        language are in none)."""
+        if self._labels is not None:
+            workflows, languages = self._labels[1], self._labels[2]
+        else:
+            workflows = [case.workflow for case in self.cases]
+            languages = [case.language for case in self.cases]
+        by_workflow: dict[str, list[int]] = {}
+        by_language: dict[str, list[int]] = {}
+        for position, (workflow, language) in enumerate(zip(workflows, languages, strict=True)):
+            by_workflow.setdefault(workflow, []).append(position)
+            if language is not None:
+                by_language.setdefault(language, []).append(position)
+        return by_workflow, by_language
+
+    def members(self, positions: Ints) -> list[_Case]:
+        """The records of the cases at ``positions`` (``has_records`` only)."""
+        if not self.has_records:
+            raise ValueError("these columns were built from aggregates: no records to read")
+        return [self.cases[p] for p in positions.tolist()]
+
+    def repeat_rates(
+        self, metric: str, positions: Ints
+    ) -> Iterator[tuple[list[float], list[float]]]:
+        """Each case's per-repeat rates on (stable, candidate), repeats that ran with a trial
+        (``_repeat_rates``), lazily: ``_repeats_needed`` stops at the first case with fewer
+        than two."""
+        where = self._rate_columns(metric)
+        if where is None:
+            for case in self.members(positions):
+                yield _repeat_rates(case.stable, metric), _repeat_rates(case.candidate, metric)
+            return
+        events, trials = where
+        arms = (self._stable, self._candidate)
+        bounds = [np.searchsorted(arm.test_case, positions) for arm in arms]
+        ends = [np.searchsorted(arm.test_case, positions, side="right") for arm in arms]
+        for index in range(len(positions)):
+            rates: list[list[float]] = []
+            for arm, start, end in zip(arms, bounds, ends, strict=True):
+                rows = arm.test_counts[int(start[index]) : int(end[index])]
+                rows = rows[(rows[:, _RAN] > 0) & (rows[:, trials] > 0)]
+                rates.append((rows[:, events] / rows[:, trials]).tolist())
+            yield rates[0], rates[1]
+
+    def cost_gaps(self, positions: Ints) -> tuple[str, bool]:
+        """Which successful calls of the cases at ``positions`` have no cost, per arm and why;
+        and whether a price is missing.
+
+        A call with usage but no cost lacks a price; a call without usage was never billed as
+        far as we can tell, typically a stream from a server that ignores
+        ``stream_options.include_usage`` (llama.cpp's server).
+        """
+        parts: list[str] = []
+        price_missing = False
+        for arm, columns in (("stable", self._stable), ("candidate", self._candidate)):
+            totals = columns.counts[positions].sum(axis=0)
+            streamed, plain = int(totals[_NO_USAGE_STREAMED]), int(totals[_NO_USAGE_PLAIN])
+            unpriced = int(totals[_UNPRICED])
+            reasons = []
+            if streamed:
+                reasons.append(
+                    f"{_count(streamed, 'streamed call')} reported no usage (the server did not "
+                    "honour stream_options.include_usage), so no cost"
+                )
+            if plain:
+                reasons.append(f"{_count(plain, 'call')} reported no usage, so no cost")
+            if unpriced:
+                reasons.append(
+                    f"{_count(unpriced, 'call')} with usage but no price (a price is missing)"
+                )
+                price_missing = True
+            if reasons:
+                parts.append(f"on the {arm} arm " + " and ".join(reasons))
+        return "; ".join(parts), price_missing
 
     def rate(self, metric: str) -> RateColumns:
         """The (events, trials) columns of a rate, every case."""
@@ -196,20 +343,22 @@ class CaseColumns:
             found = self._rates[metric] = self._rate(metric)
         return found
 
-    def _rate(self, metric: str) -> RateColumns:
-        columns = {
-            "pass_rate": (_PASSED, _RAN),
-            "fallback_rate": (_FELL_BACK, _RAN),
-            "error_rate": (_ERRORS, _CALLS),
-        }
+    @staticmethod
+    def _rate_columns(metric: str) -> tuple[int, int] | None:
+        """The (events, trials) columns of a built-in rate; None for a plugin's."""
         if metric in _CHECKS:
-            first = _CHECK_BASE + 2 * _CHECK_ORDER.index(metric)
-            columns[metric] = (first, first + 1)
-        if metric not in columns:
-            s_e, s_t = _generic(self.cases, "stable", lambda arm: arm.counts(metric))
-            c_e, c_t = _generic(self.cases, "candidate", lambda arm: arm.counts(metric))
+            first = _CHECK_BASE + 2 * CHECK_ORDER.index(metric)
+            return first, first + 1
+        return _BUILT_IN_RATES.get(metric)
+
+    def _rate(self, metric: str) -> RateColumns:
+        where = self._rate_columns(metric)
+        if where is None:
+            cases = self.members(np.arange(self.n))
+            s_e, s_t = _generic(cases, "stable", lambda arm: arm.counts(metric))
+            c_e, c_t = _generic(cases, "candidate", lambda arm: arm.counts(metric))
             return RateColumns(_ints(s_e), _ints(s_t), _ints(c_e), _ints(c_t))
-        events, trials = columns[metric]
+        events, trials = where
         stable, candidate = self._stable.counts, self._candidate.counts
         return RateColumns(
             stable[:, events], stable[:, trials], candidate[:, events], candidate[:, trials]
@@ -253,8 +402,9 @@ class CaseColumns:
                 known,
                 known,
             )
-        s_tot, s_cnt = _generic(self.cases, "stable", lambda arm: arm.sums(metric) or (0.0, 0))
-        c_tot, c_cnt = _generic(self.cases, "candidate", lambda arm: arm.sums(metric) or (0.0, 0))
+        cases = self.members(np.arange(self.n))
+        s_tot, s_cnt = _generic(cases, "stable", lambda arm: arm.sums(metric) or (0.0, 0))
+        c_tot, c_cnt = _generic(cases, "candidate", lambda arm: arm.sums(metric) or (0.0, 0))
         known = np.ones(self.n, dtype=np.bool_)
         return SumColumns(_floats(s_tot), _ints(s_cnt), _floats(c_tot), _ints(c_cnt), known, known)
 
@@ -293,8 +443,23 @@ class CaseColumns:
         total = math.fsum((sums.s_total if stable else sums.c_total).tolist())
         return (total / calls if calls else None), calls
 
-    def _arm(self, arm: str) -> _ArmColumns:
+    def _arm(self, arm: str) -> ArmColumns:
         return self._stable if arm == "stable" else self._candidate
+
+
+@dataclass(frozen=True)
+class CaseAggregates:
+    """A run as the paired judge needs it: per-case columns and each arm's whole-run figures.
+
+    ``failed``: the cases failed on both arms, on the candidate only and on the stable arm
+    only (``model.paired_failures``); ``stable_model``: the model the rollout plan starts from.
+    """
+
+    columns: CaseColumns
+    stable: ArmMetrics
+    candidate: ArmMetrics
+    failed: tuple[tuple[CaseRef, ...], tuple[CaseRef, ...], tuple[CaseRef, ...]]
+    stable_model: str | None
 
 
 def _generic(
@@ -313,105 +478,144 @@ def _floats(values: Sequence[float]) -> Floats:
     return np.asarray(values, dtype=np.float64)
 
 
-def _arm_columns(arms: Sequence[_CaseArm]) -> _ArmColumns:
-    """Every built-in figure of one arm, per case, as ``_CaseArm`` works them out.
-
-    Column-wise: one table of the arm's tests and one of its calls (each row tagged with its
-    case's position), each field read by one C-level ``attrgetter`` pass, then summed per case
-    (``numpy.bincount``). Counts are exact; a sum of floats (a case's cost) is ``math.fsum``'s,
-    as ``_CaseArm.sums`` has it.
-    """
-    n = len(arms)
+def _arm_columns(arms: Sequence[_CaseArm]) -> ArmColumns:
+    """Every built-in figure of one arm's paired cases (``arms``, in case order)."""
     tests = [test for arm in arms for test in arm.tests]
-    test_case = np.repeat(np.arange(n, dtype=np.int64), [len(arm.tests) for arm in arms])
-    outcomes = [test.outcome for test in tests]
-    ran = np.fromiter((o != "skipped" for o in outcomes), dtype=np.bool_, count=len(tests))
-    passed = np.fromiter((o == "passed" for o in outcomes), dtype=np.bool_, count=len(tests))
-    fell_back = np.fromiter(
-        (bool(test.fallbacks) for test in tests), dtype=np.bool_, count=len(tests)
-    )
-    calls = [call for test in tests for call in test.calls]
-    call_case = np.repeat(test_case, [len(test.calls) for test in tests])
-    # One array per field, of the calls' own values (no object made per call), compared
-    # element-wise in C.
-    column = {
-        name: np.fromiter([getattr(call, name) for call in calls], dtype=object, count=len(calls))
-        for name in _CALL_FIELDS
-    }
+    case_of: dict[str, int] = {}
+    for position, arm in enumerate(arms):
+        for test in arm.tests:
+            case_of.setdefault(test.case_id, position)
+    test_table, call_table = tables_of_records(tests, case_of)
+    scores = _scores(tests, test_table.case, len(arms))
+    return arm_columns(test_table, call_table, len(arms), scores)
 
-    def per_case(case: Ints, weights: Flags | None = None) -> Ints:
-        found = np.bincount(case, weights=weights, minlength=n)
-        return found.astype(np.int64)
 
-    ok: Flags = column["error_kind"] == None  # noqa: E711 (element-wise)
-    counts = np.zeros((n, _CHECK_BASE + 2 * len(_CHECK_ORDER)), dtype=np.int64)
-    counts[:, _PASSED] = per_case(test_case, passed & ran)
-    counts[:, _RAN] = per_case(test_case, ran)
-    counts[:, _FELL_BACK] = per_case(test_case, fell_back & ran)
-    counts[:, _CALLS] = per_case(call_case)
-    counts[:, _OK] = per_case(call_case, ok)
-    counts[:, _ERRORS] = counts[:, _CALLS] - counts[:, _OK]
-    # A suite has a handful of distinct ``checks`` tuples: membership is worked out per tuple.
-    kinds: dict[tuple[str, ...], int] = {}
-    kind = np.fromiter(
-        (kinds.setdefault(c, len(kinds)) for c in column["checks"]),
-        dtype=np.int64,
-        count=len(calls),
-    )
-    for offset, name in enumerate(_CHECK_ORDER):
-        check, attribute = _CHECKS[name]
-        members = np.asarray([check in c for c in kinds] or [False], dtype=np.bool_)
-        values = column[attribute]
-        checked = ok & members[kind] & (values != None)  # noqa: E711 (element-wise)
-        counts[:, _CHECK_BASE + 2 * offset] = per_case(call_case, checked & values.astype(np.bool_))
-        counts[:, _CHECK_BASE + 2 * offset + 1] = per_case(call_case, checked)
-    latency = _ragged(column["latency_ms"], ok, call_case, n)
-    streamed = column["streamed"].astype(np.bool_)
-    ttft = _ragged(column["ttft_ms"], ok & streamed, call_case, n)
-    cost, cost_known = _costs(column["cost_usd"], ok, call_case, n)
-    usage = [call_tokens(c) for c in (calls[i] for i in np.flatnonzero(ok).tolist())]
-    token_counts = np.asarray([t if t is not None else -1 for t in usage], dtype=np.int64)
-    token_case = call_case[ok]
-    has_tokens = token_counts >= 0
-    tokens = np.bincount(token_case[has_tokens], weights=token_counts[has_tokens], minlength=n)
-    return _ArmColumns(
+def arm_columns(
+    tests: TestTable,
+    calls: CallTable,
+    n: int,
+    scores: dict[str, tuple[Floats, Flags]] | None = None,
+) -> ArmColumns:
+    """Every built-in figure of one arm per case (the run's ``n`` paired cases), as
+    ``_CaseArm`` works them out, from the arm's tables.
+
+    Tests of no paired case (``case`` -1) are left out. Counts are summed per case by
+    ``numpy.bincount``; a sum of floats (a case's cost) is ``math.fsum``'s, as
+    ``_CaseArm.sums`` has it. The per-test counts (each repeat's, for ``repeats_needed``) are
+    kept too.
+    """
+    paired = tests.case >= 0
+    if not bool(paired.all()):
+        tests, calls = _paired_only(tests, calls, paired)
+    if len(tests) and bool(np.any(np.diff(tests.case) < 0)):
+        tests, calls = _by_case(tests, calls)
+    test_counts = _counts(tests, calls, np.arange(len(tests), dtype=np.int64), len(tests))
+    counts = np.zeros((n, test_counts.shape[1]), dtype=np.int64)
+    if len(tests) == n and bool(np.all(tests.case == np.arange(n))):
+        counts[:] = test_counts  # one test per case (the usual shape)
+    elif len(tests):
+        np.add.at(counts, tests.case, test_counts)
+    call_case = tests.case[calls.test]
+    ok = calls.ok
+    latency = _ragged(calls.latency, ok, call_case, n)
+    ttft = _ragged(calls.ttft, ok & calls.streamed, call_case, n)
+    cost, cost_known = _costs(calls.cost, ok, call_case, n)
+    has_tokens = ok & ~np.isnan(calls.tokens)
+    tokens = np.bincount(call_case[has_tokens], weights=calls.tokens[has_tokens], minlength=n)
+    return ArmColumns(
         counts=counts,
         latency=latency,
         ttft=ttft,
         cost=cost,
         cost_known=cost_known,
         tokens=tokens.astype(np.float64),
-        token_calls=per_case(token_case, has_tokens),
-        scores=_scores(tests, test_case, n),
+        token_calls=np.bincount(call_case[has_tokens], minlength=n).astype(np.int64),
+        scores=scores or {},
+        test_case=tests.case,
+        test_counts=test_counts,
     )
 
 
-# The call fields the built-in figures read, in one attrgetter.
-_CALL_FIELDS = (
-    "error_kind",
-    "checks",
-    "latency_ms",
-    "streamed",
-    "ttft_ms",
-    "cost_usd",
-    *(attribute for _, attribute in (_CHECKS[name] for name in _CHECK_ORDER)),
-)
+def _counts(tests: TestTable, calls: CallTable, group: Ints, n: int) -> Ints:
+    """The integer figures (``_PASSED``... ``_NO_USAGE_PLAIN``) per group of tests (``group``:
+    each test's group)."""
+    ran = tests.outcome != SKIPPED
+    passed = tests.outcome == PASSED
+    call_group = group[calls.test]
+
+    def per(which: Ints, weights: Flags | None = None) -> Ints:
+        return np.bincount(which, weights=weights, minlength=n).astype(np.int64)
+
+    ok = calls.ok
+    counts = np.zeros((n, _WIDTH), dtype=np.int64)
+    counts[:, _PASSED] = per(group, passed & ran)
+    counts[:, _RAN] = per(group, ran)
+    counts[:, _FELL_BACK] = per(group, tests.fell_back & ran)
+    counts[:, _CALLS] = per(call_group)
+    counts[:, _OK] = per(call_group, ok)
+    counts[:, _ERRORS] = counts[:, _CALLS] - counts[:, _OK]
+    # Successful calls without a cost, by why (see ``cost_gaps``).
+    unbilled = ok & np.isnan(calls.cost)
+    counts[:, _UNPRICED] = per(call_group, unbilled & calls.has_usage)
+    counts[:, _NO_USAGE_STREAMED] = per(call_group, unbilled & ~calls.has_usage & calls.streamed)
+    counts[:, _NO_USAGE_PLAIN] = per(call_group, unbilled & ~calls.has_usage & ~calls.streamed)
+    for offset in range(len(CHECK_ORDER)):
+        checked = ok & calls.asked[:, offset]
+        counts[:, _CHECK_BASE + 2 * offset] = per(call_group, checked & calls.good[:, offset])
+        counts[:, _CHECK_BASE + 2 * offset + 1] = per(call_group, checked)
+    return counts
 
 
-def _ragged(values: Objects, keep: Flags, case: Ints, n: int) -> Ragged:
+def _paired_only(tests: TestTable, calls: CallTable, keep: Flags) -> tuple[TestTable, CallTable]:
+    """The tables' rows of the tests in ``keep`` (and their calls), renumbered."""
+    new_row = np.cumsum(keep) - 1
+    kept_calls = keep[calls.test]
+    return TestTable(tests.case[keep], tests.outcome[keep], tests.fell_back[keep]), _calls_at(
+        calls, np.flatnonzero(kept_calls), new_row[calls.test[kept_calls]]
+    )
+
+
+def _by_case(tests: TestTable, calls: CallTable) -> tuple[TestTable, CallTable]:
+    """The tables with the tests grouped by case (a stable sort: repeats keep their order)."""
+    order = np.argsort(tests.case, kind="stable")
+    new_row = np.empty(len(order), dtype=np.int64)
+    new_row[order] = np.arange(len(order), dtype=np.int64)
+    call_order = np.argsort(new_row[calls.test], kind="stable")
+    sorted_tests = TestTable(tests.case[order], tests.outcome[order], tests.fell_back[order])
+    return sorted_tests, _calls_at(calls, call_order, new_row[calls.test[call_order]])
+
+
+def _calls_at(calls: CallTable, rows: Ints, test: Ints) -> CallTable:
+    return CallTable(
+        test=test,
+        ok=calls.ok[rows],
+        error_kind=calls.error_kind[rows],
+        latency=calls.latency[rows],
+        ttft=calls.ttft[rows],
+        streamed=calls.streamed[rows],
+        cost=calls.cost[rows],
+        has_usage=calls.has_usage[rows],
+        tokens=calls.tokens[rows],
+        asked=calls.asked[rows],
+        good=calls.good[rows],
+        logical_calls=calls.logical_calls,
+    )
+
+
+def _ragged(values: Floats, keep: Flags, case: Ints, n: int) -> Ragged:
     """The kept calls' non-missing values per case, in call order."""
-    present = keep & (values != None)  # noqa: E711 (element-wise)
+    present = keep & ~np.isnan(values)
     counts = np.bincount(case[present], minlength=n).astype(np.int64)
-    return Ragged(values[present].astype(np.float64), counts)
+    return Ragged(values[present], counts)
 
 
-def _costs(costs: Objects, ok: Flags, case: Ints, n: int) -> tuple[Floats, Flags]:
+def _costs(costs: Floats, ok: Flags, case: Ints, n: int) -> tuple[Floats, Flags]:
     """Each case's billed cost (``math.fsum`` of every call with a cost, failed ones too), and
     whether every successful call has one."""
-    billed: Flags = costs != None  # noqa: E711 (element-wise)
+    billed = ~np.isnan(costs)
     known = np.bincount(case[ok & ~billed], minlength=n) == 0
     billed_case = case[billed]
-    amounts = costs[billed].astype(np.float64)
+    amounts = costs[billed]
     total = np.zeros(n, dtype=np.float64)
     if bool(np.all(np.bincount(billed_case, minlength=n) <= 1)):
         # At most one billed call per case (the usual shape): its amount is its fsum.

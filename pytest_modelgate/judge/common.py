@@ -20,7 +20,6 @@ from pytest_modelgate.judge.stats import (
 
 if TYPE_CHECKING:
     from pytest_modelgate.config.settings import GateLimits
-    from pytest_modelgate.judge.cases import _Case
     from pytest_modelgate.judge.columns import CaseColumns, Ints
 
 
@@ -191,18 +190,17 @@ _Statistic = Callable[[_Gather, _Gather], float]
 @dataclass(frozen=True)
 class _Slice:
     scope: str
-    cases: list[_Case]
     budgets: Budgets | None
     gated: bool
-    # The run's per-case columns, and the positions of this slice's cases in them (in the
-    # order of ``cases``).
+    # The run's per-case columns, and the positions of this slice's cases in them.
     columns: CaseColumns
     positions: Ints
 
     @functools.cached_property
     def seed(self) -> int:
         """Every bootstrap of the slice is seeded from its scope and its case ids."""
-        return seed_for(self.scope, *(c.case_id for c in self.cases))
+        ids = self.columns.case_ids
+        return seed_for(self.scope, *(ids[p] for p in self.positions.tolist()))
 
 
 @dataclass(frozen=True)

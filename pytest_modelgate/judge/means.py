@@ -139,7 +139,7 @@ class _MeanStatistics(_JudgeBase):
             repeats = _repeats_needed(
                 (
                     (_repeat_scores(c.stable, name), _repeat_scores(c.candidate, name))
-                    for c in (piece.columns.cases[i] for i in rows.tolist())
+                    for c in piece.columns.members(piece.positions[rows])
                 ),
                 interval,
                 abs(change + margin),

@@ -50,8 +50,8 @@ from typing import Literal
 import numpy as np
 
 from pytest_modelgate.judge.budgets import _BudgetStatistics
-from pytest_modelgate.judge.cases import _Case, _cases, _has_budgets, _merge_budgets, _slice_margins
-from pytest_modelgate.judge.columns import CaseColumns
+from pytest_modelgate.judge.cases import _cases, _has_budgets, _merge_budgets, _slice_margins
+from pytest_modelgate.judge.columns import CaseAggregates, CaseColumns
 from pytest_modelgate.judge.common import (
     _CORE,
     _RATES,
@@ -168,12 +168,28 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
         with _collector_paused():
             return self._judge(run)
 
+    def judge_aggregates(self, run: CaseAggregates) -> Judgement:
+        """Judge a run given as per-case aggregates (``modelgate analyze``), not records."""
+        with _collector_paused():
+            return self._paired(run)
+
     def _judge(self, run: RunData) -> Judgement:
         stable_metrics = compute_arm_metrics(run.stable)
         if run.candidate is None:
             return judge_stable_only(stable_metrics)
-        candidate_metrics = compute_arm_metrics(run.candidate)
-        both, candidate_only, stable_only = paired_failures(run.stable, run.candidate)
+        return self._paired(
+            CaseAggregates(
+                columns=CaseColumns(_cases(run.stable, run.candidate)),
+                stable=stable_metrics,
+                candidate=compute_arm_metrics(run.candidate),
+                failed=paired_failures(run.stable, run.candidate),
+                stable_model=run.stable[0].model if run.stable else None,
+            )
+        )
+
+    def _paired(self, run: CaseAggregates) -> Judgement:
+        stable_metrics, candidate_metrics = run.stable, run.candidate
+        both, candidate_only, stable_only = run.failed
         base = Judgement(
             verdict="error",
             reasons=(),
@@ -188,13 +204,13 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
         no_calls = no_call_reasons(stable_metrics, candidate_metrics)
         if no_calls:
             return replace(base, reasons=no_calls)
-        cases = _cases(run.stable, run.candidate)
-        if not cases:
+        n_cases = run.columns.n
+        if not n_cases:
             return replace(base, reasons=("no case ran on both arms: nothing can be paired",))
 
         memo = _RunMemo()
         results: list[_Result] = []
-        for piece in self._slices(cases):
+        for piece in self._slices(run.columns):
             results += self._judge_slice(piece, memo)
             memo.slice_draws.clear()
         comparisons = self._decide(results)
@@ -233,7 +249,7 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
             shown = sum(c.status in ("ok", "improved") for c in gated)
             reasons = [
                 f"non-inferiority shown for all {shown} gated comparisons "
-                f"({len(cases)} paired cases, {self.confidence:.0%} intervals)"
+                f"({n_cases} paired cases, {self.confidence:.0%} intervals)"
             ]
         # A figure judged on part of the cases (cost without usage on some streams) says so in
         # the summary whatever the verdict: never a silent mix.
@@ -249,31 +265,23 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
             metrics=comparisons,
             regressions=regressions,
         )
-        stable_model = run.stable[0].model if run.stable else None
-        return replace(judgement, rollout=rollout_plan(judgement, self.margins, stable_model))
+        return replace(judgement, rollout=rollout_plan(judgement, self.margins, run.stable_model))
 
-    def _slices(self, cases: list[_Case]) -> Iterable[_Slice]:
-        columns = CaseColumns(cases)
-        yield _Slice("overall", cases, None, True, columns, np.arange(len(cases), dtype=np.int64))
-        by_workflow: dict[str, list[int]] = defaultdict(list)
-        by_language: dict[str, list[int]] = defaultdict(list)
-        for position, case in enumerate(cases):
-            by_workflow[case.workflow].append(position)
-            if case.language is not None:
-                by_language[case.language].append(position)
-
+    def _slices(self, columns: CaseColumns) -> Iterable[_Slice]:
+        yield _Slice("overall", None, True, columns, np.arange(columns.n, dtype=np.int64))
+        by_workflow, by_language = columns.groups()
+        cases = columns.cases
         # A budget is a workflow's: looked for per workflow only if the run declares one.
         declared = any(t.budgets for c in cases for t in (*c.stable.tests, *c.candidate.tests))
 
         def piece(scope: str, positions: list[int], budgets: bool) -> _Slice:
-            members = [cases[p] for p in positions]
+            at = np.asarray(positions, dtype=np.int64)
             return _Slice(
                 scope,
-                members,
-                _merge_budgets(members) if budgets and declared else None,
-                len(members) >= self.min_cases,
+                _merge_budgets(columns.members(at)) if budgets and declared else None,
+                len(positions) >= self.min_cases,
                 columns,
-                np.asarray(positions, dtype=np.int64),
+                at,
             )
 
         # A slice equal to the whole run says nothing new.

@@ -10,7 +10,6 @@ import numpy as np
 
 from pytest_modelgate.judge import largesample
 from pytest_modelgate.judge.base import _JudgeBase
-from pytest_modelgate.judge.cases import _repeat_rates
 from pytest_modelgate.judge.columns import RateColumns
 from pytest_modelgate.judge.common import _LARGE_SAMPLE_CASES, _Result, _Slice, _Spec
 from pytest_modelgate.judge.inference import (
@@ -101,10 +100,7 @@ class _RateStatistics(_JudgeBase):
             return result
         needed = self._rate_cases_needed(spec, n, totals, table, margin)
         repeats = _repeats_needed(
-            (
-                (_repeat_rates(c.stable, spec.name), _repeat_rates(c.candidate, spec.name))
-                for c in (piece.cases[i] for i in rows.tolist())
-            ),
+            piece.columns.repeat_rates(spec.name, piece.positions[rows]),
             interval,
             abs(change + (margin if spec.higher_is_better else -margin)),
             needed,

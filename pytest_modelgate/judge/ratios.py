@@ -11,7 +11,6 @@ import numpy as np
 
 from pytest_modelgate.judge import largesample
 from pytest_modelgate.judge.base import _JudgeBase
-from pytest_modelgate.judge.cases import _cost_gaps
 from pytest_modelgate.judge.columns import Floats, Ragged, SumColumns
 from pytest_modelgate.judge.common import (
     _EPSILON,
@@ -187,7 +186,7 @@ class _RatioStatistics(_JudgeBase):
             sums = piece.columns.sums(spec.name).take(piece.positions)
             known = sums.s_known & sums.c_known
             if not bool(known.all()):
-                gaps, price_missing = _cost_gaps(piece.cases)
+                gaps, price_missing = piece.columns.cost_gaps(piece.positions)
                 if price_missing or not bool(known.any()):
                     # A cost is unknown on an arm: never "ok", and a gated cost cannot pass.
                     return self._unknown(spec, piece, margin, sums.pairs(), gaps)
