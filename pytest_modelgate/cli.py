@@ -292,13 +292,6 @@ def _add_analyze(commands: Any) -> None:
         help="modelgate.yaml: its gate: margins, and a check that the route's stable matches",
     )
     analyze.add_argument(
-        "--max-pairs",
-        type=_positive,
-        default=5000,
-        metavar="N",
-        help="judge at most N pairs, a seeded uniform sample of a larger log (default 5000)",
-    )
-    analyze.add_argument(
         "--engine",
         choices=("auto", "python", "duckdb"),
         default="auto",
@@ -359,7 +352,6 @@ def _analyze(args: argparse.Namespace) -> int:
             args.logs,
             route=args.route,
             config_path=args.config,
-            max_pairs=args.max_pairs,
             engine=args.engine,
         )
     except ConfigError as exc:
@@ -380,10 +372,10 @@ def _analyze(args: argparse.Namespace) -> int:
         _done, happened = discard_verdict(args.verdict)
         print(f"modelgate analyze: cannot write {args.verdict}: {exc}; {happened}", file=sys.stderr)
         return 3
-    sampled = f", a sample of {len(read.pairs)} judged" if read.pairs_seen > len(read.pairs) else ""
     print(
         f"modelgate analyze: {read.lines} line(s), {read.pairs_seen} pair(s) of route "
-        f"{read.route} ({read.stable} vs {read.candidate}){sampled}, {read.skipped} skipped, "
+        f"{read.route} ({read.stable} vs {read.candidate}) in {result.cases} case(s), "
+        f"{read.skipped} skipped, "
         f"{read.other_routes} of other routes ({read.engine}): verdict "
         f"{result.verdict['verdict']} written to {args.verdict}"
     )

@@ -22,6 +22,7 @@ from pytest_modelgate.session import EXIT_ERROR, EXIT_FAIL, EXIT_OK, GateSession
 
 if TYPE_CHECKING:
     from pytest_modelgate.config.settings import GateLimits
+    from pytest_modelgate.judge.columns import CaseAggregates
 
 # pytest's own exit statuses (pytest.ExitCode), spelled out to keep this module pytest-free.
 _PYTEST_OK = 0
@@ -287,13 +288,77 @@ def judged_verdict(
     hook's judge or None for the built-in one; ``amend`` runs the verdict hooks; ``allowances``
     are the margins widened on purpose (already applied to ``limits``), in their JSON form.
     """
-    from pytest_modelgate.verdict.model import build_verdict
 
     stable, candidate = canonical_order(records[0]), canonical_order(records[1])
     # `judge` calls the pytest_modelgate_judge hook: inside the caller's try, so that a hook
     # that raises gives an `error` verdict like any other failure while deciding.
     chosen: Judge = judge() or default_judge(limits)
     judgement = chosen.judge(RunData(stable=stable, candidate=candidate if has_candidate else None))
+
+    def cases_changed() -> dict[str, Any]:
+        from pytest_modelgate.verdict.reports.cases import cases_changed_section
+
+        # The per-case view of the reports, from the same records: one definition of "changed".
+        return cases_changed_section([r.model_dump(mode="json") for r in (*stable, *candidate)])
+
+    return _verdict_of(
+        judgement,
+        strict=strict,
+        has_candidate=has_candidate,
+        pytest_status=pytest_status,
+        started_at=started_at,
+        common=common,
+        timing=_timing_sources(stable, candidate if has_candidate else None),
+        cases_changed=cases_changed,
+        amend=amend,
+        allowances=allowances,
+        metric_labels=metric_labels,
+    )
+
+
+def aggregated_verdict(
+    run: CaseAggregates,
+    *,
+    limits: GateLimits,
+    started_at: datetime,
+    common: dict[str, Any],
+    timing: Mapping[str, Mapping[str, str | None]],
+    cases_changed: dict[str, Any],
+) -> tuple[dict[str, Any], int]:
+    """A run given as per-case aggregates (``modelgate analyze``) judged by the built-in judge,
+    and its verdict, built as ``judged_verdict`` builds one; ``timing`` and ``cases_changed``
+    are what ``judged_verdict`` reads from records."""
+    from pytest_modelgate.judge.paired import PairedJudge
+
+    judge = default_judge(limits)
+    assert isinstance(judge, PairedJudge)
+    return _verdict_of(
+        judge.judge_aggregates(run),
+        strict=False,
+        has_candidate=True,
+        pytest_status=0,
+        started_at=started_at,
+        common=common,
+        timing=timing,
+        cases_changed=lambda: cases_changed,
+    )
+
+
+def _verdict_of(
+    judgement: Judgement,
+    *,
+    strict: bool,
+    has_candidate: bool,
+    pytest_status: int,
+    started_at: datetime,
+    common: dict[str, Any],
+    timing: Mapping[str, Mapping[str, str | None]],
+    cases_changed: Callable[[], dict[str, Any]],
+    amend: Callable[[dict[str, Any]], object] = lambda verdict: None,
+    allowances: Sequence[Mapping[str, Any]] = (),
+    metric_labels: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], int]:
+    from pytest_modelgate.verdict.model import build_verdict
 
     verdict_name = str(judgement.verdict)
     extra_reasons: list[str] = []
@@ -315,14 +380,12 @@ def judged_verdict(
         metric_labels=metric_labels,
         **common,
     )
-    _note_latency_timing(verdict, stable, candidate if has_candidate else None)
+    for name, sources in timing.items():
+        entry = verdict["metrics"].get(name)
+        if entry is not None:
+            entry["timing"] = dict(sources)
     if has_candidate:
-        from pytest_modelgate.verdict.reports.cases import cases_changed_section
-
-        # The per-case view of the reports, from the same records: one definition of "changed".
-        verdict["cases_changed"] = cases_changed_section(
-            [r.model_dump(mode="json") for r in (*stable, *candidate)]
-        )
+        verdict["cases_changed"] = cases_changed()
     if allowances:
         # Margins widened on purpose for this run: the reviewer must see them in the verdict.
         verdict["allowances"] = [dict(a) for a in allowances]
@@ -431,22 +494,23 @@ def default_judge(limits: GateLimits) -> Judge:
     )
 
 
-def _note_latency_timing(
-    verdict: dict[str, Any], stable: list[TestRecord], candidate: list[TestRecord] | None
-) -> None:
-    """Say, per latency figure and arm, whether it was measured live or replayed from recordings."""
+def _timing_sources(
+    stable: list[TestRecord], candidate: list[TestRecord] | None
+) -> dict[str, dict[str, str | None]]:
+    """Per latency figure and arm, whether it was measured live or replayed from recordings."""
     from pytest_modelgate.judge.metrics import METRICS
 
-    for spec in METRICS:
-        entry = verdict["metrics"].get(spec.name)
-        if spec.unit != "ms" or entry is None:
-            continue
-        # Time to first token exists only for streamed attempts (see metrics.py).
-        streamed_only = spec.name.startswith("ttft")
-        entry["timing"] = {
-            "stable": _timing_source(stable, streamed_only),
-            "candidate": None if candidate is None else _timing_source(candidate, streamed_only),
+    # Time to first token exists only for streamed attempts (see metrics.py).
+    return {
+        spec.name: {
+            "stable": _timing_source(stable, spec.name.startswith("ttft")),
+            "candidate": None
+            if candidate is None
+            else _timing_source(candidate, spec.name.startswith("ttft")),
         }
+        for spec in METRICS
+        if spec.unit == "ms"
+    }
 
 
 def _timing_source(records: list[TestRecord], streamed_only: bool) -> str | None:

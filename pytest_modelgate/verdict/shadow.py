@@ -17,43 +17,44 @@ What is read, and what is refused:
 * a pair of another stable/candidate model pair than the first is refused, naming file and line;
 * no pair at all: an ``error`` verdict (fail closed).
 
-Large logs: the engine (DuckDB, the ``duckdb`` extra, or a streaming pure-Python reader) counts
-every line and every pair and computes whole-log figures, then the judge receives at most
-``max_pairs`` pairs: all of them when the log is smaller, else a uniform random sample (seeded by
-the logs' size, so a rerun gives the same verdict). A uniform sample of independent pairs is a
-valid sample of the traffic (the judge's intervals are for the sample's size, so wider); the
-verdict's ``shadow`` section says how many pairs were seen and how many judged.
+Every pair is judged, however many: the engine (DuckDB, the ``duckdb`` extra, or a streaming
+pure-Python reader) turns the pairs into numpy columns (``verdict/shadowpairs.py``), which are
+grouped by case and aggregated per case; the judge takes the per-case aggregates
+(``PairedJudge.judge_aggregates``), never a record per pair.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-from pytest_modelgate.calls.records import (
-    CallRecord,
-    ErrorKind,
-    ModelIdentity,
-    TestRecord,
-    Usage,
-)
+import numpy as np
+
+from pytest_modelgate.calls.records import ModelIdentity
 from pytest_modelgate.errors import ModelgateError
+from pytest_modelgate.verdict.shadowpairs import (
+    FLAGS,
+    NOT_LOGGED,
+    NUMBERS,
+    PairRows,
+    PairTable,
+    ShadowCases,
+    SideColumns,
+    error_kind,
+    group_by_case,
+)
 
 __all__ = ["AnalyzeRefused", "ShadowRead", "analyze_logs", "read_logs"]
 
 Engine = Literal["auto", "python", "duckdb"]
-# Pairs the judge receives at most (the rest are counted, and summarised by the engine).
-DEFAULT_MAX_PAIRS = 5_000
 # Above this many bytes of log, "auto" uses DuckDB when it is installed.
 _DUCKDB_FROM_BYTES = 20_000_000
 _SHOWN_PROBLEMS = 5
-_ERROR_KINDS = frozenset(get_args(ErrorKind))
 
 
 class AnalyzeRefused(ModelgateError):
@@ -62,7 +63,7 @@ class AnalyzeRefused(ModelgateError):
 
 @dataclass
 class ShadowRead:
-    """What the engine read: the pairs for the judge and the counts of everything."""
+    """What the engine read: the route's pairs as columns, and the counts of everything."""
 
     route: str | None = None
     stable: str | None = None
@@ -72,8 +73,7 @@ class ShadowRead:
     other_routes: int = 0
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
-    pairs: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
+    table: PairTable | None = None
     engine: str = "python"
 
     def skip(self, where: str, why: str) -> None:
@@ -93,7 +93,9 @@ def _problem(pair: Any) -> str | None:
         if not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
             return f"no {side}.model"
         latency = entry.get("latency_ms")
-        if latency is not None and not isinstance(latency, (int, float)):
+        if latency is not None and (
+            isinstance(latency, bool) or not isinstance(latency, int | float)
+        ):
             return f"{side}.latency_ms is not a number"
     return None
 
@@ -105,13 +107,12 @@ def _models(pair: Mapping[str, Any]) -> tuple[str, str]:
 
 
 class _Collector:
-    """Route and model-pair checks and the seeded reservoir of pairs for the judge."""
+    """Route and model-pair checks; the pairs that pass go into the columns."""
 
-    def __init__(self, read: ShadowRead, route: str | None, max_pairs: int, seed: int) -> None:
+    def __init__(self, read: ShadowRead, route: str | None) -> None:
         self.read = read
         self.route = route
-        self.max_pairs = max_pairs
-        self._random = random.Random(seed)
+        self.rows = PairRows()
         # The first route seen and where, when no route was asked for.
         self._first: tuple[str, str] | None = None
 
@@ -139,19 +140,12 @@ class _Collector:
                 "model pair"
             )
         read.pairs_seen += 1
-        # Algorithm R: after n pairs every pair is in the sample with probability max/n.
-        if len(read.pairs) < self.max_pairs:
-            read.pairs.append(pair)
-        else:
-            slot = self._random.randrange(read.pairs_seen)
-            if slot < self.max_pairs:
-                read.pairs[slot] = pair
+        self.rows.add(pair)
 
 
-def _python_read(paths: Sequence[Path], route: str | None, max_pairs: int, seed: int) -> ShadowRead:
+def _python_read(paths: Sequence[Path], route: str | None) -> ShadowRead:
     read = ShadowRead(engine="python")
-    collector = _Collector(read, route, max_pairs, seed)
-    sums = _Summary()
+    collector = _Collector(read, route)
     for path in paths:
         with path.open("rb") as stream:
             for number, raw in enumerate(stream, start=1):
@@ -163,87 +157,84 @@ def _python_read(paths: Sequence[Path], route: str | None, max_pairs: int, seed:
                     continue
                 try:
                     pair = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    read.skip(where, f"not JSON ({exc})")
-                    continue
-                except ValueError as exc:  # bytes that are not UTF-8
+                except ValueError as exc:  # not JSON, or bytes that are not UTF-8
                     read.skip(where, f"not JSON ({exc})")
                     continue
                 why = _problem(pair)
                 if why is not None:
                     read.skip(where, why)
                     continue
-                seen = read.pairs_seen
                 collector.add(pair, where)
-                if read.pairs_seen > seen:
-                    sums.add(pair)
-    read.summary = sums.figures()
+    read.table = collector.rows.table()
     return read
 
 
-class _Summary:
-    """Whole-log figures of the pure-Python engine (the same DuckDB computes in SQL)."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.errors = {"stable": 0, "candidate": 0}
-        self.latency = {"stable": [0.0, 0], "candidate": [0.0, 0]}
-
-    def add(self, pair: Mapping[str, Any]) -> None:
-        self.n += 1
-        for arm, side in (("stable", "user"), ("candidate", "shadow")):
-            entry = pair[side]
-            if entry.get("error_kind") is not None:
-                self.errors[arm] += 1
-            latency = entry.get("latency_ms")
-            if latency is not None:
-                self.latency[arm][0] += float(latency)
-                self.latency[arm][1] += 1
-
-    def figures(self) -> dict[str, Any]:
-        return {
-            arm: {
-                "error_rate": round(self.errors[arm] / self.n, 6) if self.n else None,
-                "mean_latency_ms": (
-                    round(self.latency[arm][0] / self.latency[arm][1], 1)
-                    if self.latency[arm][1]
-                    else None
-                ),
-            }
-            for arm in ("stable", "candidate")
-        }
+def _number_sql(side: str, name: str) -> str:
+    """A side's number, NaN where it is not logged or not a number (as ``shadowpairs``)."""
+    return (
+        f"CASE WHEN json_type({side}, '$.{name}') IN ('BIGINT', 'UBIGINT', 'DOUBLE') "
+        f"THEN CAST(json_extract({side}, '$.{name}') AS DOUBLE) ELSE 'NaN'::DOUBLE END"
+    )
 
 
-def _duckdb_read(paths: Sequence[Path], route: str | None, max_pairs: int, seed: int) -> ShadowRead:
-    """DuckDB reads the logs in one scan per step; Python sees only the sampled pairs."""
+def _flag_sql(side: str, name: str) -> str:
+    """A side's true/false as 1/0, NOT_LOGGED where it is not a JSON boolean."""
+    return (
+        f"CASE WHEN json_type({side}, '$.{name}') = 'BOOLEAN' THEN "
+        f"CAST(CAST(json_extract({side}, '$.{name}') AS BOOLEAN) AS TINYINT) "
+        f"ELSE {NOT_LOGGED} END"
+    )
+
+
+# The columns of shadowpairs.SideColumns that hold strings: name -> the SQL of one side's value.
+_STRING_SQL = {
+    "error": "CASE WHEN coalesce(json_type({side}, '$.error_kind'), 'NULL') <> 'NULL' "
+    "THEN json_extract_string({side}, '$.error_kind') END",
+    "tools": "CASE WHEN json_type({side}, '$.tool_calls') = 'ARRAY' THEN nullif(array_to_string("
+    "json_extract_string({side}, '$.tool_calls[*]'), chr(31)), '') END",
+    "reply": "CASE WHEN json_type({side}, '$.reply_language') = 'VARCHAR' "
+    "THEN json_extract_string({side}, '$.reply_language') END",
+}
+
+
+def _duckdb_read(paths: Sequence[Path], route: str | None) -> ShadowRead:
+    """DuckDB reads the logs and extracts every pair's figures in SQL; Python receives numpy
+    columns (strings as codes into their few distinct values), never a row per pair."""
     import duckdb
 
     read = ShadowRead(engine="duckdb")
     files = [str(p) for p in paths]
     read.lines = sum(_count_lines(p) for p in paths)
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")  # a time without an offset is UTC, as in Python
     # A view cannot take prepared parameters: the file names go in as quoted SQL literals.
     listed = ", ".join("'" + name.replace("'", "''") + "'" for name in files)
     con.execute(
         f"CREATE TEMP VIEW raw AS SELECT * FROM read_json([{listed}], "
         "format = 'newline_delimited', columns = {route: 'VARCHAR', stable: 'VARCHAR', "
-        "candidate: 'VARCHAR', \"at\": 'VARCHAR', \"case\": 'VARCHAR', prompt_language: 'VARCHAR', "
+        "candidate: 'VARCHAR', \"at\": 'JSON', \"case\": 'JSON', prompt_language: 'JSON', "
         "\"user\": 'JSON', shadow: 'JSON'}, ignore_errors = true)"
+    )
+    # The rules of _problem: a route, both sides' models, latencies that are numbers.
+    latency_ok = " AND ".join(
+        f"coalesce(json_type({side}, '$.latency_ms') IN ('BIGINT', 'UBIGINT', 'DOUBLE', "
+        "'NULL'), true)"
+        for side in ('"user"', "shadow")
     )
     con.execute(
         "CREATE TEMP VIEW pairs AS SELECT route, "
         "coalesce(stable, json_extract_string(\"user\", '$.model')) AS stable_model, "
         "coalesce(candidate, json_extract_string(shadow, '$.model')) AS candidate_model, "
         '"at", "case", prompt_language, "user", shadow FROM raw WHERE route IS NOT NULL '
-        "AND json_extract_string(\"user\", '$.model') IS NOT NULL "
-        "AND json_extract_string(shadow, '$.model') IS NOT NULL"
+        "AND json_type(\"user\", '$.model') = 'VARCHAR' "
+        f"AND json_type(shadow, '$.model') = 'VARCHAR' AND {latency_ok}"
     )
     valid = con.execute("SELECT count(*) FROM pairs").fetchone()
     read.skipped = read.lines - (int(valid[0]) if valid else 0)
     if read.skipped:
         read.problems.append(
-            f"{read.skipped} line(s) not JSON, torn or without route/user/shadow "
-            "(DuckDB does not give their numbers; the python engine does)"
+            f"{read.skipped} line(s) not JSON, torn, or without a route, both sides' models "
+            "or numeric latencies (DuckDB does not give their numbers; the python engine does)"
         )
     groups = con.execute(
         "SELECT route, stable_model, candidate_model, count(*) FROM pairs "
@@ -264,57 +255,87 @@ def _duckdb_read(paths: Sequence[Path], route: str | None, max_pairs: int, seed:
             f"({first[3]}) and of {other[1]} and {other[2]} ({other[3]}): one analysis judges "
             "one model pair"
         )
-    if not chosen:
-        return read
-    read.route, read.stable, read.candidate = chosen[0][0], chosen[0][1], chosen[0][2]
-    read.pairs_seen = int(chosen[0][3])
-    sample = ""
-    if read.pairs_seen > max_pairs:
-        sample = f" USING SAMPLE reservoir({int(max_pairs)} ROWS) REPEATABLE ({int(seed)})"
-    rows = con.execute(
-        'SELECT route, stable_model, candidate_model, "at", "case", prompt_language, "user", '
-        f"shadow FROM pairs WHERE route = ?{sample}",
-        [read.route],
-    ).fetchall()
-    read.pairs = [
-        {
-            "route": r[0],
-            "stable": r[1],
-            "candidate": r[2],
-            "at": r[3],
-            "case": r[4],
-            "prompt_language": r[5],
-            "user": json.loads(r[6]),
-            "shadow": json.loads(r[7]),
-        }
-        for r in rows
-    ]
-    read.summary = _duckdb_summary(con, read.route)
+    if chosen:
+        read.route, read.stable, read.candidate = chosen[0][0], chosen[0][1], chosen[0][2]
+        read.pairs_seen = int(chosen[0][3])
+        read.table = _duckdb_table(con, read.route)
     con.close()
     return read
 
 
-def _duckdb_summary(con: Any, route: str) -> dict[str, Any]:
-    """Whole-log figures of one route's pairs, computed by DuckDB."""
-    figures = con.execute(
-        "SELECT avg(CASE WHEN json_extract_string(\"user\", '$.error_kind') IS NULL THEN 0 "
-        "ELSE 1 END), avg(CASE WHEN json_extract_string(shadow, '$.error_kind') IS NULL "
-        "THEN 0 ELSE 1 END), avg(CAST(json_extract(\"user\", '$.latency_ms') AS DOUBLE)), "
-        "avg(CAST(json_extract(shadow, '$.latency_ms') AS DOUBLE)) FROM pairs WHERE route = ?",
+def _duckdb_table(con: Any, route: str) -> PairTable:
+    """The route's pairs as a ``PairTable``: one scan extracts them into a table of scalars,
+    then each string column is fetched as codes into its distinct values."""
+    sides = {arm: side for arm, side in (("stable", '"user"'), ("candidate", "shadow"))}
+    selected = [
+        "coalesce(json_extract_string(\"case\", '$'), 'pair-' || lpad(CAST(row_number() OVER () "
+        "- 1 AS VARCHAR), 7, '0')) AS case_id",
+        "coalesce(CAST(epoch_us(TRY_CAST(json_extract_string(\"at\", '$') AS TIMESTAMPTZ)) "
+        "AS DOUBLE), 'NaN'::DOUBLE) AS at_us",
+        "CASE WHEN json_type(prompt_language) = 'VARCHAR' "
+        "THEN json_extract_string(prompt_language, '$') END AS language",
+    ]
+    for arm, side in sides.items():
+        selected += [f"{_number_sql(side, n)} AS {arm}_{n}" for n in NUMBERS]
+        selected += [f"{_flag_sql(side, n)} AS {arm}_{n}" for n in FLAGS]
+        selected += [f"{sql.format(side=side)} AS {arm}_{n}" for n, sql in _STRING_SQL.items()]
+    con.execute(
+        f"CREATE TEMP TABLE p AS SELECT {', '.join(selected)} FROM pairs WHERE route = ?",
         [route],
-    ).fetchone()
-    assert figures is not None
-    return {
-        "stable": {"error_rate": _round(figures[0], 6), "mean_latency_ms": _round(figures[2], 1)},
-        "candidate": {
-            "error_rate": _round(figures[1], 6),
-            "mean_latency_ms": _round(figures[3], 1),
-        },
+    )
+    strings = ["case_id", "language", *(f"{a}_{n}" for a in sides for n in _STRING_SQL)]
+    vocab: dict[str, list[str]] = {}
+    for name in strings:
+        # Sorted as Python sorts str (DuckDB compares VARCHAR bytewise: UTF-8 keeps code-point
+        # order), so the case codes are the judge's case order.
+        values = con.execute(
+            f"SELECT DISTINCT {name} FROM p WHERE {name} IS NOT NULL ORDER BY {name}"
+        ).fetchall()
+        vocab[name] = [str(v[0]) for v in values]
+        con.execute(
+            f"CREATE TEMP TABLE v_{name} AS SELECT {name} AS v, "
+            f"CAST(row_number() OVER (ORDER BY {name}) - 1 AS BIGINT) AS code "
+            f"FROM (SELECT DISTINCT {name} FROM p WHERE {name} IS NOT NULL)"
+        )
+    joins = " ".join(f"LEFT JOIN v_{n} ON p.{n} = v_{n}.v" for n in strings)
+    codes = ", ".join(f"coalesce(v_{n}.code, -1) AS {n}" for n in strings)
+    numbers = [f"{a}_{n}" for a in sides for n in (*NUMBERS, *FLAGS)]
+    fetched = con.execute(
+        f"SELECT {codes}, at_us, {', '.join('p.' + n for n in numbers)} FROM p {joins}"
+    ).fetchnumpy()
+
+    def decoded(name: str) -> Any:
+        # Code -1 (no value) reads the None at the end.
+        table = np.empty(len(vocab[name]) + 1, dtype=object)
+        table[:-1] = vocab[name]
+        return table[np.asarray(fetched[name], dtype=np.int64)]
+
+    side_columns = {
+        arm: SideColumns(
+            error=_known_kinds(decoded(f"{arm}_error")),
+            numbers={n: np.asarray(fetched[f"{arm}_{n}"], dtype=np.float64) for n in NUMBERS},
+            flags={n: np.asarray(fetched[f"{arm}_{n}"], dtype=np.int8) for n in FLAGS},
+            tools=decoded(f"{arm}_tools"),
+            reply_language=decoded(f"{arm}_reply"),
+        )
+        for arm in sides
     }
+    return PairTable(
+        case=np.asarray(fetched["case_id"], dtype=np.int64),
+        case_ids=vocab["case_id"],
+        at=np.asarray(fetched["at_us"], dtype=np.float64),
+        language=decoded("language"),
+        sides=side_columns,
+    )
 
 
-def _round(value: Any, digits: int) -> float | None:
-    return None if value is None else round(float(value), digits)
+def _known_kinds(kinds: Any) -> Any:
+    """Error kinds as ``shadowpairs.error_kind`` reads them (an unknown one is
+    ``invalid_response``), mapped once per distinct kind."""
+    mapped = kinds.copy()
+    for kind in {k for k in kinds.tolist() if k is not None}:
+        mapped[kinds == kind] = error_kind(kind)
+    return mapped
 
 
 def _count_lines(path: Path) -> int:
@@ -331,99 +352,28 @@ def read_logs(
     paths: Sequence[Path],
     *,
     route: str | None = None,
-    max_pairs: int = DEFAULT_MAX_PAIRS,
     engine: Engine = "auto",
 ) -> ShadowRead:
     """Read the logs with ``engine`` (``auto``: DuckDB for large logs when installed)."""
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise AnalyzeRefused(f"no such shadow log: {', '.join(missing)}")
-    size = sum(p.stat().st_size for p in paths)
-    # The seed is what the logs are: the same logs give the same sample.
-    seed = size % (2**31)
     if engine == "auto":
+        size = sum(p.stat().st_size for p in paths)
         engine = "duckdb" if size >= _DUCKDB_FROM_BYTES and _has_duckdb() else "python"
     if engine == "duckdb":
         if not _has_duckdb():
             raise AnalyzeRefused(
                 "--engine duckdb needs DuckDB: pip install 'pytest-modelgate[duckdb]'"
             )
-        read = _duckdb_read(paths, route, max_pairs, seed)
-    else:
-        read = _python_read(paths, route, max_pairs, seed)
-    # One order whatever the engine (the judge's resampling follows the order of the cases).
-    read.pairs.sort(key=_pair_order)
-    return read
-
-
-def _pair_order(pair: Mapping[str, Any]) -> tuple[str, str, str]:
-    return (
-        str(pair.get("at") or ""),
-        str(pair.get("case") or ""),
-        json.dumps(pair, sort_keys=True),
-    )
+        return _duckdb_read(paths, route)
+    return _python_read(paths, route)
 
 
 def _has_duckdb() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("duckdb") is not None
-
-
-# ---------------------------------------------------------------------------------------------
-# pairs -> records -> verdict
-
-
-def _records(pairs: Sequence[Mapping[str, Any]]) -> Iterator[tuple[TestRecord, TestRecord]]:
-    for index, pair in enumerate(pairs):
-        case = f"{pair.get('case') or 'pair'}-{index:07d}"
-        test_id = f"shadow::{pair['route']}[{case}]"
-        language = pair.get("prompt_language")
-        arms = (("stable", "user", _models(pair)[0]), ("candidate", "shadow", _models(pair)[1]))
-        built = []
-        for arm, side, model in arms:
-            entry = pair[side]
-            error = entry.get("error_kind")
-            error_kind: ErrorKind | None = None
-            if error is not None:
-                # A kind this version does not know still counts as a failed call.
-                error_kind = error if error in _ERROR_KINDS else "invalid_response"
-            call = CallRecord(
-                test_id=test_id,
-                case_id=case,
-                arm=arm,  # type: ignore[arg-type]
-                model=model,
-                call_index=0,
-                started_at=0.0,
-                latency_ms=entry.get("latency_ms"),
-                ttft_ms=entry.get("ttft_ms"),
-                error_kind=error_kind,
-                usage=Usage(
-                    prompt_tokens=entry.get("prompt_tokens"),
-                    completion_tokens=entry.get("completion_tokens"),
-                ),
-                cost_usd=entry.get("cost_usd"),
-                json_valid=entry.get("json_valid"),
-                schema_valid=entry.get("schema_valid"),
-                tool_calls=tuple(entry.get("tool_calls") or ()),
-                streamed=entry.get("ttft_ms") is not None,
-                prompt_language=language,
-                reply_language=entry.get("reply_language"),
-            )
-            ok = error is None and entry.get("contract_ok") is not False
-            built.append(
-                TestRecord(
-                    test_id=test_id,
-                    case_id=case,
-                    workflow=str(pair["route"]),
-                    arm=arm,  # type: ignore[arg-type]
-                    model=model,
-                    outcome="passed" if ok else "failed",
-                    calls=(call,),
-                    language=language,
-                )
-            )
-        yield built[0], built[1]
 
 
 @dataclass
@@ -433,6 +383,7 @@ class AnalyzeResult:
     verdict: dict[str, Any]
     exit_status: int
     read: ShadowRead
+    cases: int = 0
 
 
 def analyze_logs(
@@ -440,13 +391,12 @@ def analyze_logs(
     *,
     route: str | None = None,
     config_path: Path | None = None,
-    max_pairs: int = DEFAULT_MAX_PAIRS,
     engine: Engine = "auto",
 ) -> AnalyzeResult:
     """Judge the logs' pairs; ``AnalyzeRefused`` for what cannot be one comparison."""
     from pytest_modelgate import __version__
     from pytest_modelgate.config.settings import GateLimits, load_config
-    from pytest_modelgate.judge.decide import judged_verdict
+    from pytest_modelgate.judge.decide import aggregated_verdict
     from pytest_modelgate.session import EXIT_ERROR
     from pytest_modelgate.verdict.model import error_verdict
 
@@ -458,7 +408,7 @@ def analyze_logs(
         limits = config.gate
         if route is not None and route not in config.routes:
             raise AnalyzeRefused(f"{config_path}: no route {route!r} under routes:")
-    read = read_logs(paths, route=route, max_pairs=max_pairs, engine=engine)
+    read = read_logs(paths, route=route, engine=engine)
     if config is not None and read.route is not None and read.route in config.routes:
         configured = config.routes[read.route].stable
         if read.stable is not None and configured.lower() != read.stable.lower():
@@ -477,8 +427,8 @@ def analyze_logs(
         "plugin_version": __version__,
         "provenance": {},
     }
-    section = _section(paths, read, max_pairs)
-    if not read.pairs:
+    table = read.table
+    if table is None or not len(table) or read.route is None or read.stable is None:
         where = f" of route {route!r}" if route else ""
         reason = (
             f"no usable shadow pair{where} in {', '.join(map(str, paths))}: {read.lines} "
@@ -492,43 +442,36 @@ def analyze_logs(
             exit_status=EXIT_ERROR,
             **common,
         )
-        verdict["shadow"] = section
+        verdict["shadow"] = _section(paths, read, None)
         return AnalyzeResult(verdict, EXIT_ERROR, read)
-    stable: list[TestRecord] = []
-    candidate: list[TestRecord] = []
-    for s_record, c_record in _records(read.pairs):
-        stable.append(s_record)
-        candidate.append(c_record)
-    verdict, exit_status = judged_verdict(
-        (stable, candidate),
+    cases = group_by_case(table, read.route, read.stable)
+    verdict, exit_status = aggregated_verdict(
+        cases.aggregates,
         limits=limits,
-        strict=False,
-        has_candidate=True,
-        pytest_status=0,
         started_at=started_at,
         common=common,
+        timing=cases.timing,
+        cases_changed=cases.cases_changed,
     )
     if read.skipped:
         verdict["reasons"].append(
             f"{read.skipped} shadow log line(s) skipped (corrupt, torn or incomplete): "
             + "; ".join(read.problems)
         )
-    verdict["shadow"] = section
-    return AnalyzeResult(verdict, exit_status, read)
+    verdict["shadow"] = _section(paths, read, cases)
+    return AnalyzeResult(verdict, exit_status, read, cases.cases)
 
 
-def _section(paths: Sequence[Path], read: ShadowRead, max_pairs: int) -> dict[str, Any]:
+def _section(paths: Sequence[Path], read: ShadowRead, cases: ShadowCases | None) -> dict[str, Any]:
     return {
         "logs": [str(p) for p in paths],
         "route": read.route,
         "engine": read.engine,
         "lines": read.lines,
         "pairs": read.pairs_seen,
-        "judged_pairs": len(read.pairs),
-        "sampled": read.pairs_seen > len(read.pairs),
-        "max_pairs": max_pairs,
+        "cases": cases.cases if cases is not None else 0,
         "other_routes": read.other_routes,
         "skipped_lines": read.skipped,
         "skipped_examples": list(read.problems),
-        "whole_log": read.summary,
+        "whole_log": cases.whole_log if cases is not None else {},
     }

@@ -20,6 +20,7 @@ __all__ = [
     "RunRecords",
     "case_changes",
     "cases_changed_section",
+    "changes_section",
     "latencies",
     "load_records",
     "natural_key",
@@ -315,8 +316,13 @@ def cases_changed_section(
     builder passes ``TestRecord.model_dump(mode="json")``), so "changed" has one definition.
     """
     changed = case_changes(records)
+    return changes_section(changed[:limit], total=len(changed))
+
+
+def changes_section(changed: Sequence[CaseChange], *, total: int) -> dict[str, Any]:
+    """``cases_changed`` listing ``changed`` (in their order), of ``total`` changed cases."""
     return {
-        "total": len(changed),
+        "total": total,
         "cases": [
             {
                 "case_id": change.case_id,
@@ -328,7 +334,7 @@ def cases_changed_section(
                 "stable": _arm_summary(change.stable),
                 "candidate": _arm_summary(change.candidate),
             }
-            for change in changed[:limit]
+            for change in changed
         ],
     }
 
