@@ -17,6 +17,7 @@ import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,10 +37,11 @@ from pytest_modelgate.judge.tables import (
     tables_of_records,
 )
 
-Ints = NDArray[np.int64]
+Ints = NDArray[np.signedinteger[Any]]
 Floats = NDArray[np.float64]
 Flags = NDArray[np.bool_]
 Objects = NDArray[np.object_]
+Counts = NDArray[np.signedinteger[Any]]
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,9 @@ class Ragged:
         return bool(np.all(self.counts == 1))
 
     def take(self, positions: Ints) -> Ragged:
-        """The values of the cases at ``positions``, in that order."""
+        """The values of the cases at ``positions`` (sorted, distinct), in that order."""
+        if _every(positions, len(self.counts)):
+            return self
         if self.single:
             return Ragged(self.values[positions], self.counts[positions])
         counts = self.counts[positions]
@@ -91,6 +95,15 @@ class Ragged:
         return sums
 
 
+def _every(rows: Ints | Flags, n: int) -> bool:
+    """Whether ``rows`` (sorted, distinct positions, or a mask) select all ``n`` rows in order:
+    then a take is the columns themselves, not a copy (the overall scope of a million cases).
+    Columns are only read after they are built, so sharing them is safe."""
+    if rows.dtype == np.bool_:
+        return len(rows) == n and bool(rows.all())
+    return len(rows) == n
+
+
 @dataclass(frozen=True)
 class RateColumns:
     """(events, trials) of a rate per case on each arm; "events" are successes when higher is
@@ -102,7 +115,9 @@ class RateColumns:
     c_trials: Ints
 
     def take(self, rows: Ints | Flags) -> RateColumns:
-        """The rows at ``rows`` (positions or a mask)."""
+        """The rows at ``rows`` (sorted, distinct positions or a mask)."""
+        if _every(rows, len(self.s_events)):
+            return self
         return RateColumns(
             self.s_events[rows], self.s_trials[rows], self.c_events[rows], self.c_trials[rows]
         )
@@ -130,7 +145,9 @@ class SumColumns:
     c_known: Flags
 
     def take(self, rows: Ints | Flags) -> SumColumns:
-        """The rows at ``rows`` (positions or a mask)."""
+        """The rows at ``rows`` (sorted, distinct positions or a mask)."""
+        if _every(rows, len(self.s_total)):
+            return self
         return SumColumns(
             self.s_total[rows],
             self.s_calls[rows],
@@ -180,7 +197,7 @@ _BUILT_IN_RATES = {
 class ArmColumns:
     """One arm's built-in figures, one entry per case (``arm_columns``)."""
 
-    counts: Ints  # (cases, _WIDTH): the integer figures
+    counts: Counts  # (cases, _WIDTH): the integer figures
     latency: Ragged
     ttft: Ragged
     cost: Floats
@@ -190,7 +207,7 @@ class ArmColumns:
     scores: dict[str, tuple[Floats, Flags]]
     # Each test's case, grouped by case, and its own counts (a repeat's figures).
     test_case: Ints
-    test_counts: Ints
+    test_counts: Counts
 
 
 class CaseColumns:
@@ -510,11 +527,13 @@ def arm_columns(
     if len(tests) and bool(np.any(np.diff(tests.case) < 0)):
         tests, calls = _by_case(tests, calls)
     test_counts = _counts(tests, calls, np.arange(len(tests), dtype=np.int64), len(tests))
-    counts = np.zeros((n, test_counts.shape[1]), dtype=np.int64)
     if len(tests) == n and bool(np.all(tests.case == np.arange(n))):
-        counts[:] = test_counts  # one test per case (the usual shape)
-    elif len(tests):
+        # One test per case (the usual shape): a case's figures are its test's.
+        counts = test_counts = _narrow(test_counts)
+    else:
+        counts = np.zeros((n, test_counts.shape[1]), dtype=test_counts.dtype)
         np.add.at(counts, tests.case, test_counts)
+        counts, test_counts = _narrow(counts), _narrow(test_counts)
     call_case = tests.case[calls.test]
     ok = calls.ok
     latency = _ragged(calls.latency, ok, call_case, n)
@@ -536,18 +555,29 @@ def arm_columns(
     )
 
 
-def _counts(tests: TestTable, calls: CallTable, group: Ints, n: int) -> Ints:
+def _narrow(counts: Counts) -> Counts:
+    """``counts`` in 16 bits when every figure is far below 2**15 (a million shadow cases of one
+    pair each: a quarter of 64-bit counts' memory). Sums and ratios of them are 64-bit as
+    numpy computes them; the margin keeps a sum of two figures within 16 bits too."""
+    if counts.size and int(counts.max()) < 2**13:
+        return counts.astype(np.int16)
+    return counts
+
+
+def _counts(tests: TestTable, calls: CallTable, group: Ints, n: int) -> Counts:
     """The integer figures (``_PASSED``... ``_NO_USAGE_PLAIN``) per group of tests (``group``:
     each test's group)."""
     ran = tests.outcome != SKIPPED
     passed = tests.outcome == PASSED
     call_group = group[calls.test]
 
-    def per(which: Ints, weights: Flags | None = None) -> Ints:
-        return np.bincount(which, weights=weights, minlength=n).astype(np.int64)
+    def per(which: Ints, weights: Flags | None = None) -> Counts:
+        return np.bincount(which, weights=weights, minlength=n).astype(np.int32)
 
     ok = calls.ok
-    counts = np.zeros((n, _WIDTH), dtype=np.int64)
+    # 32 bits: a count per case or test is far below 2**31, and a million cases' 18 figures
+    # take half the memory of 64-bit ones (sums and ratios of them are 64-bit, as numpy does).
+    counts = np.zeros((n, _WIDTH), dtype=np.int32)
     counts[:, _PASSED] = per(group, passed & ran)
     counts[:, _RAN] = per(group, ran)
     counts[:, _FELL_BACK] = per(group, tests.fell_back & ran)

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from pytest_modelgate.calls.records import TestRecord
 from pytest_modelgate.judge.common import _CHECKS
-from pytest_modelgate.judge.metrics import ArmMetrics, Measurement, call_tokens, percentile
+from pytest_modelgate.judge.metrics import ArmMetrics, Measurement, call_tokens
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
@@ -149,8 +149,8 @@ def arm_metrics(tests: TestTable, calls: CallTable) -> ArmMetrics:
     failed_calls = len(calls) - n_ok
     ran = tests.outcome != SKIPPED
     with_fallback = int((tests.fell_back & ran).sum())
-    latencies = calls.latency[ok & ~np.isnan(calls.latency)].tolist()
-    ttfts = calls.ttft[ok & calls.streamed & ~np.isnan(calls.ttft)].tolist()
+    latencies = np.sort(calls.latency[ok & ~np.isnan(calls.latency)])
+    ttfts = np.sort(calls.ttft[ok & calls.streamed & ~np.isnan(calls.ttft)])
     billed = ~np.isnan(calls.cost)
     known_costs = int((ok & billed).sum())
     cost_unknown = n_ok - known_costs
@@ -158,7 +158,7 @@ def arm_metrics(tests: TestTable, calls: CallTable) -> ArmMetrics:
     cost_per_call: float | None = None
     if cost_unknown == 0:
         # Failed attempts are mostly unbilled; when one was billed, it is part of the arm's cost.
-        total_cost = math.fsum(calls.cost[billed].tolist())
+        total_cost = fsum(calls.cost[billed])
         if n_ok:
             cost_per_call = total_cost / n_ok
     tokens = calls.tokens[ok & ~np.isnan(calls.tokens)]
@@ -177,9 +177,9 @@ def arm_metrics(tests: TestTable, calls: CallTable) -> ArmMetrics:
         logical_calls=calls.logical_calls,
         tests_with_fallback=with_fallback,
         fallback_rate=_rate(with_fallback, int(ran.sum())),
-        latency_p50_ms=Measurement(percentile(latencies, 50), len(latencies)),
-        latency_p95_ms=Measurement(percentile(latencies, 95), len(latencies)),
-        ttft_p95_ms=Measurement(percentile(ttfts, 95), len(ttfts)),
+        latency_p50_ms=Measurement(sorted_percentile(latencies, 50), len(latencies)),
+        latency_p95_ms=Measurement(sorted_percentile(latencies, 95), len(latencies)),
+        ttft_p95_ms=Measurement(sorted_percentile(ttfts, 95), len(ttfts)),
         cost_per_call_usd=Measurement(cost_per_call, n_ok),
         total_cost_usd=total_cost,
         cost_known_calls=known_costs,
@@ -187,10 +187,27 @@ def arm_metrics(tests: TestTable, calls: CallTable) -> ArmMetrics:
         usage_missing_calls=int(no_usage.sum()),
         usage_missing_streamed_calls=int((no_usage & calls.streamed).sum()),
         tokens_per_call=Measurement(
-            math.fsum(tokens.tolist()) / len(tokens) if len(tokens) else None, len(tokens)
+            fsum(tokens) / len(tokens) if len(tokens) else None, len(tokens)
         ),
         error_kinds=tuple(sorted(kinds.items())),
     )
+
+
+def fsum(values: Floats) -> float:
+    """``math.fsum`` of an array's values, read one by one (no list of a million floats)."""
+    return math.fsum(np.ascontiguousarray(values, dtype=np.float64).data)
+
+
+def sorted_percentile(ordered: Floats, q: float) -> float | None:
+    """``metrics.percentile`` of values already sorted, in the same float arithmetic."""
+    if not len(ordered):
+        return None
+    position = (len(ordered) - 1) * (q / 100)
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    fraction = position - lower
+    low, high = float(ordered[lower]), float(ordered[upper])
+    return low + (high - low) * fraction
 
 
 def _rate(numerator: int, denominator: int) -> Measurement:

@@ -41,6 +41,7 @@ from pytest_modelgate.verdict.shadowpairs import (
     FLAGS,
     NOT_LOGGED,
     NUMBERS,
+    PackedStrings,
     PairRows,
     PairTable,
     ShadowCases,
@@ -52,6 +53,8 @@ from pytest_modelgate.verdict.shadowpairs import (
 __all__ = ["AnalyzeRefused", "ShadowRead", "analyze_logs", "read_logs"]
 
 Engine = Literal["auto", "python", "duckdb"]
+# DuckDB's memory while it reads (bench/analyze_scale.py: a million pairs fit).
+_DUCKDB_MEMORY = "300MB"
 # Above this many bytes of log, "auto" uses DuckDB when it is installed.
 _DUCKDB_FROM_BYTES = 20_000_000
 _SHOWN_PROBLEMS = 5
@@ -199,13 +202,44 @@ _STRING_SQL = {
 
 def _duckdb_read(paths: Sequence[Path], route: str | None) -> ShadowRead:
     """DuckDB reads the logs and extracts every pair's figures in SQL; Python receives numpy
-    columns (strings as codes into their few distinct values), never a row per pair."""
+    columns (strings as codes into their few distinct values), never a row per pair.
+
+    The extracted table lives in a database file in a temporary directory, with DuckDB's
+    memory bounded (``_DUCKDB_MEMORY``), so its pages spill to disk instead of adding to the
+    columns' memory; logs whose lines need more (long texts logged) are read again without
+    the bound rather than refused.
+    """
+    import duckdb
+
+    try:
+        return _duckdb_pass(paths, route, _DUCKDB_MEMORY)
+    except duckdb.OutOfMemoryException:
+        return _duckdb_pass(paths, route, None)
+
+
+def _duckdb_pass(paths: Sequence[Path], route: str | None, memory: str | None) -> ShadowRead:
+    import tempfile
+
     import duckdb
 
     read = ShadowRead(engine="duckdb")
     files = [str(p) for p in paths]
     read.lines = sum(_count_lines(p) for p in paths)
-    con = duckdb.connect()
+    with tempfile.TemporaryDirectory(prefix="modelgate-analyze-") as scratch:
+        con = duckdb.connect(str(Path(scratch) / "pairs.duckdb"))
+        try:
+            if memory is not None:
+                con.execute(f"SET memory_limit = '{memory}'")
+            quoted = scratch.replace("'", "''")
+            con.execute(f"SET temp_directory = '{quoted}'")
+            _duckdb_scan(con, read, files, route)
+        finally:
+            con.close()
+    return read
+
+
+def _duckdb_scan(con: Any, read: ShadowRead, files: list[str], route: str | None) -> None:
+    """Fill ``read`` from the logs ``files`` through ``con``."""
     con.execute("SET TimeZone = 'UTC'")  # a time without an offset is UTC, as in Python
     # A view cannot take prepared parameters: the file names go in as quoted SQL literals.
     listed = ", ".join("'" + name.replace("'", "''") + "'" for name in files)
@@ -259,17 +293,16 @@ def _duckdb_read(paths: Sequence[Path], route: str | None) -> ShadowRead:
         read.route, read.stable, read.candidate = chosen[0][0], chosen[0][1], chosen[0][2]
         read.pairs_seen = int(chosen[0][3])
         read.table = _duckdb_table(con, read.route)
-    con.close()
-    return read
 
 
 def _duckdb_table(con: Any, route: str) -> PairTable:
-    """The route's pairs as a ``PairTable``: one scan extracts them into a table of scalars,
-    then each string column is fetched as codes into its distinct values."""
+    """The route's pairs as a ``PairTable``: one scan of the logs extracts every pair's figures
+    into a table of scalars, then each column is fetched on its own (strings as codes into
+    their distinct values, the case ids packed in one string), so that no Python object is
+    made per pair and no more than one column is in transit at a time."""
     sides = {arm: side for arm, side in (("stable", '"user"'), ("candidate", "shadow"))}
     selected = [
-        "coalesce(json_extract_string(\"case\", '$'), 'pair-' || lpad(CAST(row_number() OVER () "
-        "- 1 AS VARCHAR), 7, '0')) AS case_id",
+        "json_extract_string(\"case\", '$') AS case_id",
         "coalesce(CAST(epoch_us(TRY_CAST(json_extract_string(\"at\", '$') AS TIMESTAMPTZ)) "
         "AS DOUBLE), 'NaN'::DOUBLE) AS at_us",
         "CASE WHEN json_type(prompt_language) = 'VARCHAR' "
@@ -279,52 +312,66 @@ def _duckdb_table(con: Any, route: str) -> PairTable:
         selected += [f"{_number_sql(side, n)} AS {arm}_{n}" for n in NUMBERS]
         selected += [f"{_flag_sql(side, n)} AS {arm}_{n}" for n in FLAGS]
         selected += [f"{sql.format(side=side)} AS {arm}_{n}" for n, sql in _STRING_SQL.items()]
+    # A table keeps the order of the lines (``rowid``); no window over the scan, which would
+    # hold every row at once.
     con.execute(
-        f"CREATE TEMP TABLE p AS SELECT {', '.join(selected)} FROM pairs WHERE route = ?",
+        f"CREATE TABLE p AS SELECT {', '.join(selected)} FROM pairs WHERE route = ?",
         [route],
     )
-    strings = ["case_id", "language", *(f"{a}_{n}" for a in sides for n in _STRING_SQL)]
-    vocab: dict[str, list[str]] = {}
-    for name in strings:
-        # Sorted as Python sorts str (DuckDB compares VARCHAR bytewise: UTF-8 keeps code-point
-        # order), so the case codes are the judge's case order.
+    # A pair without a case is a case of its own, numbered as the Python engine numbers it.
+    con.execute(
+        "UPDATE p SET case_id = 'pair-' || lpad(CAST(rowid AS VARCHAR), 7, '0') "
+        "WHERE case_id IS NULL"
+    )
+    con.execute(
+        "CREATE TABLE cases AS SELECT case_id, CAST(row_number() OVER (ORDER BY case_id) - 1 "
+        "AS BIGINT) AS code FROM (SELECT DISTINCT case_id FROM p)"
+    )
+
+    def column(expression: str, dtype: Any, parameters: Sequence[Any] = ()) -> Any:
+        found = con.execute(f"SELECT {expression} AS x FROM p ORDER BY p.rowid", parameters)
+        return np.asarray(found.fetchnumpy()["x"], dtype=dtype)
+
+    def strings(name: str) -> Any:
+        # Each value as a code into the column's few distinct values (None where none).
         values = con.execute(
             f"SELECT DISTINCT {name} FROM p WHERE {name} IS NOT NULL ORDER BY {name}"
         ).fetchall()
-        vocab[name] = [str(v[0]) for v in values]
-        con.execute(
-            f"CREATE TEMP TABLE v_{name} AS SELECT {name} AS v, "
-            f"CAST(row_number() OVER (ORDER BY {name}) - 1 AS BIGINT) AS code "
-            f"FROM (SELECT DISTINCT {name} FROM p WHERE {name} IS NOT NULL)"
+        vocab = np.empty(len(values) + 1, dtype=object)
+        vocab[:-1] = [str(v[0]) for v in values]
+        codes = column(
+            f"CAST(coalesce(list_position(CAST(? AS VARCHAR[]), {name}), 0) - 1 AS INTEGER)",
+            np.int64,
+            [vocab[:-1].tolist()],
         )
-    joins = " ".join(f"LEFT JOIN v_{n} ON p.{n} = v_{n}.v" for n in strings)
-    codes = ", ".join(f"coalesce(v_{n}.code, -1) AS {n}" for n in strings)
-    numbers = [f"{a}_{n}" for a in sides for n in (*NUMBERS, *FLAGS)]
-    fetched = con.execute(
-        f"SELECT {codes}, at_us, {', '.join('p.' + n for n in numbers)} FROM p {joins}"
-    ).fetchnumpy()
-
-    def decoded(name: str) -> Any:
-        # Code -1 (no value) reads the None at the end.
-        table = np.empty(len(vocab[name]) + 1, dtype=object)
-        table[:-1] = vocab[name]
-        return table[np.asarray(fetched[name], dtype=np.int64)]
+        return vocab[codes]  # code -1 reads the None at the end
 
     side_columns = {
         arm: SideColumns(
-            error=_known_kinds(decoded(f"{arm}_error")),
-            numbers={n: np.asarray(fetched[f"{arm}_{n}"], dtype=np.float64) for n in NUMBERS},
-            flags={n: np.asarray(fetched[f"{arm}_{n}"], dtype=np.int8) for n in FLAGS},
-            tools=decoded(f"{arm}_tools"),
-            reply_language=decoded(f"{arm}_reply"),
+            error=_known_kinds(strings(f"{arm}_error")),
+            numbers={n: column(f"{arm}_{n}", np.float64) for n in NUMBERS},
+            flags={n: column(f"{arm}_{n}", np.int8) for n in FLAGS},
+            tools=strings(f"{arm}_tools"),
+            reply_language=strings(f"{arm}_reply"),
         )
         for arm in sides
     }
+    # Case codes in id order, which is the judge's case order: DuckDB compares VARCHAR
+    # bytewise, and UTF-8 keeps the code-point order Python sorts str by.
+    found = con.execute("SELECT c.code AS x FROM p JOIN cases c USING (case_id) ORDER BY p.rowid")
+    case = np.asarray(found.fetchnumpy()["x"], dtype=np.int64)
+    packed = con.execute("SELECT string_agg(case_id, '' ORDER BY code) FROM cases")
+    row = packed.fetchone()
+    lengths = con.execute("SELECT length(case_id) AS x FROM cases ORDER BY code")
+    case_ids = PackedStrings(
+        str(row[0]) if row and row[0] is not None else "",
+        np.asarray(lengths.fetchnumpy()["x"], dtype=np.int64),
+    )
     return PairTable(
-        case=np.asarray(fetched["case_id"], dtype=np.int64),
-        case_ids=vocab["case_id"],
-        at=np.asarray(fetched["at_us"], dtype=np.float64),
-        language=decoded("language"),
+        case=case,
+        case_ids=case_ids,
+        at=column("at_us", np.float64),
+        language=strings("language"),
         sides=side_columns,
     )
 

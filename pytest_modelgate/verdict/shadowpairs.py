@@ -24,13 +24,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, get_args
+from typing import Any, get_args, overload
 
 import numpy as np
 from numpy.typing import NDArray
 
 from pytest_modelgate.calls.records import ErrorKind
-from pytest_modelgate.judge.columns import CaseAggregates, CaseColumns, arm_columns
+from pytest_modelgate.judge.columns import ArmColumns, CaseAggregates, CaseColumns, arm_columns
+from pytest_modelgate.judge.metrics import ArmMetrics
 from pytest_modelgate.judge.model import CaseRef
 from pytest_modelgate.judge.tables import (
     CHECK_ORDER,
@@ -39,6 +40,7 @@ from pytest_modelgate.judge.tables import (
     CallTable,
     TestTable,
     arm_metrics,
+    fsum,
 )
 
 Ints = NDArray[np.int64]
@@ -75,13 +77,44 @@ class PairTable:
     """Every pair of one route and model pair, a row each, in any order."""
 
     case: Ints  # each pair's case: its index in ``case_ids``
-    case_ids: list[str]  # the cases' ids, sorted
+    case_ids: Sequence[str]  # the cases' ids, sorted
     at: Floats  # microseconds since the epoch, NaN when unreadable
     language: Objects  # the prompt's language, str or None
     sides: dict[str, SideColumns]
 
     def __len__(self) -> int:
         return len(self.case)
+
+
+class PackedStrings(Sequence[str]):
+    """Many strings in one: their concatenation and each one's length (in characters). A
+    million case ids take one string's memory, not a million objects'."""
+
+    def __init__(self, text: str, lengths: Ints) -> None:
+        self._text = text
+        self._ends = np.cumsum(lengths)
+        if len(lengths) and int(self._ends[-1]) != len(text):
+            raise ValueError("the lengths do not add up to the text")
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        end = int(self._ends[index])
+        start = int(self._ends[index - 1]) if index else 0
+        return self._text[start:end]
 
 
 def error_kind(value: Any) -> str | None:
@@ -213,8 +246,12 @@ class ShadowCases:
 
 
 def group_by_case(table: PairTable, route: str, stable_model: str) -> ShadowCases:
-    """The table's pairs as paired cases, each pair a repeat of its case in time order."""
-    code, ids = table.case, table.case_ids
+    """The table's pairs as paired cases, each pair a repeat of its case in time order.
+
+    The table is consumed: its columns are put in case order in place, and each arm's are let
+    go as soon as they are aggregated (a million pairs' columns are most of the memory).
+    """
+    ids = table.case_ids
     n = len(ids)
     sides = table.sides
     # Cases in id order (the order the judge's cases have), a case's pairs in time order; ties
@@ -224,28 +261,37 @@ def group_by_case(table: PairTable, route: str, stable_model: str) -> ShadowCase
             sides["candidate"].numbers["latency_ms"],
             sides["stable"].numbers["latency_ms"],
             table.at,
-            code,
+            table.case,
         )
     )
-    code = code[order]
+    code = table.case = table.case[order]
+    table.at = table.at[order]
+    language = table.language = table.language[order]
+    for side in sides.values():
+        _reorder(side, order)
+    del order
     starts = np.searchsorted(code, np.arange(n))
     repeat = np.arange(len(code), dtype=np.int64) - starts[code]
-    ordered = {arm: _take(sides[arm], order) for arm, _ in ARMS}
-    language = table.language[order]
+    del starts
     has_language = np.flatnonzero(language != None)  # noqa: E711 (element-wise)
     languages: list[str | None] = [None] * n
     first_case, first_row = np.unique(code[has_language], return_index=True)
     for case, row in zip(first_case.tolist(), has_language[first_row].tolist(), strict=True):
         languages[case] = language[row]
-    arms = {}
+    cases_changed = _cases_changed(sides, ids, code, repeat, route, languages)
+    whole_log = _whole_log(sides)
     failed: dict[str, Flags] = {}
+    columns: dict[str, ArmColumns] = {}
+    metrics: dict[str, ArmMetrics] = {}
+    timing: dict[str, dict[str, str | None]] = {}
     for arm, _ in ARMS:
-        tests, calls = _tables(ordered[arm], code)
+        tests, calls = _tables(sides.pop(arm), code)
         failed[arm] = tests.outcome == FAILED
-        arms[arm] = (arm_columns(tests, calls, n), arm_metrics(tests, calls), calls)
-    columns = CaseColumns.of_arms(
-        ids, [route] * n, languages, arms["stable"][0], arms["candidate"][0]
-    )
+        metrics[arm] = arm_metrics(tests, calls)
+        columns[arm] = arm_columns(tests, calls, n)
+        for name, streamed_only in _TIMED:
+            timing.setdefault(name, {})[arm] = _timing_source(calls, streamed_only)
+        del tests, calls
 
     def refs(mask: Flags) -> tuple[CaseRef, ...]:
         rows = np.flatnonzero(mask)
@@ -258,9 +304,11 @@ def group_by_case(table: PairTable, route: str, stable_model: str) -> ShadowCase
 
     s_failed, c_failed = failed["stable"], failed["candidate"]
     aggregates = CaseAggregates(
-        columns=columns,
-        stable=arms["stable"][1],
-        candidate=arms["candidate"][1],
+        columns=CaseColumns.of_arms(
+            ids, [route] * n, languages, columns["stable"], columns["candidate"]
+        ),
+        stable=metrics["stable"],
+        candidate=metrics["candidate"],
         failed=(refs(s_failed & c_failed), refs(c_failed & ~s_failed), refs(s_failed & ~c_failed)),
         stable_model=stable_model,
     )
@@ -268,20 +316,20 @@ def group_by_case(table: PairTable, route: str, stable_model: str) -> ShadowCase
         aggregates=aggregates,
         pairs=len(code),
         cases=n,
-        timing=_timing(arms["stable"][2], arms["candidate"][2]),
-        cases_changed=_cases_changed(ordered, ids, code, repeat, route, languages),
-        whole_log=_whole_log(ordered),
+        timing=timing,
+        cases_changed=cases_changed,
+        whole_log=whole_log,
     )
 
 
-def _take(side: SideColumns, rows: Ints) -> SideColumns:
-    return SideColumns(
-        error=side.error[rows],
-        numbers={name: values[rows] for name, values in side.numbers.items()},
-        flags={name: values[rows] for name, values in side.flags.items()},
-        tools=side.tools[rows],
-        reply_language=side.reply_language[rows],
-    )
+def _reorder(side: SideColumns, rows: Ints) -> None:
+    """``side``'s columns in the order of ``rows``, each old column let go as the next is made."""
+    side.error = side.error[rows]
+    for numbers in (side.numbers, side.flags):
+        for name in list(numbers):
+            numbers[name] = numbers[name][rows]  # type: ignore[assignment]
+    side.tools = side.tools[rows]
+    side.reply_language = side.reply_language[rows]
 
 
 def _tables(side: SideColumns, case: Ints) -> tuple[TestTable, CallTable]:
@@ -317,23 +365,17 @@ def _tables(side: SideColumns, case: Ints) -> tuple[TestTable, CallTable]:
     return tests, calls
 
 
-def _timing(stable: CallTable, candidate: CallTable) -> dict[str, dict[str, str | None]]:
-    """Every shadow figure was measured live (``decide._note_latency_timing``'s field)."""
+# The latency figures whose timing a verdict states, and whether only streamed calls have them.
+_TIMED = (("latency_p50_ms", False), ("latency_p95_ms", False), ("ttft_p95_ms", True))
 
-    def source(calls: CallTable, streamed_only: bool) -> str | None:
-        timed = calls.ok & ~np.isnan(calls.latency)
-        if streamed_only:
-            timed &= calls.streamed
-        return "live" if bool(timed.any()) else None
 
-    return {
-        name: {"stable": source(stable, streamed), "candidate": source(candidate, streamed)}
-        for name, streamed in (
-            ("latency_p50_ms", False),
-            ("latency_p95_ms", False),
-            ("ttft_p95_ms", True),
-        )
-    }
+def _timing_source(calls: CallTable, streamed_only: bool) -> str | None:
+    """Every shadow figure was measured live (``decide._timing_sources``'s field); None when
+    the arm has no such figure."""
+    timed = calls.ok & ~np.isnan(calls.latency)
+    if streamed_only:
+        timed &= calls.streamed
+    return "live" if bool(timed.any()) else None
 
 
 def _whole_log(sides: Mapping[str, SideColumns]) -> dict[str, Any]:
@@ -347,9 +389,7 @@ def _whole_log(sides: Mapping[str, SideColumns]) -> dict[str, Any]:
         timed = latency[~np.isnan(latency)]
         figures[arm] = {
             "error_rate": round(errors / n, 6) if n else None,
-            "mean_latency_ms": round(math.fsum(timed.tolist()) / len(timed), 1)
-            if len(timed)
-            else None,
+            "mean_latency_ms": round(fsum(timed) / len(timed), 1) if len(timed) else None,
         }
     return figures
 
