@@ -183,12 +183,18 @@ class PairRows:
             for arm, columns in self.strings.items()
         }
         names = list(self._cases)
-        order = sorted(range(len(names)), key=names.__getitem__)
+        self._cases.clear()
+        order = np.asarray(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
         code = np.empty(len(names), dtype=np.int64)
         code[order] = np.arange(len(names), dtype=np.int64)
+        ordered = [names[i] for i in order.tolist()]
+        del names
+        # Packed: a million ids in one string, not a million objects (as the DuckDB engine).
+        case_ids = PackedStrings("".join(ordered), np.fromiter(map(len, ordered), np.int64))
+        del ordered
         return PairTable(
             code[np.frombuffer(self.case, dtype=np.int64)] if len(self.case) else code[:0],
-            [names[i] for i in order],
+            case_ids,
             np.asarray(self.at, dtype=np.float64),
             _objects(self.language),
             sides,

@@ -225,3 +225,20 @@ def test_numbers_that_are_not_numbers_read_the_same_in_both_engines(tmp_path: Pa
         assert (shadow["pairs"], shadow["skipped_lines"], shadow["cases"]) == (2, 1, 2), engine
     assert _comparable(results["python"].verdict) == _comparable(results["duckdb"].verdict)
     assert results["python"].verdict["tests"]["stable"]["failed"] == 1  # the error kind 5
+
+
+def test_packed_strings_read_back_every_string() -> None:
+    import numpy as np
+
+    from pytest_modelgate.verdict.shadowpairs import PackedStrings
+
+    words = ["", "a", "héllo", "日本語", "x" * 40]
+    packed = PackedStrings("".join(words), np.asarray([len(w) for w in words]))
+    assert len(packed) == 5
+    assert list(packed) == words
+    assert packed[-1] == words[-1]
+    assert packed[1:4] == words[1:4]
+    with pytest.raises(IndexError):
+        packed[5]
+    with pytest.raises(ValueError, match="do not add up"):
+        PackedStrings("abc", np.asarray([1, 1]))
