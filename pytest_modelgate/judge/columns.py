@@ -24,16 +24,17 @@ from numpy.typing import NDArray
 
 from pytest_modelgate.calls.records import TestRecord
 from pytest_modelgate.judge import largesample
-from pytest_modelgate.judge.cases import _Case, _CaseArm, _repeat_rates
+from pytest_modelgate.judge.cases import _Case, _CaseArm, _cases, _has_budgets, _repeat_rates
 from pytest_modelgate.judge.common import _CHECKS, _QUANTILES, _count, _Spec
 from pytest_modelgate.judge.metrics import ArmMetrics
-from pytest_modelgate.judge.model import CaseRef
+from pytest_modelgate.judge.model import CaseRef, paired_failures
 from pytest_modelgate.judge.tables import (
     CHECK_ORDER,
     PASSED,
     SKIPPED,
     CallTable,
     TestTable,
+    arm_metrics,
     tables_of_records,
 )
 
@@ -224,12 +225,17 @@ class CaseColumns:
     """
 
     def __init__(self, cases: Sequence[_Case]) -> None:
-        self.cases = cases
         self.n = len(cases)
         self._rates: dict[str, RateColumns] = {}
         self._sums: dict[str, SumColumns] = {}
         self._arms: tuple[ArmColumns, ArmColumns] | None = None
         self._labels: tuple[Sequence[str], Sequence[str], Sequence[str | None]] | None = None
+        self._records: Callable[[], Sequence[_Case]] | None = lambda: cases
+        # Whether any test of the cases declares a budget; whether a candidate test does.
+        self.budgets_declared = any(
+            t.budgets for c in cases for t in (*c.stable.tests, *c.candidate.tests)
+        )
+        self.candidate_budgets = _has_budgets(cases)
 
     @classmethod
     def of_arms(
@@ -239,9 +245,14 @@ class CaseColumns:
         languages: Sequence[str | None],
         stable: ArmColumns,
         candidate: ArmColumns,
+        *,
+        records: Callable[[], Sequence[_Case]] | None = None,
+        budgets: tuple[bool, bool] = (False, False),
     ) -> CaseColumns:
         """Columns of aggregates already computed: each case's id, workflow and language (in
-        sorted case-id order) and each arm's ``arm_columns``."""
+        sorted case-id order) and each arm's ``arm_columns``. ``records``: makes the cases'
+        ``_Case`` records when a budget, a plugin's metric or a score's repeats need them;
+        ``budgets``: whether any test of the cases declares a budget, and any candidate test."""
         n = len(case_ids)
         if not (len(workflows) == len(languages) == len(stable.counts) == n):
             raise ValueError("case ids, workflows, languages and arm columns differ in length")
@@ -251,12 +262,24 @@ class CaseColumns:
         columns.n = n
         columns._arms = (stable, candidate)
         columns._labels = (case_ids, workflows, languages)
+        columns._records = records
+        columns.budgets_declared, columns.candidate_budgets = budgets
         return columns
 
     @property
     def has_records(self) -> bool:
         """Whether the cases' records are at hand (a budget or a plugin's metric needs them)."""
-        return self._labels is None
+        return self._records is not None
+
+    @functools.cached_property
+    def cases(self) -> Sequence[_Case]:
+        """The paired cases' records, in case order (made when first asked for)."""
+        if self._records is None:
+            return ()
+        cases = self._records()
+        if len(cases) != self.n:
+            raise ValueError(f"{len(cases)} cases' records for {self.n} cases")
+        return cases
 
     @functools.cached_property
     def _stable(self) -> ArmColumns:
@@ -477,6 +500,56 @@ class CaseAggregates:
     candidate: ArmMetrics
     failed: tuple[tuple[CaseRef, ...], tuple[CaseRef, ...], tuple[CaseRef, ...]]
     stable_model: str | None
+
+
+def aggregates_of_records(
+    stable: Sequence[TestRecord], candidate: Sequence[TestRecord]
+) -> CaseAggregates:
+    """A run's records as the paired judge takes them: one pass over each arm's records makes
+    its tables, which give the arm's whole-run figures and its per-case columns; the ``_Case``
+    records are made only if a budget, a plugin's metric or a score's repeats ask for them.
+
+    Pairing as ``cases._cases``: the cases that ran (a test not skipped) on both arms, sorted by
+    id; a case's workflow is its first record's, its language the first one recorded.
+    """
+    ran = [
+        {r.case_id for r in records if r.outcome != "skipped"} for records in (stable, candidate)
+    ]
+    ids = sorted(ran[0] & ran[1])
+    case_of = {case: position for position, case in enumerate(ids)}
+    workflow: dict[str, str] = {}
+    language: dict[str, str | None] = {}
+    for record in (*stable, *candidate):
+        case = record.case_id
+        workflow.setdefault(case, record.workflow)
+        if language.get(case) is None:
+            language[case] = record.language
+    arms = []
+    for records in (stable, candidate):
+        tests, calls = tables_of_records(records, case_of)
+        paired = [r for r in records if r.case_id in case_of]
+        scores = _scores(paired, tests.case[tests.case >= 0], len(ids))
+        arms.append((arm_metrics(tests, calls), arm_columns(tests, calls, len(ids), scores)))
+    paired_tests = [r for r in (*stable, *candidate) if r.case_id in case_of]
+    columns = CaseColumns.of_arms(
+        ids,
+        [workflow[case] for case in ids],
+        [language[case] for case in ids],
+        arms[0][1],
+        arms[1][1],
+        records=lambda: _cases(stable, candidate),
+        budgets=(
+            any(r.budgets for r in paired_tests),
+            any(r.budgets for r in candidate if r.case_id in case_of),
+        ),
+    )
+    return CaseAggregates(
+        columns=columns,
+        stable=arms[0][0],
+        candidate=arms[1][0],
+        failed=paired_failures(stable, candidate),
+        stable_model=stable[0].model if stable else None,
+    )
 
 
 def _generic(

@@ -50,8 +50,8 @@ from typing import Literal
 import numpy as np
 
 from pytest_modelgate.judge.budgets import _BudgetStatistics
-from pytest_modelgate.judge.cases import _cases, _has_budgets, _merge_budgets, _slice_margins
-from pytest_modelgate.judge.columns import CaseAggregates, CaseColumns
+from pytest_modelgate.judge.cases import _merge_budgets, _slice_margins
+from pytest_modelgate.judge.columns import CaseAggregates, CaseColumns, aggregates_of_records
 from pytest_modelgate.judge.common import (
     _CORE,
     _RATES,
@@ -75,7 +75,6 @@ from pytest_modelgate.judge.model import (
     RunData,
     judge_stable_only,
     no_call_reasons,
-    paired_failures,
     regressions_of,
     stable_floor_reason,
 )
@@ -174,18 +173,9 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
             return self._paired(run)
 
     def _judge(self, run: RunData) -> Judgement:
-        stable_metrics = compute_arm_metrics(run.stable)
         if run.candidate is None:
-            return judge_stable_only(stable_metrics)
-        return self._paired(
-            CaseAggregates(
-                columns=CaseColumns(_cases(run.stable, run.candidate)),
-                stable=stable_metrics,
-                candidate=compute_arm_metrics(run.candidate),
-                failed=paired_failures(run.stable, run.candidate),
-                stable_model=run.stable[0].model if run.stable else None,
-            )
-        )
+            return judge_stable_only(compute_arm_metrics(run.stable))
+        return self._paired(aggregates_of_records(run.stable, run.candidate))
 
     def _paired(self, run: CaseAggregates) -> Judgement:
         stable_metrics, candidate_metrics = run.stable, run.candidate
@@ -270,9 +260,8 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
     def _slices(self, columns: CaseColumns) -> Iterable[_Slice]:
         yield _Slice("overall", None, True, columns, np.arange(columns.n, dtype=np.int64))
         by_workflow, by_language = columns.groups()
-        cases = columns.cases
         # A budget is a workflow's: looked for per workflow only if the run declares one.
-        declared = any(t.budgets for c in cases for t in (*c.stable.tests, *c.candidate.tests))
+        declared = columns.budgets_declared
 
         def piece(scope: str, positions: list[int], budgets: bool) -> _Slice:
             at = np.asarray(positions, dtype=np.int64)
@@ -285,7 +274,7 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
             )
 
         # A slice equal to the whole run says nothing new.
-        if len(by_workflow) > 1 or _has_budgets(cases):
+        if len(by_workflow) > 1 or columns.candidate_budgets:
             for name in sorted(by_workflow):
                 yield piece(f"workflow:{name}", by_workflow[name], True)
         if len(by_language) > 1:
