@@ -165,6 +165,8 @@ class GateSession:
     tests_known: bool = False
     # Set when the end-of-run lock was held by another run: nothing was written.
     lock_problem: str | None = None
+    # The last final cassettes_digest and the cassettes it is of (see provenance).
+    _cassettes_digest: tuple[frozenset[Path], str] | None = field(default=None, repr=False)
     # For the records part (--modelgate-records): the command-line arguments, whether a
     # pytest_modelgate_judge hook chose the judge, and the plugins implementing
     # pytest_modelgate_verdict (a merge cannot replay either, so it refuses such parts).
@@ -390,8 +392,12 @@ class GateSession:
         }
         if final and self.settings.mode != "live":
             root = self.rootdir or self.settings.verdict_path.parent
-            paths = {Path(c["path"]) for c in self.cassettes_played}
-            data["cassettes_digest"] = cassettes_digest(paths, root)
+            paths = frozenset(Path(c["path"]) for c in self.cassettes_played)
+            # The end of a run asks more than once (the verdict, the records part): the files
+            # are read and hashed once.
+            if self._cassettes_digest is None or self._cassettes_digest[0] != paths:
+                self._cassettes_digest = (paths, cassettes_digest(paths, root))
+            data["cassettes_digest"] = self._cassettes_digest[1]
         if final and self.tests_known:
             data["tests_digest"] = tests_digest(self.gated_test_ids)
             data["tests_collected"] = len(self.gated_test_ids)

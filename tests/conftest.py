@@ -10,11 +10,13 @@ from typing import Any
 # pytester's in-process runs restore sys.modules afterwards, dropping modules first imported
 # inside them. httpx maps httpcore's exceptions through classes it caches on first use, so an
 # httpcore re-imported after such a run no longer matches and raw httpcore errors escape. Import
-# the HTTP stacks once, before any in-process run.
+# the HTTP stacks once, before any in-process run. numpy (the judge's) cannot be imported twice
+# in one process at all: a test file run alone crashed the judge of its second in-process run.
 import httpcore  # noqa: F401
 import httpcore2  # noqa: F401
 import httpx  # noqa: F401
 import httpx2  # noqa: F401
+import numpy  # noqa: F401
 import openai  # noqa: F401
 import pytest
 import yaml

@@ -85,14 +85,15 @@ def cassette_lines_digest(lines: Iterable[str]) -> str:
 def cassette_lines(paths: Iterable[Path], root: Path) -> dict[str, str]:
     """``{relative path: "<relative path> <sha256 or missing>"}`` for ``cassettes_digest``."""
     lines: dict[str, str] = {}
+    resolved_root = root.resolve()
     for path in paths:
-        path = Path(path)
+        resolved = Path(path).resolve()
         try:
-            relative = path.resolve().relative_to(root.resolve()).as_posix()
+            relative = resolved.relative_to(resolved_root).as_posix()
         except ValueError:
-            relative = path.resolve().as_posix()
+            relative = resolved.as_posix()
         try:
-            content = hashlib.sha256(path.read_bytes()).hexdigest()
+            content = hashlib.sha256(resolved.read_bytes()).hexdigest()
         except OSError:
             content = "missing"
         lines[relative] = f"{relative} {content}"
