@@ -242,3 +242,25 @@ def test_packed_strings_read_back_every_string() -> None:
         packed[5]
     with pytest.raises(ValueError, match="do not add up"):
         PackedStrings("abc", np.asarray([1, 1]))
+
+
+def test_a_log_that_needs_more_memory_than_the_bound_is_read_again_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_modelgate.verdict import shadow
+
+    log = tmp_path / "shadow.jsonl"
+    _write_log(log, 200, seed=3, worse=False)
+    bounded = analyze_logs([log], engine="duckdb")
+    calls: list[str | None] = []
+    original = shadow._duckdb_pass
+
+    def counting(paths: Any, route: Any, memory: str | None) -> Any:
+        calls.append(memory)
+        return original(paths, route, memory)
+
+    monkeypatch.setattr(shadow, "_duckdb_pass", counting)
+    monkeypatch.setattr(shadow, "_DUCKDB_MEMORY", "64KB")  # far too little to read anything
+    retried = analyze_logs([log], engine="duckdb")
+    assert calls == ["64KB", None]
+    assert _comparable(retried.verdict) == _comparable(bounded.verdict)
