@@ -1,17 +1,16 @@
 """Per-arm metrics computed from test records, and how each metric is compared and shown.
 
-Pure: no pytest, no numpy. ``compute_arm_metrics`` turns the ``TestRecord`` list of one arm into
-an ``ArmMetrics``; every metric a judge compares is a ``Measurement`` that carries the number of
-samples it rests on, so a p95 over four calls is never mistaken for a solid number. ``METRICS``
-describes the compared metrics (unit, direction, which ``GateLimits`` field bounds them) for every
-judge and for the report.
+No pytest; numpy only inside ``compute_arm_metrics``, which turns the ``TestRecord`` list of
+one arm into an ``ArmMetrics``; every metric a judge compares is a ``Measurement`` that carries
+the number of samples it rests on, so a p95 over four calls is never mistaken for a solid
+number. ``METRICS`` describes the compared metrics (unit, direction, which ``GateLimits`` field
+bounds them) for every judge and for the report.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -154,66 +153,14 @@ def call_tokens(call: CallRecord) -> int | None:
 def compute_arm_metrics(records: Sequence[TestRecord]) -> ArmMetrics:
     """Compute the metrics of one arm from its test records (all repeats together).
 
-    The caller passes the records of a single arm; nothing here looks at ``arm``.
+    The caller passes the records of a single arm; nothing here looks at ``arm``. One
+    definition with the paired judge's: the records are read into the flat tables of
+    ``judge.tables`` (numpy, imported here only) and ``tables.arm_metrics`` works the figures
+    out from them.
     """
-    outcomes = Counter(record.outcome for record in records)
-    passed, failed = outcomes["passed"], outcomes["failed"]
-    skipped, errored = outcomes["skipped"], outcomes["error"]
+    from pytest_modelgate.judge.tables import arm_metrics, tables_of_records
 
-    calls = [call for record in records for call in record.calls]
-    successful = [call for call in calls if call.ok]
-    failed_calls = [call for call in calls if not call.ok]
-
-    ran = [record for record in records if record.outcome != "skipped"]
-    with_fallback = sum(1 for record in ran if record.fallbacks)
-
-    latencies = [call.latency_ms for call in successful if call.latency_ms is not None]
-    ttfts = [call.ttft_ms for call in successful if call.streamed and call.ttft_ms is not None]
-
-    known_costs = [call.cost_usd for call in successful if call.cost_usd is not None]
-    cost_unknown = len(successful) - len(known_costs)
-    # Failed attempts are mostly unbilled (429, 5xx); when the provider did bill one (a cut stream)
-    # and we know the amount, it is part of what the arm cost.
-    failed_costs = [call.cost_usd for call in failed_calls if call.cost_usd is not None]
-    total_cost: float | None = None
-    cost_per_call: float | None = None
-    if cost_unknown == 0:
-        total_cost = math.fsum([*known_costs, *failed_costs])
-        if successful:
-            cost_per_call = total_cost / len(successful)
-
-    tokens = [count for count in map(call_tokens, successful) if count is not None]
-    no_usage = [call for call in successful if call.cost_usd is None and call.usage is None]
-
-    kinds = Counter(call.error_kind for call in failed_calls if call.error_kind is not None)
-
-    return ArmMetrics(
-        n_tests=len(records),
-        passed=passed,
-        failed=failed,
-        skipped=skipped,
-        error=errored,
-        pass_rate=_rate(passed, passed + failed + errored),
-        attempts=len(calls),
-        failed_attempts=len(failed_calls),
-        error_rate=_rate(len(failed_calls), len(calls)),
-        logical_calls=len({(call.test_id, call.repeat, call.call_index) for call in calls}),
-        tests_with_fallback=with_fallback,
-        fallback_rate=_rate(with_fallback, len(ran)),
-        latency_p50_ms=Measurement(percentile(latencies, 50), len(latencies)),
-        latency_p95_ms=Measurement(percentile(latencies, 95), len(latencies)),
-        ttft_p95_ms=Measurement(percentile(ttfts, 95), len(ttfts)),
-        cost_per_call_usd=Measurement(cost_per_call, len(successful)),
-        total_cost_usd=total_cost,
-        cost_known_calls=len(known_costs),
-        cost_unknown_calls=cost_unknown,
-        usage_missing_calls=len(no_usage),
-        usage_missing_streamed_calls=sum(call.streamed for call in no_usage),
-        tokens_per_call=Measurement(
-            math.fsum(tokens) / len(tokens) if tokens else None, len(tokens)
-        ),
-        error_kinds=tuple(sorted(kinds.items())),
-    )
+    return arm_metrics(*tables_of_records(records))
 
 
 @dataclass(frozen=True, kw_only=True)
