@@ -492,6 +492,7 @@ def analyze_logs(
         verdict["shadow"] = _section(paths, read, None)
         return AnalyzeResult(verdict, EXIT_ERROR, read)
     cases = group_by_case(table, read.route, read.stable)
+    read.table = None  # consumed by the grouping: its columns are reordered or let go
     verdict, exit_status = aggregated_verdict(
         cases.aggregates,
         limits=limits,

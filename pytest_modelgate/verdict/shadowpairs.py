@@ -244,7 +244,6 @@ class ShadowCases:
     """The pairs grouped by case: what the judge takes, and what the verdict shows besides."""
 
     aggregates: CaseAggregates
-    pairs: int
     cases: int
     timing: dict[str, dict[str, str | None]] = field(default_factory=dict)
     cases_changed: dict[str, Any] = field(default_factory=dict)
@@ -320,7 +319,6 @@ def group_by_case(table: PairTable, route: str, stable_model: str) -> ShadowCase
     )
     return ShadowCases(
         aggregates=aggregates,
-        pairs=len(code),
         cases=n,
         timing=timing,
         cases_changed=cases_changed,
