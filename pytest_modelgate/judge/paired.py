@@ -202,7 +202,7 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
         results: list[_Result] = []
         for piece in self._slices(run.columns):
             results += self._judge_slice(piece, memo)
-            memo.slice_draws.clear()
+            memo.end_slice()
         comparisons = self._decide(results)
         floor = stable_floor_reason(stable_metrics, self.min_stable_pass_rate)
         if floor:

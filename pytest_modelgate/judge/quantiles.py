@@ -10,13 +10,16 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from pytest_modelgate.judge.common import (
     _BAND_SIGMAS,
     _MIN_BANDED_VALUES,
     _QUANTILE_LEVELS,
     _Gather,
 )
-from pytest_modelgate.judge.resampling import _IntSums
+from pytest_modelgate.judge.resampling import _Block, _IntSums
 from pytest_modelgate.judge.stats import (
     quantile,
 )
@@ -41,6 +44,30 @@ class _QuantileRatios:
         candidate = self._candidate.quantiles(c_gather, counts[self._split :])
         return [c / s if s > 0 else math.nan for s, c in zip(stable, candidate, strict=True)]
 
+    def on_block(self, block: _Block) -> NDArray[np.float64] | None:
+        """:meth:`__call__` on every resample of ``block`` (one call per case only)."""
+        stable, candidate = self._stable.flat_values, self._candidate.flat_values
+        if stable is None or candidate is None:
+            return None
+        s_levels = _block_quantiles(stable, block.stable)
+        c_levels = _block_quantiles(candidate, block.candidate)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(s_levels > 0, c_levels / s_levels, math.nan)
+
+
+def _block_quantiles(values: NDArray[np.float64], rows: NDArray[np.intp]) -> NDArray[np.float64]:
+    """Every level's quantile of each resample (a row of case indexes), as ``_sorted`` works
+    it out: the same order statistics (a partition puts them where a sort would) and the same
+    interpolation, term for term."""
+    interpolations = _level_interpolations(rows.shape[1])
+    ranks = sorted({rank for lower, upper, _ in interpolations for rank in (lower, upper)})
+    ordered = np.partition(values[rows], ranks, axis=1)
+    columns = [
+        ordered[:, lower] + (ordered[:, upper] - ordered[:, lower]) * fraction
+        for lower, upper, fraction in interpolations
+    ]
+    return np.stack(columns, axis=1)
+
 
 class _ArmQuantiles:
     """One arm's call values per case, and their quantiles on a resample.
@@ -59,6 +86,14 @@ class _ArmQuantiles:
         # each case's values as packed doubles (see _pooled).
         flat = all(len(case) == 1 for case in lists)
         self._flat = tuple(case[0] for case in lists) if flat else None
+        # For whole blocks of resamples: the flat values, unless one is nan (no place in an
+        # order, so a sort of them is not a partition's) or a negative zero (it ties with +0.0,
+        # and which of the two lands first would then decide a sign).
+        self.flat_values: NDArray[np.float64] | None = None
+        if self._flat is not None:
+            values = np.array(self._flat, dtype=np.float64)
+            if not (np.isnan(values).any() or (np.signbit(values) & (values == 0)).any()):
+                self.flat_values = values
         self._flat_interpolations = _level_interpolations(len(lists))
         self._packed = () if flat else _packed(lists)
         # The resample's quantiles, from its gather and its sums of ``columns``.

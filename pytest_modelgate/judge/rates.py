@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import replace
 
@@ -25,7 +24,7 @@ from pytest_modelgate.judge.model import (
     MetricComparison,
     Samples,
 )
-from pytest_modelgate.judge.resampling import _bootstrap, _IntSums, _rate_change, _RunMemo
+from pytest_modelgate.judge.resampling import _bootstrap, _IntSums, _RateChange, _RunMemo
 from pytest_modelgate.judge.stats import (
     Interval,
     PairedTable,
@@ -141,9 +140,7 @@ class _RateStatistics(_JudgeBase):
             s_events, s_trials, c_events, c_trials = columns.lists()
             interval = _bootstrap(
                 n,
-                functools.partial(
-                    _rate_change, _IntSums((s_events, s_trials), (c_events, c_trials))
-                ),
+                _RateChange(_IntSums((s_events, s_trials), (c_events, c_trials))),
                 seed=piece.seed,
                 resamples=self.resamples,
                 confidence=self.confidence,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -32,11 +33,13 @@ from pytest_modelgate.judge.model import (
 )
 from pytest_modelgate.judge.quantiles import _median, _QuantileRatios
 from pytest_modelgate.judge.resampling import (
+    _Block,
     _bootstrap,
     _bootstrap_many,
     _IntSums,
     _RunMemo,
     _share,
+    _shares,
 )
 from pytest_modelgate.judge.stats import (
     Interval,
@@ -132,29 +135,73 @@ def _per_call_statistic(
     totals = (*s_tot, *c_tot)
     if all(t.is_integer() and t >= 0 for t in totals) and cases * max(totals) < 2**53:
         whole = ([int(t) for t in s_tot], s_cnt), ([int(t) for t in c_tot], c_cnt)
-        return functools.partial(_whole_per_call_ratio, _IntSums(*whole))
+        return _WholePerCallRatio(_IntSums(*whole))
     # One successful call per case (the usual shape): the call count is the case count.
     counts = None if all(c == 1 for c in (*s_cnt, *c_cnt)) else _IntSums((s_cnt,), (c_cnt,))
-    return functools.partial(_float_per_call_ratio, tuple(s_tot), tuple(c_tot), counts, cases)
+    return _FloatPerCallRatio(tuple(s_tot), tuple(c_tot), counts, cases)
 
 
-def _whole_per_call_ratio(sums: _IntSums, s_gather: _Gather, c_gather: _Gather) -> float:
-    s_total, s_calls, c_total, c_calls = sums(s_gather, c_gather)
-    base = _share(s_total, s_calls)
-    return _share(c_total, c_calls) / base if base > 0 else math.nan
+@dataclass(frozen=True)
+class _WholePerCallRatio:
+    """Candidate / stable per call on a resample, from whole totals and call counts."""
+
+    sums: _IntSums
+
+    def __call__(self, s_gather: _Gather, c_gather: _Gather) -> float:
+        s_total, s_calls, c_total, c_calls = self.sums(s_gather, c_gather)
+        base = _share(s_total, s_calls)
+        return _share(c_total, c_calls) / base if base > 0 else math.nan
+
+    def on_block(self, block: _Block) -> Floats | None:
+        sums = self.sums.on_block(block)
+        if sums is None:
+            return None
+        s_total, s_calls, c_total, c_calls = sums.T
+        return _per_base(_shares(c_total, c_calls), _shares(s_total, s_calls))
 
 
-def _float_per_call_ratio(
-    s_tot: tuple[float, ...],
-    c_tot: tuple[float, ...],
-    counts: _IntSums | None,
-    cases: int,
-    s_gather: _Gather,
-    c_gather: _Gather,
-) -> float:
-    s_calls, c_calls = counts(s_gather, c_gather) if counts else (cases, cases)
-    base = _share(sum(s_gather(s_tot)), s_calls)
-    return _share(sum(c_gather(c_tot)), c_calls) / base if base > 0 else math.nan
+@dataclass(frozen=True)
+class _FloatPerCallRatio:
+    """Candidate / stable per call on a resample, from totals summed as floats in draw order.
+
+    Left to right, one addition after another, on every Python version (3.12's ``sum`` of
+    floats compensates; numpy's ``cumsum`` adds in order, ``sum`` pairwise): the order is part
+    of the result, so both forms add in it.
+    """
+
+    s_tot: tuple[float, ...]
+    c_tot: tuple[float, ...]
+    counts: _IntSums | None
+    cases: int
+
+    def __call__(self, s_gather: _Gather, c_gather: _Gather) -> float:
+        s_calls, c_calls = self.counts(s_gather, c_gather) if self.counts else (self.cases,) * 2
+        base = _share(_in_order(s_gather(self.s_tot)), s_calls)
+        return _share(_in_order(c_gather(self.c_tot)), c_calls) / base if base > 0 else math.nan
+
+    def on_block(self, block: _Block) -> Floats | None:
+        if self.counts is None:
+            s_calls = c_calls = np.full(len(block.stable), float(self.cases))
+        else:
+            counts = self.counts.on_block(block)
+            if counts is None:
+                return None
+            s_calls, c_calls = counts.T
+        # Adding 0.0 makes a sum of negative zeros +0.0, as Python's sum (from int 0) gives.
+        s_sums = np.cumsum(np.array(self.s_tot)[block.stable], axis=1)[:, -1] + 0.0
+        c_sums = np.cumsum(np.array(self.c_tot)[block.candidate], axis=1)[:, -1] + 0.0
+        return _per_base(_shares(c_sums, c_calls), _shares(s_sums, s_calls))
+
+
+def _in_order(values: Sequence[float]) -> float:
+    """The sum of ``values`` added left to right (no compensation), +0.0 for negative zeros."""
+    return functools.reduce(operator.add, values, 0.0)
+
+
+def _per_base(shares: Floats, bases: Floats) -> Floats:
+    """``share / base`` where the base is positive, else nan, element by element."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(bases > 0, shares / bases, math.nan)
 
 
 def _ratio_status(

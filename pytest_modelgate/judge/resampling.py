@@ -1,7 +1,15 @@
 """Resampling: run-scoped draws in blocks, the paired cluster bootstrap and percentile intervals.
 
 The draws are seeded from the metric, the scope and the case ids, so the same records give the
-same intervals, byte for byte; a run's draws live in its ``_RunMemo``, never in the module."""
+same intervals, byte for byte; a run's draws live in its ``_RunMemo``, never in the module.
+
+A statistic is computed on each resample in one of two ways, with the same result to the last
+bit: as a Python callable of the resample's gathers (any statistic), or, when it is a
+:class:`_Vectorised` one, on a block of resamples at once from their index matrix (numpy). The
+vectorised form exists only where it can repeat the Python arithmetic operation for operation
+(integer sums, sorted order statistics, left-to-right float sums); where it cannot for some
+input, it says so and the Python form runs.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,10 @@ import random
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
 
 from pytest_modelgate.judge.common import _MIN_BOOTSTRAP_CASES, _Gather, _Result, _Slice, _Statistic
 from pytest_modelgate.judge.stats import (
@@ -80,7 +91,13 @@ def _resampled(
         # A handful of cases has a handful of resamples: a zero-width interval that would
         # "show" anything. Too few to tell.
         return None
-    draws = memo.draws(seed, n, resamples * (1 if paired else 2))
+    count = resamples * (1 if paired else 2)
+    if isinstance(statistic, _Vectorised):
+        blocks = memo.draw_blocks(seed, n, count, paired=paired)
+        computed = [statistic.on_block(block) for block in blocks]
+        if all(values is not None for values in computed):
+            return np.concatenate(computed).tolist()  # type: ignore[arg-type,no-any-return]
+    draws = memo.draws(seed, n, count)
     # Each resample's gather is an itemgetter of its indexes (it shares the indexes' tuple; with
     # n >= 2 of them it always returns a tuple).
     if paired:
@@ -134,8 +151,63 @@ def _draws(seed: int, n: int, count: int) -> tuple[tuple[int, ...], ...]:
     return tuple(resamples)
 
 
+def _draw_matrix(seed: int, n: int, count: int) -> NDArray[np.uint32]:
+    """:func:`_draws` as a ``count`` x ``n`` matrix: the same generator, bytes and indexes."""
+    generator = random.Random(seed)
+    per_block = max(1, _DRAW_BLOCK_BYTES // (4 * n))
+    blocks = []
+    for first in range(0, count, per_block):
+        block = min(per_block, count - first)
+        words = np.frombuffer(generator.randbytes(4 * n * block), dtype="<u4")
+        blocks.append((words % np.uint32(n)).astype(np.uint32, copy=False).reshape(block, n))
+    return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+
+
 # Random bytes asked for at once (whole resamples, at least one): far below a C int's 2**31.
 _DRAW_BLOCK_BYTES = 1 << 24
+
+
+# Resampled values a vectorised statistic holds at once (per arm): its blocks of resamples are
+# this many cases x resamples, whatever the resamples setting, so memory stays bounded.
+_BLOCK_VALUES = 1 << 20
+
+
+@dataclass
+class _Block:
+    """A block of consecutive resamples as index matrices (one row per resample), per arm.
+
+    Paired, both arms' rows are the same array. ``weights`` are how many times each case is
+    drawn in each row (rows x cases), worked out once per block for integer sums.
+    """
+
+    stable: NDArray[np.intp]
+    candidate: NDArray[np.intp]
+    n: int
+    _weights: dict[bool, NDArray[np.float64]] = field(default_factory=dict)
+
+    @property
+    def paired(self) -> bool:
+        return self.stable is self.candidate
+
+    def weights(self, candidate: bool) -> NDArray[np.float64]:
+        rows = self.candidate if candidate else self.stable
+        key = candidate and not self.paired
+        found = self._weights.get(key)
+        if found is None:
+            offsets = (np.arange(len(rows), dtype=np.intp) * self.n)[:, None]
+            counts = np.bincount((rows + offsets).ravel(), minlength=len(rows) * self.n)
+            found = self._weights[key] = counts.reshape(len(rows), self.n).astype(np.float64)
+        return found
+
+
+@runtime_checkable
+class _Vectorised(Protocol):
+    """A statistic that also computes itself on a block of resamples at once."""
+
+    def __call__(self, s_gather: _Gather, c_gather: _Gather) -> Any: ...
+
+    def on_block(self, block: _Block) -> NDArray[np.float64] | None:
+        """One row per resample (a value, or one per statistic); None: use the Python form."""
 
 
 _WORD_OK = array.array("I").itemsize == 4
@@ -159,6 +231,11 @@ class _IntSums:
         if any(min(column, default=0) < 0 for column in columns):
             raise ValueError("packed sums need non-negative integers")
         largest = max((len(column) * max(column, default=0) for column in columns), default=0)
+        # Every sum a resample can reach is an integer a double holds exactly: then a matrix
+        # product of draw counts and values is those sums exactly, in any order of additions.
+        self._exact = largest < 2**53
+        self._stable_columns = _column_matrix(stable)
+        self._candidate_columns = _column_matrix(candidate)
         width = max(1, largest.bit_length())
         self._mask = (1 << width) - 1
         self._both = self._pack(columns, width)
@@ -170,6 +247,15 @@ class _IntSums:
         if s_gather is c_gather:
             return self._sums(s_gather, self._both)
         return self._sums(s_gather, self._stable) + self._sums(c_gather, self._candidate)
+
+    def on_block(self, block: _Block) -> NDArray[np.float64] | None:
+        """:meth:`__call__` on every resample of ``block``: a row of sums each (as doubles, every
+        one an exact integer); None when a sum could be too large for a double to hold."""
+        if not self._exact:
+            return None
+        stable = block.weights(False) @ self._stable_columns
+        candidate = block.weights(True) @ self._candidate_columns
+        return np.hstack((stable, candidate))
 
     @staticmethod
     def _pack(columns: Sequence[Sequence[int]], width: int) -> tuple[tuple[int, ...], range]:
@@ -191,14 +277,40 @@ class _IntSums:
         return [(total >> shift) & mask for shift in shifts]
 
 
-def _rate_change(counts: _IntSums, s_gather: _Gather, c_gather: _Gather) -> float:
+def _column_matrix(columns: Sequence[Sequence[int]]) -> NDArray[np.float64]:
+    """Integer columns of n cases as an n x columns matrix of doubles."""
+    n = len(columns[0]) if columns else 0
+    matrix: NDArray[np.float64] = np.array(columns, dtype=np.float64).reshape(len(columns), n).T
+    return matrix
+
+
+@dataclass(frozen=True)
+class _RateChange:
     """Candidate minus stable pooled rate on a resample, from (events, trials) columns."""
-    s_events, s_trials, c_events, c_trials = counts(s_gather, c_gather)
-    return _share(c_events, c_trials) - _share(s_events, s_trials)
+
+    counts: _IntSums
+
+    def __call__(self, s_gather: _Gather, c_gather: _Gather) -> float:
+        s_events, s_trials, c_events, c_trials = self.counts(s_gather, c_gather)
+        return _share(c_events, c_trials) - _share(s_events, s_trials)
+
+    def on_block(self, block: _Block) -> NDArray[np.float64] | None:
+        sums = self.counts.on_block(block)
+        if sums is None:
+            return None
+        s_events, s_trials, c_events, c_trials = sums.T
+        # Exact integers as doubles divide as Python's int / int rounds: the same quotient.
+        return _shares(c_events, c_trials) - _shares(s_events, s_trials)
 
 
 def _share(part: float, whole: int) -> float:
     return part / whole if whole else math.nan
+
+
+def _shares(parts: NDArray[np.float64], wholes: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`_share` element by element."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(wholes != 0, parts / wholes, math.nan)
 
 
 @dataclass
@@ -216,6 +328,9 @@ class _RunMemo:
         default_factory=dict
     )
 
+    # The same draws as blocks of index matrices (see _Block), for vectorised statistics.
+    slice_blocks: dict[tuple[int, int, int], list[_Block]] = field(default_factory=dict)
+
     def draws(self, seed: int, n: int, count: int) -> tuple[tuple[int, ...], ...]:
         """:func:`_draws`, worked out once per slice."""
         key = (seed, n, count)
@@ -223,6 +338,33 @@ class _RunMemo:
         if found is None:
             found = self.slice_draws[key] = _draws(seed, n, count)
         return found
+
+    def draw_blocks(self, seed: int, n: int, count: int, *, paired: bool) -> list[_Block]:
+        """:func:`_draw_matrix` in blocks of resamples, worked out once per slice. Unpaired,
+        the first half of the draws is the stable arm's, the second the candidate's."""
+        key = (seed, n, count)
+        found = self.slice_blocks.get(key)
+        if found is None:
+            matrix = _draw_matrix(seed, n, count)
+            resamples = count if paired else count // 2
+            rows = max(1, _BLOCK_VALUES // n)
+            found = []
+            for first in range(0, resamples, rows):
+                last = min(first + rows, resamples)
+                stable = matrix[first:last].astype(np.intp)
+                candidate = (
+                    stable
+                    if paired
+                    else matrix[resamples + first : resamples + last].astype(np.intp)
+                )
+                found.append(_Block(stable, candidate, n))
+            self.slice_blocks[key] = found
+        return found
+
+    def end_slice(self) -> None:
+        """Forget the slice's draws: the next slice has a seed of its own."""
+        self.slice_draws.clear()
+        self.slice_blocks.clear()
 
 
 def _unless_repeated(piece: _Slice, result: _Result, memo: _RunMemo) -> _Result:
