@@ -202,7 +202,7 @@ def _recordings_inventory(
     mode = gate.settings.prune
     played = [
         PlayedCassette(
-            path=Path(c["path"]),
+            path=str(c["path"]),
             interactions=int(c["interactions"]),
             played=frozenset(int(i) for i in c["played"]),
             complete=bool(c["complete"]),
@@ -210,7 +210,7 @@ def _recordings_inventory(
         for c in gate.cassettes_played
     ]
     # Only a full run can say a cassette is an orphan; otherwise judge just what was opened.
-    expected = [Path(p) for p in gate.cassettes_expected] if full else [c.path for c in played]
+    expected = [str(p) for p in gate.cassettes_expected] if full else [c.path for c in played]
     roots = [Path(r) for r in gate.cassette_roots] if full else []
     # A plain prune never deletes another model's recordings or a larger repeat count's.
     scope = (

@@ -296,10 +296,10 @@ def judged_verdict(
     judgement = chosen.judge(RunData(stable=stable, candidate=candidate if has_candidate else None))
 
     def cases_changed() -> dict[str, Any]:
-        from pytest_modelgate.verdict.reports.cases import cases_changed_section
+        from pytest_modelgate.verdict.reports.cases import Fields, cases_changed_section
 
         # The per-case view of the reports, from the same records: one definition of "changed".
-        return cases_changed_section([r.model_dump(mode="json") for r in (*stable, *candidate)])
+        return cases_changed_section([Fields(r) for r in (*stable, *candidate)])
 
     return _verdict_of(
         judgement,

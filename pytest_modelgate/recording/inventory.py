@@ -80,7 +80,7 @@ class PlayedCassette:
     run to its end (failed, errored, skipped or interrupted): such a cassette is not judged.
     """
 
-    path: Path
+    path: Path | str
     interactions: int
     played: frozenset[int]
     complete: bool = True
@@ -302,7 +302,7 @@ class _Openings:
 
 
 def take_inventory(
-    played: Iterable[PlayedCassette], *, expected: Iterable[Path], roots: Iterable[Path]
+    played: Iterable[PlayedCassette], *, expected: Iterable[Path | str], roots: Iterable[Path]
 ) -> Inventory:
     """Find the unused interactions of the cassettes opened in this run and the orphan files.
 
@@ -318,7 +318,9 @@ def take_inventory(
     """
     locate = _locator()
     root_dirs = tuple(sorted({Path(root).resolve() for root in roots}))
-    openings: dict[Path, _Openings] = {}
+    # Paths as located strings: a run opens thousands of cassettes, and a Path object per
+    # path (hashed, compared, sorted) cost more than the rest of the inventory.
+    openings: dict[str, _Openings] = {}
     for cassette in played:
         merged = openings.setdefault(locate(cassette.path), _Openings())
         merged.interactions = max(merged.interactions, cassette.interactions)
@@ -327,10 +329,13 @@ def take_inventory(
 
     unused: list[UnusedInteraction] = []
     changed: list[Path] = []
-    for path, merged in sorted(openings.items()):
-        # A cassette played through is not read again: a full replay stays cheap at its end.
-        if not merged.complete or len(merged.played) == merged.interactions:
-            continue
+    # A cassette played through is not read again: a full replay stays cheap at its end.
+    to_read = {
+        Path(located): merged
+        for located, merged in openings.items()
+        if merged.complete and len(merged.played) != merged.interactions
+    }
+    for path, merged in sorted(to_read.items()):
         if not path.is_file():
             # Nothing to prune; a file that existed while played was deleted during the run.
             if merged.interactions:
@@ -361,14 +366,14 @@ def take_inventory(
     )
 
 
-def _orphans(roots: tuple[Path, ...], used: set[Path]) -> tuple[Path, ...]:
+def _orphans(roots: tuple[Path, ...], used: set[str]) -> tuple[Path, ...]:
     candidates = sorted(
-        {path for root in roots for path in _cassette_files(root) if path not in used}
+        {Path(path) for root in roots for path in _cassette_files(root) if path not in used}
     )
     if not candidates:
         return ()
     # The same file under another spelling (letter case on macOS/Windows, a hard link) is used.
-    used_ids = {file_id for file_id in map(_file_id, used) if file_id is not None}
+    used_ids = {file_id for file_id in map(_file_id, map(Path, used)) if file_id is not None}
     orphans = []
     for path in candidates:
         if _file_id(path) in used_ids or not _has_format_mark(path):
@@ -378,12 +383,12 @@ def _orphans(roots: tuple[Path, ...], used: set[Path]) -> tuple[Path, ...]:
     return tuple(orphans)
 
 
-def _cassette_files(root: Path) -> Iterable[Path]:
+def _cassette_files(root: Path) -> Iterable[str]:
     # os.walk does not follow directory links, so nothing outside the root is listed.
     for folder, _dirs, files in os.walk(root):
         for name in files:
             if name.endswith(_CASSETTE_SUFFIX) and not name.startswith("."):
-                yield Path(folder, name)
+                yield os.path.join(folder, name)
 
 
 def _has_format_mark(path: Path) -> bool:
@@ -404,20 +409,22 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return (status.st_dev, status.st_ino)
 
 
-def _locator() -> Callable[[Path], Path]:
+def _locator() -> Callable[[Path | str], str]:
     """Absolute paths with the directory resolved (links, ``..``) and the file name kept.
 
     The name is kept so that a link to a cassette is a file of its own, inside its root. Resolved
-    directories are cached: thousands of cassettes share a handful of them.
+    directories are cached: thousands of cassettes share a handful of them. The folder resolves
+    as ``Path.resolve`` resolves it (``os.path.realpath``), and the result is the string
+    ``os.walk`` gives for the same file under a resolved root.
     """
-    folders: dict[Path, Path] = {}
+    folders: dict[str, str] = {}
 
-    def locate(path: Path) -> Path:
-        path = Path(path)
-        folder = folders.get(path.parent)
-        if folder is None:
-            folder = folders[path.parent] = path.parent.resolve()
-        return folder / path.name
+    def locate(path: Path | str) -> str:
+        folder, name = os.path.split(os.fspath(path))
+        resolved = folders.get(folder)
+        if resolved is None:
+            resolved = folders[folder] = os.path.realpath(folder or os.curdir)
+        return os.path.join(resolved, name)
 
     return locate
 
@@ -442,7 +449,11 @@ def prune(inventory: Inventory, scope: PruneScope | None = None) -> PruneResult:
     if scope is not None:
         inventory = inventory.within(scope)
     # Located again, as a hand-made inventory may hold paths with ``..`` or links in them.
-    locate = _locator()
+    located = _locator()
+
+    def locate(path: Path | str) -> Path:
+        return Path(located(path))
+
     roots = tuple(Path(root).resolve() for root in inventory.roots)
     by_path: dict[Path, list[UnusedInteraction]] = {}
     for item in inventory.unused:

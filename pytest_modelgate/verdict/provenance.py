@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 __all__ = [
@@ -83,17 +84,28 @@ def cassette_lines_digest(lines: Iterable[str]) -> str:
 
 
 def cassette_lines(paths: Iterable[Path], root: Path) -> dict[str, str]:
-    """``{relative path: "<relative path> <sha256 or missing>"}`` for ``cassettes_digest``."""
+    """``{relative path: "<relative path> <sha256 or missing>"}`` for ``cassettes_digest``.
+
+    Each path is resolved as ``Path.resolve`` does (``os.path.realpath``), its folder once for
+    all the cassettes in it: a run plays thousands of cassettes from a handful of folders.
+    """
     lines: dict[str, str] = {}
-    resolved_root = root.resolve()
+    resolved_root = os.path.realpath(root)
+    prefix = resolved_root.rstrip(os.sep) + os.sep
+    folders: dict[str, str] = {}
     for path in paths:
-        resolved = Path(path).resolve()
+        folder, name = os.path.split(os.path.abspath(path))
+        real_folder = folders.get(folder)
+        if real_folder is None:
+            real_folder = folders[folder] = os.path.realpath(folder)
+        resolved = os.path.join(real_folder, name)
+        if os.path.islink(resolved):
+            resolved = os.path.realpath(resolved)
+        inside = resolved.startswith(prefix)
+        relative = PurePath(resolved[len(prefix) :] if inside else resolved).as_posix()
         try:
-            relative = resolved.relative_to(resolved_root).as_posix()
-        except ValueError:
-            relative = resolved.as_posix()
-        try:
-            content = hashlib.sha256(resolved.read_bytes()).hexdigest()
+            with open(resolved, "rb") as file:
+                content = hashlib.sha256(file.read()).hexdigest()
         except OSError:
             content = "missing"
         lines[relative] = f"{relative} {content}"

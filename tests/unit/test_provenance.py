@@ -12,6 +12,7 @@ import pytest
 
 from pytest_modelgate.verdict.lock import LockBusyError, VerdictLock, lock_path_for
 from pytest_modelgate.verdict.provenance import (
+    cassette_lines,
     cassettes_digest,
     changed_paths,
     config_digest,
@@ -50,6 +51,55 @@ def test_cassettes_digest_covers_relative_paths_and_contents(tmp_path: Path) -> 
     assert digest == sha(f"cassettes/t/gone.yaml missing\ncassettes/t/one.yaml {content}")
     first.write_text("interactions: [] # changed\n", encoding="utf-8")
     assert cassettes_digest([first, missing], tmp_path) != digest
+
+
+def _reference_lines(paths: list[Path], root: Path) -> dict[str, str]:
+    """cassette_lines as first written: every path through Path.resolve."""
+    lines = {}
+    for path in paths:
+        resolved = Path(path).resolve()
+        try:
+            relative = resolved.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            relative = resolved.as_posix()
+        try:
+            content = hashlib.sha256(resolved.read_bytes()).hexdigest()
+        except OSError:
+            content = "missing"
+        lines[relative] = f"{relative} {content}"
+    return lines
+
+
+def test_cassette_lines_resolve_links_and_dots_as_path_resolve_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "project"
+    real = root / "cassettes" / "real"
+    real.mkdir(parents=True)
+    for name in ("a.yaml", "b.yaml"):
+        (real / name).write_text(f"interactions: [] # {name}\n", encoding="utf-8")
+    (root / "cassettes" / "linked").symlink_to(real, target_is_directory=True)
+    (real / "to-a.yaml").symlink_to(real / "a.yaml")
+    outside = tmp_path / "elsewhere.yaml"
+    outside.write_text("interactions: []\n", encoding="utf-8")
+    (real / "out.yaml").symlink_to(outside)
+    (root / "alias").symlink_to(root, target_is_directory=True)
+    monkeypatch.chdir(root)
+    paths = [
+        real / "a.yaml",
+        root / "cassettes" / "linked" / "b.yaml",  # through a folder link
+        real / "to-a.yaml",  # a link to a file
+        real / "out.yaml",  # a link out of the root
+        real / ".." / "real" / "b.yaml",
+        Path("cassettes/real/a.yaml"),  # relative to the working directory
+        real / "gone.yaml",
+        outside,
+    ]
+    for given_root in (root, root / "alias", Path(".")):
+        expected = _reference_lines(paths, given_root)
+        assert cassette_lines(paths, given_root) == expected
+    assert "cassettes/real/b.yaml" in expected
+    assert outside.resolve().as_posix() in expected
 
 
 def test_changed_paths_reads_porcelain_z_with_renames() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -18,7 +19,7 @@ from pytest_modelgate.judge.model import RunData
 from pytest_modelgate.judge.paired import PairedJudge
 from pytest_modelgate.verdict.model import build_verdict, error_verdict, validate_verdict
 from pytest_modelgate.verdict.reports import github_lines, render_html, render_markdown
-from pytest_modelgate.verdict.reports.cases import case_changes, latencies, load_records
+from pytest_modelgate.verdict.reports.cases import Fields, case_changes, latencies, load_records
 from pytest_modelgate.verdict.reports.github import (
     annotation_lines,
     append_step_summary,
@@ -168,6 +169,62 @@ def test_case_changes_name_each_changed_case_with_reason_latency_and_cost(
     lat = latencies(loaded.records)
     assert len(lat["stable"]) == len(lat["candidate"]) == 40
     assert lat["stable"] == sorted(lat["stable"])
+
+
+def test_records_read_undumped_give_the_changes_their_dumps_give() -> None:
+    # The verdict builder reads its records through Fields; the reports read dumped ones.
+    rng = random.Random(4)
+    stable, candidate = [], []
+    for i in range(120):
+        case = f"c[{i}]"
+        for arm, out in (("stable", stable), ("candidate", candidate)):
+            calls = tuple(
+                CallRecord(
+                    test_id=case,
+                    case_id=case,
+                    arm=arm,  # type: ignore[arg-type]
+                    model=arm,
+                    call_index=call_index,
+                    attempt=attempt,
+                    started_at=1.0,
+                    latency_ms=rng.choice([None, 120.0, rng.uniform(50, 900)]),
+                    cost_usd=rng.choice([None, 1e-4, rng.uniform(1e-5, 1e-3)]),
+                    error_kind=rng.choice([None, None, "server_error", "timeout"]),
+                    json_valid=rng.choice([None, True, False]),
+                    schema_valid=rng.choice([None, True, True, False]),
+                    tool_calls=rng.choice([(), ("lookup",), ("refund", "lookup")]),
+                    tool_calls_valid=rng.choice([None, True, False]),
+                    reply_language=rng.choice([None, "en", "de"]),
+                    language_match=rng.choice([None, True, False]),
+                    checks=rng.choice([(), ("json",)]),
+                    violations=rng.choice([(), ("answer too long",)]),
+                )
+                for call_index in range(rng.randint(0, 2))
+                for attempt in range(1, rng.randint(1, 3) + 1)
+            )
+            out.append(
+                TestRecord(
+                    test_id=case,
+                    case_id=case,
+                    workflow=rng.choice(["a", "b"]),
+                    language=rng.choice([None, "en"]),
+                    arm=arm,  # type: ignore[arg-type]
+                    model=arm,
+                    repeat=i % 2,
+                    outcome=rng.choice(["passed", "passed", "failed", "error"]),
+                    message=rng.choice([None, "", "boom"]),
+                    calls=calls,
+                )
+            )
+    both = (*stable, *candidate)
+    dumped = case_changes([r.model_dump(mode="json") for r in both])
+    assert len(dumped) > 60
+    assert case_changes([Fields(r) for r in both]) == dumped
+    view = Fields(stable[0])
+    assert set(view) == set(TestRecord.model_fields)
+    assert len(view) == len(TestRecord.model_fields)
+    with pytest.raises(KeyError):
+        view["no_such_field"]
 
 
 def test_fail_to_pass_is_a_change_for_the_better() -> None:

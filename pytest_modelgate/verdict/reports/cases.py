@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,37 @@ def load_records(verdict: Mapping[str, Any], verdict_path: Path) -> RunRecords:
 
 def _calls(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     calls = record.get("calls")
-    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+    return [c for c in calls if isinstance(c, dict | Fields)] if isinstance(calls, list) else []
+
+
+class Fields(Mapping[str, Any]):
+    """A record model (``TestRecord``, ``CallRecord``) read as its JSON dump reads, undumped.
+
+    What this module reads of a record is the same through either: strings, numbers, booleans
+    and tuples of strings, with ``calls`` a list of the calls' fields. The verdict builder reads
+    a run's records this way; dumping every one (the reports' input) cost more than the rest of
+    the per-case view.
+    """
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            value = getattr(self._record, key)
+        except AttributeError:
+            raise KeyError(key) from None
+        if key == "calls":
+            return [Fields(call) for call in value]
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(type(self._record).model_fields)
+
+    def __len__(self) -> int:
+        return len(type(self._record).model_fields)
 
 
 def _final_attempts(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -313,7 +343,7 @@ def cases_changed_section(
     """The verdict's ``cases_changed``: the first ``limit`` changed cases of ``case_changes``.
 
     The same view as the reports', built by the same code from the same records (the verdict
-    builder passes ``TestRecord.model_dump(mode="json")``), so "changed" has one definition.
+    builder passes its records read through :class:`Fields`), so "changed" has one definition.
     """
     changed = case_changes(records)
     return changes_section(changed[:limit], total=len(changed))
