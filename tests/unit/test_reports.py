@@ -223,6 +223,8 @@ def test_records_read_undumped_give_the_changes_their_dumps_give() -> None:
     view = Fields(stable[0])
     assert set(view) == set(TestRecord.model_fields)
     assert len(view) == len(TestRecord.model_fields)
+    assert view.get("no_such_field", 5) == 5
+    assert view.get("calls") == view["calls"]
     with pytest.raises(KeyError):
         view["no_such_field"]
 

@@ -123,6 +123,12 @@ class Fields(Mapping[str, Any]):
             return [Fields(call) for call in value]
         return value
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """``self[key]``, or ``default`` for a field the record does not have."""
+        if key == "calls":
+            return self[key]
+        return getattr(self._record, key, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(type(self._record).model_fields)
 
