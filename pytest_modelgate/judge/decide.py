@@ -42,8 +42,6 @@ def finish(
     amend: Callable[[dict[str, Any]], object],
 ) -> int | None:
     """Decide, write the verdict and return the exit status to set (None: leave pytest's)."""
-    from pytest_modelgate.verdict.model import write_text_atomic, write_verdict_atomic
-
     path = gate.settings.verdict_path
     # Every text written below goes through the one scrubbing rule (pytest_modelgate.redaction).
     redactor = redactor_for(gate.secret_values())
@@ -57,33 +55,16 @@ def finish(
 
     stable, candidate = gate.test_records()
     problems = _problems(gate, pytest_status=pytest_status, stopped_early=stopped_early)
-    if problems:
-        if gate.config_errors:
-            exit_status = _PYTEST_USAGE_ERROR
-        elif pytest_status in (_PYTEST_OK, _PYTEST_TESTS_FAILED, _PYTEST_NO_TESTS):
-            exit_status = EXIT_ERROR
-        else:
-            exit_status = pytest_status  # interrupted (2), internal error (3)
-        verdict = _error(gate, problems, exit_status)
-    else:
-        try:
-            verdict, exit_status = _judge(gate, (stable, candidate), pytest_status, judge, amend)
-        except VerdictHookError as exc:
-            exit_status = EXIT_ERROR
-            verdict = _error(gate, [str(exc)], exit_status)
-        except Exception as exc:  # a broken judge or hook: fail closed
-            exit_status = EXIT_ERROR
-            verdict = _error(gate, [f"the gate crashed while deciding: {exc!r}"], exit_status)
+    verdict, exit_status = _decided(
+        gate, (stable, candidate), problems, pytest_status=pytest_status, judge=judge, amend=amend
+    )
     verdict = redactor.scrub_value(verdict)
+    records = (*stable, *candidate)
     if gate.settings.records_part is not None:
         try:
             # The shard's raw data for `modelgate merge`, whatever this shard's own verdict.
             write_part(
-                gate,
-                (*stable, *candidate),
-                pytest_status=pytest_status,
-                problems=problems,
-                redactor=redactor,
+                gate, records, pytest_status=pytest_status, problems=problems, redactor=redactor
             )
         except Exception as exc:
             exit_status = EXIT_ERROR
@@ -92,33 +73,75 @@ def finish(
                 gate, [f"the records part could not be written to {part}: {exc}"], exit_status
             )
             verdict = redactor.scrub_value(verdict)
-    try:
-        if stable or candidate:
-            # Every test item with its attempts, for diagnosis and for tools that re-judge a run;
-            # written before the verdict that names it.
-            records = gate.settings.records_path
-            write_text_atomic(
-                records, "".join(record_line(r, redactor) for r in (*stable, *candidate))
-            )
-            verdict["records_file"] = records.name
-        write_verdict_atomic(path, verdict)
-        gate.verdict_written = True
-    except Exception as exc:
-        exit_status = EXIT_ERROR
-        verdict = _error(gate, [f"the verdict could not be written to {path}: {exc}"], exit_status)
-        verdict = redactor.scrub_value(verdict)
-        # If even that fails, the terminal summary still says error (and not "verdict written
-        # to"), the exit is non-zero and no earlier verdict is left to be read as this run's.
-        try:
-            write_verdict_atomic(path, verdict)
-            gate.verdict_written = True
-        except Exception:
-            from pytest_modelgate.verdict.model import discard_verdict
-
-            _done, happened = discard_verdict(path)
-            verdict["reasons"].append(f"the error verdict could not be written either; {happened}")
+    verdict, exit_status = _written(gate, verdict, exit_status, records, redactor)
     gate.verdict = verdict
     return exit_status
+
+
+def _decided(
+    gate: GateSession,
+    records: tuple[list[TestRecord], list[TestRecord]],
+    problems: list[str],
+    *,
+    pytest_status: int,
+    judge: Callable[[], Judge | None],
+    amend: Callable[[dict[str, Any]], object],
+) -> tuple[dict[str, Any], int]:
+    """The run's verdict and exit status: an error for ``problems``, else the judge's; a
+    judge or hook that fails gives an error verdict (the gate fails closed)."""
+    if problems:
+        if gate.config_errors:
+            exit_status = _PYTEST_USAGE_ERROR
+        elif pytest_status in (_PYTEST_OK, _PYTEST_TESTS_FAILED, _PYTEST_NO_TESTS):
+            exit_status = EXIT_ERROR
+        else:
+            exit_status = pytest_status  # interrupted (2), internal error (3)
+        return _error(gate, problems, exit_status), exit_status
+    try:
+        return _judge(gate, records, pytest_status, judge, amend)
+    except VerdictHookError as exc:
+        return _error(gate, [str(exc)], EXIT_ERROR), EXIT_ERROR
+    except Exception as exc:  # a broken judge or hook: fail closed
+        reason = f"the gate crashed while deciding: {exc!r}"
+        return _error(gate, [reason], EXIT_ERROR), EXIT_ERROR
+
+
+def _written(
+    gate: GateSession,
+    verdict: dict[str, Any],
+    exit_status: int,
+    records: Sequence[TestRecord],
+    redactor: Redactor,
+) -> tuple[dict[str, Any], int]:
+    """Write the records file and the verdict; on failure, the error verdict that says so
+    (written in its place if it can be) and the error exit status."""
+    from pytest_modelgate.verdict.model import write_text_atomic, write_verdict_atomic
+
+    path = gate.settings.verdict_path
+    try:
+        if records:
+            # Every test item with its attempts, for diagnosis and for tools that re-judge a run;
+            # written before the verdict that names it.
+            records_path = gate.settings.records_path
+            write_text_atomic(records_path, "".join(record_line(r, redactor) for r in records))
+            verdict["records_file"] = records_path.name
+        write_verdict_atomic(path, verdict)
+        gate.verdict_written = True
+        return verdict, exit_status
+    except Exception as exc:
+        verdict = _error(gate, [f"the verdict could not be written to {path}: {exc}"], EXIT_ERROR)
+        verdict = redactor.scrub_value(verdict)
+    # If even that fails, the terminal summary still says error (and not "verdict written
+    # to"), the exit is non-zero and no earlier verdict is left to be read as this run's.
+    try:
+        write_verdict_atomic(path, verdict)
+        gate.verdict_written = True
+    except Exception:
+        from pytest_modelgate.verdict.model import discard_verdict
+
+        _done, happened = discard_verdict(path)
+        verdict["reasons"].append(f"the error verdict could not be written either; {happened}")
+    return verdict, EXIT_ERROR
 
 
 def write_part(

@@ -72,6 +72,7 @@ from pytest_modelgate.judge.metrics import (
 from pytest_modelgate.judge.model import (
     Judgement,
     MetricComparison,
+    Regression,
     RunData,
     judge_stable_only,
     no_call_reasons,
@@ -210,6 +211,24 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
             # suite: they are kept for diagnosis, the verdict is an error.
             return replace(base, reasons=(floor,), metrics=comparisons)
         regressions = regressions_of(comparisons)
+        verdict, reasons = self._outcome(comparisons, results, regressions, n_cases)
+        judgement = replace(
+            base,
+            verdict=verdict,
+            reasons=tuple(reasons),
+            metrics=comparisons,
+            regressions=regressions,
+        )
+        return replace(judgement, rollout=rollout_plan(judgement, self.margins, run.stable_model))
+
+    def _outcome(
+        self,
+        comparisons: Sequence[MetricComparison],
+        results: Sequence[_Result],
+        regressions: Sequence[Regression],
+        n_cases: int,
+    ) -> tuple[Literal["pass", "fail", "inconclusive"], list[str]]:
+        """The verdict the comparisons give, and the reasons the verdict states."""
         gated = [c for c, r in zip(comparisons, results, strict=True) if r.gated]
         # A gated comparison with no data on an arm blocks a pass as an inconclusive one does:
         # no data counts against, never for.
@@ -248,14 +267,7 @@ class PairedJudge(_RateStatistics, _RatioStatistics, _MeanStatistics, _BudgetSta
             for c, r in zip(comparisons, results, strict=True)
             if r.partial and c.scope == "overall" and c.message not in reasons
         ]
-        judgement = replace(
-            base,
-            verdict=verdict,
-            reasons=tuple(reasons),
-            metrics=comparisons,
-            regressions=regressions,
-        )
-        return replace(judgement, rollout=rollout_plan(judgement, self.margins, run.stable_model))
+        return verdict, reasons
 
     def _slices(self, columns: CaseColumns) -> Iterable[_Slice]:
         yield _Slice("overall", None, True, columns, np.arange(columns.n, dtype=np.int64))

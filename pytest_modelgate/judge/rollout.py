@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_modelgate.judge.common import _POWER, Margins
 from pytest_modelgate.judge.metrics import (
+    ArmMetrics,
     format_value,
 )
 from pytest_modelgate.judge.model import (
@@ -94,30 +96,34 @@ def _rollback_triggers(
     the metric's range: a rate in [0, 1], ms and USD >= 0. A threshold that, clamped, could
     never be crossed (a validity below 0%, an error rate above 100%) is left out too.
     """
-    stable = judgement.stable
-    overall = {c.name: c for c in judgement.metrics if c.scope == "overall"}
-    triggers: list[dict[str, Any]] = []
-    left_out: list[dict[str, str]] = []
+    found = _Triggers({c.name: c for c in judgement.metrics if c.scope == "overall"})
+    _rate_triggers(found, judgement.stable, margins)
+    _ratio_triggers(found, judgement.stable, margins)
+    _validity_triggers(found, margins)
+    return found.triggers, found.left_out
 
-    def add(metric: str, op: str, threshold: float, unit: str, basis: str) -> None:
-        comparison = overall.get(metric)
+
+@dataclass
+class _Triggers:
+    """The triggers found so far, and those left out with why."""
+
+    overall: dict[str, MetricComparison]
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+    left_out: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, metric: str, op: str, threshold: float, unit: str, basis: str) -> None:
+        """A trigger on ``metric``, or why there is none (not judged; could never fire)."""
+        comparison = self.overall.get(metric)
         if comparison is None or comparison.status not in _JUDGED:
             why = "not judged" if comparison is None else comparison.status.replace("_", " ")
-            left_out.append(
-                {"metric": metric, "reason": f"its figure was {why}: {_why(comparison)}"}
-            )
+            self.leave_out(metric, f"its figure was {why}: {_why(comparison)}")
             return
         low, high = (0.0, 1.0) if unit == "rate" else (0.0, math.inf)
         clamped = min(max(threshold, low), high)
         if (op == "<" and clamped <= low) or (op == ">" and clamped >= high):
-            left_out.append(
-                {
-                    "metric": metric,
-                    "reason": f"{basis} is outside the metric's range: it could never fire",
-                }
-            )
+            self.leave_out(metric, f"{basis} is outside the metric's range: it could never fire")
             return
-        triggers.append(
+        self.triggers.append(
             {
                 "metric": metric,
                 "op": op,
@@ -127,13 +133,25 @@ def _rollback_triggers(
             }
         )
 
+    def leave_out(self, metric: str, reason: str) -> None:
+        self.left_out.append({"metric": metric, "reason": reason})
+
+
+def _rate_triggers(found: _Triggers, stable: ArmMetrics, margins: Margins) -> None:
+    """Error and fallback rates: above stable's rate plus the margin."""
     for name, margin in (
         ("error_rate", margins.error_rate),
         ("fallback_rate", margins.fallback_rate),
     ):
         value = stable.measurement(name).value
         if value is not None and margin is not None:
-            add(name, ">", value + margin, "rate", f"stable {value:.2%} + {margin * 100:.1f} pts")
+            basis = f"stable {value:.2%} + {margin * 100:.1f} pts"
+            found.add(name, ">", value + margin, "rate", basis)
+
+
+def _ratio_triggers(found: _Triggers, stable: ArmMetrics, margins: Margins) -> None:
+    """Latency quantiles, time to first token and cost per call: above stable's times the
+    margin."""
     for name, margin in (
         ("latency_p50_ms", margins.latency_p50_ratio),
         ("latency_p95_ms", margins.latency_p95_ratio),
@@ -143,7 +161,7 @@ def _rollback_triggers(
         if margin is None:
             continue
         value = stable.measurement(name).value
-        comparison = overall.get(name)
+        comparison = found.overall.get(name)
         if value is None and comparison is not None and comparison.status in _JUDGED:
             # Judged on the cases with a cost on both arms (no usage on some streams).
             value = comparison.stable
@@ -153,21 +171,21 @@ def _rollback_triggers(
             if comparison is not None and (
                 comparison.samples.stable or comparison.samples.candidate
             ):
-                left_out.append({"metric": name, "reason": f"no stable figure: {_why(comparison)}"})
+                found.leave_out(name, f"no stable figure: {_why(comparison)}")
             continue
-        add(name, ">", value * margin, unit, f"stable {format_value(unit, value)} x{margin:.2f}")
+        basis = f"stable {format_value(unit, value)} x{margin:.2f}"
+        found.add(name, ">", value * margin, unit, basis)
+
+
+def _validity_triggers(found: _Triggers, margins: Margins) -> None:
+    """JSON and schema validity, tool-call accuracy, language match: below stable's minus the
+    margin."""
     for name in ("json_validity", "schema_validity", "tool_call_accuracy", "language_match"):
-        comparison = overall.get(name)
+        comparison = found.overall.get(name)
         margin = getattr(margins, name)
         if comparison is not None and comparison.stable is not None and margin is not None:
-            add(
-                name,
-                "<",
-                comparison.stable - margin,
-                "rate",
-                f"stable {comparison.stable:.2%} - {margin * 100:.1f} pts",
-            )
-    return triggers, left_out
+            basis = f"stable {comparison.stable:.2%} - {margin * 100:.1f} pts"
+            found.add(name, "<", comparison.stable - margin, "rate", basis)
 
 
 def _why(comparison: MetricComparison | None) -> str:
