@@ -55,7 +55,7 @@ class _QuantileRatios:
             return np.where(s_levels > 0, c_levels / s_levels, math.nan)
 
 
-def _block_quantiles(values: NDArray[np.float64], rows: NDArray[np.intp]) -> NDArray[np.float64]:
+def _block_quantiles(values: NDArray[np.float64], rows: NDArray[np.uint32]) -> NDArray[np.float64]:
     """Every level's quantile of each resample (a row of case indexes), as ``_sorted`` works
     it out: the same order statistics (a partition puts them where a sort would) and the same
     interpolation, term for term."""

@@ -180,8 +180,8 @@ class _Block:
     drawn in each row (rows x cases), worked out once per block for integer sums.
     """
 
-    stable: NDArray[np.intp]
-    candidate: NDArray[np.intp]
+    stable: NDArray[np.uint32]
+    candidate: NDArray[np.uint32]
     n: int
     _weights: dict[bool, NDArray[np.float64]] = field(default_factory=dict)
 
@@ -194,7 +194,7 @@ class _Block:
         key = candidate and not self.paired
         found = self._weights.get(key)
         if found is None:
-            offsets = (np.arange(len(rows), dtype=np.intp) * self.n)[:, None]
+            offsets = (np.arange(len(rows), dtype=np.int64) * self.n)[:, None]
             counts = np.bincount((rows + offsets).ravel(), minlength=len(rows) * self.n)
             found = self._weights[key] = counts.reshape(len(rows), self.n).astype(np.float64)
         return found
@@ -349,14 +349,11 @@ class _RunMemo:
             resamples = count if paired else count // 2
             rows = max(1, _BLOCK_VALUES // n)
             found = []
+            # Views into the matrix: 4 bytes per drawn index, half what tuples of them took.
             for first in range(0, resamples, rows):
                 last = min(first + rows, resamples)
-                stable = matrix[first:last].astype(np.intp)
-                candidate = (
-                    stable
-                    if paired
-                    else matrix[resamples + first : resamples + last].astype(np.intp)
-                )
+                stable = matrix[first:last]
+                candidate = stable if paired else matrix[resamples + first : resamples + last]
                 found.append(_Block(stable, candidate, n))
             self.slice_blocks[key] = found
         return found
